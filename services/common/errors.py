@@ -47,6 +47,7 @@ HTTP_STATUS = {
     "phone_missing": 422,
     "phone_not_allowed": 422,
     "wrong_code": 422,
+    "channel_not_supported": 422,
     "payments_blocked": 422,
     "postal_address_required": 422,
     "out_of_stock": 422,
