@@ -1,0 +1,1 @@
+"""Deployment: the local runner, the dev stand-ins, container and cluster files."""

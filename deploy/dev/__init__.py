@@ -1,0 +1,82 @@
+"""Stand-ins for the outside world on a developer's machine: an SMTP relay and telephony gateways.
+
+Both answer JSON over a threaded stdlib HTTP server; what they share is here.
+See README.md in this folder for their APIs.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+MAX_BODY = 1 << 20
+
+
+class JsonRequestHandler(BaseHTTPRequestHandler):
+    """A request handler that speaks JSON and keeps quiet unless asked."""
+
+    protocol_version = "HTTP/1.1"
+    verbose = False
+
+    @property
+    def route(self) -> str:
+        return urlsplit(self.path).path.rstrip("/") or "/"
+
+    def query(self, name: str) -> str | None:
+        # A literal "+" in a query is meant as a plus here (+48..., user+tag@...), not a space.
+        values = parse_qs(urlsplit(self.path).query.replace("+", "%2B")).get(name)
+        return values[0] if values else None
+
+    def read_json(self):
+        """The request body as JSON, or None after answering 400 for a bad one."""
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            self.close_connection = True  # the unread body would be taken for the next request
+            self.send_error_json(413, "payload_too_large", "body over 1 MB")
+            return None
+        raw = self.rfile.read(length) if length else b""
+        try:
+            return json.loads(raw or b"null")
+        except ValueError:
+            self.send_error_json(400, "malformed_json", "the body is not JSON")
+            return None
+
+    def send_json(self, status: int, body) -> None:
+        data = json.dumps(body, ensure_ascii=False).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up waiting (a held "timeout" request); nothing to tell it
+
+    def send_error_json(self, status: int, code: str, message: str) -> None:
+        self.send_json(status, {"error": {"code": code, "message": message}})
+
+    def not_found(self) -> None:
+        self.send_error_json(404, "not_found", f"no route {self.command} {self.route}")
+
+    def log_message(self, format, *args):
+        if self.verbose:
+            super().log_message(format, *args)
+
+
+def serve_until_stopped(server: ThreadingHTTPServer, banner: str, on_stop=lambda: None) -> None:
+    """Serve in this thread until SIGTERM or Ctrl-C, then close everything."""
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    print(banner, flush=True)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        on_stop()
+        print("stopped", file=sys.stderr, flush=True)

@@ -1,0 +1,160 @@
+"""The mail relay stand-in: an SMTP server that keeps every message, and an HTTP API to read them.
+
+    python -m deploy.dev.mail --smtp-port 1025 --http-port 8025 --host 127.0.0.1
+
+``GET /messages?to=ADDRESS`` lists what arrived (newest first), ``DELETE /messages``
+forgets it, ``PUT /control {"mode": "ok" | "tempfail" | "permfail"}`` makes the SMTP
+server refuse messages with 451 or 550, ``GET /health``. See README.md.
+"""
+from __future__ import annotations
+
+import argparse
+import email
+import email.policy
+import itertools
+import os
+import threading
+from email.message import EmailMessage
+from http.server import ThreadingHTTPServer
+
+from aiosmtpd.controller import Controller
+
+from deploy.dev import JsonRequestHandler, serve_until_stopped
+from services.common.clock import clock, iso
+
+MODES = {
+    "ok": None,
+    "tempfail": "451 4.3.0 Mail stand-in: temporary failure, try again later",
+    "permfail": "550 5.7.1 Mail stand-in: message refused",
+}
+MAX_KEPT = 10_000
+
+
+class Mailbox:
+    """Every message received, newest first, and the answer the SMTP server gives."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.messages: list[dict] = []
+        self.mode = "ok"
+        self._ids = itertools.count(1)
+
+    def keep(self, envelope_from: str, recipients: list[str], content: bytes) -> dict:
+        item = {"id": str(next(self._ids)), **read_message(content, envelope_from),
+                "to": list(recipients), "received_at": iso(clock.now())}
+        with self.lock:
+            self.messages.insert(0, item)
+            del self.messages[MAX_KEPT:]
+        return item
+
+    def listing(self, to: str | None) -> list[dict]:
+        with self.lock:
+            items = list(self.messages)
+        if to:
+            wanted = to.strip().lower()
+            items = [item for item in items if wanted in (address.lower() for address in item["to"])]
+        return items
+
+    def clear(self) -> None:
+        with self.lock:
+            self.messages.clear()
+
+
+def read_message(content: bytes, envelope_from: str) -> dict:
+    """Decode a raw message: headers (RFC 2047 words too), the text and HTML bodies, attachment facts."""
+    message: EmailMessage = email.message_from_bytes(content, policy=email.policy.default)
+    text_part = message.get_body(preferencelist=("plain",))
+    html_part = message.get_body(preferencelist=("html",))
+    attachments = []
+    for part in message.iter_attachments():
+        payload = part.get_payload(decode=True) or b""
+        attachments.append({"filename": part.get_filename(), "content_type": part.get_content_type(),
+                            "size": len(payload)})
+    header_from = message.get("From")
+    return {
+        "from": str(header_from) if header_from else envelope_from,
+        "subject": str(message.get("Subject", "")),
+        "text": _text_of(text_part),
+        "html": _text_of(html_part),
+        "attachments": attachments,
+    }
+
+
+def _text_of(part) -> str | None:
+    if part is None:
+        return None
+    try:
+        text = part.get_content()
+    except (LookupError, UnicodeDecodeError):
+        # An unknown or lying charset: show what we can rather than lose the message.
+        text = (part.get_payload(decode=True) or b"").decode("utf-8", errors="replace")
+    return text.replace("\r\n", "\n")  # SMTP line endings are the wire's business
+
+
+class SmtpHandler:
+    """aiosmtpd handler: answers per the mailbox's mode, keeps what it accepts."""
+
+    def __init__(self, mailbox: Mailbox):
+        self.mailbox = mailbox
+
+    async def handle_DATA(self, server, session, envelope):
+        refusal = MODES.get(self.mailbox.mode)
+        if refusal:
+            return refusal
+        self.mailbox.keep(envelope.mail_from, envelope.rcpt_tos, envelope.original_content or envelope.content)
+        return "250 2.0.0 OK: kept by the mail stand-in"
+
+
+def http_handler(mailbox: Mailbox, verbose: bool = False):
+    class MailApi(JsonRequestHandler):
+        def do_GET(self):
+            if self.route == "/health":
+                self.send_json(200, {"status": "ok", "mode": mailbox.mode, "messages": len(mailbox.messages)})
+            elif self.route == "/messages":
+                self.send_json(200, {"items": mailbox.listing(self.query("to"))})
+            elif self.route == "/control":
+                self.send_json(200, {"mode": mailbox.mode})
+            else:
+                self.not_found()
+
+        def do_DELETE(self):
+            if self.route == "/messages":
+                mailbox.clear()
+                self.send_json(200, {"items": []})
+            else:
+                self.not_found()
+
+        def do_PUT(self):
+            if self.route != "/control":
+                return self.not_found()
+            body = self.read_json()
+            if body is None:
+                return
+            mode = body.get("mode") if isinstance(body, dict) else None
+            if mode not in MODES:
+                return self.send_error_json(400, "validation_error", f"mode must be one of {', '.join(MODES)}")
+            mailbox.mode = mode
+            self.send_json(200, {"mode": mode})
+
+    MailApi.verbose = verbose
+    return MailApi
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m deploy.dev.mail", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default=os.environ.get("MAIL_HOST", "127.0.0.1"))
+    parser.add_argument("--smtp-port", type=int, default=int(os.environ.get("MAIL_SMTP_PORT", 1025)))
+    parser.add_argument("--http-port", type=int, default=int(os.environ.get("MAIL_HTTP_PORT", 8025)))
+    parser.add_argument("--verbose", action="store_true", help="log every HTTP request")
+    args = parser.parse_args(argv)
+
+    mailbox = Mailbox()
+    smtp = Controller(SmtpHandler(mailbox), hostname=args.host, port=args.smtp_port, enable_SMTPUTF8=True)
+    smtp.start()
+    web = ThreadingHTTPServer((args.host, args.http_port), http_handler(mailbox, args.verbose))
+    serve_until_stopped(web, f"mail stand-in: smtp {args.host}:{args.smtp_port}, http http://{args.host}:{args.http_port}",
+                        on_stop=smtp.stop)
+
+
+if __name__ == "__main__":
+    main()
