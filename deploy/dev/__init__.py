@@ -6,9 +6,16 @@ See README.md in this folder for their APIs.
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
+import subprocess
 import sys
+import tempfile
+import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 MAX_BODY = 1 << 20
@@ -80,3 +87,58 @@ def serve_until_stopped(server: ThreadingHTTPServer, banner: str, on_stop=lambda
         server.server_close()
         on_stop()
         print("stopped", file=sys.stderr, flush=True)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on right now (tests start stand-ins on these)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+class StandIn:
+    """A stand-in running as its own process: ``with StandIn("deploy.dev.mail", [...], health_url) as s:``."""
+
+    def __init__(self, module: str, args: list[str], health_url: str, ready_within: float = 15.0):
+        self.module, self.args, self.health_url, self.ready_within = module, args, health_url, ready_within
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> StandIn:
+        root = Path(__file__).resolve().parents[2]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+        # A file, not a pipe: a pipe nobody reads would block a chatty process.
+        self.log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen([sys.executable, "-m", self.module, *self.args], cwd=root, env=env,
+                                        stdout=self.log, stderr=subprocess.STDOUT)
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via an HTTP proxy
+        deadline = time.monotonic() + self.ready_within
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.module} exited: {self.output()}")
+            try:
+                with direct.open(self.health_url, timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{self.module} did not answer {self.health_url} within {self.ready_within} s")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def output(self) -> str:
+        """What the process printed so far."""
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def __enter__(self) -> StandIn:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
