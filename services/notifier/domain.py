@@ -253,7 +253,7 @@ def render(kind: str, language: str, data: dict[str, Any], panel_url: str | None
     if language not in LANGUAGES:
         raise ValueError(f"unsupported language {language!r}; expected one of {LANGUAGES}")
     context = _context(spec, data, panel_url or os.environ.get("PANEL_URL") or DEFAULT_PANEL_URL)
-    env = _environment(language)
+    env = environment(language)
     text_template = env.get_template(f"{language}/{kind}.txt")
     subject = "".join(text_template.blocks["subject"](text_template.new_context(context)))
     # A subject is one header line: collapse whatever line breaks the template left.
@@ -371,7 +371,8 @@ def _paragraphs(text: str) -> Markup:
 
 
 @cache
-def _environment(language: str) -> Environment:
+def environment(language: str) -> Environment:
+    """The Jinja environment of one language; strict, so a template missing a variable raises."""
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),
         autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
