@@ -7,6 +7,9 @@ HTTP error shape with :data:`HTTP_STATUS`.
 """
 from __future__ import annotations
 
+import nameko.exceptions
+from nameko.exceptions import get_module_path, registry
+
 HTTP_STATUS = {
     # 400
     "malformed_json": 400,
@@ -61,16 +64,32 @@ HTTP_STATUS = {
     "verification_required": 422,
     # 429
     "rate_limited": 429,
+    # 500: a bug of ours, never a dependency that is down (that is 503)
+    "internal_error": 500,
     # 503
     "service_unavailable": 503,
     "verification_unavailable": 503,
 }
 
 
+def _rebuild(*args) -> DomainError:
+    return DomainError(*args)
+
+
+def _register(cls) -> None:
+    # Nameko rebuilds a remote exception from its exc_path and exc_args when the path is in
+    # its registry; every DomainError, whatever its subclass, comes back as a DomainError.
+    registry[get_module_path(cls)] = _rebuild
+
+
 class DomainError(Exception):
     """A refusal with a stable machine code; safe to send over RPC."""
 
     code = "business_rule"
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _register(cls)
 
     def __init__(self, code: str | None = None, message: str = "", fields: dict | None = None,
                  details: dict | None = None, status: int | None = None):
@@ -95,7 +114,7 @@ class DomainError(Exception):
 
     @property
     def status(self) -> int:
-        return self.args[4] or HTTP_STATUS.get(self.args[0], 422)
+        return int(self.args[4] or HTTP_STATUS.get(self.args[0], 422))
 
     def to_body(self) -> dict:
         """The API.md error shape."""
@@ -120,12 +139,22 @@ class ServiceUnavailable(DomainError):
                          details={"service": service})
 
 
-def from_remote(exc) -> DomainError | None:
-    """Rebuild a DomainError from a Nameko ``RemoteError`` raised by another service."""
-    args = list(getattr(exc, "exc_args", None) or [])
-    if not args or args[0] not in HTTP_STATUS:
-        return None
-    args += [None] * (5 - len(args))
-    code, message, fields, details, status = args[:5]
-    return DomainError(code, message or "", fields if isinstance(fields, dict) else {},
-                       details if isinstance(details, dict) else {}, status)
+
+
+
+_register(DomainError)
+_stringify = nameko.exceptions.safe_for_serialization
+
+
+def _json_safe(value):
+    """Keep JSON's own types in exception arguments (Nameko would turn 4 into "4")."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, dict):
+        return {str(key): _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return _stringify(value)
+
+
+nameko.exceptions.safe_for_serialization = _json_safe

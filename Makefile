@@ -1,0 +1,44 @@
+# The two commands: `make run` (the whole stack on this machine) and `make test` (the suite).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run stop status test test-unit test-integration test-e2e test-faults bench install clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip "setuptools<81" wheel
+	$(PY) -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m deploy.local start
+
+stop:
+	$(PY) -m deploy.local stop
+
+status:
+	$(PY) -m deploy.local status
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests/unit tests/integration tests/e2e
+
+test-unit: $(STAMP)
+	$(PY) -m pytest -q tests/unit
+
+test-integration: $(STAMP)
+	$(PY) -m pytest -q tests/integration
+
+test-e2e: $(STAMP)
+	$(PY) -m pytest -q tests/e2e
+
+test-faults: $(STAMP)
+	$(PY) -m pytest -q tests/faults
+
+bench: $(STAMP)
+	$(PY) -m bench.run
+
+clean: stop
+	rm -rf var

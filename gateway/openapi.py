@@ -1,0 +1,111 @@
+"""The OpenAPI 3 document, generated from the route declarations and marshmallow schemas."""
+from __future__ import annotations
+
+from functools import cache
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+
+from gateway.http import ROUTES, to_openapi_path
+from gateway.schemas import ErrorSchema
+from services.common.health import VERSION
+
+STATUS_TEXT = {
+    400: "malformed_json or validation_error (wrong types, missing, unknown or empty fields)",
+    401: "unauthenticated: no, bad or ended token",
+    403: "not allowed",
+    404: "not_found (also for another customer's resource)",
+    409: "conflict with the current state",
+    410: "gone: expired or used",
+    413: "payload_too_large: body over 1 MB",
+    422: "valid JSON that breaks a business rule",
+    429: "rate limited; see the Retry-After header",
+    503: "a service behind the gateway is down or timed out",
+}
+
+CONVENTIONS = """\
+JSON in and out, UTF-8. Times are ISO 8601 with a zone; dates YYYY-MM-DD; ids are strings.
+Money is {"amount": "12.50", "currency": "EUR"}: a decimal string with two places, never a
+float (a float is 400 validation_error). Errors always have the shape
+{"error": {"code", "message", "fields", "details"}}; nested field errors are keyed with dots
+(postal_address.city). Lists answer {"items": [...], "next_cursor": "..." | null} and page
+with ?limit=&cursor=. Every response carries X-Request-Id (echoed when the client sent a sane
+one). The client IP is the TCP peer, or the right-most untrusted X-Forwarded-For hop when the
+peer is in TRUSTED_PROXIES (empty by default); a malformed hop ends the walk at the last
+trusted address. Unknown paths answer 404 not_found and wrong methods 405
+method_not_allowed in the same error shape; an unexpected fault is 500 internal_error.
+"""
+
+
+def _ref(spec: APISpec, schema) -> dict:
+    return {"$ref": f"#/components/schemas/{_name(spec, schema)}"}
+
+
+def _name(spec: APISpec, schema) -> str:
+    name = schema.__name__.removesuffix("Schema") or schema.__name__
+    if name not in spec.components.schemas:
+        spec.components.schema(name, schema=schema)
+    return name
+
+
+@cache
+def openapi_document() -> dict:
+    spec = APISpec(title="Introserv billing panel API", version=VERSION, openapi_version="3.0.3",
+                   plugins=[MarshmallowPlugin()], info={"description": CONVENTIONS})
+    spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer",
+                                               "description": "token from POST /api/v1/sessions"})
+    spec.components.schema("Error", schema=ErrorSchema)
+    error = {"$ref": "#/components/schemas/Error"}
+    for route in ROUTES:
+        operation: dict = {"operationId": route.name, "summary": route.summary, "tags": list(route.tags) or ["api"]}
+        if route.description:
+            operation["description"] = route.description
+        if route.auth:
+            operation["security"] = [{"bearer": []}]
+        parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                      for name in _path_names(route.path)]
+        if route.query is not None:
+            parameters.append({"in": "query", "schema": route.query})
+        if route.idempotent:
+            parameters.append({"name": "Idempotency-Key", "in": "header", "required": False,
+                               "schema": {"type": "string", "maxLength": 200},
+                               "description": "Scoped to the account and the route: a retry with the same key "
+                                              "returns the first answer and moves nothing again; the same key "
+                                              "with another body is 422 idempotency_conflict."})
+        if parameters:
+            operation["parameters"] = parameters
+        if route.body is not None:
+            operation["requestBody"] = {"required": True, "content": {
+                "application/json": {"schema": _ref(spec, route.body)}}}
+        responses: dict = {}
+        if route.status == 204:
+            responses["204"] = {"description": "done"}
+        elif route.content_type != "application/json":
+            responses[str(route.status)] = {"description": "the document", "content": {
+                route.content_type: {"schema": {"type": "string", "format": "binary"}}}}
+        elif route.response is not None:
+            schema = _ref(spec, route.response)
+            if route.many:
+                schema = {"type": "object", "required": ["items", "next_cursor"], "properties": {
+                    "items": {"type": "array", "items": schema},
+                    "next_cursor": {"type": "string", "nullable": True}}}
+            responses[str(route.status)] = {"description": "success", "content": {"application/json": {"schema": schema}}}
+        else:
+            responses[str(route.status)] = {"description": "success", "content": {"application/json": {"schema": {"type": "object"}}}}
+        statuses = set(route.errors) | ({401} if route.auth else set()) | {503}
+        if route.body is not None:
+            statuses |= {400, 413}
+        for status in sorted(statuses):
+            responses[str(status)] = {"description": STATUS_TEXT.get(status, "error"),
+                                      "content": {"application/json": {"schema": error}}}
+            if status == 429:
+                responses["429"]["headers"] = {"Retry-After": {"schema": {"type": "integer"},
+                                                               "description": "seconds to wait"}}
+        operation["responses"] = responses
+        spec.path(path=to_openapi_path(route.path), operations={route.method.lower(): operation})
+    return spec.to_dict()
+
+
+def _path_names(path: str) -> list[str]:
+    import re
+    return re.findall(r"<(?:[a-z]+:)?([a-zA-Z_]+)>", path)

@@ -1,0 +1,6 @@
+"""Routes of the ledger area (see gateway/http.py for how a route is declared)."""
+from __future__ import annotations
+
+
+class LedgerRoutes:
+    pass

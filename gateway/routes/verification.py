@@ -1,0 +1,6 @@
+"""Routes of the verification area (see gateway/http.py for how a route is declared)."""
+from __future__ import annotations
+
+
+class VerificationRoutes:
+    pass

@@ -1,0 +1,44 @@
+"""The HTTP gateway: the web panel's and any HTTP client's door to the services."""
+from __future__ import annotations
+
+from nameko.dependency_providers import Config
+
+from gateway.http import trusted_proxies
+from gateway.routes.ledger import LedgerRoutes
+from gateway.routes.meta import MetaRoutes
+from gateway.routes.notifications import NotificationRoutes
+from gateway.routes.orders import OrdersRoutes
+from gateway.routes.profile import ProfileRoutes
+from gateway.routes.security import SecurityRoutes
+from gateway.routes.verification import VerificationRoutes
+from services.common.errors import DomainError
+from services.common.logging import LogContext, configure
+from services.common.rpc import ServiceRpc
+
+configure("gateway")
+
+
+class Gateway(ProfileRoutes, SecurityRoutes, NotificationRoutes, VerificationRoutes, LedgerRoutes,
+              OrdersRoutes, MetaRoutes):
+    name = "gateway"
+
+    profile = ServiceRpc("profile")
+    orders = ServiceRpc("orders")
+    ledger = ServiceRpc("ledger")
+    notifier = ServiceRpc("notifier")
+    verification = ServiceRpc("verification")
+    container_config = Config()
+    log = LogContext()
+
+    proxies = trusted_proxies()
+
+    def authenticate(self, call) -> None:
+        """Bearer token -> account, checked by the profile service (expiry, IP list, freeze)."""
+        header = call.request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise DomainError("unauthenticated", "Send Authorization: Bearer <token> from POST /api/v1/sessions.")
+        who = self.profile.authenticate(token.strip(), call.ip)
+        call.token = token.strip()
+        call.account_id = who["account_id"]
+        call.session_id = who["session_id"]

@@ -1,0 +1,49 @@
+"""Configuration from the environment, with defaults that run everything on one machine."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SERVICES = ("profile", "orders", "ledger", "notifier", "verification")
+HEALTH_PORTS = {"gateway": 8000, "profile": 8001, "orders": 8002, "ledger": 8003,
+                "notifier": 8004, "verification": 8005}
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return default if value in (None, "") else value
+
+
+def env_int(name: str, default: int) -> int:
+    return int(env(name, str(default)))
+
+
+def env_float(name: str, default: float) -> float:
+    return float(env(name, str(default)))
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    return env(name, "1" if default else "0").lower() in {"1", "true", "yes", "on"}
+
+
+def var_dir() -> Path:
+    return Path(env("VAR_DIR", str(ROOT / "var")))
+
+
+def amqp_uri() -> str:
+    return env("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+def database_url(service: str) -> str:
+    """``<SERVICE>_DATABASE_URL``, else one SQLite file per service under ``var/``."""
+    url = env(f"{service.upper()}_DATABASE_URL")
+    if url:
+        return url
+    return f"sqlite:///{var_dir() / f'{service}.db'}"
+
+
+def rpc_timeout() -> float:
+    """Seconds a caller waits for an RPC answer before calling the service unavailable."""
+    return env_float("RPC_TIMEOUT", 5.0)

@@ -1,0 +1,75 @@
+"""RPC in both directions: entrypoints that refuse with DomainError, proxies that time out.
+
+A call to another service waits at most ``RPC_TIMEOUT`` seconds; then, or when the broker
+has no such service, the caller gets ``ServiceUnavailable`` naming the service, never a
+hang. The request also carries a per-message TTL of the same length, so a call nobody
+answered in time is not executed later by a service that comes back.
+"""
+from __future__ import annotations
+
+import eventlet
+from kombu.exceptions import OperationalError as BrokerUnavailable
+from nameko.exceptions import UnknownService
+from nameko.rpc import MethodProxy, RpcProxy
+from nameko.rpc import rpc as nameko_rpc
+
+from services.common.config import rpc_timeout
+from services.common.errors import DomainError, ServiceUnavailable
+
+
+def rpc(fn=None, **kwargs):
+    """``@rpc`` whose DomainError refusals are answers, not crashes in the log."""
+    kwargs.setdefault("expected_exceptions", (DomainError,))
+    if fn is None:
+        return nameko_rpc(**kwargs)
+    return nameko_rpc(**kwargs)(fn)
+
+
+def call(method: MethodProxy, service: str, timeout: float, *args, **kwargs):
+    """Call and wait at most ``timeout``; remote refusals come back as DomainError (see errors.py)."""
+    try:
+        with eventlet.Timeout(timeout):
+            return method.call_async(*args, **kwargs).result()
+    except eventlet.Timeout:
+        raise ServiceUnavailable(service, f"The {service} service did not answer in time; try again shortly.") from None
+    except (UnknownService, BrokerUnavailable, ConnectionError):
+        raise ServiceUnavailable(service) from None
+
+
+class TimedServiceProxy:
+    def __init__(self, worker_ctx, service, reply_listener, timeout, **options):
+        self._worker_ctx = worker_ctx
+        self._service = service
+        self._reply_listener = reply_listener
+        self._timeout = timeout
+        self._options = options
+
+    def with_timeout(self, seconds: float) -> "TimedServiceProxy":
+        """The same proxy with a shorter wait (health pings)."""
+        options = dict(self._options, expiration=seconds)
+        return TimedServiceProxy(self._worker_ctx, self._service, self._reply_listener, seconds, **options)
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        method = MethodProxy(self._worker_ctx, self._service, name, self._reply_listener, **self._options)
+
+        def invoke(*args, **kwargs):
+            return call(method, self._service, self._timeout, *args, **kwargs)
+        invoke.__name__ = name
+        return invoke
+
+
+class ServiceRpc(RpcProxy):
+    """``orders = ServiceRpc("orders")``: an RpcProxy with a timeout and an expiring request."""
+
+    def __init__(self, target_service, timeout: float | None = None, **options):
+        self.timeout = timeout
+        super().__init__(target_service, **options)
+
+    def get_dependency(self, worker_ctx):
+        timeout = self.timeout or rpc_timeout()
+        options = dict(self.options)
+        options.setdefault("expiration", timeout)
+        return TimedServiceProxy(worker_ctx, self.target_service, self.rpc_reply_listener,
+                                 timeout, **options)

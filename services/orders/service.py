@@ -1,0 +1,28 @@
+"""The orders service."""
+from __future__ import annotations
+
+from nameko.web.handlers import http
+
+from services.common.database import Database
+from services.common.health import HealthCheck
+from services.common.logging import LogContext, configure
+from services.common.rpc import rpc
+from services.orders.models import Base
+
+configure("orders")
+
+
+class OrdersService:
+    name = "orders"
+
+    db = Database(Base.metadata)
+    health = HealthCheck()
+    log = LogContext()
+
+    @http("GET", "/health")
+    def health_check(self, request):
+        return self.health.response()
+
+    @rpc
+    def ping(self):
+        return "pong"

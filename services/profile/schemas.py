@@ -1,0 +1,145 @@
+"""What crosses the wire for the profile service (shared with the gateway's OpenAPI)."""
+from __future__ import annotations
+
+import phonenumbers
+import pycountry
+from email_validator import EmailNotValidError, validate_email
+from marshmallow import ValidationError as FieldError
+from marshmallow import fields, validate, validates
+
+from services.common.schemas import MESSAGES, StrictSchema, TrimmedString, text
+
+PROFILE_TYPES = ("individual", "company")
+LANGUAGES = ("en", "pl")
+
+
+def normalise_email(value: str) -> str:
+    """Syntax only (no DNS): the address as the customer typed it, domain lower-cased."""
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise FieldError(f"not a valid e-mail address: {exc}") from None
+
+
+def normalise_country(value: str) -> str:
+    if not isinstance(value, str) or len(value) != 2 or pycountry.countries.get(alpha_2=value.upper()) is None:
+        raise FieldError("must be an ISO 3166 alpha-2 country code such as PL")
+    return value.upper()
+
+
+def normalise_phone(value: str) -> str:
+    """International form (``+48 601 234 567``) to E.164 (``+48601234567``)."""
+    try:
+        number = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException:
+        raise FieldError("must be an international number starting with + and the country code") from None
+    if not phonenumbers.is_valid_number(number):
+        raise FieldError("is not a valid phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+class Email(TrimmedString):
+    def _deserialize(self, value, attr, data, **kwargs):
+        return normalise_email(super()._deserialize(value, attr, data, **kwargs))
+
+
+class Country(TrimmedString):
+    def _deserialize(self, value, attr, data, **kwargs):
+        return normalise_country(super()._deserialize(value, attr, data, **kwargs))
+
+
+class Phone(TrimmedString):
+    def _deserialize(self, value, attr, data, **kwargs):
+        return normalise_phone(super()._deserialize(value, attr, data, **kwargs))
+
+
+def email(**kwargs):
+    return Email(validate=validate.Length(max=254, error="must be at most 254 characters"),
+                 error_messages=MESSAGES, **kwargs)
+
+
+class PostalAddressSchema(StrictSchema):
+    line1 = text(200, required=True)
+    city = text(100, required=True)
+    postcode = text(16, required=True)
+    country = Country(required=True, error_messages=MESSAGES)
+
+
+class EditableProfileSchema(StrictSchema):
+    """What the customer may change (PATCH /api/v1/profile)."""
+
+    first_name = text(100)
+    last_name = text(100)
+    city = text(100)
+    address = text(200)
+    phone = Phone(allow_none=True, error_messages=MESSAGES,
+                  validate=validate.Length(max=32, error="must be at most 32 characters"))
+    postal_address = fields.Nested(PostalAddressSchema, allow_none=True, error_messages=MESSAGES)
+    profile_type = fields.String(validate=validate.OneOf(PROFILE_TYPES, error="must be individual or company"),
+                                 error_messages=MESSAGES)
+    company_name = text(200, allow_none=True)
+    vat_id = text(20, allow_none=True)
+    language = fields.String(validate=validate.OneOf(LANGUAGES, error="must be en or pl"),
+                             error_messages=MESSAGES)
+
+    @validates("vat_id")
+    def _vat_id_shape(self, value, **_):
+        if value is not None and not value.replace(" ", "").replace("-", "").isalnum():
+            raise FieldError("may contain only letters and digits")
+
+
+class RegistrationSchema(EditableProfileSchema):
+    login = fields.String(required=True, error_messages=MESSAGES,
+                          validate=validate.Length(max=64, error="must be 3 to 32 characters"))
+    password = fields.String(required=True, error_messages=MESSAGES,
+                             validate=validate.Length(max=1024, error="is too long"))
+    email = email(required=True)
+    first_name = text(100, required=True)
+    last_name = text(100, required=True)
+    city = text(100, required=True)
+    address = text(200, required=True)
+    country = Country(required=True, error_messages=MESSAGES)
+
+
+class ProfilePatchSchema(EditableProfileSchema):
+    """PATCH body: the editable fields; login, email and country are named so they can be refused."""
+
+    login = fields.Raw()
+    email = fields.Raw()
+    country = fields.Raw()
+
+
+class LoginSchema(StrictSchema):
+    login = fields.String(required=True, error_messages=MESSAGES, validate=validate.Length(max=64))
+    password = fields.String(required=True, error_messages=MESSAGES, validate=validate.Length(max=1024))
+    otp = fields.String(load_default=None, allow_none=True, error_messages=MESSAGES,
+                        validate=validate.Length(max=64))
+
+
+class SessionSchema(StrictSchema):
+    token = fields.String()
+    expires_at = fields.String()
+
+
+class ProfileSchema(StrictSchema):
+    """The Profile shape of API.md (response only)."""
+
+    id = fields.String()
+    login = fields.String()
+    first_name = fields.String()
+    last_name = fields.String()
+    email = fields.String()
+    email_confirmed = fields.Boolean()
+    phone = fields.String(allow_none=True)
+    phone_verified = fields.Boolean()
+    city = fields.String()
+    address = fields.String()
+    country = fields.String()
+    postal_address = fields.Nested(PostalAddressSchema, allow_none=True)
+    profile_type = fields.String(validate=validate.OneOf(PROFILE_TYPES))
+    company_name = fields.String(allow_none=True)
+    vat_id = fields.String(allow_none=True)
+    company_verification = fields.String(validate=validate.OneOf(("none", "pending", "verified", "rejected")))
+    payments_blocked = fields.Boolean()
+    language = fields.String(validate=validate.OneOf(LANGUAGES))
+    created_at = fields.String()

@@ -1,0 +1,62 @@
+"""What the integration and end-to-end tests share: a private vhost, databases, a stack."""
+from __future__ import annotations
+
+import os
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import quote
+
+import requests
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+from services.common.config import SERVICES
+
+RABBIT_API = os.environ.get("RABBIT_MANAGEMENT_URL", "http://127.0.0.1:15672/api")
+RABBIT_AUTH = ("guest", "guest")
+POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def on_postgres() -> bool:
+    """``TEST_DATABASE=postgres`` runs the integration and e2e tests on PostgreSQL."""
+    return os.environ.get("TEST_DATABASE", "sqlite") == "postgres"
+
+
+@contextmanager
+def rabbit_vhost():
+    """A RabbitMQ vhost of our own (management API), deleted afterwards; yields its AMQP URI."""
+    name = f"test-{uuid.uuid4().hex[:10]}"
+    requests.put(f"{RABBIT_API}/vhosts/{quote(name, safe='')}", auth=RABBIT_AUTH, timeout=10).raise_for_status()
+    requests.put(f"{RABBIT_API}/permissions/{quote(name, safe='')}/guest", auth=RABBIT_AUTH, timeout=10,
+                 json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+    try:
+        yield f"amqp://guest:guest@127.0.0.1:5672/{name}"
+    finally:
+        requests.delete(f"{RABBIT_API}/vhosts/{quote(name, safe='')}", auth=RABBIT_AUTH, timeout=10)
+
+
+@contextmanager
+def databases(var_dir: Path, services=SERVICES):
+    """One database per service: SQLite files under ``var_dir`` or fresh PostgreSQL databases."""
+    if not on_postgres():
+        yield {s: f"sqlite:///{var_dir / f'{s}.db'}" for s in services}
+        return
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    admin = create_engine(POSTGRES_ADMIN_URL, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    urls = {s: f"{base}/{prefix}_{s}" for s in services}
+    with admin.connect() as connection:
+        for service in services:
+            connection.execute(text(f'CREATE DATABASE "{prefix}_{service}"'))
+    try:
+        yield urls
+    finally:
+        with admin.connect() as connection:
+            for service in services:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{prefix}_{service}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def database_env(urls: dict) -> dict:
+    return {f"{service.upper()}_DATABASE_URL": url for service, url in urls.items()}
