@@ -1,0 +1,1 @@
+"""Orders: the plans catalogue, customers' orders and their lifecycle, the IP address pools."""
