@@ -367,10 +367,10 @@ class QuoteLine:
 class ChangeQuote:
     """What a plan change charges or credits now (one of the two is zero), line by line."""
 
-    plan: Plan
     charge: Money
     credit: Money
     lines: tuple[QuoteLine, ...]
+    plan: Plan | None = None   # the plan changed to
 
     def to_wire(self) -> dict:
         return {"charge": self.charge.to_wire(), "credit": self.credit.to_wire(),
@@ -428,10 +428,9 @@ def _prorate(order: OrderState, new_plan: Plan, today: date,
         periods.append(replace(period, price=new_price, paid=period.paid + amount))
     total = sum((line.amount.minor for line in lines), 0)
     zero = order._zero()
-    quote = ChangeQuote(plan=new_plan,
-                        charge=Money(total, zero.currency) if total > 0 else zero,
+    quote = ChangeQuote(charge=Money(total, zero.currency) if total > 0 else zero,
                         credit=Money(-total, zero.currency) if total < 0 else zero,
-                        lines=tuple(lines))
+                        lines=tuple(lines), plan=new_plan)
     return quote, tuple(periods)
 
 
