@@ -11,37 +11,38 @@ change) and is never rerouted. The newsletter goes only with consent.
 
 Every kind below lists the event fields its templates use; the services that
 emit the events send exactly these (more is harmless). ``name?`` may be absent
-or null; every other field must be present and not null. ``{amount,currency}``
-is money on the wire, ``:date`` is ``YYYY-MM-DD``, ``:time`` is ISO 8601 with a
-zone, ``:list`` a list of strings. Every kind also takes ``first_name``.
+or null; every other field must be present and not null. ``:money`` is
+``{"amount": "12.50", "currency": "EUR"}``, ``:date`` is ``YYYY-MM-DD``, ``:time``
+is ISO 8601 with a zone, ``:list`` a list of strings; the rest are strings.
+Every kind also takes ``first_name``.
 
-| kind                   | goes to    | fields                                                                                                   |
-|------------------------|------------|----------------------------------------------------------------------------------------------------------|
-| order_created          | invoices   | order_id, plan_name, period_months, cost{amount,currency}, status                                        |
-| order_activated        | invoices   | order_id, plan_name, ip_address, paid_until:date, cost{amount,currency}                                  |
-| order_renewed          | invoices   | order_id, plan_name, period_months, paid_until:date, cost{amount,currency}                               |
-| order_plan_changed     | invoices   | order_id, old_plan_name, plan_name, paid_until:date, charge{amount,currency}, credit{amount,currency}, cost{amount,currency} |
-| order_cancelled        | invoices   | order_id, plan_name, when, refund{amount,currency}, cancel_at?:date                                     |
-| refund_issued          | invoices   | order_id, amount{amount,currency}, balance{amount,currency}                                             |
-| renewal_due            | invoices   | order_id, plan_name, paid_until:date, days_left, cost{amount,currency}, auto_renew                       |
-| order_overdue          | invoices   | order_id, plan_name, paid_until:date, suspend_on:date, cost{amount,currency}                             |
-| order_suspended        | invoices   | order_id, plan_name, ip_address, close_on:date, cost{amount,currency}                                    |
-| balance_low            | invoices   | balance{amount,currency}, threshold{amount,currency}                                                     |
-| invoice_issued         | invoices   | invoice_id, number, kind, gross{amount,currency}, issued_at:time, order_id?                              |
-| support_reply          | support    | ticket_id, ticket_subject, reply                                                                         |
-| abuse_report           | complaints | report_id, ip_address, summary, respond_by:date, order_id?                                               |
-| email_confirmation     | main       | token                                                                                                    |
-| email_change_requested | named      | token, new_email                                                                                         |
-| email_changed          | named      | old_email, new_email, at:time                                                                            |
-| password_changed       | main       | at:time, ip_address?                                                                                     |
-| ip_restriction_changed | main       | rules:list, at:time, ip_address?                                                                         |
-| two_factor_enabled     | main       | at:time, ip_address?                                                                                     |
-| two_factor_disabled    | main       | at:time, ip_address?                                                                                     |
-| new_ip_login           | main       | ip_address, at:time, user_agent?                                                                         |
-| security_code_set      | main       | at:time, ip_address?                                                                                     |
-| account_frozen         | main       | at:time, ip_address?                                                                                     |
-| sessions_ended         | main       | at:time, ip_address?                                                                                     |
-| newsletter             | consent    | subject, text                                                                                            |
+| kind                   | goes to    | fields                                                                                      |
+|------------------------|------------|---------------------------------------------------------------------------------------------|
+| order_created          | invoices   | order_id, plan_name, period_months:int, cost:money, status                                  |
+| order_activated        | invoices   | order_id, plan_name, ip_address, paid_until:date, cost:money                                |
+| order_renewed          | invoices   | order_id, plan_name, period_months:int, paid_until:date, cost:money                         |
+| order_plan_changed     | invoices   | order_id, old_plan_name, plan_name, paid_until:date, charge:money, credit:money, cost:money |
+| order_cancelled        | invoices   | order_id, plan_name, when, refund:money, cancel_at?:date                                    |
+| refund_issued          | invoices   | order_id, amount:money, balance:money                                                       |
+| renewal_due            | invoices   | order_id, plan_name, paid_until:date, days_left:int, cost:money, auto_renew:bool            |
+| order_overdue          | invoices   | order_id, plan_name, paid_until:date, suspend_on:date, cost:money                           |
+| order_suspended        | invoices   | order_id, plan_name, ip_address, close_on:date, cost:money                                  |
+| balance_low            | invoices   | balance:money, threshold:money                                                              |
+| invoice_issued         | invoices   | invoice_id, number, kind, gross:money, issued_at:time, order_id?                            |
+| support_reply          | support    | ticket_id, ticket_subject, reply                                                            |
+| abuse_report           | complaints | report_id, ip_address, summary, respond_by:date, order_id?                                  |
+| email_confirmation     | main       | token                                                                                       |
+| email_change_requested | named      | token, new_email                                                                            |
+| email_changed          | named      | old_email, new_email, at:time                                                               |
+| password_changed       | main       | at:time, ip_address?                                                                        |
+| ip_restriction_changed | main       | rules:list, at:time, ip_address?                                                            |
+| two_factor_enabled     | main       | at:time, ip_address?                                                                        |
+| two_factor_disabled    | main       | at:time, ip_address?                                                                        |
+| new_ip_login           | main       | ip_address, at:time, user_agent?                                                            |
+| security_code_set      | main       | at:time, ip_address?                                                                        |
+| account_frozen         | main       | at:time, ip_address?                                                                        |
+| sessions_ended         | main       | at:time, ip_address?                                                                        |
+| newsletter             | consent    | subject, text                                                                               |
 
 ``goes to``: *invoices*, *support*, *complaints* are the N3 addresses with the main
 e-mail as fallback; *main* is the main e-mail unless the event names the address
@@ -59,7 +60,7 @@ Notes on single fields: ``order_created.status`` is the order's status
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from enum import StrEnum
 from functools import cache
@@ -81,7 +82,6 @@ PANEL_PAGES = {
     "confirm_url": "/confirm-email?token={token}",
     "order_url": "/orders/{order_id}",
     "invoice_url": "/invoices/{invoice_id}",
-    "orders_url": "/orders",
     "balance_url": "/balance",
     "security_url": "/security",
     "notifications_url": "/profile/notifications",
@@ -277,15 +277,21 @@ def _context(spec: Kind, data: dict[str, Any], panel_url: str) -> dict[str, Any]
         raise IncompleteEvent(f"{spec.name} needs {', '.join(missing)}")
     context = {name: None for name in spec.optional}
     context.update(data)
+    return {**panel_links(panel_url, context), **context, "route": spec.route.value}
+
+
+def panel_links(panel_url: str, data: dict[str, Any]) -> dict[str, str]:
+    """The panel pages a message can point at; a page needing an id the data lacks is left out."""
     base = panel_url.rstrip("/")
+    ids = {name: quote(str(value), safe="") for name, value in data.items()
+           if isinstance(value, (str, int)) and not isinstance(value, bool)}
     links = {"panel_url": base}
     for name, page in PANEL_PAGES.items():
         try:
-            links[name] = base + page.format(**{k: quote(str(v), safe="") for k, v in context.items()
-                                                 if v is not None})
-        except KeyError:  # the page needs an id this event does not carry
+            links[name] = base + page.format(**ids)
+        except KeyError:
             continue
-    return {**links, **context, "route": spec.route.value}
+    return links
 
 
 # Formatting per language: what a Polish or an English customer expects to read.
