@@ -418,7 +418,7 @@ def _prorate(order: OrderState, new_plan: Plan, today: date,
             # Towards minus infinity: a charge rounds down, a credit rounds up: both favour the customer.
             amount = Money(max(math.floor(exact), -period.paid.minor), period.paid.currency)
             first_day = max(period.starts, today + timedelta(days=1))
-            what = "Upgrade" if amount.minor >= 0 else "Downgrade"
+            what = "Upgrade" if exact >= 0 else "Downgrade"
             lines.append(QuoteLine(
                 description=(f"{what} from {order.plan.name} to {new_plan.name}: {unused} days "
                              f"({first_day.isoformat()} to {(period.ends - timedelta(days=1)).isoformat()})"),
