@@ -27,6 +27,7 @@ Every kind also takes ``first_name``.
 | renewal_due            | invoices   | order_id, plan_name, paid_until:date, days_left:int, cost:money, auto_renew:bool            |
 | order_overdue          | invoices   | order_id, plan_name, paid_until:date, suspend_on:date, cost:money                           |
 | order_suspended        | invoices   | order_id, plan_name, ip_address, close_on:date, cost:money                                  |
+| order_closed           | invoices   | order_id, plan_name                                                                         |
 | balance_low            | invoices   | balance:money, threshold:money                                                              |
 | invoice_issued         | invoices   | invoice_id, number, kind, gross:money, issued_at:time, order_id?                            |
 | support_reply          | support    | ticket_id, ticket_subject, reply                                                            |
@@ -136,6 +137,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     _kind("renewal_due", Route.INVOICES, "order_id, plan_name, paid_until, days_left, cost, auto_renew"),
     _kind("order_overdue", Route.INVOICES, "order_id, plan_name, paid_until, suspend_on, cost"),
     _kind("order_suspended", Route.INVOICES, "order_id, plan_name, ip_address, close_on, cost"),
+    _kind("order_closed", Route.INVOICES, "order_id, plan_name"),
     _kind("balance_low", Route.INVOICES, "balance, threshold"),
     _kind("invoice_issued", Route.INVOICES, "invoice_id, number, kind, gross, issued_at, order_id?"),
     _kind("support_reply", Route.SUPPORT, "ticket_id, ticket_subject, reply"),
