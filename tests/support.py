@@ -60,3 +60,47 @@ def databases(var_dir: Path, services=SERVICES):
 
 def database_env(urls: dict) -> dict:
     return {f"{service.upper()}_DATABASE_URL": url for service, url in urls.items()}
+
+
+class Api:
+    """A small HTTP client for the gateway; ``as_customer(token)`` adds the bearer token."""
+
+    def __init__(self, base_url: str, token: str | None = None, profile: dict | None = None,
+                 password: str | None = None):
+        self.base_url = base_url
+        self.token = token
+        self.profile = profile
+        self.password = password
+        self.http = requests.Session()
+
+    def as_customer(self, token: str, profile: dict | None = None, password: str | None = None) -> "Api":
+        return Api(self.base_url, token, profile, password)
+
+    def request(self, method: str, path: str, json=None, headers: dict | None = None, **kwargs):
+        headers = dict(headers or {})
+        if self.token:
+            headers.setdefault("Authorization", f"Bearer {self.token}")
+        return self.http.request(method, self.base_url + path, json=json, headers=headers, timeout=30, **kwargs)
+
+    def get(self, path, **kwargs):
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path, json=None, **kwargs):
+        return self.request("POST", path, json=json, **kwargs)
+
+    def put(self, path, json=None, **kwargs):
+        return self.request("PUT", path, json=json, **kwargs)
+
+    def patch(self, path, json=None, **kwargs):
+        return self.request("PATCH", path, json=json, **kwargs)
+
+    def delete(self, path, json=None, **kwargs):
+        return self.request("DELETE", path, json=json, **kwargs)
+
+
+def error_code(response) -> str:
+    """The API error code of a response, asserting the error shape on the way."""
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) == {"code", "message", "fields", "details"}, body
+    return body["error"]["code"]

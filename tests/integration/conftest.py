@@ -1,0 +1,61 @@
+"""Integration fixtures: a private RabbitMQ vhost, a real database, services in-process."""
+from __future__ import annotations
+
+import pytest
+from nameko.containers import ServiceContainer
+from nameko.standalone.rpc import ClusterRpcProxy
+
+from deploy.local import free_port
+from services.common.migrations import upgrade
+from tests.support import database_env, databases, rabbit_vhost
+
+
+@pytest.fixture
+def amqp_uri():
+    with rabbit_vhost() as uri:
+        yield uri
+
+
+@pytest.fixture
+def service_databases(tmp_path):
+    """One fresh database per service (SQLite files, or PostgreSQL with TEST_DATABASE=postgres)."""
+    with databases(tmp_path) as urls:
+        yield urls
+
+
+@pytest.fixture
+def run_service(amqp_uri, service_databases, monkeypatch, tmp_path):
+    """``run_service(ServiceClass, **env)`` migrates its database and starts it in this process."""
+    monkeypatch.setenv("VAR_DIR", str(tmp_path))
+    monkeypatch.setenv("ARGON2_TIME_COST", "1")
+    monkeypatch.setenv("ARGON2_MEMORY_KIB", "8192")
+    for name, value in database_env(service_databases).items():
+        monkeypatch.setenv(name, value)
+    containers = []
+
+    def start(service_cls, **env):
+        for name, value in env.items():
+            monkeypatch.setenv(name, str(value))
+        if service_cls.name in service_databases:
+            upgrade(service_cls.name, service_databases[service_cls.name])
+        container = ServiceContainer(service_cls, {
+            "AMQP_URI": amqp_uri, "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}",
+            "serializer": "json", "max_workers": 10})
+        container.start()
+        containers.append(container)
+        return container
+
+    yield start
+    for container in reversed(containers):
+        container.stop()
+
+
+@pytest.fixture
+def rpc_client(amqp_uri):
+    """A standalone RPC client, like another Introserv system would use (10 s timeout)."""
+    with ClusterRpcProxy({"AMQP_URI": amqp_uri, "serializer": "json"}, timeout=10) as client:
+        yield client
+
+
+def web_address(container) -> str:
+    return f"http://{container.config['WEB_SERVER_ADDRESS']}"
