@@ -1,9 +1,22 @@
-"""The ledger service's tables."""
+"""The ledger service's tables: balances, the journal, and invoice documents.
+
+The journal (``transactions`` and their ``postings``) and the invoices are append-only;
+migration 0002 installs triggers that refuse UPDATE and DELETE on them. Only the running
+balance of ``balances`` (and its alert state) changes, in the same transaction as the
+entries that change it, and ``audit`` checks it against the journal.
+"""
 from __future__ import annotations
 
-from sqlalchemy.orm import DeclarativeBase
+from datetime import datetime
+
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String,
+                        UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.common.outbox import add_messaging_tables
+
+# SQLite autoincrements only an INTEGER PRIMARY KEY.
+SERIAL = BigInteger().with_variant(Integer, "sqlite")
 
 
 class Base(DeclarativeBase):
@@ -11,3 +24,112 @@ class Base(DeclarativeBase):
 
 
 add_messaging_tables(Base.metadata)
+
+
+class Balance(Base):
+    """One customer's balance: its currency, limit, running total and alert threshold.
+
+    The row exists from the customer's first movement (or registration); its row lock is
+    what serialises two movements of the same customer on PostgreSQL.
+    """
+
+    __tablename__ = "balances"
+
+    account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    balance_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    credit_limit_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    low_balance_threshold_minor: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # True from the movement that took the balance below the threshold until it is back
+    # at or above it: balance_low is sent once per crossing.
+    below_threshold: Mapped[bool] = mapped_column(Boolean, default=False)
+    # When profile's settings behind the threshold were made: an older event changes nothing.
+    threshold_as_of: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Transaction(Base):
+    """One movement of money (payment, charge, refund, adjustment); immutable."""
+
+    __tablename__ = "transactions"
+
+    seq: Mapped[int] = mapped_column(SERIAL, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(36), unique=True)
+    account_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)  # signed: positive adds to the balance
+    currency: Mapped[str] = mapped_column(String(3))
+    balance_after_minor: Mapped[int] = mapped_column(BigInteger)
+    reference: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    description: Mapped[str] = mapped_column(String(500), default="")
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    refunds_transaction_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    method: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    operator: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    invoice_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        UniqueConstraint("account_id", "idempotency_key", name="uq_transactions_account_key"),
+        Index("ix_transactions_account_seq", "account_id", "seq"),
+        Index("ix_transactions_refunds", "refunds_transaction_id"),
+    )
+
+
+class Posting(Base):
+    """One leg of a transaction on one ledger account; a transaction's legs sum to zero.
+
+    ``balance_after_minor`` is kept on customer legs only: the house accounts (payments
+    received, revenue, refunds, adjustments) are touched by every customer, and a running
+    total there would make every movement in the system wait for one row.
+    """
+
+    __tablename__ = "postings"
+
+    id: Mapped[int] = mapped_column(SERIAL, primary_key=True, autoincrement=True)
+    transaction_id: Mapped[str] = mapped_column(ForeignKey("transactions.id"))
+    ledger_account: Mapped[str] = mapped_column(String(80))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    balance_after_minor: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+    __table_args__ = (
+        Index("ix_postings_transaction", "transaction_id"),
+        Index("ix_postings_account", "ledger_account", "id"),
+    )
+
+
+class InvoiceCounter(Base):
+    """The last number given in a year: locked while a document takes the next one."""
+
+    __tablename__ = "invoice_counters"
+
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Invoice(Base):
+    """An issued invoice or credit note: the document as issued, never changed."""
+
+    __tablename__ = "invoices"
+
+    seq: Mapped[int] = mapped_column(SERIAL, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(36), unique=True)
+    account_id: Mapped[str] = mapped_column(String(64))
+    year: Mapped[int] = mapped_column(Integer)
+    number_seq: Mapped[int] = mapped_column(Integer)
+    number: Mapped[str] = mapped_column(String(20), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    transaction_id: Mapped[str] = mapped_column(String(36))
+    corrects: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    gross_minor: Mapped[int] = mapped_column(BigInteger)
+    language: Mapped[str] = mapped_column(String(2), default="en")
+    document: Mapped[dict] = mapped_column(JSON)
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        UniqueConstraint("year", "number_seq", name="uq_invoices_year_seq"),
+        Index("ix_invoices_account_seq", "account_id", "seq"),
+        Index("ix_invoices_corrects", "corrects"),
+    )

@@ -1,23 +1,33 @@
-"""The ledger service."""
+"""The ledger service: balances, the journal of money movements, invoices (B, I)."""
 from __future__ import annotations
 
 from nameko.web.handlers import http
 
+from services.common.clock import clock
 from services.common.database import Database
+from services.common.events import handle_event
 from services.common.health import HealthCheck
 from services.common.logging import LogContext, configure
-from services.common.rpc import rpc
+from services.common.rpc import ServiceRpc, rpc
+from services.ledger.application import Ledger
 from services.ledger.models import Base
+from services.ledger.tax import Seller
 
 configure("ledger")
+SELLER = Seller.from_env()
 
 
 class LedgerService:
     name = "ledger"
 
     db = Database(Base.metadata)
+    profile = ServiceRpc("profile")
     health = HealthCheck()
     log = LogContext()
+
+    @property
+    def ledger(self) -> Ledger:
+        return Ledger(self.db, self.profile, clock, SELLER)
 
     @http("GET", "/health")
     def health_check(self, request):
@@ -26,3 +36,66 @@ class LedgerService:
     @rpc
     def ping(self):
         return "pong"
+
+    # -- money movements (API.md and docs/CONTRACTS.md)
+    @rpc
+    def credit_payment(self, account_id, amount, idempotency_key, reference, method=None):
+        return self.ledger.credit_payment(account_id, amount, idempotency_key, reference, method)
+
+    @rpc
+    def charge(self, account_id, amount, idempotency_key, reference, description, lines=None):
+        return self.ledger.charge(account_id, amount, idempotency_key, reference, description, lines)
+
+    @rpc
+    def refund(self, account_id, amount, idempotency_key, reference, charge_id, description=None):
+        return self.ledger.refund(account_id, amount, idempotency_key, reference, charge_id, description)
+
+    @rpc
+    def adjust(self, account_id, amount, idempotency_key, reason, operator):
+        return self.ledger.adjust(account_id, amount, idempotency_key, reason, operator)
+
+    @rpc
+    def set_credit_limit(self, account_id, limit, operator):
+        return self.ledger.set_credit_limit(account_id, limit, operator)
+
+    # -- reading
+    @rpc
+    def get_balance(self, account_id):
+        return self.ledger.get_balance(account_id)
+
+    @rpc
+    def list_transactions(self, account_id, limit=50, cursor=None):
+        return self.ledger.list_transactions(account_id, limit, cursor)
+
+    @rpc
+    def audit(self):
+        return self.ledger.audit()
+
+    @rpc
+    def price(self, account_id, amount):
+        return self.ledger.price(account_id, amount)
+
+    @rpc
+    def list_invoices(self, account_id, limit=50, cursor=None):
+        return self.ledger.list_invoices(account_id, limit, cursor)
+
+    @rpc
+    def get_invoice(self, invoice_id, account_id=None):
+        return self.ledger.get_invoice(invoice_id, account_id)
+
+    @rpc
+    def get_invoice_pdf(self, invoice_id, account_id=None):
+        return self.ledger.get_invoice_pdf(invoice_id, account_id)
+
+    @rpc
+    def payment_methods(self, account_id):
+        return self.ledger.payment_methods(account_id)
+
+    # -- what profile tells us
+    @handle_event("profile", "account_registered")
+    def on_account_registered(self, event):
+        self.ledger.account_registered(event)
+
+    @handle_event("profile", "notification_settings_changed")
+    def on_notification_settings_changed(self, event):
+        self.ledger.notification_settings_changed(event)

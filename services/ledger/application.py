@@ -1,0 +1,440 @@
+"""The ledger's use cases: each money movement is one unit of work.
+
+A movement locks the customer's balance row (SELECT ... FOR UPDATE on PostgreSQL), checks
+its idempotency key again under that lock, writes the transaction, its postings, the new
+running balance, the invoice or credit note with the next number of the year, and its
+events in the outbox, and commits them together. Whatever it needs from profile (the buyer
+for an invoice, the country for a payment method) is asked before the transaction opens:
+no transaction is ever held across an RPC call.
+"""
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import datetime
+
+from eventlet import tpool
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from services.common.clock import as_utc
+from services.common.config import env
+from services.common.errors import NotFound, ValidationError
+from services.common.money import Money
+from services.common.outbox import first_delivery, publish_later
+from services.common.schemas import load
+from services.ledger import domain, invoicing, payment_methods, tax
+from services.ledger.invoice_pdf import render_invoice_pdf
+from services.ledger.models import Balance, Invoice, InvoiceCounter, Posting, Transaction
+from services.ledger.schemas import (AdjustmentSchema, ChargeSchema, CreditLimitSchema, PaymentSchema,
+                                     PriceSchema, RefundSchema)
+
+
+def default_currency() -> str:
+    """Every new account's currency: ``LEDGER_CURRENCY``, EUR unless configured."""
+    return env("LEDGER_CURRENCY", "EUR").upper()
+
+
+class Ledger:
+    def __init__(self, uow, profiles, clock, seller: tax.Seller, currency: str | None = None):
+        self.uow = uow
+        self.profiles = profiles  # anything with get(account_id) -> API.md's Profile shape
+        self.clock = clock
+        self.seller = seller
+        self.currency = currency or default_currency()
+
+    # -- money in and out ---------------------------------------------------------------
+
+    def credit_payment(self, account_id, amount, idempotency_key, reference, method=None) -> dict:
+        """Another Introserv system reports a payment; a method must be offered to the customer."""
+        data = _load(PaymentSchema(), account_id=account_id, amount=amount, idempotency_key=idempotency_key,
+                     reference=reference, method=method)
+        request = _Request("credit_payment", data)
+        if (replay := self._replay(request)) is not None:
+            return replay
+        if data["method"] is not None or not self._known(data["account_id"]):
+            profile = self.profiles.get(data["account_id"])  # not_found for an account nobody has
+            if data["method"] is not None:
+                payment_methods.check_offered(
+                    data["method"], profile["country"], profile["profile_type"],
+                    profile["company_verification"], bool(profile.get("postal_address")))
+        with self.uow.transaction() as session:
+            balance = self._lock_balance(session, data["account_id"])
+            if (replay := self._replay(request, session)) is not None:
+                return replay
+            tx = self._move(session, balance, domain.PAYMENT, request, method=data["method"],
+                            description=data["description"] or "Payment received")
+            publish_later(session, "payment_received", {
+                "account_id": tx.account_id, "transaction_id": tx.id, "amount": _money(tx.amount_minor, tx),
+                "balance": _money(tx.balance_after_minor, tx), "reference": tx.reference, "method": tx.method})
+            return domain.transaction_view(tx)
+
+    def charge(self, account_id, amount, idempotency_key, reference, description, lines=None) -> dict:
+        """Take an already priced amount from the balance and issue its invoice."""
+        data = _load(ChargeSchema(), account_id=account_id, amount=amount, idempotency_key=idempotency_key,
+                     reference=reference, description=description, lines=lines)
+        invoice_lines = _invoice_lines(data)
+        request = _Request("charge", data)
+        if (replay := self._replay(request)) is not None:
+            return replay
+        profile = self.profiles.get(data["account_id"])
+        buyer = tax.Buyer.from_profile(profile)
+        with self.uow.transaction() as session:
+            balance = self._lock_balance(session, data["account_id"])
+            if (replay := self._replay(request, session)) is not None:
+                return replay
+            invoice_id = str(uuid.uuid4())
+            tx = self._move(session, balance, domain.CHARGE, request, invoice_id=invoice_id,
+                            description=data["description"] or "Charge")
+            now = as_utc(tx.created_at)
+            treatment = tax.tax_treatment(buyer, self.seller, on=now)
+            document = invoicing.build_invoice(
+                invoice_id=invoice_id, number=self._next_number(session, now), seller=self.seller,
+                buyer=buyer, lines=invoice_lines, treatment=treatment, currency=tx.currency,
+                order_id=tx.reference, issued_at=now)
+            self._issue(session, tx, document, profile.get("language") or "en")
+            return domain.transaction_view(tx)
+
+    def refund(self, account_id, amount, idempotency_key, reference, charge_id, description=None) -> dict:
+        """Return money to the balance against a charge, never more than it took, with a credit note."""
+        data = _load(RefundSchema(), account_id=account_id, amount=amount, idempotency_key=idempotency_key,
+                     reference=reference, charge_id=charge_id, description=description)
+        request = _Request("refund", data)
+        if (replay := self._replay(request)) is not None:
+            return replay
+        with self.uow.transaction() as session:
+            balance = self._lock_balance(session, data["account_id"], create=False)
+            if (replay := self._replay(request, session)) is not None:
+                return replay
+            charge = session.scalar(select(Transaction).where(
+                Transaction.id == data["charge_id"], Transaction.account_id == data["account_id"],
+                Transaction.kind == domain.CHARGE))
+            if charge is None:
+                raise NotFound("charge")
+            refunded = session.scalar(select(func.coalesce(func.sum(Transaction.amount_minor), 0)).where(
+                Transaction.refunds_transaction_id == charge.id))
+            domain.check_refund(Money(-charge.amount_minor, charge.currency),
+                                Money(int(refunded), charge.currency), data["amount"])
+            invoice = session.scalar(select(Invoice).where(Invoice.id == charge.invoice_id))
+            earlier = session.scalars(select(Invoice).where(Invoice.corrects == invoice.id)).all()
+            note_id = str(uuid.uuid4())
+            tx = self._move(session, balance, domain.REFUND, request, invoice_id=note_id,
+                            refunds_transaction_id=charge.id,
+                            description=data["description"] or f"Refund of {charge.description}"[:500])
+            now = as_utc(tx.created_at)
+            document = invoicing.credit_note_for(
+                invoice.document, invoice_id=note_id, number=self._next_number(session, now), issued_at=now,
+                amount=data["amount"], description=data["description"],
+                earlier_credit_notes=[note.document for note in earlier])
+            self._issue(session, tx, document, invoice.language)
+            publish_later(session, "refund_issued", {
+                "account_id": tx.account_id, "transaction_id": tx.id, "amount": data["amount"].to_wire(),
+                "balance": _money(tx.balance_after_minor, tx), "reference": tx.reference,
+                "order_id": invoice.document.get("order_id") or tx.reference, "charge_id": charge.id})
+            return domain.transaction_view(tx)
+
+    def adjust(self, account_id, amount, idempotency_key, reason, operator) -> dict:
+        """An operator's correction, either way, with the reason and the operator's name."""
+        data = _load(AdjustmentSchema(), account_id=account_id, amount=amount, idempotency_key=idempotency_key,
+                     reason=reason, operator=operator)
+        request = _Request("adjust", data)
+        if (replay := self._replay(request)) is not None:
+            return replay
+        if not self._known(data["account_id"]):
+            self.profiles.get(data["account_id"])  # not_found for an account nobody has
+        with self.uow.transaction() as session:
+            balance = self._lock_balance(session, data["account_id"])
+            if (replay := self._replay(request, session)) is not None:
+                return replay
+            tx = self._move(session, balance, domain.ADJUSTMENT, request, operator=data["operator"],
+                            description=data["reason"])
+            return domain.transaction_view(tx)
+
+    def set_credit_limit(self, account_id, limit, operator) -> dict:
+        """Allow an account to go this far below zero (an operator decision); 0.00 forbids overdraft."""
+        data = _load(CreditLimitSchema(), account_id=account_id, limit=limit, operator=operator)
+        if data["limit"].is_negative():
+            raise ValidationError({"limit": ["must not be negative"]})
+        with self.uow.transaction() as session:
+            balance = self._lock_balance(session, data["account_id"])
+            domain.check_currency(balance.currency, data["limit"])
+            balance.credit_limit_minor = data["limit"].minor
+            balance.updated_at = self.clock.now()
+            return self._balance_view(balance)
+
+    # -- reading ------------------------------------------------------------------------
+
+    def get_balance(self, account_id) -> dict:
+        """The balance as money; 0.00 in the default currency for an account with no movement yet."""
+        account_id = _account_id(account_id)
+        with self.uow.transaction() as session:
+            balance = session.get(Balance, account_id)
+            if balance is None:
+                return Money.zero(self.currency).to_wire()
+            return Money(balance.balance_minor, balance.currency).to_wire()
+
+    def list_transactions(self, account_id, limit=50, cursor=None) -> dict:
+        account_id, limit, after = _account_id(account_id), domain.page_limit(limit), domain.decode_cursor(cursor)
+        query = select(Transaction).where(Transaction.account_id == account_id)
+        with self.uow.transaction() as session:
+            return _page(session, query, Transaction.seq, limit, after, domain.transaction_view)
+
+    def list_invoices(self, account_id, limit=50, cursor=None) -> dict:
+        account_id, limit, after = _account_id(account_id), domain.page_limit(limit), domain.decode_cursor(cursor)
+        query = select(Invoice).where(Invoice.account_id == account_id)
+        with self.uow.transaction() as session:
+            return _page(session, query, Invoice.seq, limit, after, lambda invoice: invoice.document)
+
+    def get_invoice(self, invoice_id, account_id=None) -> dict:
+        """One invoice; with ``account_id`` another customer's invoice is not found."""
+        with self.uow.transaction() as session:
+            return self._invoice(session, invoice_id, account_id).document
+
+    def get_invoice_pdf(self, invoice_id, account_id=None) -> str:
+        """The invoice as a PDF in the buyer's language at issue time, base64-encoded."""
+        with self.uow.transaction() as session:
+            invoice = self._invoice(session, invoice_id, account_id)
+            document, language = invoice.document, invoice.language
+        pdf = tpool.execute(render_invoice_pdf, document, language)
+        return base64.b64encode(pdf).decode("ascii")
+
+    def price(self, account_id, amount) -> dict:
+        """What this customer pays for a list price, split into net, VAT and gross (I2)."""
+        data = _load(PriceSchema(), account_id=account_id, amount=amount)
+        profile = self.profiles.get(data["account_id"])
+        currency = self._currency_of(data["account_id"])
+        domain.check_currency(currency, data["amount"])
+        now = self.clock.now()
+        treatment = tax.tax_treatment(tax.Buyer.from_profile(profile), self.seller, on=now)
+        amounts = tax.price_for(data["amount"], treatment, self.seller, on=now)
+        return {**amounts.to_wire(), "vat_rate": treatment.vat_rate, "tax_treatment": treatment.kind}
+
+    def payment_methods(self, account_id) -> dict:
+        """The methods offered to the customer, each available or with the reason it is not (I3)."""
+        profile = self.profiles.get(_account_id(account_id))
+        items = payment_methods.methods_for(
+            profile["country"], profile["profile_type"], profile["company_verification"],
+            bool(profile.get("postal_address")), language=profile.get("language") or "en")
+        return {"items": items, "next_cursor": None}
+
+    def audit(self) -> list[dict]:
+        """Recompute every balance from the journal; the discrepancies, empty when sound."""
+        with self.uow.transaction() as session:
+            legs: dict[str, list] = {}
+            customers: dict[str, list] = {}
+            for row in session.execute(select(Posting.transaction_id, Posting.ledger_account, Posting.amount_minor,
+                                              Posting.currency, Posting.balance_after_minor).order_by(Posting.id)):
+                legs.setdefault(row.transaction_id, []).append((row.ledger_account, row.amount_minor, row.currency))
+                if row.ledger_account.startswith(domain.CUSTOMER_PREFIX):
+                    account = row.ledger_account[len(domain.CUSTOMER_PREFIX):]
+                    customers.setdefault(account, []).append((row.amount_minor, row.balance_after_minor))
+            for tx_id in session.scalars(select(Transaction.id).where(Transaction.id.not_in(select(Posting.transaction_id)))):
+                legs[tx_id] = []
+            stored = {row.account_id: row.balance_minor for row in session.execute(select(Balance.account_id, Balance.balance_minor))}
+            last_seq = select(Transaction.account_id, func.max(Transaction.seq).label("seq")) \
+                .group_by(Transaction.account_id).subquery()
+            last = {row.account_id: row.balance_after_minor for row in session.execute(
+                select(Transaction.account_id, Transaction.balance_after_minor)
+                .join(last_seq, Transaction.seq == last_seq.c.seq))}
+            return domain.audit_discrepancies(legs, customers, stored, last)
+
+    # -- what profile tells us ----------------------------------------------------------
+
+    def account_registered(self, event: dict) -> None:
+        """The account exists in the ledger from its registration, at 0.00 in the default currency."""
+        with self.uow.transaction() as session:
+            if first_delivery(session, "ledger.account_registered", event["event_id"]):
+                self._lock_balance(session, event["account_id"])
+
+    def notification_settings_changed(self, event: dict) -> None:
+        """Keep our copy of the low-balance threshold (N2), ignoring settings older than it."""
+        as_of = datetime.fromisoformat(event["occurred_at"].replace("Z", "+00:00"))
+        with self.uow.transaction() as session:
+            if not first_delivery(session, "ledger.notification_settings_changed", event["event_id"]):
+                return
+            balance = self._lock_balance(session, event["account_id"])
+            if balance.threshold_as_of is not None and as_utc(balance.threshold_as_of) > as_of:
+                return
+            threshold = _threshold(event.get("low_balance_threshold"), balance.currency)
+            balance.low_balance_threshold_minor = None if threshold is None else threshold.minor
+            balance.below_threshold = domain.below_after_threshold_change(
+                threshold, Money(balance.balance_minor, balance.currency), balance.below_threshold)
+            balance.threshold_as_of = as_of
+            balance.updated_at = self.clock.now()
+
+    # -- the parts of a movement ----------------------------------------------------------
+
+    def _move(self, session, balance: Balance, kind: str, request: "_Request", *, description: str,
+              invoice_id=None, refunds_transaction_id=None, method=None, operator=None) -> Transaction:
+        """Write one movement: transaction, postings, running balance, balance events."""
+        amount = request.data["amount"]
+        domain.check_currency(balance.currency, amount)
+        change = domain.signed_amount(kind, amount)
+        before = Money(balance.balance_minor, balance.currency)
+        after = domain.balance_after(before, change, Money(balance.credit_limit_minor, balance.currency))
+        now = self.clock.now()
+        tx = Transaction(
+            id=str(uuid.uuid4()), account_id=balance.account_id, kind=kind, amount_minor=change.minor,
+            currency=change.currency, balance_after_minor=after.minor, reference=request.data.get("reference"),
+            description=description, idempotency_key=request.key, fingerprint=request.fingerprint,
+            refunds_transaction_id=refunds_transaction_id, method=method, operator=operator,
+            invoice_id=invoice_id, created_at=now)
+        session.add(tx)
+        session.flush()
+        for leg in domain.legs_for(kind, balance.account_id, change):
+            mine = leg.ledger_account == domain.customer_account(balance.account_id)
+            session.add(Posting(transaction_id=tx.id, ledger_account=leg.ledger_account, amount_minor=leg.amount.minor,
+                                currency=leg.amount.currency, balance_after_minor=after.minor if mine else None))
+        threshold = (None if balance.low_balance_threshold_minor is None
+                     else Money(balance.low_balance_threshold_minor, balance.currency))
+        alert = domain.low_balance_alert(threshold, balance.below_threshold, change, after)
+        balance.balance_minor = after.minor
+        balance.below_threshold = alert.below_threshold
+        balance.updated_at = now
+        session.flush()
+        publish_later(session, "balance_changed", {
+            "account_id": tx.account_id, "balance": after.to_wire(), "transaction_id": tx.id,
+            "kind": kind, "amount": change.to_wire()})
+        if alert.send_low_balance:
+            publish_later(session, "balance_low", {
+                "account_id": tx.account_id, "balance": after.to_wire(), "threshold": threshold.to_wire()})
+        return tx
+
+    def _issue(self, session, tx: Transaction, document: dict, language: str) -> None:
+        year, seq = invoicing.parse_number(document["number"])
+        session.add(Invoice(
+            id=document["id"], account_id=tx.account_id, year=year, number_seq=seq, number=document["number"],
+            kind=document["kind"], transaction_id=tx.id, corrects=document["corrects"],
+            gross_minor=Money.from_wire(document["gross"]).minor, language=language if language in ("en", "pl") else "en",
+            document=document, issued_at=tx.created_at))
+        publish_later(session, "invoice_issued", {
+            "account_id": tx.account_id, "invoice_id": document["id"], "number": document["number"],
+            "kind": document["kind"], "gross": document["gross"], "issued_at": document["issued_at"],
+            "order_id": document["order_id"]})
+
+    def _next_number(self, session, issued_at: datetime) -> str:
+        """The next number of the year, taken under the year's row lock: no gaps, no twins."""
+        year = invoicing.number_year(issued_at)
+        locked = select(InvoiceCounter).where(InvoiceCounter.year == year).with_for_update() \
+            .execution_options(populate_existing=True)
+        counter = session.scalar(locked)
+        if counter is None:
+            try:
+                with session.begin_nested():
+                    session.add(InvoiceCounter(year=year, last_seq=0))
+            except IntegrityError:
+                pass  # another charge opened the year first; its row is there now
+            counter = session.scalar(locked)
+        counter.last_seq += 1
+        return invoicing.format_number(year, counter.last_seq)
+
+    def _lock_balance(self, session, account_id: str, create: bool = True) -> Balance:
+        locked = select(Balance).where(Balance.account_id == account_id).with_for_update() \
+            .execution_options(populate_existing=True)
+        balance = session.scalar(locked)
+        if balance is None:
+            if not create:
+                raise NotFound("account")
+            try:
+                with session.begin_nested():
+                    session.add(Balance(account_id=account_id, currency=self.currency, balance_minor=0,
+                                        credit_limit_minor=0, below_threshold=False, updated_at=self.clock.now()))
+            except IntegrityError:
+                pass  # a concurrent first movement created it
+            balance = session.scalar(locked)
+        return balance
+
+    def _replay(self, request: "_Request", session=None) -> dict | None:
+        """The first answer to a key already used with these arguments; a conflict with others."""
+        def find(s):
+            tx = s.scalar(select(Transaction).where(Transaction.account_id == request.account_id,
+                                                    Transaction.idempotency_key == request.key))
+            if tx is None:
+                return None
+            domain.check_replay(tx.fingerprint, request.fingerprint, request.key)
+            return domain.transaction_view(tx)
+        if session is not None:
+            return find(session)
+        with self.uow.transaction() as own:
+            return find(own)
+
+    def _known(self, account_id: str) -> bool:
+        with self.uow.transaction() as session:
+            return session.get(Balance, account_id) is not None
+
+    def _currency_of(self, account_id: str) -> str:
+        with self.uow.transaction() as session:
+            balance = session.get(Balance, account_id)
+            return balance.currency if balance is not None else self.currency
+
+    def _invoice(self, session, invoice_id, account_id) -> Invoice:
+        if not isinstance(invoice_id, str) or len(invoice_id) > 36:
+            raise NotFound("invoice")
+        invoice = session.scalar(select(Invoice).where(Invoice.id == invoice_id))
+        if invoice is None or (account_id is not None and invoice.account_id != account_id):
+            raise NotFound("invoice")
+        return invoice
+
+    def _balance_view(self, balance: Balance) -> dict:
+        return {"account_id": balance.account_id,
+                "balance": Money(balance.balance_minor, balance.currency).to_wire(),
+                "credit_limit": Money(balance.credit_limit_minor, balance.currency).to_wire()}
+
+
+class _Request:
+    """A money-moving call: its account, its idempotency key and what the key is bound to."""
+
+    def __init__(self, operation: str, data: dict):
+        self.data = data
+        self.account_id = data["account_id"]
+        self.key = domain.check_idempotency_key(data["idempotency_key"])
+        self.fingerprint = domain.fingerprint(
+            operation, {name: value for name, value in data.items() if name != "idempotency_key"})
+
+
+def _load(schema, **arguments) -> dict:
+    return load(schema, arguments)
+
+
+def _account_id(account_id) -> str:
+    if not isinstance(account_id, str) or not 1 <= len(account_id) <= 64:
+        raise ValidationError({"account_id": ["must be an account id"]})
+    return account_id
+
+
+def _money(minor: int, tx: Transaction) -> dict:
+    return Money(minor, tx.currency).to_wire()
+
+
+def _threshold(value, currency: str) -> Money | None:
+    if value is None:
+        return None
+    threshold = Money.from_wire(value, "low_balance_threshold")
+    # A threshold in another currency than the account's cannot be compared: no alert.
+    return threshold if threshold.currency == currency else None
+
+
+def _invoice_lines(data: dict) -> list[invoicing.InvoiceLine]:
+    """The charge's invoice lines: those given, which must add up to the amount, or one line."""
+    amount = data["amount"]
+    if not data["lines"]:
+        return [invoicing.InvoiceLine(description=data["description"] or "Charge", gross=amount)]
+    lines = [invoicing.InvoiceLine(description=line["description"], gross=line["gross"],
+                                   quantity=line["quantity"], period_from=line["period_from"],
+                                   period_to=line["period_to"]) for line in data["lines"]]
+    if any(line.gross.currency != amount.currency for line in lines) \
+            or sum(line.gross.minor for line in lines) != amount.minor:
+        raise ValidationError({"lines": ["the lines' gross amounts must add up to the amount, in its currency"]})
+    if any(line.gross.minor <= 0 for line in lines):
+        raise ValidationError({"lines": ["each line's gross must be greater than zero"]})
+    return lines
+
+
+def _page(session, query, position, limit: int, after: int | None, view) -> dict:
+    if after is not None:
+        query = query.where(position < after)
+    rows = session.scalars(query.order_by(position.desc()).limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"items": [view(row) for row in rows],
+            "next_cursor": domain.encode_cursor(rows[-1].seq) if more else None}
