@@ -338,3 +338,69 @@ class CircuitBreaker:
         if self.opened_at is not None or self.failures >= self.failure_threshold:
             # Also a failed half-open trial: open again for a full cool-down.
             self.opened_at = self.clock.now()
+
+
+# --- what a verification is for ---------------------------------------------------------
+
+PHONE = "phone"
+OPERATION = "operation"
+PURPOSES = (PHONE, OPERATION)
+
+# The sensitive operations a customer may confirm by phone (issue 8, item 6). A verification
+# may name one of them when it starts; a proof that names none serves whichever comes first.
+OPERATIONS = ("cancel_order", "change_password", "change_ip_restriction")
+
+# A proof is for the operation the customer is about to perform, not for later.
+PROOF_LIFETIME = timedelta(minutes=10)
+
+
+def ensure_purpose(purpose: str, operation: str | None) -> None:
+    """A purpose we know, and an operation named only by a verification of purpose ``operation``."""
+    if purpose not in PURPOSES:
+        raise ValidationError({"purpose": [f"must be one of {', '.join(PURPOSES)}"]})
+    if operation is not None and (purpose != OPERATION or operation not in OPERATIONS):
+        problem = (f"must be one of {', '.join(OPERATIONS)}" if purpose == OPERATION
+                   else "only a verification of purpose operation names one")
+        raise ValidationError({"operation": [problem]})
+
+
+@dataclass(frozen=True)
+class OperationProof:
+    """A verification as a proof for a sensitive operation: what it confirms and whether it was spent."""
+
+    purpose: str
+    operation: str | None
+    verified_at: datetime | None
+    used_at: datetime | None = None
+    used_for: str | None = None
+    used_reference: str | None = None
+
+
+def use_proof(proof: OperationProof, operation: str, reference: str | None, now: datetime) -> OperationProof:
+    """Spend a proof on ``operation`` once; return it spent, or refuse.
+
+    Not verified, not of purpose ``operation``, or naming another operation:
+    ``verification_required``. Spent already, or verified more than ``PROOF_LIFETIME`` ago:
+    ``verification_expired``. A repeat of the recorded use (same operation and the same
+    non-empty ``reference``, e.g. a redelivered call) answers the spent proof again.
+    """
+    if operation not in OPERATIONS:
+        raise ValidationError({"operation": [f"must be one of {', '.join(OPERATIONS)}"]})
+    if proof.purpose != OPERATION:
+        raise _required("not_an_operation_proof")
+    if proof.verified_at is None:
+        raise _required("not_verified")
+    if proof.operation is not None and proof.operation != operation:
+        raise _required("other_operation")
+    if proof.used_at is not None:
+        if reference is not None and proof.used_for == operation and proof.used_reference == reference:
+            return proof
+        raise _expired("used")
+    if now >= proof.verified_at + PROOF_LIFETIME:
+        raise _expired("expired")
+    return replace(proof, used_at=now, used_for=operation, used_reference=reference)
+
+
+def _required(reason: str) -> DomainError:
+    return DomainError("verification_required", "Confirm this operation by phone first.",
+                       details={"reason": reason})

@@ -1,23 +1,50 @@
-"""The verification service."""
+"""The verification service: phone verification by flash call, voice call or SMS (SPEC S7, P6)."""
 from __future__ import annotations
 
+from nameko.extensions import DependencyProvider
 from nameko.web.handlers import http
 
+from services.common.clock import clock
 from services.common.database import Database
 from services.common.health import HealthCheck
 from services.common.logging import LogContext, configure
 from services.common.rpc import rpc
+from services.verification.application import (Verifications, countries_from_environment,
+                                               telephony_from_environment)
 from services.verification.models import Base
 
 configure("verification")
+
+
+class BuiltAtStart(DependencyProvider):
+    """One object per container, built from the environment when the service starts.
+
+    The telephony router lives here so that its circuit breaker outlives a single call.
+    """
+
+    def __init__(self, build):
+        self.build = build
+        self.value = None
+
+    def setup(self):
+        self.value = self.build()
+
+    def get_dependency(self, worker_ctx):
+        return self.value
 
 
 class VerificationService:
     name = "verification"
 
     db = Database(Base.metadata)
+    telephony = BuiltAtStart(telephony_from_environment)
+    countries = BuiltAtStart(countries_from_environment)
     health = HealthCheck()
     log = LogContext()
+
+    @property
+    def verifications(self) -> Verifications:
+        return Verifications(self.db, self.telephony, clock, self.countries)
 
     @http("GET", "/health")
     def health_check(self, request):
@@ -26,3 +53,17 @@ class VerificationService:
     @rpc
     def ping(self):
         return "pong"
+
+    # -- API.md: for the gateway and other Introserv systems
+    @rpc
+    def start(self, account_id, phone, channel, purpose, operation=None, language="en"):
+        return self.verifications.start(account_id, phone, channel, purpose, operation, language)
+
+    @rpc
+    def check(self, verification_id, code, account_id=None):
+        return self.verifications.check(verification_id, code, account_id)
+
+    # -- docs/CONTRACTS.md: for the services that guard sensitive operations
+    @rpc
+    def use_operation_proof(self, account_id, verification_id, operation, reference=None):
+        return self.verifications.use_operation_proof(account_id, verification_id, operation, reference)
