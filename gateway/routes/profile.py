@@ -1,8 +1,9 @@
-"""Registration, sessions and personal data (SPEC P, S1)."""
+"""Registration, sessions, personal data and notification settings (SPEC P, S1, N)."""
 from __future__ import annotations
 
 from gateway.http import route
-from services.profile.schemas import LoginSchema, ProfilePatchSchema, ProfileSchema, RegistrationSchema, SessionSchema
+from services.profile.schemas import (EmailChangeSchema, EmailConfirmSchema, LoginSchema, NotificationSettingsSchema,
+                                      ProfilePatchSchema, ProfileSchema, RegistrationSchema, SessionSchema)
 
 TAGS = ("profile",)
 
@@ -35,7 +36,7 @@ class ProfileRoutes:
     @route("DELETE", "/api/v1/sessions/others", status=204, summary="End every other session", tags=TAGS,
            errors=(401,))
     def end_other_sessions(self, call):
-        self.profile.end_other_sessions(call.account_id, call.session_id)
+        self.profile.end_other_sessions(call.account_id, call.session_id, call.ip)
         return 204, None
 
     @route("GET", "/api/v1/profile", response=ProfileSchema, summary="The customer's profile", tags=TAGS,
@@ -51,3 +52,34 @@ class ProfileRoutes:
                        "A new phone number is unverified.")
     def update_profile(self, call):
         return 200, self.profile.update(call.account_id, call.body)
+
+    @route("POST", "/api/v1/profile/email-change", body=EmailChangeSchema, status=202, tags=TAGS,
+           summary="Ask to change the e-mail address", errors=(400, 401, 422),
+           description="Needs the current password (422 `wrong_password`). A confirmation token goes to the "
+                       "new address; the address changes only when it is confirmed, and the old address "
+                       "is told then. A newer request makes older links unusable.")
+    def request_email_change(self, call):
+        return 202, self.profile.request_email_change(call.account_id, call.body["email"], call.body["password"],
+                                                      call.ip)
+
+    @route("POST", "/api/v1/profile/email/confirm", auth=False, body=EmailConfirmSchema, tags=TAGS,
+           summary="Confirm an e-mail address with its token", errors=(400, 404, 410),
+           description="No session needed. Confirms the registration address or a pending change. "
+                       "404 `token_unknown`; 410 `token_expired` (expired after 24 h, or already used).")
+    def confirm_email(self, call):
+        return 200, self.profile.confirm_email(call.body["token"])
+
+    @route("GET", "/api/v1/profile/notifications", response=NotificationSettingsSchema, tags=TAGS,
+           summary="Notification settings", errors=(401,),
+           description="newsletter (default false), low_balance_threshold (money or null), emails "
+                       "{invoices, support, complaints}: each an address, or null for the main e-mail.")
+    def get_notifications(self, call):
+        return 200, self.profile.get_notifications(call.account_id)
+
+    @route("PUT", "/api/v1/profile/notifications", body=NotificationSettingsSchema,
+           response=NotificationSettingsSchema, tags=TAGS, summary="Change notification settings",
+           errors=(400, 401),
+           description="The same shape as GET; a field left out keeps its value, null clears it. "
+                       "400 for a bad address, a negative threshold or a float amount.")
+    def update_notifications(self, call):
+        return 200, self.profile.update_notifications(call.account_id, call.body)

@@ -1,6 +1,90 @@
-"""Routes of the security area (see gateway/http.py for how a route is declared)."""
+"""Security settings, login history and the security timeline (SPEC S2-S6)."""
 from __future__ import annotations
+
+from gateway.http import route
+from services.profile.schemas import (IpRestrictionSchema, LoginAttemptSchema, OtpSchema, PageQuerySchema,
+                                      PasswordChangeSchema, RecoveryCodesSchema, SecurityCodeSchema,
+                                      SecurityEventSchema, SecuritySchema, TwoFactorDisableSchema,
+                                      TwoFactorEnrolmentSchema)
+
+TAGS = ("security",)
 
 
 class SecurityRoutes:
-    pass
+    @route("GET", "/api/v1/security", response=SecuritySchema, tags=TAGS, summary="Security settings",
+           errors=(401,),
+           description="Whether a security code and 2FA are set (never their values), the IP restriction "
+                       "lines as stored, and the most recent successful login.")
+    def get_security(self, call):
+        return 200, self.profile.security_overview(call.account_id)
+
+    @route("PUT", "/api/v1/security/password", body=PasswordChangeSchema, status=204, tags=TAGS,
+           summary="Change the password", errors=(400, 401, 422),
+           description="422 `wrong_password` (current_password), `password_mismatch`, `weak_password` "
+                       "(10 to 128 characters, not a common password, not containing the login). "
+                       "Ends every other session of the account; an e-mail tells the customer.")
+    def change_password(self, call):
+        body = call.body
+        self.profile.change_password(call.account_id, call.session_id, body["current_password"],
+                                     body["new_password"], body["new_password_confirmation"], call.ip)
+        return 204, None
+
+    @route("POST", "/api/v1/security/code", body=SecurityCodeSchema, status=201, tags=TAGS,
+           summary="Set the security code (once)", errors=(400, 401, 409),
+           description="6 to 64 characters, compared ignoring case and spacing. It can be set once "
+                       "(409 `already_set` after) and is never shown again; support checks a code they are told.")
+    def set_security_code(self, call):
+        return 201, self.profile.set_security_code(call.account_id, call.body["code"], call.ip)
+
+    @route("PUT", "/api/v1/security/ip-restriction", body=IpRestrictionSchema, response=SecuritySchema,
+           tags=TAGS, summary="Restrict access to IP addresses", errors=(400, 401, 403, 422),
+           description="One rule per item: an IPv4 or IPv6 address, a CIDR block or a dash range. Bad lines "
+                       "are reported by number in `fields.rules` (400). An empty list removes the "
+                       "restriction. 422 `would_lock_out` when the caller's address is not covered and "
+                       "confirm_lockout is not true; 422 `wrong_password`. Sessions from addresses no "
+                       "longer covered answer 403 `ip_not_allowed` from then on.")
+    def set_ip_restriction(self, call):
+        body = call.body
+        return 200, self.profile.set_ip_restriction(call.account_id, body["rules"], body["password"],
+                                                    body["confirm_lockout"], call.ip)
+
+    @route("GET", "/api/v1/security/logins", query=PageQuerySchema, response=LoginAttemptSchema, many=True,
+           tags=TAGS, summary="Login history", errors=(400, 401),
+           description="Every login attempt on the account, newest first: time, IP, user agent, outcome.")
+    def login_history(self, call):
+        return 200, self.profile.login_history(call.account_id, call.query["limit"], call.query["cursor"])
+
+    @route("GET", "/api/v1/security/events", query=PageQuerySchema, response=SecurityEventSchema, many=True,
+           tags=TAGS, summary="Security timeline", errors=(400, 401),
+           description="Every security-relevant change and new-IP login, newest first.")
+    def security_events(self, call):
+        return 200, self.profile.security_events(call.account_id, call.query["limit"], call.query["cursor"])
+
+    @route("POST", "/api/v1/security/freeze", status=204, tags=TAGS,
+           summary="\"This was not me\": freeze the account", errors=(401,),
+           description="Ends every session (this one too) and refuses logins with 403 `account_frozen` "
+                       "until support unfreezes the account.")
+    def freeze(self, call):
+        self.profile.freeze(call.account_id, call.ip)
+        return 204, None
+
+    @route("POST", "/api/v1/security/2fa", response=TwoFactorEnrolmentSchema, status=201,
+           tags=TAGS, summary="Start TOTP enrolment", errors=(401, 409),
+           description="Answers the secret and an otpauth:// URI for an authenticator app; 2FA is on only "
+                       "after POST /api/v1/security/2fa/confirm. 409 `already_enabled`.")
+    def start_two_factor(self, call):
+        return 201, self.profile.start_two_factor(call.account_id)
+
+    @route("POST", "/api/v1/security/2fa/confirm", body=OtpSchema, response=RecoveryCodesSchema, tags=TAGS,
+           summary="Turn 2FA on with a code from the app", errors=(400, 401, 409, 422),
+           description="422 `invalid_otp`. Answers ten single-use recovery codes, shown only this once.")
+    def confirm_two_factor(self, call):
+        return 200, self.profile.confirm_two_factor(call.account_id, call.body["otp"], call.ip)
+
+    @route("DELETE", "/api/v1/security/2fa", body=TwoFactorDisableSchema, status=204, tags=TAGS,
+           summary="Turn 2FA off", errors=(400, 401, 409, 422),
+           description="Needs the password and a valid code (TOTP or recovery): 422 `wrong_password`, "
+                       "`invalid_otp`.")
+    def disable_two_factor(self, call):
+        self.profile.disable_two_factor(call.account_id, call.body["password"], call.body["otp"], call.ip)
+        return 204, None

@@ -31,6 +31,7 @@ HTTP_STATUS = {
     "conflict": 409,
     "login_taken": 409,
     "already_set": 409,
+    "already_enabled": 409,
     "not_renewable": 409,
     "not_changeable": 409,
     "not_cancellable": 409,

@@ -1,21 +1,25 @@
-"""The profile service's use cases: each opens one unit of work and applies the rules."""
+"""The profile service's use cases for personal data and notification settings, and what
+every use case of the service shares (hashing off the hub, the security timeline, e-mail
+tokens). Sessions live in sessions.py, security settings in account_security.py.
+"""
 from __future__ import annotations
 
 import uuid
 from datetime import timedelta
 
 from eventlet import tpool
-from sqlalchemy import func, select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from services.common.clock import as_utc, iso
+from services.common.clock import iso
 from services.common.config import env_float, env_int
+from services.common.money import Money
 from services.common.errors import DomainError, NotFound
-from services.common.outbox import publish_later
+from services.common.outbox import first_delivery, publish_later
 from services.common.schemas import load
 from services.profile import domain, security
-from services.profile.models import Account, LoginAttempt, Session
-from services.profile.schemas import ProfilePatchSchema, RegistrationSchema
+from services.profile.models import Account, EmailToken, SecurityEvent
+from services.profile.schemas import NotificationSettingsSchema, ProfilePatchSchema, RegistrationSchema
 
 
 def make_hasher() -> security.PasswordHasher:
@@ -25,8 +29,41 @@ def make_hasher() -> security.PasswordHasher:
                                    parallelism=env_int("ARGON2_PARALLELISM", 1))
 
 
-def invalid_credentials() -> DomainError:
-    return DomainError("invalid_credentials", "The login or the password is wrong.")
+# -- argon2 runs in a real thread (it releases the GIL) so it never stalls the eventlet hub
+
+def hash_secret(hasher: security.PasswordHasher, secret: str) -> str:
+    """The argon2id hash of a password (or a security code) to store."""
+    return tpool.execute(hasher.hash, secret)
+
+
+def verify_secret(hasher: security.PasswordHasher, stored: str | None, secret) -> bool:
+    """Whether ``secret`` matches ``stored``; with nothing stored it spends the same time and says no."""
+    if stored is None or not isinstance(secret, str):
+        return tpool.execute(hasher.verify_dummy, secret if isinstance(secret, str) else "")
+    return tpool.execute(hasher.verify, stored, secret)
+
+
+def record_security_event(session, account: Account, kind: str, ip: str | None, now,
+                          details: dict | None = None, notify: bool = True) -> None:
+    """Write an entry of the security timeline and, when the customer must hear of it, its event."""
+    details = details or {}
+    session.add(SecurityEvent(account_id=account.id, kind=kind, at=now, ip=ip, details=details))
+    if notify:
+        publish_later(session, kind, {"account_id": account.id, "at": iso(now), "ip_address": ip,
+                                      "first_name": account.first_name, **details})
+
+
+def issue_email_token(session, account: Account, address: str, purpose: str, now) -> None:
+    """A single-use token confirming ``address``, stored hashed; the notifier mails it (P3)."""
+    token, digest = security.new_token()
+    expires = now + timedelta(hours=env_float("EMAIL_TOKEN_HOURS", 24))
+    session.add(EmailToken(token_hash=digest, account_id=account.id, email=address, purpose=purpose,
+                           created_at=now, expires_at=expires))
+    data = {"account_id": account.id, "to": address, "token": token, "purpose": purpose,
+            "first_name": account.first_name, "language": account.language, "expires_at": iso(expires)}
+    if purpose == "change":
+        data["new_email"] = address
+    publish_later(session, "email_confirmation_requested", data)
 
 
 class Profiles:
@@ -34,15 +71,6 @@ class Profiles:
         self.uow = uow
         self.hasher = hasher
         self.clock = clock
-
-    # -- hashing off the eventlet hub: argon2 releases the GIL in a real thread
-    def _hash(self, secret: str) -> str:
-        return tpool.execute(self.hasher.hash, secret)
-
-    def _verify(self, stored: str | None, secret: str) -> bool:
-        if stored is None:
-            return tpool.execute(self.hasher.verify_dummy, secret)
-        return tpool.execute(self.hasher.verify, stored, secret)
 
     # -- registration and personal data
     def register(self, data: dict) -> dict:
@@ -52,7 +80,7 @@ class Profiles:
         security.check_password_policy(password, login)
         company = domain.company_after(domain.CompanyState("individual", None, None, "none"), data) \
             if data.get("profile_type") == "company" else domain.CompanyState("individual", None, None, "none")
-        password_hash = self._hash(password)
+        password_hash = hash_secret(self.hasher, password)
         now = self.clock.now()
         account = Account(
             id=str(uuid.uuid4()), login=login, password_hash=password_hash, email=data["email"],
@@ -72,13 +100,14 @@ class Profiles:
                     "account_id": account.id, "login": login, "email": account.email,
                     "first_name": account.first_name, "language": account.language,
                     "country": account.country})
+                issue_email_token(session, account, account.email, "registration", now)
         except IntegrityError:
             raise _login_taken() from None
         return domain.profile_view(account)
 
     def get(self, account_id: str) -> dict:
         with self.uow.transaction() as session:
-            return domain.profile_view(_account(session, account_id))
+            return domain.profile_view(account_or_not_found(session, account_id))
 
     def find_by_login(self, login: str) -> dict:
         try:
@@ -96,7 +125,7 @@ class Profiles:
         changes = load(ProfilePatchSchema(), changes)
         domain.refuse_emptied_mandatory(changes)
         with self.uow.transaction() as session:
-            account = _account(session, account_id, lock=True)
+            account = account_or_not_found(session, account_id, lock=True)
             company = domain.company_after(_company(account), changes) \
                 if {"profile_type", "company_name", "vat_id"} & changes.keys() else _company(account)
             for name in ("first_name", "last_name", "city", "address", "postal_address", "language"):
@@ -114,7 +143,7 @@ class Profiles:
             account.company_verification = company.company_verification
             account.updated_at = self.clock.now()
             publish_later(session, "profile_changed", {
-                "account_id": account.id, "fields": sorted(changes), **_buyer(account)})
+                "account_id": account.id, "fields": sorted(changes), **buyer_fields(account)})
             if review_needed:
                 publish_later(session, "company_review_requested", {"account_id": account.id,
                                                                     "company_name": account.company_name,
@@ -132,13 +161,13 @@ class Profiles:
         except FieldError as exc:
             raise DomainError("validation_error", "Not a country.", fields={"country": exc.messages}) from None
         with self.uow.transaction() as session:
-            account = _account(session, account_id, lock=True)
+            account = account_or_not_found(session, account_id, lock=True)
             previous = account.country
             account.country = country
             account.updated_at = self.clock.now()
             publish_later(session, "country_changed", {"account_id": account.id, "from": previous,
                                                        "to": country, "ticket_id": ticket_id.strip(),
-                                                       **_buyer(account)})
+                                                       **buyer_fields(account)})
             return domain.profile_view(account)
 
     def review_company(self, account_id: str, approved: bool, operator: str) -> dict:
@@ -146,87 +175,60 @@ class Profiles:
             raise DomainError("validation_error", "approved (bool) and operator are required.",
                               fields={"approved": ["required"], "operator": ["required"]})
         with self.uow.transaction() as session:
-            account = _account(session, account_id, lock=True)
+            account = account_or_not_found(session, account_id, lock=True)
             account.company_verification = domain.review_outcome(_company(account), approved)
             account.updated_at = self.clock.now()
             publish_later(session, "company_reviewed", {
                 "account_id": account.id, "approved": approved, "operator": operator.strip(),
-                "company_verification": account.company_verification, **_buyer(account)})
+                "company_verification": account.company_verification, **buyer_fields(account)})
             return domain.profile_view(account)
 
-    # -- sessions
-    def log_in(self, login: str, password: str, otp: str | None, ip: str, user_agent: str) -> dict:
-        now = self.clock.now()
-        key = login.strip().lower()[:64] if isinstance(login, str) else ""
+    # -- notification settings (N1-N3)
+    def notification_settings(self, account_id: str) -> dict:
+        """What the notifier and the ledger need to reach the customer (docs/CONTRACTS.md)."""
         with self.uow.transaction() as session:
-            ip_failures = session.scalars(select(LoginAttempt.at).where(
-                LoginAttempt.ip == ip, LoginAttempt.success.is_(False),
-                LoginAttempt.at > now - security.IP_FAILURE_WINDOW)).all()
-            wait = security.ip_limited(ip_failures, now)
-            if not wait:
-                failures, last_failure = _consecutive_failures(session, key)
-                wait = security.login_backoff(failures, last_failure, now)
-            account = session.scalar(select(Account).where(Account.login == key))
-        if wait:
-            raise DomainError("rate_limited", "Too many failed logins; wait and try again.",
-                              details={"retry_after": wait})
-        matches = self._verify(account.password_hash if account else None, password or "")
-        refusal = None
-        if not matches:
-            refusal = invalid_credentials()
-        elif account.frozen:
-            refusal = DomainError("account_frozen", "This account is frozen; please contact support.")
-        with self.uow.transaction() as session:
-            session.add(LoginAttempt(account_id=account.id if account else None, login=key, ip=ip,
-                                     user_agent=user_agent[:300], at=now, success=refusal is None,
-                                     reason=refusal.error_code if refusal else "ok"))
-            if refusal is None:
-                token, digest = security.new_token()
-                expires = now + timedelta(hours=env_float("SESSION_HOURS", 12))
-                session.add(Session(id=str(uuid.uuid4()), account_id=account.id, token_hash=digest,
-                                    ip=ip, user_agent=user_agent[:300], created_at=now, expires_at=expires))
-                session.execute(update(Account).where(Account.id == account.id)
-                                .values(last_login_ip=ip, last_login_at=now))
-        if refusal is not None:
-            raise refusal
-        return {"token": token, "expires_at": iso(expires)}
+            account = account_or_not_found(session, account_id)
+            return {"account_id": account.id, "email": account.email,
+                    "email_confirmed": account.email_confirmed, "first_name": account.first_name,
+                    "last_name": account.last_name, "language": account.language,
+                    **domain.notification_settings_view(account)}
 
-    def authenticate(self, token: str, ip: str) -> dict:
-        if not isinstance(token, str) or not token:
-            raise _unauthenticated()
-        now = self.clock.now()
+    def get_notifications(self, account_id: str) -> dict:
         with self.uow.transaction() as session:
-            row = session.execute(
-                select(Session.id, Session.account_id, Session.expires_at, Account.frozen)
-                .join(Account, Account.id == Session.account_id)
-                .where(Session.token_hash == security.token_hash(token), Session.ended_at.is_(None))).first()
-        if row is None or as_utc(row.expires_at) <= now or row.frozen:
-            raise _unauthenticated()
-        return {"account_id": row.account_id, "session_id": row.id}
+            return domain.notification_settings_view(account_or_not_found(session, account_id))
 
-    def log_out(self, token: str) -> None:
+    def update_notifications(self, account_id: str, settings: dict) -> dict:
+        settings = load(NotificationSettingsSchema(), settings)
+        if settings.get("low_balance_threshold") is not None:
+            settings["low_balance_threshold"] = Money.from_wire(settings["low_balance_threshold"],
+                                                                "low_balance_threshold")
         with self.uow.transaction() as session:
-            session.execute(update(Session).where(Session.token_hash == security.token_hash(token),
-                                                  Session.ended_at.is_(None))
-                            .values(ended_at=self.clock.now()))
+            account = account_or_not_found(session, account_id, lock=True)
+            domain.apply_notification_settings(account, settings)
+            account.updated_at = self.clock.now()
+            view = domain.notification_settings_view(account)
+            publish_later(session, "notification_settings_changed", {"account_id": account.id, **view})
+            return view
 
-    def end_other_sessions(self, account_id: str, session_id: str) -> int:
+    # -- events from other services
+    def phone_verified(self, payload: dict) -> None:
+        """verification.phone_verified: the number is verified if it is still the account's number."""
         with self.uow.transaction() as session:
-            result = session.execute(update(Session).where(
-                Session.account_id == account_id, Session.id != session_id,
-                Session.ended_at.is_(None)).values(ended_at=self.clock.now()))
-            return result.rowcount
+            if not first_delivery(session, "profile.phone_verified", payload["event_id"]):
+                return
+            account = session.scalar(select(Account).where(Account.id == payload.get("account_id"))
+                                     .with_for_update())
+            if account is not None and account.phone and account.phone == payload.get("phone"):
+                account.phone_verified = True
+                account.updated_at = self.clock.now()
 
 
 def _login_taken() -> DomainError:
     return DomainError("login_taken", "This login is already taken.", fields={"login": ["taken"]})
 
 
-def _unauthenticated() -> DomainError:
-    return DomainError("unauthenticated", "Log in first: the token is missing, wrong or ended.")
-
-
-def _account(session, account_id, lock: bool = False) -> Account:
+def account_or_not_found(session, account_id, lock: bool = False) -> Account:
+    """The account row (locked for update when asked), or ``not_found``."""
     if not isinstance(account_id, str):
         raise NotFound("account")
     query = select(Account).where(Account.id == account_id)
@@ -241,7 +243,7 @@ def _company(account: Account) -> domain.CompanyState:
                                account.company_verification)
 
 
-def _buyer(account: Account) -> dict:
+def buyer_fields(account: Account) -> dict:
     """The data other services keep a copy of (the ledger's invoice buyer, for one)."""
     return {"first_name": account.first_name, "last_name": account.last_name,
             "email": account.email, "country": account.country, "city": account.city,
@@ -249,16 +251,3 @@ def _buyer(account: Account) -> dict:
             "profile_type": account.profile_type, "company_name": account.company_name,
             "vat_id": account.vat_id, "company_verification": account.company_verification,
             "language": account.language}
-
-
-def _consecutive_failures(session, login: str):
-    """Failed logins for ``login`` since its last success, and when the last one was."""
-    recent = session.execute(select(LoginAttempt.success, LoginAttempt.at)
-                             .where(LoginAttempt.login == login)
-                             .order_by(LoginAttempt.at.desc(), LoginAttempt.id.desc()).limit(30)).all()
-    count = 0
-    for success, _ in recent:
-        if success:
-            break
-        count += 1
-    return count, (recent[0].at if count else None)

@@ -1,10 +1,14 @@
-"""Rules of the customer's personal data (P1-P9, S1): no I/O here."""
+"""Rules of the customer's personal data (P1-P9, S1), security views (S2-S6) and
+notification settings (N1-N3): no I/O here. The security rules proper live in security.py.
+"""
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 
-from services.common.clock import iso
+from services.common.clock import as_utc, iso
 from services.common.errors import DomainError, ValidationError
+from services.common.money import Money
 
 IMMUTABLE = ("login", "email", "country")
 MANDATORY = ("first_name", "last_name", "city", "address")
@@ -91,3 +95,118 @@ def profile_view(account) -> dict:
         "language": account.language,
         "created_at": iso(account.created_at),
     }
+
+
+# --------------------------------------------------------------------------- security (S1-S6)
+
+def security_view(account) -> dict:
+    """GET /api/v1/security: what is set, never the secrets themselves (S2)."""
+    last_login = None
+    if account.last_login_at is not None:
+        last_login = {"ip": account.last_login_ip, "at": iso(account.last_login_at)}
+    return {
+        "login": account.login,
+        "security_code_set": account.security_code_hash is not None,
+        "ip_restriction": list(account.ip_rules or []),
+        "two_factor_enabled": account.totp_secret is not None,
+        "last_login": last_login,
+    }
+
+
+def login_view(attempt) -> dict:
+    """One line of the login history (S4)."""
+    return {"at": iso(attempt.at), "ip": attempt.ip, "success": attempt.success,
+            "user_agent": attempt.user_agent, "outcome": attempt.reason}
+
+
+def security_event_view(event) -> dict:
+    """One entry of the security timeline."""
+    return {"id": str(event.id), "kind": event.kind, "at": iso(event.at), "ip": event.ip,
+            "details": dict(event.details or {})}
+
+
+def refuse_mismatched_password(new_password, confirmation) -> None:
+    """The new password and its confirmation must be the same text (S5)."""
+    if new_password != confirmation:
+        raise DomainError("password_mismatch", "The new password and its confirmation differ.",
+                          fields={"new_password_confirmation": ["does not match new_password"]})
+
+
+def wrong_password() -> DomainError:
+    """Re-authentication failed: the current password in the request is not the account's."""
+    return DomainError("wrong_password", "The current password is wrong.", fields={"password": ["wrong"]})
+
+
+def refuse_lockout(allowed, caller_ip: str, confirmed: bool) -> None:
+    """A list that shuts out the caller's own address needs ``confirm_lockout: true`` (S3)."""
+    if allowed.restricted and not allowed.covers(caller_ip) and not confirmed:
+        raise DomainError("would_lock_out",
+                          f"These rules do not cover your current address {caller_ip}; you would lose "
+                          "access. Send confirm_lockout: true if this is what you want.",
+                          details={"ip": caller_ip})
+
+
+# --------------------------------------------------------------------------- e-mail tokens (P3)
+
+def email_token_refusal(token_row, now) -> DomainError | None:
+    """Why an e-mail token cannot be used now (unknown, used or expired), or None."""
+    if token_row is None:
+        return DomainError("token_unknown", "This confirmation link is not valid.")
+    if token_row.used_at is not None:
+        return DomainError("token_expired", "This confirmation link was already used.")
+    if as_utc(token_row.expires_at) <= now:
+        return DomainError("token_expired", "This confirmation link has expired; request a new one.")
+    return None
+
+
+# --------------------------------------------------------------------------- notification settings (N1-N3)
+
+NOTIFICATION_KINDS = ("invoices", "support", "complaints")
+
+
+def notification_settings_view(account) -> dict:
+    """The API.md shape of N1-N3: null addresses fall back to the main e-mail when sending."""
+    threshold = None
+    if account.low_balance_minor is not None:
+        threshold = Money(account.low_balance_minor, account.low_balance_currency).to_wire()
+    return {
+        "newsletter": bool(account.newsletter),
+        "low_balance_threshold": threshold,
+        "emails": {"invoices": account.invoices_email, "support": account.support_email,
+                   "complaints": account.complaints_email},
+    }
+
+
+def apply_notification_settings(account, settings: dict) -> None:
+    """Apply validated settings; a field left out keeps its value, null clears it."""
+    if "newsletter" in settings:
+        account.newsletter = settings["newsletter"]
+    if "low_balance_threshold" in settings:
+        threshold = settings["low_balance_threshold"]
+        if threshold is not None and threshold.is_negative():
+            raise ValidationError({"low_balance_threshold": ["must not be negative"]})
+        account.low_balance_minor = None if threshold is None else threshold.minor
+        account.low_balance_currency = None if threshold is None else threshold.currency
+    for kind, address in (settings.get("emails") or {}).items():
+        setattr(account, f"{kind}_email", address)
+
+
+# --------------------------------------------------------------------------- lists
+
+def encode_cursor(last_id: int) -> str:
+    """An opaque cursor: where the next page starts (rows older than ``last_id``)."""
+    return base64.urlsafe_b64encode(f"v1:{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    """The row id a cursor points below; a cursor we did not make is a validation error."""
+    if cursor is None:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, value = text.partition(":")
+        if prefix == "v1" and value.isdigit():
+            return int(value)
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise ValidationError({"cursor": ["is not a cursor from this list"]})

@@ -1,9 +1,9 @@
-"""The profile service's tables: accounts, their sessions and login history."""
+"""The profile service's tables: accounts, their sessions, login history and security settings."""
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.common.outbox import add_messaging_tables
@@ -38,6 +38,20 @@ class Account(Base):
     company_verification: Mapped[str] = mapped_column(String(10), default="none")
     language: Mapped[str] = mapped_column(String(2), default="en")
     frozen: Mapped[bool] = mapped_column(Boolean, default=False)
+    # security settings (S2, S3, S6); secrets are only ever stored hashed, the TOTP seed excepted
+    security_code_hash: Mapped[str | None] = mapped_column(Text, nullable=True)
+    ip_rules: Mapped[list] = mapped_column(JSON, default=list)
+    totp_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    totp_pending_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    recovery_code_hashes: Mapped[list] = mapped_column(JSON, default=list)
+    # notification settings (N1-N3)
+    newsletter: Mapped[bool] = mapped_column(Boolean, default=False)
+    low_balance_minor: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    low_balance_currency: Mapped[str | None] = mapped_column(String(3), nullable=True)
+    invoices_email: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    support_email: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    complaints_email: Mapped[str | None] = mapped_column(String(254), nullable=True)
     last_login_ip: Mapped[str | None] = mapped_column(String(45), nullable=True)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -78,3 +92,45 @@ class LoginAttempt(Base):
         Index("ix_login_attempts_login_at", "login", "at"),
         Index("ix_login_attempts_ip_at", "ip", "at"),
     )
+
+
+class EmailToken(Base):
+    """A single-use e-mail confirmation token (P3), kept only as its SHA-256."""
+
+    __tablename__ = "email_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    email: Mapped[str] = mapped_column(String(254))  # the address this token confirms
+    purpose: Mapped[str] = mapped_column(String(16))  # registration | change
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class SecurityEvent(Base):
+    """One entry of the customer's security timeline: a change of a setting or a new-IP login."""
+
+    __tablename__ = "security_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(String(36))
+    kind: Mapped[str] = mapped_column(String(40))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ip: Mapped[str | None] = mapped_column(String(45), nullable=True)
+    details: Mapped[dict] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (Index("ix_security_events_account_id", "account_id", "id"),)
+
+
+class SecurityCodeCheck(Base):
+    """A check of an account's security code by support, for the rate limit (S2)."""
+
+    __tablename__ = "security_code_checks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(String(36))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    matched: Mapped[bool] = mapped_column(Boolean)
+
+    __table_args__ = (Index("ix_security_code_checks_account_at", "account_id", "at"),)

@@ -7,7 +7,7 @@ from email_validator import EmailNotValidError, validate_email
 from marshmallow import ValidationError as FieldError
 from marshmallow import fields, validate, validates
 
-from services.common.schemas import MESSAGES, StrictSchema, TrimmedString, text
+from services.common.schemas import MESSAGES, MoneyField, StrictBoolean, StrictSchema, TrimmedString, text
 
 PROFILE_TYPES = ("individual", "company")
 LANGUAGES = ("en", "pl")
@@ -143,3 +143,115 @@ class ProfileSchema(StrictSchema):
     payments_blocked = fields.Boolean()
     language = fields.String(validate=validate.OneOf(LANGUAGES))
     created_at = fields.String()
+
+
+# --------------------------------------------------------------------------- security (issue 7)
+
+def secret(max_length: int = 1024, **kwargs) -> fields.String:
+    """A password or code as typed: not trimmed (spaces may be part of it), length-limited."""
+    return fields.String(error_messages=MESSAGES, validate=validate.Length(max=max_length, error="is too long"),
+                         **kwargs)
+
+
+class EmailChangeSchema(StrictSchema):
+    email = email(required=True)
+    password = secret(required=True)
+
+
+class EmailConfirmSchema(StrictSchema):
+    token = secret(256, required=True)
+
+
+class PasswordChangeSchema(StrictSchema):
+    current_password = secret(required=True)
+    new_password = secret(required=True)
+    new_password_confirmation = secret(required=True)
+
+
+class SecurityCodeSchema(StrictSchema):
+    code = secret(256, required=True)
+
+
+class IpRestrictionSchema(StrictSchema):
+    """Each rule is checked line by line by the allow-list parser, so items stay raw here."""
+
+    rules = fields.List(fields.Raw(), required=True, error_messages=MESSAGES)
+    password = secret(required=True)
+    confirm_lockout = StrictBoolean(load_default=False)
+
+
+class OtpSchema(StrictSchema):
+    otp = secret(64, required=True)
+
+
+class TwoFactorDisableSchema(StrictSchema):
+    password = secret(required=True)
+    otp = secret(64, required=True)
+
+
+class PageQuerySchema(StrictSchema):
+    limit = fields.Integer(load_default=50, error_messages=MESSAGES,
+                           validate=validate.Range(min=1, max=100, error="must be 1 to 100"))
+    cursor = fields.String(load_default=None, error_messages=MESSAGES,
+                           validate=validate.Length(max=200, error="is not a cursor from this list"))
+
+
+class LastLoginSchema(StrictSchema):
+    ip = fields.String()
+    at = fields.String()
+
+
+class SecuritySchema(StrictSchema):
+    login = fields.String()
+    security_code_set = fields.Boolean()
+    ip_restriction = fields.List(fields.String())
+    two_factor_enabled = fields.Boolean()
+    last_login = fields.Nested(LastLoginSchema, allow_none=True)
+
+
+class TwoFactorEnrolmentSchema(StrictSchema):
+    secret = fields.String()
+    otpauth_uri = fields.String()
+
+
+class RecoveryCodesSchema(StrictSchema):
+    recovery_codes = fields.List(fields.String())
+
+
+class LoginAttemptSchema(StrictSchema):
+    at = fields.String()
+    ip = fields.String()
+    success = fields.Boolean()
+    user_agent = fields.String()
+    outcome = fields.String(metadata={"description": "ok or the refusal's code"})
+
+
+class SecurityEventSchema(StrictSchema):
+    id = fields.String()
+    kind = fields.String()
+    at = fields.String()
+    ip = fields.String(allow_none=True)
+    details = fields.Dict()
+
+
+# --------------------------------------------------------------------------- notification settings (N1-N3)
+
+class WireMoney(MoneyField):
+    """Money checked strictly but kept in its wire form, so the loaded body can cross RPC."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return super()._deserialize(value, attr, data, **kwargs).to_wire()
+
+
+class NotificationEmailsSchema(StrictSchema):
+    invoices = email(allow_none=True)
+    support = email(allow_none=True)
+    complaints = email(allow_none=True)
+
+
+class NotificationSettingsSchema(StrictSchema):
+    """N1-N3; in a PUT a field left out keeps its value, null clears it."""
+
+    newsletter = StrictBoolean()
+    low_balance_threshold = WireMoney(allow_none=True, error_messages=MESSAGES)
+    emails = fields.Nested(NotificationEmailsSchema, error_messages=MESSAGES)

@@ -1,14 +1,18 @@
-"""The profile service: accounts, credentials, sessions and personal data."""
+"""The profile service: accounts, credentials, sessions, personal data, security and
+notification settings."""
 from __future__ import annotations
 
 from nameko.web.handlers import http
 
 from services.common.clock import clock
 from services.common.database import Database
+from services.common.events import handle_event
 from services.common.health import HealthCheck
 from services.common.logging import LogContext, configure
 from services.common.rpc import rpc
+from services.profile.account_security import AccountSecurity
 from services.profile.application import Profiles, make_hasher
+from services.profile.sessions import Sessions
 from services.profile.models import Base
 
 configure("profile")
@@ -25,6 +29,14 @@ class ProfileService:
     @property
     def profiles(self) -> Profiles:
         return Profiles(self.db, HASHER, clock)
+
+    @property
+    def sessions(self) -> Sessions:
+        return Sessions(self.db, HASHER, clock)
+
+    @property
+    def security(self) -> AccountSecurity:
+        return AccountSecurity(self.db, HASHER, clock)
 
     @http("GET", "/health")
     def health_check(self, request):
@@ -51,6 +63,23 @@ class ProfileService:
     def review_company(self, account_id, approved, operator):
         return self.profiles.review_company(account_id, approved, operator)
 
+    @rpc
+    def check_security_code(self, account_id, code):
+        return self.security.check_security_code(account_id, code)
+
+    @rpc
+    def unfreeze(self, account_id, operator):
+        return self.security.unfreeze(account_id, operator)
+
+    # -- for the notifier and the ledger (docs/CONTRACTS.md)
+    @rpc
+    def notification_settings(self, account_id):
+        return self.profiles.notification_settings(account_id)
+
+    @handle_event("verification", "phone_verified")
+    def on_phone_verified(self, payload):
+        self.profiles.phone_verified(payload)
+
     # -- for the gateway
     @rpc
     def register(self, data):
@@ -61,17 +90,76 @@ class ProfileService:
         return self.profiles.update(account_id, changes)
 
     @rpc
+    def get_notifications(self, account_id):
+        return self.profiles.get_notifications(account_id)
+
+    @rpc
+    def update_notifications(self, account_id, settings):
+        return self.profiles.update_notifications(account_id, settings)
+
+    # -- sessions (for the gateway)
+    @rpc
     def log_in(self, login, password, otp, ip, user_agent):
-        return self.profiles.log_in(login, password, otp, ip, user_agent)
+        return self.sessions.log_in(login, password, otp, ip, user_agent)
 
     @rpc
     def authenticate(self, token, ip):
-        return self.profiles.authenticate(token, ip)
+        return self.sessions.authenticate(token, ip)
 
     @rpc
     def log_out(self, token):
-        return self.profiles.log_out(token)
+        return self.sessions.log_out(token)
 
     @rpc
-    def end_other_sessions(self, account_id, session_id):
-        return self.profiles.end_other_sessions(account_id, session_id)
+    def end_other_sessions(self, account_id, session_id, ip=None):
+        return self.sessions.end_other_sessions(account_id, session_id, ip)
+
+    @rpc
+    def login_history(self, account_id, limit=50, cursor=None):
+        return self.sessions.login_history(account_id, limit, cursor)
+
+    # -- security settings (for the gateway)
+    @rpc
+    def security_overview(self, account_id):
+        return self.security.overview(account_id)
+
+    @rpc
+    def request_email_change(self, account_id, email, password, ip=None):
+        return self.security.request_email_change(account_id, email, password, ip)
+
+    @rpc
+    def confirm_email(self, token):
+        return self.security.confirm_email(token)
+
+    @rpc
+    def change_password(self, account_id, session_id, current_password, new_password, confirmation, ip=None):
+        return self.security.change_password(account_id, session_id, current_password, new_password,
+                                             confirmation, ip)
+
+    @rpc
+    def set_security_code(self, account_id, code, ip=None):
+        return self.security.set_security_code(account_id, code, ip)
+
+    @rpc
+    def set_ip_restriction(self, account_id, rules, password, confirm_lockout, ip):
+        return self.security.set_ip_restriction(account_id, rules, password, confirm_lockout, ip)
+
+    @rpc
+    def start_two_factor(self, account_id):
+        return self.security.start_two_factor(account_id)
+
+    @rpc
+    def confirm_two_factor(self, account_id, otp, ip=None):
+        return self.security.confirm_two_factor(account_id, otp, ip)
+
+    @rpc
+    def disable_two_factor(self, account_id, password, otp, ip=None):
+        return self.security.disable_two_factor(account_id, password, otp, ip)
+
+    @rpc
+    def security_events(self, account_id, limit=50, cursor=None):
+        return self.security.events(account_id, limit, cursor)
+
+    @rpc
+    def freeze(self, account_id, ip=None):
+        return self.security.freeze(account_id, ip)

@@ -1,0 +1,249 @@
+"""The customer's security settings (S2-S6, P3): each change re-checks the password in the
+same request, lands on the security timeline and, where the customer must hear of it, goes
+out as an event for the notifier. Secrets are only ever stored hashed and never returned.
+"""
+from __future__ import annotations
+
+from eventlet import tpool
+from sqlalchemy import select, update
+
+from services.common.clock import iso
+from services.common.errors import DomainError, ValidationError
+from services.common.outbox import publish_later
+from services.common.schemas import load
+from services.profile import domain, security
+from services.profile.application import (account_or_not_found, buyer_fields, hash_secret,
+                                          issue_email_token, record_security_event, verify_secret)
+from services.profile.models import Account, EmailToken, SecurityCodeCheck, SecurityEvent
+from services.profile.schemas import EmailChangeSchema, PasswordChangeSchema
+from services.profile.sessions import accept_second_factor, end_sessions
+
+
+class AccountSecurity:
+    def __init__(self, uow, hasher: security.PasswordHasher, clock):
+        self.uow = uow
+        self.hasher = hasher
+        self.clock = clock
+
+    def overview(self, account_id: str) -> dict:
+        with self.uow.transaction() as session:
+            return domain.security_view(account_or_not_found(session, account_id))
+
+    def _reauthenticate(self, account_id: str, password) -> Account:
+        """The account, if ``password`` is its current password (422 ``wrong_password``)."""
+        with self.uow.transaction() as session:
+            account = account_or_not_found(session, account_id)
+        if not verify_secret(self.hasher, account.password_hash, password):
+            raise domain.wrong_password()
+        return account
+
+    # -- e-mail (P3)
+    def request_email_change(self, account_id: str, email, password, ip: str | None = None) -> dict:
+        data = load(EmailChangeSchema(), {"email": email, "password": password})
+        account = self._reauthenticate(account_id, data["password"])
+        if data["email"].casefold() == account.email.casefold():
+            raise ValidationError({"email": ["is already the address of this account"]})
+        now = self.clock.now()
+        with self.uow.transaction() as session:
+            account = account_or_not_found(session, account_id, lock=True)
+            # Only the newest request counts: an older link must not switch the address later.
+            session.execute(update(EmailToken).where(
+                EmailToken.account_id == account.id, EmailToken.purpose == "change",
+                EmailToken.used_at.is_(None)).values(used_at=now))
+            issue_email_token(session, account, data["email"], "change", now)
+            record_security_event(session, account, "email_change_requested", ip, now,
+                                  {"new_email": data["email"]}, notify=False)
+        return {"email": account.email, "pending_email": data["email"]}
+
+    def confirm_email(self, token) -> dict:
+        """Confirm the registration address or switch to a pending new one; each token works once."""
+        if not isinstance(token, str) or not token or len(token) > 256:
+            raise DomainError("token_unknown", "This confirmation link is not valid.")
+        now = self.clock.now()
+        with self.uow.transaction() as session:
+            row = session.scalar(select(EmailToken).where(EmailToken.token_hash == security.token_hash(token))
+                                 .with_for_update())
+            refusal = domain.email_token_refusal(row, now)
+            if refusal is not None:
+                raise refusal
+            row.used_at = now
+            account = account_or_not_found(session, row.account_id, lock=True)
+            if row.purpose == "change":
+                old_email, account.email = account.email, row.email
+                account.email_confirmed = True
+                account.updated_at = now
+                publish_later(session, "email_changed", {
+                    "account_id": account.id, "old_email": old_email, "new_email": account.email,
+                    "at": iso(now), "first_name": account.first_name, "language": account.language})
+                publish_later(session, "profile_changed", {"account_id": account.id, "fields": ["email"],
+                                                           **buyer_fields(account)})
+                record_security_event(session, account, "email_changed", None, now,
+                                      {"old_email": old_email, "new_email": account.email}, notify=False)
+            elif row.email == account.email:
+                account.email_confirmed = True
+            else:
+                # the address was changed since this registration link was sent
+                raise DomainError("token_expired", "This confirmation link is for an address no longer in use.")
+            return {"email": account.email, "email_confirmed": account.email_confirmed}
+
+    # -- password (S5)
+    def change_password(self, account_id: str, session_id: str | None, current_password, new_password,
+                        confirmation, ip: str | None = None) -> None:
+        data = load(PasswordChangeSchema(), {"current_password": current_password, "new_password": new_password,
+                                             "new_password_confirmation": confirmation})
+        account = self._reauthenticate(account_id, data["current_password"])
+        domain.refuse_mismatched_password(data["new_password"], data["new_password_confirmation"])
+        security.check_password_policy(data["new_password"], account.login)
+        password_hash = hash_secret(self.hasher, data["new_password"])
+        now = self.clock.now()
+        with self.uow.transaction() as session:
+            account = account_or_not_found(session, account_id, lock=True)
+            account.password_hash = password_hash
+            account.updated_at = now
+            ended = end_sessions(session, account.id, now, keep=session_id)
+            record_security_event(session, account, "password_changed", ip, now)
+            if ended:
+                record_security_event(session, account, "sessions_ended", ip, now, {"count": ended},
+                                      notify=False)  # the password mail already says so
+
+    # -- security code (S2)
+    def set_security_code(self, account_id: str, code, ip: str | None = None) -> dict:
+        code_hash = tpool.execute(security.hash_security_code, self.hasher, code)
+        now = self.clock.now()
+        with self.uow.transaction() as session:
+            account = account_or_not_found(session, account_id, lock=True)
+            if account.security_code_hash is not None:
+                raise DomainError("already_set", "The security code is set and cannot be changed; "
+                                                 "contact support if you lost it.")
+            account.security_code_hash = code_hash
+            record_security_event(session, account, "security_code_set", ip, now)
+        return {"security_code_set": True}
+
+    def check_security_code(self, account_id: str, code) -> bool:
+        """For support staff: whether the code a caller told them is right; 5 wrong tries an hour."""
+        now = self.clock.now()
+        with self.uow.transaction() as session:
+            account = account_or_not_found(session, account_id, lock=True)
+            failures = session.scalars(select(SecurityCodeCheck.at).where(
+                SecurityCodeCheck.account_id == account.id, SecurityCodeCheck.matched.is_(False),
+                SecurityCodeCheck.at > now - security.SECURITY_CODE_FAILURE_WINDOW)).all()
+            wait = security.security_code_check_limited(failures, now)
+            if wait:
+                raise DomainError("rate_limited", "Too many wrong security codes for this account; "
+                                                  "try again later.", details={"retry_after": wait})
+            # Counted as wrong until proven right, so parallel guesses all count against the limit.
+            check = SecurityCodeCheck(account_id=account.id, at=now, matched=False)
+            session.add(check)
+            session.flush()
+            check_id, stored = check.id, account.security_code_hash
+        # with no code set, the verify runs against nothing and costs the same
+        matched = tpool.execute(security.security_code_matches, self.hasher, stored or "", code)
+        with self.uow.transaction() as session:
+            if matched:
+                session.execute(update(SecurityCodeCheck).where(SecurityCodeCheck.id == check_id)
+                                .values(matched=True))
+            account = account_or_not_found(session, account_id)
+            record_security_event(session, account, "security_code_checked", None, now,
+                                  {"matched": bool(matched)}, notify=False)
+        return bool(matched)
+
+    # -- IP allow list (S3)
+    def set_ip_restriction(self, account_id: str, rules, password, confirm_lockout, ip: str) -> dict:
+        if not isinstance(rules, list):
+            raise ValidationError({"rules": ["must be a list of lines"]})
+        allowed = security.IpAllowList.parse(rules)
+        self._reauthenticate(account_id, password)
+        domain.refuse_lockout(allowed, ip, confirm_lockout is True)
+        now = self.clock.now()
+        with self.uow.transaction() as session:
+            account = account_or_not_found(session, account_id, lock=True)
+            account.ip_rules = allowed.lines()
+            account.updated_at = now
+            record_security_event(session, account, "ip_restriction_changed", ip, now,
+                                  {"rules": allowed.lines()})
+            return domain.security_view(account)
+
+    # -- two-factor authentication (S6)
+    def start_two_factor(self, account_id: str) -> dict:
+        secret = security.new_totp_secret()
+        with self.uow.transaction() as session:
+            account = account_or_not_found(session, account_id, lock=True)
+            _refuse_enabled(account)
+            account.totp_pending_secret = secret
+            return {"secret": secret, "otpauth_uri": security.otpauth_uri(secret, account.login)}
+
+    def confirm_two_factor(self, account_id: str, otp, ip: str | None = None) -> dict:
+        now = self.clock.now()
+        codes, hashes = security.new_recovery_codes()
+        with self.uow.transaction() as session:
+            account = account_or_not_found(session, account_id, lock=True)
+            _refuse_enabled(account)
+            if account.totp_pending_secret is None:
+                raise DomainError("conflict", "Start the enrolment first (POST /api/v1/security/2fa).")
+            step = security.verify_totp(account.totp_pending_secret, otp, now, None)
+            if step is None:
+                raise _invalid_otp()
+            account.totp_secret, account.totp_pending_secret = account.totp_pending_secret, None
+            account.totp_last_step = step
+            account.recovery_code_hashes = hashes
+            record_security_event(session, account, "two_factor_enabled", ip, now)
+        return {"recovery_codes": codes}
+
+    def disable_two_factor(self, account_id: str, password, otp, ip: str | None = None) -> None:
+        self._reauthenticate(account_id, password)
+        now = self.clock.now()
+        with self.uow.transaction() as session:
+            account = account_or_not_found(session, account_id, lock=True)
+            if account.totp_secret is None:
+                raise DomainError("conflict", "Two-factor authentication is not on.")
+            if not accept_second_factor(account, otp, now):
+                raise _invalid_otp()
+            account.totp_secret = account.totp_pending_secret = account.totp_last_step = None
+            account.recovery_code_hashes = []
+            record_security_event(session, account, "two_factor_disabled", ip, now)
+
+    # -- timeline, freeze
+    def events(self, account_id: str, limit: int = 50, cursor: str | None = None) -> dict:
+        """The security timeline, newest first."""
+        below = domain.decode_cursor(cursor)
+        limit = max(1, min(int(limit), 100))
+        with self.uow.transaction() as session:
+            query = select(SecurityEvent).where(SecurityEvent.account_id == account_id)
+            if below is not None:
+                query = query.where(SecurityEvent.id < below)
+            rows = session.scalars(query.order_by(SecurityEvent.id.desc()).limit(limit + 1)).all()
+        more = len(rows) > limit
+        return {"items": [domain.security_event_view(row) for row in rows[:limit]],
+                "next_cursor": domain.encode_cursor(rows[limit - 1].id) if more else None}
+
+    def freeze(self, account_id: str, ip: str | None = None) -> None:
+        """"This was not me": end every session and refuse logins until support unfreezes."""
+        now = self.clock.now()
+        with self.uow.transaction() as session:
+            account = account_or_not_found(session, account_id, lock=True)
+            account.frozen = True
+            account.updated_at = now
+            ended = end_sessions(session, account.id, now)
+            record_security_event(session, account, "account_frozen", ip, now, {"sessions_ended": ended})
+
+    def unfreeze(self, account_id: str, operator) -> dict:
+        if not isinstance(operator, str) or not operator.strip() or len(operator) > 100:
+            raise ValidationError({"operator": ["required"]})
+        now = self.clock.now()
+        with self.uow.transaction() as session:
+            account = account_or_not_found(session, account_id, lock=True)
+            if account.frozen:
+                account.frozen = False
+                account.updated_at = now
+                record_security_event(session, account, "account_unfrozen", None, now,
+                                      {"operator": operator.strip()}, notify=False)
+            return {"account_id": account.id, "frozen": False}
+
+
+def _refuse_enabled(account: Account) -> None:
+    if account.totp_secret is not None:
+        raise DomainError("already_enabled", "Two-factor authentication is already on; turn it off first.")
+
+
+def _invalid_otp() -> DomainError:
+    return DomainError("invalid_otp", "The code is wrong or was already used.", fields={"otp": ["wrong"]})
