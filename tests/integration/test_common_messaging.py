@@ -1,0 +1,228 @@
+"""The shared machinery on a real broker and database: outbox, inbox, retries, dead letters,
+RPC timeouts, and a PostgreSQL driver that does not block eventlet (services/common)."""
+from __future__ import annotations
+
+import time
+import uuid
+
+import eventlet
+import pytest
+import requests
+from kombu import Connection
+from nameko.containers import ServiceContainer
+from nameko.rpc import rpc
+from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, insert, select, text
+
+from deploy.local import free_port
+from services.common.database import Database
+from services.common.errors import DomainError
+from services.common.events import handle_event
+from services.common.outbox import add_messaging_tables, first_delivery, publish_later
+from services.common.rpc import ServiceRpc
+from tests.support import POSTGRES_ADMIN_URL, databases, rabbit_vhost
+
+metadata = MetaData()
+add_messaging_tables(metadata)
+received = Table("received", metadata, Column("id", Integer, primary_key=True, autoincrement=True),
+                 Column("event_id", String(64)), Column("value", String(64)))
+FAILURES: dict[str, int] = {}
+
+
+class Producer:
+    name = "producer"
+    db = Database(metadata)
+
+    @rpc
+    def record(self, value):
+        with self.db.transaction() as session:
+            publish_later(session, "thing_happened", {"value": value})
+
+    @rpc
+    def sleep(self, seconds):
+        eventlet.sleep(seconds)
+        return "late"
+
+    @rpc
+    def pg_sleep(self, seconds):
+        with self.db.transaction() as session:
+            started = time.monotonic()
+            session.execute(text("SELECT pg_sleep(:s)"), {"s": seconds})
+            return [started, time.monotonic()]
+
+
+class Consumer:
+    name = "consumer"
+    db = Database(metadata)
+    producer = ServiceRpc("producer", timeout=1.0)
+    ghost = ServiceRpc("ghost", timeout=1.0)
+
+    @handle_event("producer", "thing_happened")
+    def on_thing(self, event):
+        value = event["value"]
+        if value.startswith("poison"):
+            raise ValueError("cannot digest this")
+        if value.startswith("flaky") and FAILURES.get(value, 0) < 2:
+            FAILURES[value] = FAILURES.get(value, 0) + 1
+            raise RuntimeError("not yet")
+        with self.db.transaction() as session:
+            if first_delivery(session, "consumer.on_thing", event["event_id"]):
+                session.execute(insert(received).values(event_id=event["event_id"], value=value))
+
+    @rpc
+    def ask_slow_producer(self):
+        return self.producer.sleep(3)
+
+    @rpc
+    def ask_ghost(self):
+        return self.ghost.anything()
+
+
+@pytest.fixture
+def stack(tmp_path, monkeypatch):
+    monkeypatch.setenv("OUTBOX_POLL_SECONDS", "0.1")
+    monkeypatch.setenv("EVENT_RETRY_BASE_SECONDS", "0.1")
+    monkeypatch.setenv("EVENT_MAX_ATTEMPTS", "3")
+    with rabbit_vhost() as amqp, databases(tmp_path, ("producer", "consumer")) as urls:
+        for name, url in urls.items():
+            monkeypatch.setenv(f"{name.upper()}_DATABASE_URL", url)
+            engine = create_engine(url)
+            metadata.create_all(engine)
+            engine.dispose()
+        containers = {}
+
+        def start(cls):
+            container = ServiceContainer(cls, {"AMQP_URI": amqp, "serializer": "json",
+                                               "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}"})
+            container.start()
+            containers[cls.name] = container
+            return container
+        yield start, urls, amqp
+        for container in containers.values():
+            container.stop()
+
+
+def rows(url, table=received):
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        result = connection.execute(select(table)).all()
+    engine.dispose()
+    return result
+
+
+def wait_for(predicate, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def call(container, method, *args):
+    from nameko.standalone.rpc import ServiceRpcProxy
+    with ServiceRpcProxy(container.service_name, container.config, timeout=10) as proxy:
+        return getattr(proxy, method)(*args)
+
+
+def test_event_committed_while_the_relay_was_down_is_published_when_it_returns(stack):
+    start, urls, _ = stack
+    start(Consumer)
+    engine = create_engine(urls["producer"])
+    with engine.begin() as connection:  # committed, never published: the relay "died"
+        connection.execute(insert(metadata.tables["outbox"]).values(
+            event_id=str(uuid.uuid4()), event_type="thing_happened",
+            payload='{"event_id": "e-1", "value": "survivor"}', headers="{}",
+            created_at=__import__("datetime").datetime.now(__import__("datetime").timezone.utc)))
+    engine.dispose()
+    start(Producer)
+    assert wait_for(lambda: rows(urls["consumer"]))[0].value == "survivor"
+    assert wait_for(lambda: all(r.published_at for r in rows(urls["producer"], metadata.tables["outbox"])))
+
+
+def test_events_arrive_in_order_and_a_redelivery_has_no_second_effect(stack):
+    start, urls, amqp = stack
+    start(Consumer)
+    producer = start(Producer)
+    for n in range(5):
+        call(producer, "record", f"v{n}")
+    wait_for(lambda: len(rows(urls["consumer"])) == 5)
+    assert [r.value for r in rows(urls["consumer"])] == [f"v{n}" for n in range(5)]
+    # the broker delivers the first event again (a relay crash after publish does this)
+    first = rows(urls["producer"], metadata.tables["outbox"])[0]
+    with Connection(amqp) as connection:
+        connection.Producer().publish(__import__("json").loads(first.payload), exchange="producer.events",
+                                      routing_key="thing_happened", serializer="json")
+    time.sleep(1.0)
+    assert len(rows(urls["consumer"])) == 5
+
+
+def test_a_failing_handler_is_retried_until_it_succeeds(stack):
+    start, urls, _ = stack
+    start(Consumer)
+    producer = start(Producer)
+    call(producer, "record", "flaky-1")
+    assert wait_for(lambda: rows(urls["consumer"]))[0].value == "flaky-1"
+    assert FAILURES["flaky-1"] == 2
+
+
+def test_a_poison_event_is_dead_lettered_and_does_not_block_the_next(stack):
+    start, urls, amqp = stack
+    start(Consumer)
+    producer = start(Producer)
+    call(producer, "record", "poison-1")
+    call(producer, "record", "after-poison")
+    assert wait_for(lambda: rows(urls["consumer"]))[0].value == "after-poison"
+    queue = "evt-producer-thing_happened--consumer.on_thing.dead"
+    vhost = amqp.rsplit("/", 1)[1]
+
+    def dead_count():
+        info = requests.get(f"http://127.0.0.1:15672/api/queues/{vhost}/{queue}", auth=("guest", "guest"),
+                            timeout=5).json()
+        return info.get("messages", 0)
+    assert wait_for(dead_count, timeout=20) == 1
+
+
+def test_rpc_to_a_silent_or_missing_service_is_unavailable_within_its_timeout(stack):
+    start, _, _ = stack
+    start(Producer)
+    consumer = start(Consumer)
+    started = time.monotonic()
+    with pytest.raises(DomainError) as slow:
+        call(consumer, "ask_slow_producer")
+    assert slow.value.args[0] == "service_unavailable"
+    assert slow.value.args[3] == {"service": "producer"}
+    assert time.monotonic() - started < 3
+    with pytest.raises(DomainError) as missing:
+        call(consumer, "ask_ghost")
+    assert missing.value.args[0] == "service_unavailable"
+
+
+def test_postgres_queries_of_concurrent_workers_overlap(monkeypatch, tmp_path):
+    """psycopg2 is greened: ten workers each sleeping in PostgreSQL are all in flight at once."""
+    name = f"t{uuid.uuid4().hex[:8]}_green"
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    monkeypatch.setenv("PRODUCER_DATABASE_URL", url)
+    try:
+        with rabbit_vhost() as amqp:
+            container = ServiceContainer(Producer, {"AMQP_URI": amqp, "serializer": "json", "max_workers": 10,
+                                                    "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}"})
+            container.start()
+            try:
+                from nameko.standalone.rpc import ServiceRpcProxy
+                with ServiceRpcProxy("producer", container.config, timeout=30) as proxy:
+                    replies = [proxy.pg_sleep.call_async(0.5) for _ in range(10)]
+                    spans = [reply.result() for reply in replies]
+            finally:
+                container.stop()
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    latest_start = max(start for start, _ in spans)
+    earliest_end = min(end for _, end in spans)
+    # Every query started before the first one finished: none waited for another.
+    assert latest_start < earliest_end
