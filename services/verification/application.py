@@ -65,6 +65,7 @@ class Verifications:
         domain.ensure_purpose(request["purpose"], request["operation"])
         verification_id = self._book(account_id, callee, request)
 
+        channel = request["channel"]
         sms_code = domain.new_sms_code() if channel == domain.SMS else None
         try:
             placed = self.telephony.place(
