@@ -14,6 +14,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import date
 
 from services.common.clock import iso
 from services.common.errors import DomainError, ValidationError
@@ -170,6 +171,8 @@ def fingerprint(operation: str, arguments: Mapping) -> str:
 def _canonical(value):
     if isinstance(value, Money):
         return value.to_wire()
+    if isinstance(value, date):
+        return value.isoformat()
     raise TypeError(f"cannot fingerprint {type(value).__name__}")
 
 

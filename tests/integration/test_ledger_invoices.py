@@ -1,0 +1,145 @@
+"""Issue 5's wiring in the ledger on a real database: prices, invoices, credit notes, PDFs, methods."""
+from __future__ import annotations
+
+import base64
+import io
+
+import pytest
+from pypdf import PdfReader
+
+from services.common.money import Money
+from tests.integration.test_ledger_journal import (FakeProfiles, database, eur, ledger, outbox,  # noqa: F401
+                                                   profiles, refused)
+
+pytestmark = pytest.mark.integration
+
+GERMAN_COMPANY = dict(country="DE", profile_type="company", company_name="Beispiel GmbH", vat_id="DE136695976",
+                      company_verification="verified", first_name="Hans", last_name="Müller")
+
+
+@pytest.mark.parametrize("buyer,expected", [
+    (dict(country="DE"), ("10.08", "1.91", "11.99", "19.00", "standard")),
+    (dict(country="FR"), ("9.99", "2.00", "11.99", "20.00", "standard")),
+    (dict(country="PL", profile_type="company", company_name="Firma sp. z o.o.", vat_id="PL1234563218",
+          company_verification="verified"), ("9.75", "2.24", "11.99", "23.00", "standard")),
+    (GERMAN_COMPANY, ("9.75", "0.00", "9.75", "0.00", "reverse_charge")),
+    (dict(country="US"), ("11.99", "0.00", "11.99", "0.00", "outside_scope")),
+])
+def test_price_splits_a_list_price_for_each_kind_of_customer(ledger, profiles, buyer, expected):
+    account = profiles.add(**buyer)
+    price = ledger.price(account, eur("11.99"))
+    assert (price["net"]["amount"], price["vat"]["amount"], price["gross"]["amount"], price["vat_rate"],
+            price["tax_treatment"]) == expected
+
+
+def test_price_of_an_account_nobody_has_is_not_found(ledger):
+    assert refused(lambda: ledger.price("ghost", eur("1.00"))).error_code == "not_found"
+
+
+def test_a_charge_issues_an_invoice_with_the_buyer_as_they_were_then(ledger, profiles):
+    account = profiles.add(**GERMAN_COMPANY)
+    ledger.credit_payment(account, eur("100.00"), "p", "P")
+    charge = ledger.charge(account, eur("19.50"), "c", "order-7", "VPS M, 2 months", lines=[
+        {"description": "VPS M", "gross": eur("9.75"), "period_from": "2026-01-01", "period_to": "2026-01-31"},
+        {"description": "VPS M", "gross": eur("9.75"), "period_from": "2026-02-01", "period_to": "2026-02-28"}])
+    profiles.accounts[account]["company_name"] = "Renamed GmbH"  # later changes do not touch the invoice
+    invoice = ledger.get_invoice(charge["invoice_id"])
+    assert invoice["kind"] == "invoice" and invoice["order_id"] == "order-7" and invoice["corrects"] is None
+    assert invoice["buyer"]["company_name"] == "Beispiel GmbH" and invoice["buyer"]["vat_id"] == "DE136695976"
+    assert invoice["seller"]["country"] == "PL"
+    assert invoice["tax_treatment"] == "reverse_charge"
+    assert [line["period_from"] for line in invoice["lines"]] == ["2026-01-01", "2026-02-01"]
+    assert invoice["gross"] == eur("19.50")
+    issued = outbox(ledger.uow, account, "invoice_issued")
+    assert [(e["invoice_id"], e["number"], e["kind"]) for e in issued] == [
+        (invoice["id"], invoice["number"], "invoice")]
+
+
+def test_charge_lines_that_do_not_add_up_are_refused_and_nothing_moves(ledger, profiles):
+    account = profiles.add()
+    ledger.credit_payment(account, eur("100.00"), "p", "P")
+    error = refused(lambda: ledger.charge(account, eur("10.00"), "c", "o", "VPS",
+                                          lines=[{"description": "VPS", "gross": eur("9.99")}]))
+    assert error.error_code == "validation_error" and "lines" in error.fields
+    error = refused(lambda: ledger.charge(account, eur("10.00"), "c", "o", "VPS",
+                                          lines=[{"description": "VPS", "gross": eur("10.00"), "colour": "red"}]))
+    assert error.error_code == "validation_error"
+    assert ledger.get_balance(account) == eur("100.00")
+    assert ledger.list_invoices(account)["items"] == []
+
+
+def test_credit_notes_reference_their_invoice_and_the_documents_match_the_ledger(ledger, profiles):
+    account = profiles.add(country="DE")
+    ledger.credit_payment(account, eur("100.00"), "p", "P")
+    first = ledger.charge(account, eur("30.00"), "c1", "order-1", "Dedicated S")
+    second = ledger.charge(account, eur("11.99"), "c2", "order-2", "VPS S")
+    refund = ledger.refund(account, eur("10.01"), "r1", "order-1", first["id"], "unused days")
+    ledger.refund(account, eur("11.99"), "r2", "order-2", second["id"], "cancelled")
+    note = ledger.get_invoice(refund["credit_note_id"])
+    assert note["kind"] == "credit_note" and note["corrects"] == first["invoice_id"]
+    assert note["gross"] == eur("-10.01") and note["order_id"] == "order-1"
+    documents = ledger.list_invoices(account)["items"]
+    invoiced = sum(Money.from_wire(d["gross"]).minor for d in documents)
+    moved = sum(-Money.from_wire(t["amount"]).minor for t in ledger.list_transactions(account)["items"]
+                if t["kind"] in ("charge", "refund"))
+    assert invoiced == moved == 3000 + 1199 - 1001 - 1199
+    for document in documents:
+        assert Money.from_wire(document["net"]) + Money.from_wire(document["vat"]) == Money.from_wire(document["gross"])
+
+
+def test_invoice_numbers_run_on_across_invoices_and_credit_notes(ledger, profiles):
+    account = profiles.add()
+    ledger.credit_payment(account, eur("100.00"), "p", "P")
+    charge = ledger.charge(account, eur("10.00"), "c1", "o", "VPS")
+    ledger.refund(account, eur("1.00"), "r1", "o", charge["id"])
+    ledger.charge(account, eur("10.00"), "c2", "o", "VPS")
+    numbers = [d["number"] for d in ledger.list_invoices(account)["items"]]
+    sequence = [int(number.split("/")[1]) for number in numbers]
+    assert sequence == [sequence[0], sequence[0] - 1, sequence[0] - 2]  # newest first, consecutive
+
+
+def test_another_customers_invoice_is_not_found(ledger, profiles):
+    alice, bob = profiles.add(), profiles.add()
+    ledger.credit_payment(alice, eur("10.00"), "p", "P")
+    invoice_id = ledger.charge(alice, eur("1.00"), "c", "o", "VPS")["invoice_id"]
+    assert refused(lambda: ledger.get_invoice(invoice_id, bob)).error_code == "not_found"
+    assert refused(lambda: ledger.get_invoice_pdf(invoice_id, bob)).error_code == "not_found"
+    assert refused(lambda: ledger.get_invoice("x" * 5000)).error_code == "not_found"
+    assert ledger.get_invoice(invoice_id, alice)["id"] == invoice_id
+
+
+@pytest.mark.parametrize("language,title", [("en", "Invoice"), ("pl", "Faktura")])
+def test_the_pdf_opens_and_shows_the_number_both_parties_and_the_totals(ledger, profiles, language, title):
+    account = profiles.add(language=language, first_name="Zażółć", last_name="Gęślą")
+    ledger.credit_payment(account, eur("100.00"), "p", "P")
+    invoice = ledger.get_invoice(ledger.charge(account, eur("24.60"), "c", "order-9", "VPS M")["invoice_id"])
+    pdf = base64.b64decode(ledger.get_invoice_pdf(invoice["id"]))
+    text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
+    for expected in (title, invoice["number"], "Introserv", "Zażółć Gęślą", "24.60", "20.00", "4.60"):
+        assert expected in text.replace("\xa0", " ").replace(",", "."), expected
+
+
+def test_payment_methods_of_an_unreviewed_company_are_blocked_with_the_reason(ledger, profiles):
+    account = profiles.add(profile_type="company", company_name="Firma", vat_id="PL1234563218",
+                           company_verification="pending")
+    methods = ledger.payment_methods(account)["items"]
+    assert methods and all(not m["available"] for m in methods)
+    assert {m["reason"] for m in methods} == {"blocked until your company data are verified"}
+    error = refused(lambda: ledger.credit_payment(account, eur("10.00"), "p", "P", "card"))
+    assert error.error_code == "method_not_offered"
+    assert ledger.get_balance(account) == eur("0.00")
+
+
+def test_payment_methods_without_a_postal_address_say_so(ledger, profiles):
+    account = profiles.add(postal_address=None)
+    reasons = {m["reason"] for m in ledger.payment_methods(account)["items"]}
+    assert reasons == {"postal address required"}
+
+
+def test_a_method_offered_elsewhere_is_refused_and_an_offered_one_is_accepted(ledger, profiles):
+    account = profiles.add(country="DE")
+    ids = [m["id"] for m in ledger.payment_methods(account)["items"]]
+    assert "sepa_transfer" in ids and "bank_transfer_pln" not in ids
+    error = refused(lambda: ledger.credit_payment(account, eur("10.00"), "p", "P", "bank_transfer_pln"))
+    assert error.error_code == "method_not_offered"
+    assert ledger.credit_payment(account, eur("10.00"), "p", "P", "sepa_transfer")["method"] == "sepa_transfer"
