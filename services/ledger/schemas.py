@@ -64,22 +64,24 @@ class PageQuerySchema(StrictSchema):
     cursor = text(200, load_default=None, metadata={"description": "next_cursor of the previous page"})
 
 
-class MoneySchema(Schema):
+class MoneyAmountSchema(Schema):
+    """Money as the API writes it (named apart from orders' MoneySchema so OpenAPI keeps both)."""
+
     amount = fields.String(required=True, metadata={"example": "12.50"})
     currency = fields.String(required=True, metadata={"example": "EUR"})
 
 
 class BalanceSchema(Schema):
-    balance = fields.Nested(MoneySchema, required=True)
+    balance = fields.Nested(MoneyAmountSchema, required=True)
 
 
 class TransactionSchema(Schema):
     id = fields.String(required=True)
     at = fields.DateTime(required=True)
     kind = fields.String(required=True, metadata={"enum": ["payment", "charge", "refund", "adjustment"]})
-    amount = fields.Nested(MoneySchema, required=True,
+    amount = fields.Nested(MoneyAmountSchema, required=True,
                            metadata={"description": "signed: positive adds to the balance"})
-    balance_after = fields.Nested(MoneySchema, required=True)
+    balance_after = fields.Nested(MoneyAmountSchema, required=True)
     reference = fields.String(allow_none=True, metadata={"description": "the order id or the payment id"})
     description = fields.String(required=True)
     invoice_id = fields.String(allow_none=True, metadata={"description": "the invoice or credit note it issued"})
@@ -99,10 +101,10 @@ class InvoiceLineViewSchema(Schema):
     period_from = fields.Date(allow_none=True)
     period_to = fields.Date(allow_none=True)
     quantity = fields.Integer(required=True)
-    net = fields.Nested(MoneySchema, required=True)
+    net = fields.Nested(MoneyAmountSchema, required=True)
     vat_rate = fields.String(required=True, metadata={"example": "23.00", "description": "percent"})
-    vat = fields.Nested(MoneySchema, required=True)
-    gross = fields.Nested(MoneySchema, required=True)
+    vat = fields.Nested(MoneyAmountSchema, required=True)
+    gross = fields.Nested(MoneyAmountSchema, required=True)
 
 
 class InvoiceSchema(Schema):
@@ -113,9 +115,9 @@ class InvoiceSchema(Schema):
     seller = fields.Nested(PartySchema, required=True)
     buyer = fields.Nested(PartySchema, required=True)
     lines = fields.List(fields.Nested(InvoiceLineViewSchema), required=True)
-    net = fields.Nested(MoneySchema, required=True, metadata={"description": "negative on a credit note"})
-    vat = fields.Nested(MoneySchema, required=True)
-    gross = fields.Nested(MoneySchema, required=True)
+    net = fields.Nested(MoneyAmountSchema, required=True, metadata={"description": "negative on a credit note"})
+    vat = fields.Nested(MoneyAmountSchema, required=True)
+    gross = fields.Nested(MoneyAmountSchema, required=True)
     currency = fields.String(required=True)
     tax_treatment = fields.String(required=True, metadata={"enum": ["standard", "reverse_charge", "outside_scope"]})
     order_id = fields.String(allow_none=True)
