@@ -1,7 +1,11 @@
-"""The notifier service's tables."""
+"""The notifier service's tables: every message it owes a customer, and its copy of who consented."""
 from __future__ import annotations
 
-from sqlalchemy.orm import DeclarativeBase
+from datetime import datetime
+
+from sqlalchemy import (BigInteger, Boolean, DateTime, Index, Integer, LargeBinary, String, Text,
+                        UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.common.outbox import add_messaging_tables
 
@@ -11,3 +15,59 @@ class Base(DeclarativeBase):
 
 
 add_messaging_tables(Base.metadata)
+
+
+class Delivery(Base):
+    """One message to one address, written before it is sent (the (event, recipient) record).
+
+    ``state`` is ``pending`` until the relay takes it (``sent``), refuses it for good
+    (``failed``, a 5xx) or the last retry is spent (``dead``). A pending row is due at
+    ``next_attempt_at``; the sender claims it by pushing that time past a lease.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("event_id", "recipient", name="uq_deliveries_event_recipient"),
+        Index("ix_deliveries_due", "state", "next_attempt_at"),
+        Index("ix_deliveries_account", "account_id", "seq"),
+    )
+
+    # The order of writing: pages newest first without ties.
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                     autoincrement=True)
+    id: Mapped[str] = mapped_column(String(36), unique=True)
+    event_id: Mapped[str] = mapped_column(String(64))
+    account_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    recipient: Mapped[str] = mapped_column(String(254))
+    language: Mapped[str] = mapped_column(String(2))
+    subject: Mapped[str] = mapped_column(String(500))
+    text: Mapped[str] = mapped_column(Text)
+    html: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attachment_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    attachment: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    state: Mapped[str] = mapped_column(String(10), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Subscriber(Base):
+    """The notifier's copy of a customer's contact and newsletter consent, from profile's events.
+
+    Only the newsletter reads it (one RPC per customer would not do for a mailing); every
+    other message asks profile for the current settings. ``*_at`` keep the time of the
+    event last applied, so an older event arriving late changes nothing.
+    """
+
+    __tablename__ = "subscribers"
+
+    account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    email: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    first_name: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    language: Mapped[str] = mapped_column(String(2), default="en")
+    newsletter: Mapped[bool] = mapped_column(Boolean, default=False)
+    contact_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    consent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

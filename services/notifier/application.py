@@ -1,0 +1,290 @@
+"""The notifier's use cases, each one unit of work.
+
+An event becomes a :class:`Delivery` row (written once per event and address, before any
+sending); the sender drains due rows through SMTP, retrying temporary failures with
+backoff. The two never share a transaction: the handler's RPC calls to profile and ledger
+happen before its transaction, the relay's conversation between the claim and the record.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import uuid
+from datetime import datetime, timedelta
+
+import structlog
+from nameko.exceptions import MethodNotFound
+from sqlalchemy import func, select
+
+from services.common.clock import as_utc, iso
+from services.common.config import env_float, env_int
+from services.common.database import try_lock
+from services.common.errors import DomainError, NotFound, ValidationError
+from services.common.outbox import first_delivery
+from services.common.schemas import load
+from services.notifier import dispatch
+from services.notifier.domain import Attachment, Message, NotificationSettings, compose, recipient_for
+from services.notifier.mailer import DeliveryFailure, PermanentFailure
+from services.notifier.models import Base, Delivery, Subscriber
+from services.notifier.schemas import NewsletterSchema, SentPageSchema
+
+log = structlog.get_logger(__name__)
+
+MAIL = "notifier.mail"            # processed_messages consumer of the mail handlers
+SUBSCRIBERS = "notifier.subscribers"  # ... and of the newsletter copy's handlers
+PROCESSED = Base.metadata.tables["processed_messages"]
+
+
+class Notifications:
+    """From an event, or an operator's newsletter, to delivery rows; and the list of what was sent."""
+
+    def __init__(self, uow, profile, ledger, clock):
+        self.uow = uow
+        self.profile = profile
+        self.ledger = ledger
+        self.clock = clock
+
+    # -- events of the other services
+    def on_event(self, event_type: str, payload: dict) -> str | None:
+        """Record the message an event calls for, once per event; returns the delivery id."""
+        event_id = _event_id(payload)
+        if self._already_handled(event_id):
+            return None
+        occasion = dispatch.occasion_for(event_type, payload)
+        addressee = self._addressee(occasion.account_id)
+        if addressee is None:
+            log.warning("event for an account profile does not know; nothing sent",
+                        event_type=event_type, account_id=occasion.account_id)
+            return self._record(event_id, None)
+        to = recipient_for(occasion.kind, addressee.settings, occasion.named_address)
+        if to is None:
+            return self._record(event_id, None)
+        data = {**occasion.data, "first_name": addressee.first_name or occasion.data.get("first_name")}
+        attachments = self._attachments(occasion.kind, data, addressee.language)
+        message = compose(occasion.kind, addressee.language, data, to, attachments=attachments,
+                          idempotency_key=f"{event_id}:{to}")
+        return self._record(event_id, _delivery(event_id, occasion.account_id, addressee.language,
+                                                message, self.clock.now()))
+
+    def _already_handled(self, event_id: str) -> bool:
+        with self.uow.transaction() as session:
+            return session.execute(select(PROCESSED.c.message_id).where(
+                PROCESSED.c.consumer == MAIL, PROCESSED.c.message_id == event_id)).first() is not None
+
+    def _record(self, event_id: str, delivery: Delivery | None) -> str | None:
+        with self.uow.transaction() as session:
+            if not first_delivery(session, MAIL, event_id):
+                return None  # a redelivery raced us and won
+            if delivery is None:
+                return None
+            session.add(delivery)
+        log.info("mail recorded", kind=delivery.kind, delivery_id=delivery.id, event_id=event_id)
+        return delivery.id
+
+    def _addressee(self, account_id: str) -> dispatch.Addressee | None:
+        try:
+            answer = self.profile.notification_settings(account_id)
+        except DomainError as exc:
+            if exc.error_code == "not_found":
+                return None
+            raise
+        return dispatch.settings_from(answer)
+
+    def _attachments(self, kind: str, data: dict, language: str) -> tuple[Attachment, ...]:
+        if kind != "invoice_issued":
+            return ()
+        try:
+            pdf = dispatch.pdf_from_base64(self.ledger.get_invoice_pdf(data["invoice_id"]))
+        except MethodNotFound:
+            log.warning("the ledger cannot give invoice PDFs yet; sending the invoice mail without one",
+                        invoice_id=data["invoice_id"])
+            return ()
+        except DomainError as exc:
+            if exc.error_code != "not_found":
+                raise  # the ledger is away: the event is retried later
+            pdf = None
+        if pdf is None:
+            log.warning("no PDF for the invoice; sending the invoice mail without one", invoice_id=data["invoice_id"])
+            return ()
+        return (Attachment(dispatch.invoice_filename(data["kind"], data["number"], language), pdf),)
+
+    # -- the newsletter's copy of contact and consent, from profile's events
+    def remember_contact(self, payload: dict, email_field: str = "email") -> None:
+        """A registration, a profile edit or a confirmed new address: the newsletter's copy of it."""
+        event_id, at = _event_id(payload), _occurred_at(payload)
+        with self.uow.transaction() as session:
+            if not first_delivery(session, SUBSCRIBERS, event_id):
+                return
+            subscriber = _subscriber(session, payload["account_id"])
+            if subscriber.contact_at is not None and as_utc(subscriber.contact_at) > at:
+                return
+            subscriber.email = payload.get(email_field) or subscriber.email
+            subscriber.first_name = payload.get("first_name") or subscriber.first_name
+            subscriber.language = dispatch.language_of(payload.get("language") or subscriber.language)
+            subscriber.contact_at = at
+
+    def remember_consent(self, payload: dict) -> None:
+        """Changed notification settings: whether the customer wants the newsletter (N1)."""
+        event_id, at = _event_id(payload), _occurred_at(payload)
+        with self.uow.transaction() as session:
+            if not first_delivery(session, SUBSCRIBERS, event_id):
+                return
+            subscriber = _subscriber(session, payload["account_id"])
+            if subscriber.consent_at is not None and as_utc(subscriber.consent_at) > at:
+                return
+            subscriber.newsletter = payload.get("newsletter") is True
+            subscriber.consent_at = at
+
+    # -- for operators and support staff
+    def send_newsletter(self, subject, text, idempotency_key=None) -> dict:
+        """Write the newsletter to every customer who consented; the sender delivers it."""
+        data = load(NewsletterSchema(), {"subject": subject, "text": text, "idempotency_key": idempotency_key})
+        key = data.get("idempotency_key")
+        newsletter_id = (f"newsletter:{hashlib.sha256(key.encode()).hexdigest()[:40]}" if key
+                         else f"newsletter:{uuid.uuid4()}")
+        now = self.clock.now()
+        with self.uow.transaction() as session:
+            if key and not first_delivery(session, MAIL, newsletter_id):
+                count = session.scalar(select(func.count()).where(Delivery.event_id == newsletter_id))
+                return {"newsletter_id": newsletter_id, "recipients": count}
+            count = 0
+            for subscriber in session.scalars(select(Subscriber).where(
+                    Subscriber.newsletter.is_(True), Subscriber.email.is_not(None))):
+                settings = NotificationSettings(main_email=subscriber.email, newsletter=subscriber.newsletter)
+                to = recipient_for("newsletter", settings)
+                if to is None:
+                    continue
+                message = compose("newsletter", subscriber.language,
+                                  {"first_name": subscriber.first_name, "subject": data["subject"],
+                                   "text": data["text"]}, to, idempotency_key=f"{newsletter_id}:{to}")
+                session.add(_delivery(newsletter_id, subscriber.account_id, subscriber.language, message, now))
+                count += 1
+        log.info("newsletter recorded", newsletter_id=newsletter_id, recipients=count)
+        return {"newsletter_id": newsletter_id, "recipients": count}
+
+    def list_sent(self, account_id, limit=50, cursor=None) -> dict:
+        """What was sent to the customer, newest first: when, which kind, to which address, and its state."""
+        page = load(SentPageSchema(), {"account_id": account_id, "limit": limit, "cursor": cursor})
+        before = _read_cursor(page["cursor"]) if page["cursor"] else None
+        query = select(Delivery).where(Delivery.account_id == page["account_id"])
+        if before is not None:
+            query = query.where(Delivery.seq < before)
+        with self.uow.transaction() as session:
+            rows = list(session.scalars(query.order_by(Delivery.seq.desc()).limit(page["limit"] + 1)))
+            known = bool(rows) or before is not None or session.get(Subscriber, page["account_id"]) is not None
+        if not known and self._addressee(page["account_id"]) is None:
+            raise NotFound("account")  # profile has never heard of it either
+        more = len(rows) > page["limit"]
+        rows = rows[:page["limit"]]
+        return {"items": [sent_view(row) for row in rows],
+                "next_cursor": _cursor(rows[-1].seq) if more else None}
+
+
+class Sender:
+    """Drains due deliveries through the mail relay; one claim at a time across replicas."""
+
+    def __init__(self, uow, mailer, clock, batch: int | None = None, lease: timedelta | None = None):
+        self.uow = uow
+        self.mailer = mailer
+        self.clock = clock
+        self.batch = batch or env_int("NOTIFIER_SEND_BATCH", 50)
+        # Longer than a batch of hung relays (each waits SMTP_TIMEOUT), so a claim outlives its sender.
+        self.lease = lease or timedelta(seconds=env_float("NOTIFIER_LEASE_SECONDS", 900))
+
+    def send_due(self) -> int:
+        """Try every due message once; returns how many the relay took."""
+        sent = 0
+        for delivery in self._claim():
+            sent += self._attempt(delivery)
+        return sent
+
+    def _claim(self) -> list[Delivery]:
+        now = self.clock.now()
+        with self.uow.transaction() as session:
+            if not try_lock(session, "notifier.deliveries"):
+                return []
+            due = list(session.scalars(
+                select(Delivery).where(Delivery.state == "pending", Delivery.next_attempt_at <= now)
+                .order_by(Delivery.next_attempt_at, Delivery.seq).limit(self.batch)))
+            for delivery in due:
+                delivery.next_attempt_at = now + self.lease
+        return due
+
+    def _attempt(self, delivery: Delivery) -> int:
+        failure = None
+        try:
+            self.mailer.send(_message(delivery))
+        except DeliveryFailure as exc:
+            failure = exc
+        outcome = dispatch.after_attempt(delivery.attempts, self.clock.now(), sent=failure is None,
+                                         permanent=isinstance(failure, PermanentFailure))
+        with self.uow.transaction() as session:
+            row = session.get(Delivery, delivery.seq)
+            row.state, row.attempts, row.next_attempt_at = outcome.state, outcome.attempts, outcome.next_attempt_at
+            if failure is None:
+                row.sent_at = self.clock.now()
+            else:
+                row.last_error = str(failure)[:500]
+        if failure is not None:
+            log.warning("mail not delivered", delivery_id=delivery.id, kind=delivery.kind, state=outcome.state,
+                        attempts=outcome.attempts, error=str(failure)[:200])
+        return int(failure is None)
+
+
+def sent_view(delivery: Delivery) -> dict:
+    """A delivery as support staff and the customer see it."""
+    return {"id": delivery.id, "at": iso(as_utc(delivery.created_at)), "kind": delivery.kind,
+            "to": delivery.recipient, "subject": delivery.subject, "state": delivery.state,
+            "sent_at": iso(as_utc(delivery.sent_at)), "attempts": delivery.attempts,
+            "error": delivery.last_error}
+
+
+def _delivery(event_id: str, account_id: str | None, language: str, message: Message, now: datetime) -> Delivery:
+    attachment = message.attachments[0] if message.attachments else None
+    return Delivery(id=str(uuid.uuid4()), event_id=event_id, account_id=account_id, kind=message.kind,
+                    recipient=message.to, language=language, subject=message.subject, text=message.text,
+                    html=message.html, attachment_name=attachment.filename if attachment else None,
+                    attachment=attachment.content if attachment else None, state="pending", attempts=0,
+                    next_attempt_at=now, created_at=now)
+
+
+def _message(delivery: Delivery) -> Message:
+    attachments = ((Attachment(delivery.attachment_name, delivery.attachment),)
+                   if delivery.attachment is not None else ())
+    return Message(delivery.kind, delivery.recipient, delivery.subject, delivery.text, delivery.html,
+                   attachments, idempotency_key=f"{delivery.event_id}:{delivery.recipient}")
+
+
+def _subscriber(session, account_id: str) -> Subscriber:
+    subscriber = session.get(Subscriber, account_id)
+    if subscriber is None:
+        subscriber = Subscriber(account_id=account_id, language="en", newsletter=False)
+        session.add(subscriber)
+    return subscriber
+
+
+def _event_id(payload: dict) -> str:
+    event_id = payload.get("event_id") if isinstance(payload, dict) else None
+    if not isinstance(event_id, str) or not 1 <= len(event_id) <= 64:
+        raise ValueError("an event without a usable event_id cannot be handled exactly once")
+    return event_id
+
+
+def _occurred_at(payload: dict) -> datetime:
+    return as_utc(datetime.fromisoformat(payload["occurred_at"]))
+
+
+def _cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"sent:{seq}".encode()).decode().rstrip("=")
+
+
+def _read_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, seq = raw.partition(":")
+        if prefix != "sent" or not seq.isdigit():
+            raise ValueError(cursor)
+        return int(seq)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ValidationError({"cursor": ["invalid"]}) from None

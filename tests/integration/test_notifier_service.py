@@ -1,0 +1,347 @@
+"""The notifier service in-process, fed real events over RabbitMQ, sending to the mail stand-in.
+
+Profile and the ledger are small fakes answering ``notification_settings`` and
+``get_invoice_pdf``; the mail relay is the team's stand-in as its own process, broken on
+purpose with ``PUT /control``. Retries wait on the shared clock, which the tests move.
+"""
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+
+import pytest
+import requests
+from nameko.standalone.events import event_dispatcher
+
+from deploy.dev import StandIn, free_port
+from services.common.clock import clock, move_clock
+from services.common.errors import DomainError
+from services.common.rpc import rpc
+from services.notifier.mailer import MAX_ATTEMPTS
+from services.notifier.service import NotifierService
+
+PDF = b"%PDF-1.4\n" + b"invoice body " * 50
+PROFILES: dict[str, dict] = {}
+
+
+class FakeProfile:
+    name = "profile"
+
+    @rpc
+    def notification_settings(self, account_id):
+        if account_id not in PROFILES:
+            raise DomainError("not_found", "No such account.")
+        return PROFILES[account_id]
+
+
+class FakeLedger:
+    name = "ledger"
+
+    @rpc
+    def get_invoice_pdf(self, invoice_id):
+        return base64.b64encode(PDF).decode()
+
+
+@pytest.fixture(scope="module")
+def relay():
+    smtp_port, http_port = free_port(), free_port()
+    base = f"http://127.0.0.1:{http_port}"
+    with StandIn("deploy.dev.mail", ["--smtp-port", str(smtp_port), "--http-port", str(http_port)], f"{base}/health"):
+        yield {"port": smtp_port, "url": base}
+
+
+@pytest.fixture
+def mailbox(relay):
+    requests.delete(f"{relay['url']}/messages", timeout=5)
+    requests.put(f"{relay['url']}/control", json={"mode": "ok"}, timeout=5)
+    yield Mailbox(relay["url"])
+    requests.put(f"{relay['url']}/control", json={"mode": "ok"}, timeout=5)
+
+
+class Mailbox:
+    def __init__(self, url):
+        self.url = url
+
+    def to(self, address):
+        return requests.get(f"{self.url}/messages", params={"to": address}, timeout=5).json()["items"]
+
+    def refuse(self, mode):
+        requests.put(f"{self.url}/control", json={"mode": mode}, timeout=5).raise_for_status()
+
+
+@pytest.fixture
+def time_machine(tmp_path, monkeypatch):
+    """``time_machine(seconds)`` moves this process's clock forward (the sender's backoff reads it)."""
+    path = str(tmp_path / "clock")
+    monkeypatch.setattr(clock, "offset_file", path)
+    moved = {"seconds": 0.0}
+
+    def forward(seconds):
+        moved["seconds"] += seconds
+        move_clock(path, moved["seconds"])
+    return forward
+
+
+@pytest.fixture
+def notifier(run_service, relay, amqp_uri, time_machine):
+    run_service(FakeProfile)
+    run_service(FakeLedger)
+    run_service(NotifierService, SMTP_PORT=relay["port"], SMTP_TIMEOUT=5)
+    return event_dispatcher({"AMQP_URI": amqp_uri, "serializer": "json"})
+
+
+def customer(**settings) -> str:
+    account_id = str(uuid.uuid4())
+    PROFILES[account_id] = {
+        "account_id": account_id, "email": f"{account_id[:8]}@example.com", "email_confirmed": True,
+        "first_name": "Anna", "last_name": "Nowak", "language": settings.pop("language", "en"),
+        "newsletter": settings.pop("newsletter", False), "low_balance_threshold": None,
+        "emails": {"invoices": None, "support": None, "complaints": None, **settings}}
+    return account_id
+
+
+def main_email(account_id):
+    return PROFILES[account_id]["email"]
+
+
+def event(account_id, **fields):
+    return {"event_id": str(uuid.uuid4()), "occurred_at": "2026-11-29T10:00:00Z", "account_id": account_id,
+            **fields}
+
+
+def password_changed(account_id):
+    return event(account_id, at="2026-11-29T10:00:00Z", ip_address="203.0.113.7")
+
+
+def order_created(account_id):
+    return event(account_id, order_id="ord-1042", plan_name="VPS S", period_months=1,
+                 cost={"amount": "24.48", "currency": "EUR"}, status="active")
+
+
+def eventually(probe, timeout=15.0):
+    """Poll ``probe`` until it returns something truthy; fail with its last answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = probe()
+        if answer or time.monotonic() > deadline:
+            assert answer, "gave up waiting"
+            return answer
+        time.sleep(0.2)
+
+
+def sent(rpc_client, account_id):
+    return rpc_client.notifier.list_sent(account_id)["items"]
+
+
+def settled(rpc_client, account_id, count=1):
+    """The list of sent mail once ``count`` messages are no longer pending."""
+    def probe():
+        items = sent(rpc_client, account_id)
+        return items if len(items) >= count and all(i["state"] != "pending" for i in items) else None
+    return eventually(probe)
+
+
+# --- exactly once, to the right address ------------------------------------------------------------
+
+def test_a_duplicated_event_sends_one_email(notifier, rpc_client, mailbox):
+    account = customer()
+    payload = password_changed(account)
+    notifier("profile", "password_changed", payload)
+    notifier("profile", "password_changed", payload)
+    [item] = settled(rpc_client, account)
+    time.sleep(2.5)  # another tick of the sender: nothing more goes out
+    [mail] = mailbox.to(main_email(account))
+    assert "password" in mail["subject"].lower()
+    assert "203.0.113.7" in mail["text"]
+    assert item["state"] == "sent" and item["to"] == main_email(account) and item["kind"] == "password_changed"
+    assert len(sent(rpc_client, account)) == 1
+
+
+def test_order_mail_goes_to_the_invoices_address_and_security_mail_to_the_main_one(notifier, rpc_client, mailbox):
+    account = customer(invoices="billing@firma.example")
+    notifier("orders", "order_created", order_created(account))
+    notifier("profile", "password_changed", password_changed(account))
+    items = settled(rpc_client, account, count=2)
+    assert {(i["kind"], i["to"]) for i in items} == {("order_created", "billing@firma.example"),
+                                                     ("password_changed", main_email(account))}
+    [order_mail] = mailbox.to("billing@firma.example")
+    assert "ord-1042" in order_mail["text"] and "24.48" in order_mail["text"]
+    [security_mail] = mailbox.to(main_email(account))
+    assert "ord-1042" not in security_mail["text"]
+
+
+def test_the_email_changed_notice_goes_to_the_old_address(notifier, rpc_client, mailbox):
+    account = customer()
+    notifier("profile", "email_changed", event(account, old_email="old@example.com", new_email="new@example.com",
+                                               at="2026-11-29T10:00:00Z"))
+    [item] = settled(rpc_client, account)
+    assert item["to"] == "old@example.com"
+    assert len(mailbox.to("old@example.com")) == 1 and mailbox.to("new@example.com") == []
+
+
+def test_a_change_confirmation_goes_to_the_new_address_in_the_customers_language(notifier, rpc_client, mailbox):
+    account = customer(language="pl")
+    notifier("profile", "email_confirmation_requested",
+             event(account, to="nowy@example.com", token="tok-123", purpose="change", new_email="nowy@example.com"))
+    [item] = settled(rpc_client, account)
+    assert (item["kind"], item["to"]) == ("email_change_requested", "nowy@example.com")
+    [mail] = mailbox.to("nowy@example.com")
+    assert "tok-123" in mail["text"] and "Dzień dobry" in mail["text"]
+    assert mailbox.to(main_email(account)) == []
+
+
+def test_the_invoice_mail_carries_the_pdf(notifier, rpc_client, mailbox):
+    account = customer()
+    notifier("ledger", "invoice_issued", event(account, invoice_id="inv-77", number="2026/000123", kind="invoice",
+                                               gross={"amount": "24.48", "currency": "EUR"},
+                                               issued_at="2026-11-29T10:00:00Z", order_id="ord-1042"))
+    settled(rpc_client, account)
+    [mail] = mailbox.to(main_email(account))
+    assert mail["attachments"] == [{"filename": "invoice-2026-000123.pdf", "content_type": "application/pdf",
+                                    "size": len(PDF)}]
+
+
+def test_an_event_for_an_account_profile_does_not_know_sends_nothing(notifier, rpc_client, mailbox):
+    stranger = str(uuid.uuid4())
+    notifier("profile", "password_changed", password_changed(stranger))
+    account = customer()  # a later event for a known account shows the first one was handled
+    notifier("profile", "password_changed", password_changed(account))
+    settled(rpc_client, account)
+    assert mailbox.to(f"{stranger[:8]}@example.com") == []
+    with pytest.raises(DomainError) as refused:
+        rpc_client.notifier.list_sent(stranger)
+    assert refused.value.error_code == "not_found"
+
+
+# --- delivery: temporary failures retried, permanent ones recorded ---------------------------------
+
+def test_smtp_down_then_up_delivers_exactly_once(notifier, rpc_client, mailbox, time_machine):
+    account = customer()
+    mailbox.refuse("tempfail")
+    notifier("profile", "password_changed", password_changed(account))
+    [waiting] = eventually(lambda: [i for i in sent(rpc_client, account) if i["attempts"] >= 1])
+    assert waiting["state"] == "pending" and "451" in waiting["error"]
+    mailbox.refuse("ok")
+    time.sleep(2.5)
+    assert mailbox.to(main_email(account)) == []  # the backoff holds it until its time comes
+    time_machine(31)
+    [item] = settled(rpc_client, account)
+    time.sleep(2.5)
+    assert item["state"] == "sent" and item["attempts"] == 2
+    assert len(mailbox.to(main_email(account))) == 1
+
+
+def test_a_5xx_is_recorded_as_failed_and_never_retried(notifier, rpc_client, mailbox, time_machine):
+    account = customer()
+    mailbox.refuse("permfail")
+    notifier("profile", "password_changed", password_changed(account))
+    [item] = settled(rpc_client, account)
+    assert item["state"] == "failed" and item["attempts"] == 1 and "550" in item["error"]
+    mailbox.refuse("ok")
+    time_machine(3600)
+    time.sleep(2.5)
+    assert mailbox.to(main_email(account)) == []
+    assert sent(rpc_client, account)[0]["state"] == "failed"
+
+
+def test_after_the_last_retry_a_message_is_dead_and_visible(notifier, rpc_client, mailbox, time_machine):
+    account = customer()
+    mailbox.refuse("tempfail")
+    notifier("profile", "password_changed", password_changed(account))
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        eventually(lambda: sent(rpc_client, account) and sent(rpc_client, account)[0]["attempts"] >= attempt)
+        time_machine(3601)
+    [item] = sent(rpc_client, account)
+    assert item["state"] == "dead" and item["attempts"] == MAX_ATTEMPTS
+    mailbox.refuse("ok")
+    time_machine(3601)
+    time.sleep(2.5)
+    assert mailbox.to(main_email(account)) == []
+
+
+# --- the newsletter: only with consent -----------------------------------------------------------
+
+def test_the_newsletter_goes_only_to_customers_who_consented(notifier, rpc_client, mailbox):
+    keen, reluctant, withdrawn = customer(), customer(), customer()
+    for account in (keen, reluctant, withdrawn):
+        notifier("profile", "account_registered", event(account, login="x", email=main_email(account),
+                                                        first_name="Anna", language="pl", country="PL"))
+    notifier("profile", "notification_settings_changed", event(keen, newsletter=True))
+    notifier("profile", "notification_settings_changed",
+             event(withdrawn, newsletter=False, occurred_at="2026-11-29T11:00:00Z"))
+    # An older consent arriving late changes nothing.
+    notifier("profile", "notification_settings_changed",
+             event(withdrawn, newsletter=True, occurred_at="2026-11-29T09:00:00Z"))
+    time.sleep(1.5)
+    result = rpc_client.notifier.send_newsletter("Nowości w grudniu", "Nowe serwery w Warszawie.\n\nZespół")
+    assert result["recipients"] >= 1
+    [item] = settled(rpc_client, keen)
+    assert item["kind"] == "newsletter" and item["subject"] == "Nowości w grudniu"
+    [mail] = mailbox.to(main_email(keen))
+    assert "Nowe serwery w Warszawie." in mail["text"]
+    assert mailbox.to(main_email(reluctant)) == [] and mailbox.to(main_email(withdrawn)) == []
+
+
+def test_a_newsletter_sent_twice_with_one_key_goes_out_once(notifier, rpc_client, mailbox):
+    keen = customer()
+    notifier("profile", "account_registered", event(keen, login="x", email=main_email(keen), first_name="Anna",
+                                                    language="en", country="PL"))
+    notifier("profile", "notification_settings_changed", event(keen, newsletter=True))
+    time.sleep(1.5)
+    first = rpc_client.notifier.send_newsletter("News", "Hello.", idempotency_key="2026-12")
+    again = rpc_client.notifier.send_newsletter("News", "Hello.", idempotency_key="2026-12")
+    assert first == again
+    settled(rpc_client, keen)
+    assert len(mailbox.to(main_email(keen))) == 1
+
+
+BAD_NEWSLETTERS = [
+    ("", "Hello.", "subject"),
+    ("News", "   ", "text"),
+    ("x" * 201, "Hello.", "subject"),
+    ("News", "y" * 50_001, "text"),
+    (12, "Hello.", "subject"),
+    ("News", None, "text"),
+]
+
+
+def test_a_bad_newsletter_is_refused_and_nothing_is_written(notifier, rpc_client, mailbox):
+    keen = customer()
+    notifier("profile", "account_registered", event(keen, login="x", email=main_email(keen), first_name="Anna",
+                                                    language="en", country="PL"))
+    notifier("profile", "notification_settings_changed", event(keen, newsletter=True))
+    time.sleep(1.5)
+    for subject, text, field in BAD_NEWSLETTERS:
+        with pytest.raises(DomainError) as refused:
+            rpc_client.notifier.send_newsletter(subject, text)
+        assert refused.value.error_code == "validation_error" and field in refused.value.fields, (subject, text)
+    time.sleep(2.5)
+    assert sent(rpc_client, keen) == [] and mailbox.to(main_email(keen)) == []
+
+
+# --- list_sent: pages and refusals --------------------------------------------------------------
+
+def test_list_sent_pages_newest_first(notifier, rpc_client, mailbox):
+    account = customer()
+    for _ in range(3):
+        notifier("profile", "password_changed", password_changed(account))
+    settled(rpc_client, account, count=3)
+    first = rpc_client.notifier.list_sent(account, limit=2)
+    second = rpc_client.notifier.list_sent(account, limit=2, cursor=first["next_cursor"])
+    assert len(first["items"]) == 2 and len(second["items"]) == 1 and second["next_cursor"] is None
+    ids = [i["id"] for i in first["items"] + second["items"]]
+    assert len(set(ids)) == 3
+    assert [i["at"] for i in first["items"] + second["items"]] == sorted(
+        (i["at"] for i in first["items"] + second["items"]), reverse=True)
+
+
+BAD_PAGES = [{"limit": 0}, {"limit": 101}, {"limit": "10"}, {"limit": True}, {"cursor": "not-a-cursor"},
+             {"cursor": "c2VudDp4"}, {"cursor": "x" * 10_000}]
+
+
+def test_list_sent_refuses_bad_paging(notifier, rpc_client):
+    for arguments in BAD_PAGES:
+        with pytest.raises(DomainError) as refused:
+            rpc_client.notifier.list_sent(customer(), **arguments)
+        assert refused.value.error_code == "validation_error", arguments
