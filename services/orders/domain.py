@@ -519,6 +519,28 @@ def cancel(order: OrderState, today: date, when: str = CANCEL_NOW) -> Cancellati
     return Cancellation(order=cancelled, refund=Money(refund, zero.currency))
 
 
+def allocate_refund(amount: Money, charges: Iterable[tuple[str, Money]]) -> list[tuple[str, Money]]:
+    """Which charges a refund or credit returns money against: newest first, none beyond what is left of it.
+
+    ``charges`` are ``(charge id, amount still refundable)`` oldest first, as the ledger took
+    them; the ledger refuses a refund larger than its charge net of earlier refunds, so a
+    credit after an upgrade draws on the upgrade's charge before the period's own.
+    """
+    left = amount.minor
+    parts: list[tuple[str, Money]] = []
+    for charge_id, available in reversed(list(charges)):
+        if left <= 0:
+            break
+        part = min(left, available.minor)
+        if part > 0:
+            parts.append((charge_id, Money(part, amount.currency)))
+            left -= part
+    if left > 0:
+        raise DomainError("refund_exceeds_charge", "The refund is larger than what was charged for the order.",
+                          details={"missing": Money(left, amount.currency).to_wire()})
+    return parts
+
+
 def quote_cancellation(order: OrderState, today: date, when: str = CANCEL_NOW) -> Money:
     """The refund a cancellation would give today (raises as :func:`cancel` would)."""
     return cancel(order, today, when).refund

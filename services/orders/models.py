@@ -1,9 +1,22 @@
-"""The orders service's tables."""
+"""The orders service's tables.
+
+An order's paid time is a list of paid periods (``order_periods``), its money a list of
+ledger charges (``order_charges``, what a refund may draw on), its story a list of events
+(``order_events``). An IP address belongs to at most one order (``ip_assignments``: the
+address is the primary key). ``idempotency_keys`` keeps the first answer to a request
+that carried an ``Idempotency-Key``.
+"""
 from __future__ import annotations
 
-from sqlalchemy.orm import DeclarativeBase
+from datetime import date, datetime
+
+from sqlalchemy import (JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer, String,
+                        Text, UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.common.outbox import add_messaging_tables
+
+Serial = BigInteger().with_variant(Integer, "sqlite")
 
 
 class Base(DeclarativeBase):
@@ -11,3 +24,113 @@ class Base(DeclarativeBase):
 
 
 add_messaging_tables(Base.metadata)
+
+
+class CataloguePlan(Base):
+    """A copy of the catalogue's plans, refreshed at start, so orders can be read with SQL alone."""
+
+    __tablename__ = "plans"
+
+    id: Mapped[str] = mapped_column(String(48), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(100))
+    monthly_price_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    catalogue_version: Mapped[str] = mapped_column(String(32))
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    __table_args__ = (Index("ix_orders_account_created", "account_id", "created_at", "id"),
+                      Index("ix_orders_status", "status"))
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(36))
+    plan_id: Mapped[str] = mapped_column(String(48))
+    period_months: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))
+    auto_renew: Mapped[bool] = mapped_column(Boolean, default=False)
+    cancel_at: Mapped[date | None] = mapped_column(Date, nullable=True)
+    fields: Mapped[dict] = mapped_column(JSON)
+    datacenter: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    ip_address: Mapped[str | None] = mapped_column(String(45), nullable=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    renewals: Mapped[int] = mapped_column(Integer, default=0)        # numbers renewal keys
+    plan_changes: Mapped[int] = mapped_column(Integer, default=0)    # numbers plan-change keys
+    # One money-moving operation at a time per order: a lease taken before calling the ledger.
+    busy_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    busy_with: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    auto_renew_tried_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class OrderPeriod(Base):
+    __tablename__ = "order_periods"
+
+    id: Mapped[int] = mapped_column(Serial, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
+    starts: Mapped[date] = mapped_column(Date)
+    ends: Mapped[date] = mapped_column(Date)
+    months: Mapped[int] = mapped_column(Integer)
+    paid_minor: Mapped[int] = mapped_column(BigInteger)
+    price_minor: Mapped[int] = mapped_column(BigInteger)
+
+
+class OrderCharge(Base):
+    """A ledger charge taken for the order, and how much of it has been refunded since."""
+
+    __tablename__ = "order_charges"
+
+    transaction_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    reason: Mapped[str] = mapped_column(String(120))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class OrderEvent(Base):
+    __tablename__ = "order_events"
+
+    id: Mapped[int] = mapped_column(Serial, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    kind: Mapped[str] = mapped_column(String(32))
+    details: Mapped[dict] = mapped_column(JSON)
+
+
+class IpAssignment(Base):
+    """An address held by an order: the primary key makes a double assignment impossible."""
+
+    __tablename__ = "ip_assignments"
+
+    ip_address: Mapped[str] = mapped_column(String(45), primary_key=True)
+    datacenter: Mapped[str] = mapped_column(String(10))
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), unique=True)
+    assigned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RenewalReminder(Base):
+    """A renewal_due reminder sent for one paid_until: never twice."""
+
+    __tablename__ = "renewal_reminders"
+
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), primary_key=True)
+    paid_until: Mapped[date] = mapped_column(Date, primary_key=True)
+    days: Mapped[int] = mapped_column(Integer, primary_key=True)
+
+
+class IdempotencyKey(Base):
+    """The first answer to a request with an Idempotency-Key, scoped to the account and route."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("account_id", "route", "key", name="uq_idempotency_scope"),)
+
+    id: Mapped[int] = mapped_column(Serial, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(String(36))
+    route: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(200))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    response: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

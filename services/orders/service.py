@@ -1,23 +1,51 @@
-"""The orders service."""
+"""The orders service: plans, orders, their money through the ledger, and the lifecycle clock."""
 from __future__ import annotations
 
+from nameko.extensions import DependencyProvider
+from nameko.timer import timer
 from nameko.web.handlers import http
 
+from services.common.clock import clock
+from services.common.config import env
 from services.common.database import Database
+from services.common.events import handle_event
 from services.common.health import HealthCheck
 from services.common.logging import LogContext, configure
-from services.common.rpc import rpc
+from services.common.rpc import ServiceRpc, rpc
+from services.orders.application import Orders, tick_seconds
+from services.orders.catalogue import load_catalogue, parse_ip_pools
 from services.orders.models import Base
 
 configure("orders")
+
+
+class CatalogueProvider(DependencyProvider):
+    """The plans file, checked when the service starts (a broken file stops it) and copied to the database."""
+
+    def setup(self):
+        self.catalogue = load_catalogue(ip_pools=parse_ip_pools(env("ORDERS_IP_POOLS", "")))
+
+    def start(self):
+        database = next(d for d in self.container.dependencies if isinstance(d, Database))
+        Orders(database.unit_of_work(), self.catalogue, None, None, clock).sync_plans()
+
+    def get_dependency(self, worker_ctx):
+        return self.catalogue
 
 
 class OrdersService:
     name = "orders"
 
     db = Database(Base.metadata)
+    catalogue = CatalogueProvider()
+    ledger = ServiceRpc("ledger")
+    profile = ServiceRpc("profile")
     health = HealthCheck()
     log = LogContext()
+
+    @property
+    def orders(self) -> Orders:
+        return Orders(self.db, self.catalogue, self.ledger, self.profile, clock)
 
     @http("GET", "/health")
     def health_check(self, request):
@@ -26,3 +54,62 @@ class OrdersService:
     @rpc
     def ping(self):
         return "pong"
+
+    # -- for other Introserv systems (API.md)
+    @rpc
+    def list_plans(self, kind=None):
+        return self.orders.list_plans(kind)
+
+    @rpc
+    def list_orders(self, account_id, status=None, limit=50, cursor=None):
+        return self.orders.list_orders(account_id, status=status, limit=limit, cursor=cursor)
+
+    @rpc
+    def get_order(self, order_id):
+        return self.orders.get_order(order_id)
+
+    # -- for the gateway: every call names the account, so another customer's order is not_found
+    @rpc
+    def list_active(self, account_id, limit=50, cursor=None):
+        return self.orders.list_orders(account_id, limit=limit, cursor=cursor, active_only=True)
+
+    @rpc
+    def list_history(self, account_id, limit=50, cursor=None):
+        return self.orders.list_orders(account_id, limit=limit, cursor=cursor)
+
+    @rpc
+    def get_customer_order(self, account_id, order_id):
+        return self.orders.get_order(order_id, account_id)
+
+    @rpc
+    def place_order(self, account_id, body, idempotency_key=None):
+        return self.orders.place_order(account_id, body, idempotency_key)
+
+    @rpc
+    def renew(self, account_id, order_id, body, idempotency_key=None):
+        return self.orders.renew(account_id, order_id, body, idempotency_key)
+
+    @rpc
+    def change_plan_quote(self, account_id, order_id, plan_id):
+        return self.orders.change_plan_quote(account_id, order_id, plan_id)
+
+    @rpc
+    def change_plan(self, account_id, order_id, body, idempotency_key=None):
+        return self.orders.change_plan(account_id, order_id, body, idempotency_key)
+
+    @rpc
+    def cancel_quote(self, account_id, order_id, when="now"):
+        return self.orders.cancel_quote(account_id, order_id, when)
+
+    @rpc
+    def cancel(self, account_id, order_id, body, idempotency_key=None):
+        return self.orders.cancel(account_id, order_id, body, idempotency_key)
+
+    # -- events and the clock
+    @handle_event("ledger", "balance_changed")
+    def on_balance_changed(self, payload):
+        self.orders.on_balance_changed(payload)
+
+    @timer(interval=tick_seconds())
+    def lifecycle(self):
+        self.orders.tick()

@@ -1,0 +1,453 @@
+"""The orders service over real RabbitMQ and a real database, with stand-ins for ledger and profile.
+
+The stand-ins keep to docs/CONTRACTS.md: ``ledger.price/charge/refund`` with idempotency keys
+(same key and arguments: the first result; other arguments: idempotency_conflict), refunds
+never beyond their charge, ``balance_changed`` after every movement; ``profile.get`` with
+``payments_blocked`` and ``postal_address``. Run on PostgreSQL with TEST_DATABASE=postgres.
+"""
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import date, timedelta
+
+import eventlet
+import pytest
+from nameko.events import EventDispatcher
+from sqlalchemy import create_engine, text
+
+from services.common.clock import clock
+from services.common.errors import DomainError
+from services.common.money import Money
+from services.common.rpc import rpc
+from services.orders.service import OrdersService
+
+
+class Books:
+    """The stand-in ledger's state, shared by its workers (one test at a time)."""
+
+    lock = threading.Lock()
+
+    def __init__(self):
+        self.balances: dict[str, int] = {}
+        self.keys: dict[str, tuple] = {}
+        self.charges: dict[str, dict] = {}
+        self.refunded: dict[str, int] = {}
+        self.journal: list[dict] = []
+        self.reverse_charge: set[str] = set()
+
+
+BOOKS = Books()
+PROFILES: dict[str, dict] = {}
+
+
+class FakeLedger:
+    name = "ledger"
+    dispatch = EventDispatcher()
+
+    def _move(self, kind, account_id, minor, key, args, extra):
+        with BOOKS.lock:
+            if key in BOOKS.keys:
+                first_args, result = BOOKS.keys[key]
+                if first_args != args:
+                    raise DomainError("idempotency_conflict", "key reused")
+                return result, False
+            balance = BOOKS.balances.get(account_id, 0)
+            if kind == "charge" and balance - minor < 0:
+                raise DomainError("insufficient_funds", "not enough money")
+            if kind == "refund":
+                charge = BOOKS.charges.get(extra["charge_id"])
+                if charge is None or charge["account_id"] != account_id:
+                    raise DomainError("not_found", "no such charge")
+                if BOOKS.refunded.get(extra["charge_id"], 0) + minor > charge["minor"]:
+                    raise DomainError("refund_exceeds_charge", "too much")
+                BOOKS.refunded[extra["charge_id"]] = BOOKS.refunded.get(extra["charge_id"], 0) + minor
+            signed = -minor if kind == "charge" else minor
+            BOOKS.balances[account_id] = balance + signed
+            transaction = {"id": f"t-{uuid.uuid4().hex[:12]}", "kind": kind,
+                           "amount": Money(signed, "EUR").to_wire(),
+                           "balance_after": Money(balance + signed, "EUR").to_wire(), **extra}
+            if kind == "charge":
+                BOOKS.charges[transaction["id"]] = {"account_id": account_id, "minor": minor}
+            BOOKS.journal.append({"account_id": account_id, "minor": signed, "key": key, **transaction})
+            BOOKS.keys[key] = (args, transaction)
+            return transaction, True
+
+    def _changed(self, account_id, transaction):
+        self.dispatch("balance_changed", {"event_id": str(uuid.uuid4()), "account_id": account_id,
+                                          "transaction_id": transaction["id"], "kind": transaction["kind"],
+                                          "amount": transaction["amount"],
+                                          "balance": transaction["balance_after"]})
+
+    @rpc
+    def price(self, account_id, amount):
+        gross = Money.from_wire(amount)
+        if account_id in BOOKS.reverse_charge:  # the net at 23 % VAT
+            gross = gross.times(100 / 123)
+        return {"net": gross.to_wire(), "vat": Money.zero("EUR").to_wire(), "gross": gross.to_wire(),
+                "vat_rate": "0.00", "tax_treatment": "standard"}
+
+    @rpc
+    def charge(self, account_id, amount, idempotency_key, reference, description, lines=None):
+        minor = Money.from_wire(amount).minor
+        if lines:
+            assert sum(Money.from_wire(line["gross"]).minor for line in lines) == minor, lines
+        transaction, new = self._move("charge", account_id, minor, idempotency_key,
+                                      (account_id, minor, reference), {"reference": reference})
+        if new:
+            self._changed(account_id, transaction)
+        return transaction
+
+    @rpc
+    def refund(self, account_id, amount, idempotency_key, reference, charge_id, description):
+        minor = Money.from_wire(amount).minor
+        transaction, new = self._move("refund", account_id, minor, idempotency_key,
+                                      (account_id, minor, reference, charge_id),
+                                      {"reference": reference, "charge_id": charge_id})
+        if new:
+            self._changed(account_id, transaction)
+        return transaction
+
+    @rpc
+    def credit_payment(self, account_id, amount, idempotency_key, reference, method=None):
+        transaction, new = self._move("payment", account_id, Money.from_wire(amount).minor, idempotency_key,
+                                      (account_id, amount["amount"]), {"reference": reference})
+        if new:
+            self._changed(account_id, transaction)
+        return transaction
+
+    @rpc
+    def get_balance(self, account_id):
+        return Money(BOOKS.balances.get(account_id, 0), "EUR").to_wire()
+
+
+class FakeProfile:
+    name = "profile"
+
+    @rpc
+    def get(self, account_id):
+        if account_id not in PROFILES:
+            raise DomainError("not_found", "No such account.")
+        return PROFILES[account_id]
+
+
+def customer(balance="0.00", **profile) -> str:
+    account_id = str(uuid.uuid4())
+    PROFILES[account_id] = {"id": account_id, "payments_blocked": False, "country": "PL",
+                            "postal_address": {"line1": "ul. Prosta 1", "city": "Warszawa",
+                                               "postcode": "00-001", "country": "PL"}, **profile}
+    BOOKS.balances[account_id] = Money.of(balance, "EUR").minor
+    return account_id
+
+
+def balance(account_id) -> str:
+    return Money(BOOKS.balances[account_id], "EUR").amount
+
+
+def remote_code(excinfo) -> str:
+    return excinfo.value.exc_args[0] if hasattr(excinfo.value, "exc_args") else excinfo.value.value
+
+
+VPS = {"plan_id": "vps-s", "period_months": 1, "fields": {"hostname": "web1.example.com", "os_template": "debian-12"}}
+
+
+@pytest.fixture
+def orders(run_service, rpc_client, monkeypatch, tmp_path):
+    """The orders service beside the stand-ins; a slow clock tick unless a test calls it."""
+    global BOOKS
+    BOOKS = Books()
+    PROFILES.clear()
+    run_service(FakeLedger)
+    run_service(FakeProfile)
+    run_service(OrdersService, ORDERS_TICK_SECONDS=3600,
+                ORDERS_IP_POOLS="WAW1=192.0.2.10-192.0.2.12;FRA1=198.51.100.10")
+    return rpc_client.orders
+
+
+def set_today(monkeypatch, day: date):
+    """Move the service's clock (the one module-level clock) to ``day``, noon UTC."""
+    from datetime import datetime, timezone
+    target = datetime(day.year, day.month, day.day, 12, tzinfo=timezone.utc)
+    monkeypatch.setattr(clock, "offset", lambda: (target - datetime.now(timezone.utc)).total_seconds())
+
+
+# --- new orders -------------------------------------------------------------------------
+
+def test_new_order_with_funds_is_active_with_an_ip_and_charged_once(orders):
+    account = customer("50.00")
+    order = orders.place_order(account, VPS, "key-1")
+    assert order["status"] == "active"
+    assert order["ip_address"] in {"192.0.2.10", "192.0.2.11", "192.0.2.12", "198.51.100.10"}
+    assert order["actions"] == ["renew", "change_plan", "cancel"]
+    assert order["cost"] == {"amount": "9.90", "currency": "EUR"}
+    assert balance(account) == "40.10"
+    replay = orders.place_order(account, VPS, "key-1")
+    assert replay == order
+    assert balance(account) == "40.10"
+    detail = orders.get_customer_order(account, order["id"])
+    assert [e["kind"] for e in detail["events"]] == ["created", "paid"]
+
+
+def test_same_key_with_another_body_is_an_idempotency_conflict(orders):
+    account = customer("50.00")
+    orders.place_order(account, VPS, "key-1")
+    with pytest.raises(DomainError) as excinfo:
+        orders.place_order(account, {**VPS, "period_months": 3}, "key-1")
+    assert excinfo.value.error_code == "idempotency_conflict"
+    assert balance(account) == "40.10"
+
+
+def test_without_funds_the_order_waits_and_is_paid_when_money_arrives_oldest_first(orders, rpc_client):
+    account = customer("5.00")
+    first = orders.place_order(account, {**VPS, "plan_id": "vps-m"}, None)   # 18.90
+    second = orders.place_order(account, VPS, None)                          # 9.90
+    assert first["status"] == second["status"] == "pending_payment"
+    assert first["ip_address"] is None and first["paid_until"] is None and first["days_left"] == 0
+    assert first["actions"] == ["cancel"]
+    # 20.00 pays either order, not both; the older one goes first.
+    rpc_client.ledger.credit_payment(account, {"amount": "15.00", "currency": "EUR"}, "pay-1", "p1")
+    wait_for(lambda: orders.get_order(first["id"])["status"] == "active")
+    eventlet.sleep(1)
+    assert orders.get_order(second["id"])["status"] == "pending_payment"
+    assert balance(account) == "1.10"
+    rpc_client.ledger.credit_payment(account, {"amount": "10.00", "currency": "EUR"}, "pay-2", "p2")
+    wait_for(lambda: orders.get_order(second["id"])["status"] == "active")
+    assert balance(account) == "1.20"
+    assert orders.get_order(first["id"])["ip_address"] is not None
+
+
+def wait_for(condition, seconds=10.0):
+    for _ in range(int(seconds * 10)):
+        if condition():
+            return
+        eventlet.sleep(0.1)
+    assert condition()
+
+
+def test_blocked_company_and_missing_postal_address_are_refused_before_anything_is_written(orders):
+    blocked = customer("100.00", payments_blocked=True, profile_type="company")
+    no_address = customer("100.00", postal_address=None)
+    for account, code in ((blocked, "payments_blocked"), (no_address, "postal_address_required")):
+        with pytest.raises(DomainError) as excinfo:
+            orders.place_order(account, VPS, "k")
+        assert code in str(excinfo.value)
+        assert orders.list_orders(account) == {"items": [], "next_cursor": None}
+        assert balance(account) == "100.00"
+
+
+@pytest.mark.parametrize("body, field", [
+    ({**VPS, "plan_id": "nope"}, "plan_id"),
+    ({**VPS, "period_months": 2}, "period_months"),
+    ({**VPS, "period_months": "1"}, "period_months"),
+    ({**VPS, "fields": {"hostname": "-bad-", "os_template": "debian-12"}}, "fields.hostname"),
+    ({**VPS, "fields": {"hostname": "x" * 5000, "os_template": "debian-12"}}, "fields.hostname"),
+    ({**VPS, "fields": {"os_template": "debian-12"}}, "fields.hostname"),
+    ({**VPS, "fields": {**VPS["fields"], "datacenter": "WAW1"}}, "fields.datacenter"),
+    ({**VPS, "surprise": 1}, "surprise"),
+])
+def test_bad_orders_are_refused_with_the_field_named(orders, body, field):
+    account = customer("100.00")
+    with pytest.raises(DomainError) as excinfo:
+        orders.place_order(account, body, None)
+    assert field in str(excinfo.value)
+    assert orders.list_orders(account)["items"] == []
+    assert balance(account) == "100.00"
+
+
+def test_an_exhausted_pool_refuses_before_any_money_moves(orders):
+    account = customer("1000.00")
+    body = {"plan_id": "ded-e2236", "period_months": 1,
+            "fields": {"hostname": "db1", "os_template": "debian-12", "datacenter": "FRA1"}}
+    assert orders.place_order(account, body, None)["ip_address"] == "198.51.100.10"
+    with pytest.raises(DomainError) as excinfo:
+        orders.place_order(account, body, None)
+    assert "out_of_stock" in str(excinfo.value)
+    assert balance(account) == "931.00"
+
+
+# --- renew, change plan, cancel ---------------------------------------------------------
+
+def test_renewal_extends_from_paid_until_and_insufficient_funds_changes_nothing(orders):
+    account = customer("20.00")
+    order = orders.place_order(account, VPS, None)
+    renewed = orders.renew(account, order["id"], {"period_months": 1}, "r1")
+    assert date.fromisoformat(renewed["paid_until"]) > date.fromisoformat(order["paid_until"])
+    assert balance(account) == "0.20"
+    with pytest.raises(DomainError) as excinfo:
+        orders.renew(account, order["id"], {"period_months": 1}, "r2")
+    assert "insufficient_funds" in str(excinfo.value)
+    assert orders.get_order(order["id"])["paid_until"] == renewed["paid_until"]
+    assert orders.renew(account, order["id"], {"period_months": 1}, "r1") == renewed   # replay
+
+
+def test_upgrade_charges_the_quote_and_downgrade_credits_it(orders):
+    account = customer("100.00")
+    order = orders.place_order(account, VPS, None)
+    quote = orders.change_plan_quote(account, order["id"], "vps-m")
+    result = orders.change_plan(account, order["id"], {"plan_id": "vps-m"}, "c1")
+    assert result["charge"] == quote["charge"] and result["credit"]["amount"] == "0.00"
+    assert result["order"]["plan"]["id"] == "vps-m"
+    assert result["order"]["paid_until"] == order["paid_until"]
+    after_upgrade = Money.of(balance(account), "EUR")
+    assert after_upgrade == Money.of("90.10", "EUR") - Money.from_wire(quote["charge"])
+    down = orders.change_plan_quote(account, order["id"], "vps-s")
+    result = orders.change_plan(account, order["id"], {"plan_id": "vps-s"}, "c2")
+    assert result["credit"] == down["credit"] and result["charge"]["amount"] == "0.00"
+    assert Money.of(balance(account), "EUR") == after_upgrade + Money.from_wire(down["credit"])
+
+
+def test_change_to_another_kind_or_while_not_active_is_not_changeable(orders):
+    account = customer("100.00")
+    order = orders.place_order(account, VPS, None)
+    with pytest.raises(DomainError) as excinfo:
+        orders.change_plan_quote(account, order["id"], "ded-e2236")
+    assert "not_changeable" in str(excinfo.value)
+
+
+def test_cancel_now_refunds_unused_days_releases_the_ip_and_a_new_key_is_not_cancellable(orders):
+    account = customer("100.00")
+    order = orders.place_order(account, VPS, None)
+    quote = orders.cancel_quote(account, order["id"], "now")
+    result = orders.cancel(account, order["id"], {"when": "now"}, "x1")
+    assert result["refund"] == quote["refund"]
+    assert result["order"]["status"] == "cancelled" and result["order"]["actions"] == []
+    assert Money.of(balance(account), "EUR") == Money.of("90.10", "EUR") + Money.from_wire(quote["refund"])
+    assert orders.cancel(account, order["id"], {"when": "now"}, "x1") == result
+    with pytest.raises(DomainError) as excinfo:
+        orders.cancel(account, order["id"], {"when": "now"}, "x2")
+    assert "not_cancellable" in str(excinfo.value)
+    # the address is free again: the next order gets it
+    again = orders.place_order(account, VPS, None)
+    assert again["ip_address"] == order["ip_address"]
+
+
+def test_cancel_at_end_of_period_keeps_it_active_without_renew(orders):
+    account = customer("100.00")
+    order = orders.place_order(account, VPS, None)
+    result = orders.cancel(account, order["id"], {"when": "end_of_period"}, None)
+    assert result["refund"]["amount"] == "0.00"
+    assert result["order"]["status"] == "active"
+    assert result["order"]["cancel_at"] == order["paid_until"]
+    assert result["order"]["actions"] == ["cancel"]
+
+
+def test_cancelling_a_pending_order_refunds_nothing(orders):
+    account = customer("0.00")
+    order = orders.place_order(account, VPS, None)
+    result = orders.cancel(account, order["id"], {"when": "now"}, None)
+    assert result["order"]["status"] == "cancelled" and result["refund"]["amount"] == "0.00"
+
+
+def test_another_customers_order_is_not_found(orders):
+    owner, stranger = customer("100.00"), customer("100.00")
+    order = orders.place_order(owner, VPS, None)
+    for call in (lambda: orders.get_customer_order(stranger, order["id"]),
+                 lambda: orders.renew(stranger, order["id"], {"period_months": 1}, None),
+                 lambda: orders.cancel(stranger, order["id"], {"when": "now"}, None),
+                 lambda: orders.change_plan_quote(stranger, order["id"], "vps-m"),
+                 lambda: orders.get_customer_order(stranger, "x" * 500)):
+        with pytest.raises(DomainError) as excinfo:
+            call()
+        assert "not_found" in str(excinfo.value)
+    assert balance(owner) == "90.10"
+
+
+def test_history_pages_newest_first(orders):
+    account = customer("100.00")
+    ids = [orders.place_order(account, VPS, None)["id"] for _ in range(3)]
+    first = orders.list_history(account, 2, None)
+    second = orders.list_history(account, 2, first["next_cursor"])
+    assert [o["id"] for o in first["items"] + second["items"]] == ids[::-1]
+    assert second["next_cursor"] is None
+
+
+# --- races ------------------------------------------------------------------------------
+
+def outcome(reply):
+    try:
+        return reply.result()
+    except DomainError as error:
+        return error
+
+
+def test_concurrent_renewals_never_lose_an_update(orders):
+    account = customer("100.00")
+    order = orders.place_order(account, VPS, None)
+    # Sent together: the service runs them on concurrent workers.
+    replies = [orders.renew.call_async(account, order["id"], {"period_months": 1}, f"k{index}") for index in range(4)]
+    results = [outcome(reply) for reply in replies]
+    applied = [r for r in results if isinstance(r, dict)]
+    refused = [r for r in results if not isinstance(r, dict)]
+    assert applied, results
+    assert all(r.error_code == "conflict" for r in refused), refused
+    final = orders.get_order(order["id"])
+    assert [e["kind"] for e in final["events"]].count("renewed") == len(applied)
+    assert Money.of(balance(account), "EUR") == (
+        Money.of("100.00", "EUR") - Money.of("9.90", "EUR").times(1 + len(applied)))
+    from services.orders.domain import months_after
+    expected = date.fromisoformat(order["paid_until"])
+    for _ in applied:
+        expected = months_after(expected, 1)
+    assert final["paid_until"] == expected.isoformat()
+
+
+def test_change_plan_racing_cancel_leaves_order_and_money_consistent(orders):
+    account = customer("100.00")
+    order = orders.place_order(account, VPS, None)
+    change = orders.change_plan.call_async(account, order["id"], {"plan_id": "vps-l"}, None)
+    cancel = orders.cancel.call_async(account, order["id"], {"when": "now"}, None)
+    outcomes = {"change": outcome(change), "cancel": outcome(cancel)}
+    final = orders.get_order(order["id"])
+    mine = [t for t in BOOKS.journal if t["account_id"] == account]
+    charged = sum(-t["minor"] for t in mine if t["minor"] < 0)
+    refunded = sum(t["minor"] for t in mine if t["minor"] > 0)
+    assert BOOKS.balances[account] == 10000 - charged + refunded
+    kinds = [e["kind"] for e in final["events"]]
+    if isinstance(outcomes["cancel"], dict):
+        assert final["status"] == "cancelled" and final["ip_address"] == order["ip_address"]
+        assert refunded == Money.from_wire(outcomes["cancel"]["refund"]).minor
+    else:
+        assert outcomes["cancel"].error_code == "conflict" and final["status"] == "active"
+        assert refunded == 0
+    if isinstance(outcomes["change"], dict):
+        assert kinds.count("plan_changed") == 1
+        assert charged == 990 + Money.from_wire(outcomes["change"]["charge"]).minor
+    else:
+        assert outcomes["change"].error_code in {"conflict", "not_changeable"}
+        assert kinds.count("plan_changed") == 0 and charged == 990
+    assert any(isinstance(o, dict) for o in outcomes.values())
+
+
+# --- the lifecycle clock ----------------------------------------------------------------
+
+def test_the_clock_moves_an_unpaid_order_to_overdue_suspended_closed_and_frees_its_ip(orders, rpc_client,
+                                                                                     monkeypatch):
+    account = customer("9.90")
+    order = orders.place_order(account, VPS, None)
+    paid_until = date.fromisoformat(order["paid_until"])
+    statuses = []
+    for day, expected in ((paid_until - timedelta(days=7), "active"), (paid_until, "overdue"),
+                          (paid_until + timedelta(days=3), "suspended"),
+                          (paid_until + timedelta(days=17), "closed")):
+        set_today(monkeypatch, day)
+        _tick()
+        statuses.append(orders.get_order(order["id"])["status"])
+        assert statuses[-1] == expected, statuses
+    events = [e["kind"] for e in orders.get_order(order["id"])["events"]]
+    assert events[-3:] == ["overdue", "suspended", "closed"]
+
+
+def _tick():
+    """Run one tick in this process against the service's database (the timer does the same)."""
+    from services.common.database import UnitOfWork, make_engine
+    from services.common.config import database_url
+    from services.orders.application import Orders
+    from services.orders.models import Base
+    from services.orders.service import CatalogueProvider
+    provider = CatalogueProvider()
+    provider.setup()
+    engine = make_engine(database_url("orders"))
+    try:
+        return Orders(UnitOfWork(engine, "orders", Base.metadata), provider.catalogue, None, None, clock).tick()
+    finally:
+        engine.dispose()
