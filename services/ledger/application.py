@@ -50,9 +50,10 @@ class Ledger:
         data = _load(PaymentSchema(), account_id=account_id, amount=amount, idempotency_key=idempotency_key,
                      reference=reference, method=method)
         request = _Request("credit_payment", data)
-        if (replay := self._replay(request)) is not None:
+        replay, known = self._first_look(request)
+        if replay is not None:
             return replay
-        if data["method"] is not None or not self._known(data["account_id"]):
+        if data["method"] is not None or not known:
             profile = self.profiles.get(data["account_id"])  # not_found for an account nobody has
             if data["method"] is not None:
                 payment_methods.check_offered(
@@ -138,9 +139,10 @@ class Ledger:
         data = _load(AdjustmentSchema(), account_id=account_id, amount=amount, idempotency_key=idempotency_key,
                      reason=reason, operator=operator)
         request = _Request("adjust", data)
-        if (replay := self._replay(request)) is not None:
+        replay, known = self._first_look(request)
+        if replay is not None:
             return replay
-        if not self._known(data["account_id"]):
+        if not known:
             self.profiles.get(data["account_id"])  # not_found for an account nobody has
         with self.uow.transaction() as session:
             balance = self._lock_balance(session, data["account_id"])
@@ -358,9 +360,10 @@ class Ledger:
         with self.uow.transaction() as own:
             return find(own)
 
-    def _known(self, account_id: str) -> bool:
+    def _first_look(self, request: "_Request") -> tuple[dict | None, bool]:
+        """Before asking profile anything: a replay's answer, and whether we know the account."""
         with self.uow.transaction() as session:
-            return session.get(Balance, account_id) is not None
+            return self._replay(request, session), session.get(Balance, request.account_id) is not None
 
     def _currency_of(self, account_id: str) -> str:
         with self.uow.transaction() as session:
