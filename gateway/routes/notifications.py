@@ -1,6 +1,22 @@
-"""Routes of the notifications area (see gateway/http.py for how a route is declared)."""
+"""What the notifier sent the customer (issue 6); the settings themselves are profile's routes."""
 from __future__ import annotations
+
+from gateway.http import route
+from services.notifier.schemas import SentMessageSchema, SentQuerySchema
+
+TAGS = ("notifications",)
+# What a customer sees of a delivery; the relay's error text and the attempts are for support staff.
+CUSTOMER_FIELDS = tuple(SentMessageSchema().fields)
 
 
 class NotificationRoutes:
-    pass
+    @route("GET", "/api/v1/notifications/sent", query=SentQuerySchema, response=SentMessageSchema, many=True,
+           summary="E-mail sent to the customer, newest first", tags=TAGS, errors=(400,),
+           description="Every message the panel wrote to the customer: when (`at`), which `kind`, the address it "
+                       "went `to` (the invoices, support or complaints address, or the main e-mail), its "
+                       "`subject` and delivery `state`: `pending` (waiting or being retried), `sent`, `failed` "
+                       "(refused for good by the mail relay) or `dead` (every retry failed).")
+    def list_sent_notifications(self, call):
+        page = self.notifier.list_sent(call.account_id, call.query["limit"], call.query["cursor"])
+        return 200, {"items": [{name: item.get(name) for name in CUSTOMER_FIELDS} for item in page["items"]],
+                     "next_cursor": page["next_cursor"]}

@@ -11,6 +11,7 @@ import base64
 import binascii
 import hashlib
 import uuid
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import structlog
@@ -61,9 +62,8 @@ class Notifications:
         if to is None:
             return self._record(event_id, None)
         data = {**occasion.data, "first_name": addressee.first_name or occasion.data.get("first_name")}
-        attachments = self._attachments(occasion.kind, data, addressee.language)
-        message = compose(occasion.kind, addressee.language, data, to, attachments=attachments,
-                          idempotency_key=f"{event_id}:{to}")
+        message = compose(occasion.kind, addressee.language, data, to, idempotency_key=f"{event_id}:{to}")
+        message = replace(message, attachments=self._attachments(occasion, addressee.language))
         return self._record(event_id, _delivery(event_id, occasion.account_id, addressee.language,
                                                 message, self.clock.now()))
 
@@ -91,11 +91,13 @@ class Notifications:
             raise
         return dispatch.settings_from(answer)
 
-    def _attachments(self, kind: str, data: dict, language: str) -> tuple[Attachment, ...]:
-        if kind != "invoice_issued":
+    def _attachments(self, occasion: dispatch.Occasion, language: str) -> tuple[Attachment, ...]:
+        if occasion.kind != "invoice_issued":
             return ()
+        data = occasion.data
         try:
-            pdf = dispatch.pdf_from_base64(self.ledger.get_invoice_pdf(data["invoice_id"]))
+            # With the account: an invoice of another customer is not_found, never attached.
+            pdf = dispatch.pdf_from_base64(self.ledger.get_invoice_pdf(data["invoice_id"], occasion.account_id))
         except MethodNotFound:
             log.warning("the ledger cannot give invoice PDFs yet; sending the invoice mail without one",
                         invoice_id=data["invoice_id"])

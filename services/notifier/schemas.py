@@ -28,7 +28,7 @@ class SentQuerySchema(StrictSchema):
 
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_PAGE),
                            error_messages=MESSAGES, metadata={"description": f"1 to {MAX_PAGE}, default 50"})
-    cursor = words(200, metadata={"description": "next_cursor of the previous page"})
+    cursor = words(200, load_default=None, metadata={"description": "next_cursor of the previous page"})
 
 
 class SentMessageSchema(StrictSchema):

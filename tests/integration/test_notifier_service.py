@@ -39,7 +39,9 @@ class FakeLedger:
     name = "ledger"
 
     @rpc
-    def get_invoice_pdf(self, invoice_id):
+    def get_invoice_pdf(self, invoice_id, account_id=None):
+        if invoice_id != "inv-77":
+            raise DomainError("not_found", "No such invoice.")
         return base64.b64encode(PDF).decode()
 
 
