@@ -347,11 +347,14 @@ class Orders:
             charge_transaction, credits = None, []
             if quote.charge:
                 what = f"Plan change from {old_plan.name} to {new_plan.name}"
+                charged_lines = [line for line in quote.lines if line.amount.minor > 0]
+                if sum(line.amount.minor for line in charged_lines) != quote.charge.minor:
+                    charged_lines = []  # periods that moved both ways: one invoice line for the total
                 charge_transaction = self.ledger.charge(
                     row.account_id, quote.charge.to_wire(), key, row.id, what,
                     [{"description": line.description, "gross": line.amount.to_wire(),
                       "period_from": line.first_day.isoformat(), "period_to": line.last_day.isoformat()}
-                     for line in quote.lines if line.amount.minor > 0] or None)
+                     for line in charged_lines] or None)
             if quote.credit:
                 credits = self._refund(row, quote.credit, key,
                                        f"Plan change from {old_plan.name} to {new_plan.name}: unused days")

@@ -1,0 +1,103 @@
+"""Orders with the real ledger and profile services over real RabbitMQ: the money adds up.
+
+Order, renew, upgrade, downgrade and cancel with refund; afterwards the balance is what the
+answers said, each charge has its invoice and each refund its credit note, and the ledger's
+audit is clean.
+"""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from services.common.errors import DomainError
+from services.common.money import Money
+from services.ledger.service import LedgerService
+from services.orders.service import OrdersService
+from services.profile.service import ProfileService
+
+VPS = {"plan_id": "vps-s", "period_months": 1, "fields": {"hostname": "web1.example.com", "os_template": "debian-12"}}
+
+
+@pytest.fixture
+def stack(run_service, rpc_client):
+    run_service(ProfileService)
+    run_service(LedgerService)
+    run_service(OrdersService, ORDERS_TICK_SECONDS=3600)
+    return rpc_client
+
+
+def register(rpc_client, **overrides) -> str:
+    login = f"c{uuid.uuid4().hex[:12]}"
+    profile = rpc_client.profile.register({
+        "login": login, "password": "a long and unusual passphrase 7", "email": f"{login}@example.com",
+        "first_name": "Anna", "last_name": "Nowak", "city": "Warszawa", "address": "ul. Prosta 1",
+        "country": "PL", "postal_address": {"line1": "ul. Prosta 1", "city": "Warszawa", "postcode": "00-001",
+                                            "country": "PL"}, **overrides})
+    return profile["id"]
+
+
+def money(wire) -> Money:
+    return Money.from_wire(wire)
+
+
+def test_order_renew_upgrade_downgrade_cancel_keep_the_books_sound(stack):
+    orders, ledger = stack.orders, stack.ledger
+    account = register(stack)
+    ledger.credit_payment(account, {"amount": "100.00", "currency": "EUR"}, f"pay-{account}", "bank-1")
+    order = orders.place_order(account, VPS, "new-1")
+    assert order["status"] == "active"
+    renewed = orders.renew(account, order["id"], {"period_months": 3}, "renew-1")
+    assert renewed["period_months"] == 3
+    up_quote = orders.change_plan_quote(account, order["id"], "vps-m")
+    up = orders.change_plan(account, order["id"], {"plan_id": "vps-m"}, "up-1")
+    assert up["charge"] == up_quote["charge"] and money(up["charge"]).minor > 0
+    down_quote = orders.change_plan_quote(account, order["id"], "vps-s")
+    down = orders.change_plan(account, order["id"], {"plan_id": "vps-s"}, "down-1")
+    assert down["credit"] == down_quote["credit"] and money(down["credit"]).minor > 0
+    refund_quote = orders.cancel_quote(account, order["id"], "now")
+    cancelled = orders.cancel(account, order["id"], {"when": "now"}, "cancel-1")
+    assert cancelled["refund"] == refund_quote["refund"]
+    assert cancelled["order"]["status"] == "cancelled"
+
+    # replays move nothing
+    assert orders.renew(account, order["id"], {"period_months": 3}, "renew-1") == renewed
+    assert orders.cancel(account, order["id"], {"when": "now"}, "cancel-1") == cancelled
+
+    expected = (Money.of("100.00", "EUR") - Money.of("9.90", "EUR") - Money.of("28.81", "EUR")
+                - money(up["charge"]) + money(down["credit"]) + money(cancelled["refund"]))
+    assert money(ledger.get_balance(account)) == expected
+    kinds = [t["kind"] for t in ledger.list_transactions(account)["items"]]
+    assert kinds.count("charge") == 3 and kinds.count("payment") == 1
+    assert kinds.count("refund") >= 2
+    invoices = ledger.list_invoices(account)["items"]
+    assert {i["kind"] for i in invoices} == {"invoice", "credit_note"}
+    assert all(i["order_id"] == order["id"] for i in invoices)
+    assert ledger.audit() == []
+    events = [e["kind"] for e in orders.get_order(order["id"])["events"]]
+    assert events == ["created", "paid", "renewed", "plan_changed", "plan_changed", "refunded",
+                      "cancelled", "refunded"]
+
+
+def test_insufficient_funds_renewal_changes_nothing_at_either_side(stack):
+    orders, ledger = stack.orders, stack.ledger
+    account = register(stack)
+    ledger.credit_payment(account, {"amount": "10.00", "currency": "EUR"}, f"pay-{account}", "bank-1")
+    order = orders.place_order(account, VPS, None)
+    with pytest.raises(DomainError) as excinfo:
+        orders.renew(account, order["id"], {"period_months": 1}, "r")
+    assert excinfo.value.error_code == "insufficient_funds"
+    assert orders.get_order(order["id"])["paid_until"] == order["paid_until"]
+    assert ledger.get_balance(account) == {"amount": "0.10", "currency": "EUR"}
+    assert ledger.audit() == []
+
+
+def test_unreviewed_company_is_refused_and_nothing_is_charged(stack):
+    account = register(stack, profile_type="company", company_name="Nowak sp. z o.o.", vat_id="PL5260250274")
+    stack.ledger.credit_payment(account, {"amount": "50.00", "currency": "EUR"},
+                                f"pay-{account}", "bank-1")
+    with pytest.raises(DomainError) as excinfo:
+        stack.orders.place_order(account, VPS, None)
+    assert excinfo.value.error_code == "payments_blocked"
+    assert stack.ledger.get_balance(account) == {"amount": "50.00", "currency": "EUR"}
+    assert stack.orders.list_orders(account)["items"] == []
