@@ -8,8 +8,8 @@ import pytest
 from pypdf import PdfReader
 
 from services.common.money import Money
-from tests.integration.test_ledger_journal import (FakeProfiles, database, eur, ledger, outbox,  # noqa: F401
-                                                   profiles, refused)
+from tests.integration.test_ledger_journal import (database, eur, ledger, outbox, profiles,  # noqa: F401 (fixtures)
+                                                   refused)
 
 pytestmark = pytest.mark.integration
 

@@ -5,17 +5,13 @@ outbox relay and concurrency tests over RabbitMQ are in test_ledger_service.py.
 """
 from __future__ import annotations
 
-import base64
-import io
 import json
 import uuid
 
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import (Bundle, RuleBasedStateMachine, consumes, invariant, rule,
-                                 run_state_machine_as_test)
-from pypdf import PdfReader
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 from sqlalchemy import func, insert, select, text
 
 from services.common.clock import clock
