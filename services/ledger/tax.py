@@ -19,12 +19,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Mapping
 
-import stdnum.eu.vat
 import structlog
 import yaml
-from stdnum.exceptions import (InvalidChecksum, InvalidComponent, InvalidFormat, InvalidLength,
-                               ValidationError as StdnumValidationError)
 
+from services.common import vat_ids
 from services.common.errors import DomainError
 from services.common.money import Money
 
@@ -41,8 +39,6 @@ INDIVIDUAL = "individual"
 COMPANY = "company"
 VERIFIED = "verified"
 
-# Greece is GR in ISO 3166 but EL in VAT ids (and in VIES).
-_VAT_PREFIX = {"GR": "EL"}
 
 
 # --- the rate table --------------------------------------------------------------------
@@ -300,52 +296,14 @@ def price_for(list_gross: Money, treatment: TaxTreatment, seller: Seller,
 
 # --- VAT ids ---------------------------------------------------------------------------
 
-_REASONS = {
-    InvalidLength: "it has the wrong length for a VAT id of {country}",
-    InvalidFormat: "it is not in the format of a VAT id of {country}",
-    InvalidChecksum: "its check digits do not match",
-    InvalidComponent: "it is not a VAT id of {country}",
-}
-_SEPARATORS = re.compile(r"[\s.\-/,:]")
-
 
 def validate_vat_id(vat_id: str | None, country: str, rates: VatRates = VAT_RATES) -> str:
-    """Check a VAT id offline (format and check digits) and return it normalised, e.g. ``DE136695976``.
-
-    Raises ``DomainError("invalid_vat_id")`` with the reason. Outside the EU there is no
-    common format to check: the id is only normalised.
-    """
-    country = (country or "").upper()
-    text = _SEPARATORS.sub("", vat_id or "").upper()
-    if not text:
-        raise _invalid_vat_id("a VAT id is required", country)
-    if not rates.is_member(country):
-        if not text.isalnum() or not 2 <= len(text) <= 20:
-            raise _invalid_vat_id("it must be 2 to 20 letters and digits", country)
-        return text
-    prefix = _VAT_PREFIX.get(country, country)
-    written_prefix = "EL" if text[:2] == "GR" else text[:2]
-    if written_prefix in _member_prefixes(rates):
-        if written_prefix != prefix:
-            raise _invalid_vat_id(f"it is a VAT id of {written_prefix}, not of {country}", country)
-        text = prefix + text[2:]
-    else:
-        # Written without the country prefix (e.g. a bare Polish NIP).
-        text = prefix + text
-    try:
-        return stdnum.eu.vat.validate(text)
-    except StdnumValidationError as exc:
-        template = _REASONS.get(type(exc), "it is not a valid VAT id of {country}")
-        raise _invalid_vat_id(template.format(country=country), country) from None
-
-
-def _member_prefixes(rates: VatRates) -> frozenset[str]:
-    return frozenset(_VAT_PREFIX.get(country, country) for country in rates.members)
+    """The shared VAT id check (services/common/vat_ids.py) against this rate table's members."""
+    return vat_ids.validate_vat_id(vat_id, country, rates.members)
 
 
 def _invalid_vat_id(reason: str, country: str) -> DomainError:
-    return DomainError("invalid_vat_id", f"The VAT id is not valid: {reason}.",
-                       fields={"vat_id": [reason]}, details={"reason": reason, "country": country})
+    return vat_ids.invalid_vat_id(reason, country)
 
 
 class OfflineVatIdCheck:

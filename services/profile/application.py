@@ -78,8 +78,9 @@ class Profiles:
         login = security.normalise_login(data.pop("login"))
         password = data.pop("password")
         security.check_password_policy(password, login)
-        company = domain.company_after(domain.CompanyState("individual", None, None, "none"), data) \
-            if data.get("profile_type") == "company" else domain.CompanyState("individual", None, None, "none")
+        individual = domain.CompanyState("individual", None, None, "none")
+        company = domain.company_after(individual, data, data["country"]) \
+            if data.get("profile_type") == "company" else individual
         password_hash = hash_secret(self.hasher, password)
         now = self.clock.now()
         account = Account(
@@ -126,7 +127,7 @@ class Profiles:
         domain.refuse_emptied_mandatory(changes)
         with self.uow.transaction() as session:
             account = account_or_not_found(session, account_id, lock=True)
-            company = domain.company_after(_company(account), changes) \
+            company = domain.company_after(_company(account), changes, account.country) \
                 if {"profile_type", "company_name", "vat_id"} & changes.keys() else _company(account)
             for name in ("first_name", "last_name", "city", "address", "postal_address", "language"):
                 if name in changes:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from services.common.clock import as_utc, iso
 from services.common.errors import DomainError, ValidationError
+from services.common.vat_ids import validate_vat_id
 from services.common.money import Money
 
 IMMUTABLE = ("login", "email", "country")
@@ -40,7 +41,7 @@ class CompanyState:
     company_verification: str
 
 
-def company_after(current: CompanyState, changes: dict) -> CompanyState:
+def company_after(current: CompanyState, changes: dict, country: str | None = None) -> CompanyState:
     """Company data and their review state after a change (P8).
 
     Becoming a company, or changing a company's name or VAT id, needs a new review by
@@ -54,6 +55,8 @@ def company_after(current: CompanyState, changes: dict) -> CompanyState:
     vat_id = changes.get("vat_id", current.vat_id)
     if not name:
         raise ValidationError({"company_name": ["required for a company profile"]})
+    if vat_id and "vat_id" in changes and country:
+        vat_id = validate_vat_id(vat_id, country)  # 422 invalid_vat_id with the reason
     vat_id = vat_id.replace(" ", "").replace("-", "").upper() if vat_id else None
     changed = (current.profile_type != "company" or name != current.company_name
                or vat_id != current.vat_id)

@@ -41,3 +41,12 @@ def test_a_company_needs_a_name():
     with pytest.raises(DomainError) as refused:
         company_after(INDIVIDUAL, {"profile_type": "company"})
     assert "company_name" in refused.value.fields
+
+
+def test_an_invalid_vat_id_is_refused_with_the_reason():
+    with pytest.raises(DomainError) as refused:
+        company_after(INDIVIDUAL, {"profile_type": "company", "company_name": "ACME", "vat_id": "PL1234567890"}, "PL")
+    assert refused.value.error_code == "invalid_vat_id"
+    assert refused.value.details["reason"] == "its check digits do not match"
+    valid = company_after(INDIVIDUAL, {"profile_type": "company", "company_name": "ACME", "vat_id": "DE 136 695 976"}, "DE")
+    assert valid.vat_id == "DE136695976"
