@@ -11,8 +11,8 @@ TAGS = ("orders",)
 
 
 class OrdersRoutes:
-    @route("GET", "/api/v1/plans", query=PlansQuerySchema, response=PlanSchema, many=True, tags=TAGS,
-           summary="The plans on sale", errors=(400,),
+    @route("GET", "/api/v1/plans", query=PlansQuerySchema, response=PlanSchema, many=True, tags=TAGS, auth=False,
+           summary="The plans on sale (public: no session needed)", errors=(400,),
            description="?kind=dedicated or vps. Prices are for the whole period, VAT included.")
     def list_plans(self, call):
         return 200, self.orders.list_plans(call.query["kind"])
