@@ -14,9 +14,9 @@ from services.common.schemas import load
 from services.profile import domain, security
 from services.profile.application import (account_or_not_found, buyer_fields, hash_secret,
                                           issue_email_token, record_security_event, verify_secret)
-from services.profile.models import Account, EmailToken, SecurityCodeCheck, SecurityEvent
+from services.profile.models import Account, EmailToken, LoginAttempt, SecurityCodeCheck, SecurityEvent
 from services.profile.schemas import EmailChangeSchema, PasswordChangeSchema
-from services.profile.sessions import accept_second_factor, end_sessions
+from services.profile.sessions import accept_second_factor, consecutive_failures, end_sessions
 
 
 class AccountSecurity:
@@ -30,10 +30,23 @@ class AccountSecurity:
             return domain.security_view(account_or_not_found(session, account_id))
 
     def _reauthenticate(self, account_id: str, password) -> Account:
-        """The account, if ``password`` is its current password (422 ``wrong_password``)."""
+        """The account, if ``password`` is its current password (422 ``wrong_password``).
+
+        A wrong password here counts like a failed login, so a stolen session cannot be used
+        to guess the password faster than the login form allows (429 with Retry-After).
+        """
+        now = self.clock.now()
         with self.uow.transaction() as session:
             account = account_or_not_found(session, account_id)
+            failures, last_failure = consecutive_failures(session, account.login)
+        wait = security.login_backoff(failures, last_failure, now)
+        if wait:
+            raise DomainError("rate_limited", "Too many wrong passwords; wait and try again.",
+                              details={"retry_after": wait})
         if not verify_secret(self.hasher, account.password_hash, password):
+            with self.uow.transaction() as session:
+                session.add(LoginAttempt(account_id=account.id, login=account.login, ip="", user_agent="",
+                                         at=now, success=False, reason="reauth_wrong_password"))
             raise domain.wrong_password()
         return account
 

@@ -182,12 +182,13 @@ def _wait_before_login(session, login: str, ip: str, now) -> int:
     wait = security.ip_limited(ip_failures, now)
     if wait:
         return wait
-    failures, last_failure = _consecutive_failures(session, login)
+    failures, last_failure = consecutive_failures(session, login)
     return security.login_backoff(failures, last_failure, now)
 
 
-def _consecutive_failures(session, login: str):
-    """Failed logins for ``login`` since its last success, and when the last one was."""
+def consecutive_failures(session, login: str):
+    """Failed logins (and wrong re-authentication passwords) for ``login`` since its last
+    success, and when the last one was."""
     recent = session.execute(select(LoginAttempt.success, LoginAttempt.at)
                              .where(LoginAttempt.login == login)
                              .order_by(LoginAttempt.at.desc(), LoginAttempt.id.desc()).limit(30)).all()

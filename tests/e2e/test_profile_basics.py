@@ -210,3 +210,13 @@ def test_a_dead_profile_service_answers_503_fast_and_heals(stack, api, customer)
         stack.restart("profile")
     assert me.get("/api/v1/profile").status_code == 200
     assert api.get("/health").status_code == 200
+
+
+def test_a_stolen_session_cannot_guess_the_password_faster_than_the_login_form(customer):
+    me = customer()
+    guess = {"current_password": "not the password", "new_password": "another long passphrase 8",
+             "new_password_confirmation": "another long passphrase 8"}
+    answers = [me.put("/api/v1/security/password", guess) for _ in range(6)]
+    assert [a.status_code for a in answers[:5]] == [422] * 5
+    assert all(error_code(a) == "wrong_password" for a in answers[:5])
+    assert answers[5].status_code == 429 and int(answers[5].headers["Retry-After"]) >= 1
