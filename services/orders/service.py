@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from nameko.extensions import DependencyProvider
-from nameko.timer import timer
+from nameko.timer import Timer
 from nameko.web.handlers import http
 
 from services.common.clock import clock
@@ -31,6 +31,16 @@ class CatalogueProvider(DependencyProvider):
 
     def get_dependency(self, worker_ctx):
         return self.catalogue
+
+
+class LifecycleTimer(Timer):
+    """A timer whose interval is read when the service starts (``ORDERS_TICK_SECONDS``, default 60)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(interval=None, **kwargs)
+
+    def setup(self):
+        self.interval = tick_seconds()
 
 
 class OrdersService:
@@ -110,6 +120,6 @@ class OrdersService:
     def on_balance_changed(self, payload):
         self.orders.on_balance_changed(payload)
 
-    @timer(interval=tick_seconds())
+    @LifecycleTimer.decorator
     def lifecycle(self):
         self.orders.tick()

@@ -451,3 +451,21 @@ def _tick():
         return Orders(UnitOfWork(engine, "orders", Base.metadata), provider.catalogue, None, None, clock).tick()
     finally:
         engine.dispose()
+
+
+def test_auto_renew_pays_from_the_balance_on_the_last_paid_day_by_the_timer(run_service, rpc_client, monkeypatch):
+    global BOOKS
+    BOOKS = Books()
+    run_service(FakeLedger)
+    run_service(FakeProfile)
+    run_service(OrdersService, ORDERS_TICK_SECONDS=0.3)
+    orders = rpc_client.orders
+    account = customer("19.80")
+    order = orders.place_order(account, {**VPS, "auto_renew": True}, None)
+    assert order["auto_renew"] is True
+    paid_until = date.fromisoformat(order["paid_until"])
+    set_today(monkeypatch, paid_until - timedelta(days=1))
+    wait_for(lambda: orders.get_order(order["id"])["paid_until"] != order["paid_until"])
+    renewed = orders.get_order(order["id"])
+    assert renewed["status"] == "active" and balance(account) == "0.00"
+    assert [e for e in renewed["events"] if e["kind"] == "renewed"][0]["details"]["automatic"] is True
