@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 import structlog
 from nameko.exceptions import MethodNotFound
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 
 from services.common.clock import as_utc, iso
 from services.common.config import env_float, env_int
@@ -171,16 +171,18 @@ class Notifications:
         before = _read_cursor(page["cursor"]) if page["cursor"] else None
         query = select(Delivery).where(Delivery.account_id == page["account_id"])
         if before is not None:
-            query = query.where(Delivery.seq < before)
+            at, seq = before
+            query = query.where(or_(Delivery.created_at < at, and_(Delivery.created_at == at, Delivery.seq < seq)))
         with self.uow.transaction() as session:
-            rows = list(session.scalars(query.order_by(Delivery.seq.desc()).limit(page["limit"] + 1)))
+            rows = list(session.scalars(query.order_by(Delivery.created_at.desc(), Delivery.seq.desc())
+                                        .limit(page["limit"] + 1)))
             known = bool(rows) or before is not None or session.get(Subscriber, page["account_id"]) is not None
         if not known and self._addressee(page["account_id"]) is None:
             raise NotFound("account")  # profile has never heard of it either
         more = len(rows) > page["limit"]
         rows = rows[:page["limit"]]
         return {"items": [sent_view(row) for row in rows],
-                "next_cursor": _cursor(rows[-1].seq) if more else None}
+                "next_cursor": _cursor(rows[-1]) if more else None}
 
 
 class Sender:
@@ -219,6 +221,11 @@ class Sender:
             self.mailer.send(_message(delivery))
         except DeliveryFailure as exc:
             failure = exc
+        except Exception as exc:
+            # A message we cannot even build must not stay claimed for ever: it spends its
+            # attempts like a temporary failure and ends dead, visible to support staff.
+            log.exception("could not hand a message to the relay", delivery_id=delivery.id)
+            failure = DeliveryFailure(f"could not send: {exc!r}")
         outcome = dispatch.after_attempt(delivery.attempts, self.clock.now(), sent=failure is None,
                                          permanent=isinstance(failure, PermanentFailure))
         with self.uow.transaction() as session:
@@ -277,16 +284,17 @@ def _occurred_at(payload: dict) -> datetime:
     return as_utc(datetime.fromisoformat(payload["occurred_at"]))
 
 
-def _cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"sent:{seq}".encode()).decode().rstrip("=")
+def _cursor(last: Delivery) -> str:
+    # Events are handled in parallel, so the order of writing is not the order of time: page by both.
+    return base64.urlsafe_b64encode(f"sent|{iso(as_utc(last.created_at))}|{last.seq}".encode()).decode().rstrip("=")
 
 
-def _read_cursor(cursor: str) -> int:
+def _read_cursor(cursor: str) -> tuple[datetime, int]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        prefix, _, seq = raw.partition(":")
+        prefix, at, seq = raw.split("|")
         if prefix != "sent" or not seq.isdigit():
             raise ValueError(cursor)
-        return int(seq)
+        return as_utc(datetime.fromisoformat(at)), int(seq)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise ValidationError({"cursor": ["invalid"]}) from None

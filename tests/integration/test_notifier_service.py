@@ -204,6 +204,16 @@ def test_the_invoice_mail_carries_the_pdf(notifier, rpc_client, mailbox):
                                     "size": len(PDF)}]
 
 
+def test_the_invoice_mail_goes_without_a_pdf_the_ledger_does_not_have(notifier, rpc_client, mailbox):
+    account = customer()
+    notifier("ledger", "invoice_issued", event(account, invoice_id="inv-404", number="2026/000124", kind="invoice",
+                                               gross={"amount": "9.90", "currency": "EUR"},
+                                               issued_at="2026-11-29T10:00:00Z"))
+    [item] = settled(rpc_client, account)
+    [mail] = mailbox.to(main_email(account))
+    assert item["state"] == "sent" and "2026/000124" in mail["subject"] and mail["attachments"] == []
+
+
 def test_an_event_for_an_account_profile_does_not_know_sends_nothing(notifier, rpc_client, mailbox):
     stranger = str(uuid.uuid4())
     notifier("profile", "password_changed", password_changed(stranger))
@@ -214,6 +224,17 @@ def test_an_event_for_an_account_profile_does_not_know_sends_nothing(notifier, r
     with pytest.raises(DomainError) as refused:
         rpc_client.notifier.list_sent(stranger)
     assert refused.value.error_code == "not_found"
+
+
+def test_two_replicas_send_each_message_once(notifier, run_service, relay, rpc_client, mailbox):
+    run_service(NotifierService, SMTP_PORT=relay["port"], SMTP_TIMEOUT=5)
+    accounts = [customer() for _ in range(8)]
+    for account in accounts:
+        notifier("profile", "password_changed", password_changed(account))
+    for account in accounts:
+        settled(rpc_client, account)
+    time.sleep(2.5)
+    assert [len(mailbox.to(main_email(account))) for account in accounts] == [1] * len(accounts)
 
 
 # --- delivery: temporary failures retried, permanent ones recorded ---------------------------------
@@ -339,7 +360,7 @@ def test_list_sent_pages_newest_first(notifier, rpc_client, mailbox):
 
 
 BAD_PAGES = [{"limit": 0}, {"limit": 101}, {"limit": "10"}, {"limit": True}, {"cursor": "not-a-cursor"},
-             {"cursor": "c2VudDp4"}, {"cursor": "x" * 10_000}]
+             {"cursor": "c2VudHx4fDE"}, {"cursor": "x" * 10_000}, {"cursor": 5}]
 
 
 def test_list_sent_refuses_bad_paging(notifier, rpc_client):
