@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from gateway.http import route
-from services.profile.schemas import (IpRestrictionSchema, LoginAttemptSchema, OtpSchema, PageQuerySchema,
+from services.profile.schemas import (IpRestrictionSchema, LoginAttemptSchema, OperationConfirmationSchema,
+                                      OtpSchema, PageQuerySchema,
                                       PasswordChangeSchema, RecoveryCodesSchema, SecurityCodeSchema,
                                       SecurityEventSchema, SecuritySchema, TwoFactorDisableSchema,
                                       TwoFactorEnrolmentSchema)
@@ -26,7 +27,8 @@ class SecurityRoutes:
     def change_password(self, call):
         body = call.body
         self.profile.change_password(call.account_id, call.session_id, body["current_password"],
-                                     body["new_password"], body["new_password_confirmation"], call.ip)
+                                     body["new_password"], body["new_password_confirmation"], call.ip,
+                                     body.get("verification_id"))
         return 204, None
 
     @route("POST", "/api/v1/security/code", body=SecurityCodeSchema, status=201, tags=TAGS,
@@ -46,7 +48,20 @@ class SecurityRoutes:
     def set_ip_restriction(self, call):
         body = call.body
         return 200, self.profile.set_ip_restriction(call.account_id, body["rules"], body["password"],
-                                                    body["confirm_lockout"], call.ip)
+                                                    body["confirm_lockout"], call.ip, body.get("verification_id"))
+
+    @route("PUT", "/api/v1/security/operation-confirmation", body=OperationConfirmationSchema,
+           response=SecuritySchema, tags=TAGS, errors=(400, 401, 422, 429),
+           summary="Confirm sensitive operations by phone call (on/off)",
+           description="When on, cancelling an order, changing the password and changing the IP list each "
+                       "need `verification_id`: a verification of purpose `operation` (POST "
+                       "/api/v1/verifications) checked within 10 minutes, used once; without it they answer "
+                       "422 `verification_required`. Turning it on needs the password and a verified phone "
+                       "(422 `phone_missing`); turning it off also needs such a proof.")
+    def set_operation_confirmation(self, call):
+        body = call.body
+        return 200, self.profile.set_operation_confirmation(call.account_id, body["enabled"], body["password"],
+                                                            body.get("verification_id"), call.ip)
 
     @route("GET", "/api/v1/security/logins", query=PageQuerySchema, response=LoginAttemptSchema, many=True,
            tags=TAGS, summary="Login history", errors=(400, 401),

@@ -391,13 +391,17 @@ class Orders:
     def cancel(self, account_id: str, order_id, body, idempotency_key: str | None = None) -> dict:
         data = load(CancelSchema(), body)
         return self._once(account_id, "cancel", idempotency_key, {"order_id": order_id, **data},
-                          lambda: self._cancel(account_id, order_id, data["when"], data.get("reason")))
+                          lambda: self._cancel(account_id, order_id, data["when"], data.get("reason"),
+                                               data.get("verification_id")))
 
-    def _cancel(self, account_id: str, order_id, when: str, reason: str | None) -> dict:
+    def _cancel(self, account_id: str, order_id, when: str, reason: str | None,
+                verification_id: str | None = None) -> dict:
         loaded = self._claim(order_id, account_id, "cancel")
         try:
             row = loaded.row
             cancellation = domain.cancel(loaded.state, self.clock.today(), when)
+            # A customer who confirms sensitive operations by call must bring a proof (issue 8).
+            self.profile.require_operation_proof(account_id, "cancel_order", verification_id, row.id)
             refunds = []
             if cancellation.refund:
                 refunds = self._refund(row, cancellation.refund, f"order:{row.id}:cancel",

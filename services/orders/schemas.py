@@ -47,6 +47,9 @@ class CancelSchema(StrictSchema):
     when = fields.String(required=True, error_messages=MESSAGES,
                          validate=validate.OneOf(CANCEL_WHEN, error="must be now or end_of_period"))
     reason = text(500, allow_none=True, load_default=None)
+    verification_id = text(64, allow_none=True, load_default=None, metadata={
+        "description": "a phone verification of purpose operation; required when the customer "
+                       "confirms sensitive operations by call (422 verification_required)"})
 
 
 # --- query strings (values arrive as text)

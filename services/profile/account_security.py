@@ -20,10 +20,53 @@ from services.profile.sessions import accept_second_factor, consecutive_failures
 
 
 class AccountSecurity:
-    def __init__(self, uow, hasher: security.PasswordHasher, clock):
+    def __init__(self, uow, hasher: security.PasswordHasher, clock, verification=None):
         self.uow = uow
         self.hasher = hasher
         self.clock = clock
+        self.verification = verification
+
+    # -- confirmation of sensitive operations by phone (issue 8, as BILLmanager does)
+    def require_operation_proof(self, account_id: str, operation: str, verification_id,
+                                reference: str | None = None) -> dict:
+        """Spend the proof a customer who confirms operations by call must bring; a no-op otherwise."""
+        with self.uow.transaction() as session:
+            account = account_or_not_found(session, account_id)
+        if not account.confirm_operations:
+            return {"required": False}
+        return self._spend_proof(account, operation, verification_id, reference)
+
+    def _spend_proof(self, account: Account, operation: str, verification_id, reference) -> dict:
+        if not verification_id:
+            raise domain.verification_required(operation, "required")
+        try:
+            proof = self.verification.use_operation_proof(account.id, verification_id, operation, reference)
+        except DomainError as refusal:
+            if refusal.error_code in ("not_found", "validation_error", "verification_required"):
+                raise domain.verification_required(operation, "not a verified proof of this operation") from None
+            raise
+        if proof.get("phone") != account.phone or not account.phone_verified:
+            raise domain.verification_required(operation, "the call did not go to this account's verified phone")
+        return {"required": True, "verification_id": proof["verification_id"]}
+
+    def set_operation_confirmation(self, account_id: str, enabled, password, verification_id=None,
+                                   ip: str | None = None) -> dict:
+        """Turn it on (needs a verified phone) or off (needs a proof: a thief with the password cannot)."""
+        if not isinstance(enabled, bool):
+            raise ValidationError({"enabled": ["must be true or false"]})
+        account = self._reauthenticate(account_id, password)
+        if enabled and not (account.phone and account.phone_verified):
+            raise DomainError("phone_missing", "Verify your mobile phone first: the confirmations call it.")
+        if not enabled and account.confirm_operations:
+            self._spend_proof(account, "change_operation_confirmation", verification_id, None)
+        now = self.clock.now()
+        with self.uow.transaction() as session:
+            account = account_or_not_found(session, account_id, lock=True)
+            if account.confirm_operations != enabled:
+                account.confirm_operations = enabled
+                record_security_event(session, account, "operation_confirmation_changed", ip, now,
+                                      {"enabled": enabled}, notify=False)
+            return domain.security_view(account)
 
     def overview(self, account_id: str) -> dict:
         with self.uow.transaction() as session:
@@ -101,12 +144,15 @@ class AccountSecurity:
 
     # -- password (S5)
     def change_password(self, account_id: str, session_id: str | None, current_password, new_password,
-                        confirmation, ip: str | None = None) -> None:
+                        confirmation, ip: str | None = None, verification_id=None) -> None:
         data = load(PasswordChangeSchema(), {"current_password": current_password, "new_password": new_password,
-                                             "new_password_confirmation": confirmation})
+                                             "new_password_confirmation": confirmation,
+                                             "verification_id": verification_id})
         account = self._reauthenticate(account_id, data["current_password"])
         domain.refuse_mismatched_password(data["new_password"], data["new_password_confirmation"])
         security.check_password_policy(data["new_password"], account.login)
+        if account.confirm_operations:
+            self._spend_proof(account, "change_password", data["verification_id"], None)
         password_hash = hash_secret(self.hasher, data["new_password"])
         now = self.clock.now()
         with self.uow.transaction() as session:
@@ -161,12 +207,15 @@ class AccountSecurity:
         return bool(matched)
 
     # -- IP allow list (S3)
-    def set_ip_restriction(self, account_id: str, rules, password, confirm_lockout, ip: str) -> dict:
+    def set_ip_restriction(self, account_id: str, rules, password, confirm_lockout, ip: str,
+                           verification_id=None) -> dict:
         if not isinstance(rules, list):
             raise ValidationError({"rules": ["must be a list of lines"]})
         allowed = security.IpAllowList.parse(rules)
-        self._reauthenticate(account_id, password)
+        account = self._reauthenticate(account_id, password)
         domain.refuse_lockout(allowed, ip, confirm_lockout is True)
+        if account.confirm_operations:
+            self._spend_proof(account, "change_ip_restriction", verification_id, None)
         now = self.clock.now()
         with self.uow.transaction() as session:
             account = account_or_not_found(session, account_id, lock=True)

@@ -113,7 +113,16 @@ def security_view(account) -> dict:
         "ip_restriction": list(account.ip_rules or []),
         "two_factor_enabled": account.totp_secret is not None,
         "last_login": last_login,
+        "operation_confirmation": account.confirm_operations,
     }
+
+
+def verification_required(operation: str, reason: str) -> DomainError:
+    """422: this customer confirms sensitive operations by phone, and no valid proof came with the request."""
+    return DomainError("verification_required",
+                       "Confirm this operation by phone first: start a verification with purpose "
+                       "'operation' and send its id as verification_id.",
+                       fields={"verification_id": [reason]}, details={"operation": operation})
 
 
 def login_view(attempt) -> dict:

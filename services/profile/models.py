@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.common.outbox import add_messaging_tables
@@ -37,6 +37,8 @@ class Account(Base):
     vat_id: Mapped[str | None] = mapped_column(String(20), nullable=True)
     company_verification: Mapped[str] = mapped_column(String(10), default="none")
     language: Mapped[str] = mapped_column(String(2), default="en")
+    # "Confirm sensitive operations by call" (issue 8): cancel, password and IP list need a proof.
+    confirm_operations: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     frozen: Mapped[bool] = mapped_column(Boolean, default=False)
     # security settings (S2, S3, S6); secrets are only ever stored hashed, the TOTP seed excepted
     security_code_hash: Mapped[str | None] = mapped_column(Text, nullable=True)

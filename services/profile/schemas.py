@@ -166,6 +166,9 @@ class PasswordChangeSchema(StrictSchema):
     current_password = secret(required=True)
     new_password = secret(required=True)
     new_password_confirmation = secret(required=True)
+    verification_id = text(64, allow_none=True, load_default=None,
+                           metadata={"description": "a verified verification of purpose operation; "
+                                                    "required when operation_confirmation is on"})
 
 
 class SecurityCodeSchema(StrictSchema):
@@ -178,6 +181,17 @@ class IpRestrictionSchema(StrictSchema):
     rules = fields.List(fields.Raw(), required=True, error_messages=MESSAGES)
     password = secret(required=True)
     confirm_lockout = StrictBoolean(load_default=False)
+    verification_id = text(64, allow_none=True, load_default=None,
+                           metadata={"description": "required when operation_confirmation is on"})
+
+
+class OperationConfirmationSchema(StrictSchema):
+    """Turn "confirm sensitive operations by call" on or off."""
+
+    enabled = StrictBoolean(required=True)
+    password = secret(required=True)
+    verification_id = text(64, allow_none=True, load_default=None,
+                           metadata={"description": "required to turn it off"})
 
 
 class OtpSchema(StrictSchema):
@@ -207,6 +221,8 @@ class SecuritySchema(StrictSchema):
     ip_restriction = fields.List(fields.String())
     two_factor_enabled = fields.Boolean()
     last_login = fields.Nested(LastLoginSchema, allow_none=True)
+    operation_confirmation = fields.Boolean(metadata={
+        "description": "cancelling an order, changing the password and the IP list need a phone verification"})
 
 
 class TwoFactorEnrolmentSchema(StrictSchema):

@@ -9,7 +9,7 @@ from services.common.database import Database
 from services.common.events import handle_event
 from services.common.health import HealthCheck
 from services.common.logging import LogContext, configure
-from services.common.rpc import rpc
+from services.common.rpc import ServiceRpc, rpc
 from services.profile.account_security import AccountSecurity
 from services.profile.application import Profiles, make_hasher
 from services.profile.sessions import Sessions
@@ -23,6 +23,7 @@ class ProfileService:
     name = "profile"
 
     db = Database(Base.metadata)
+    verification = ServiceRpc("verification")
     health = HealthCheck()
     log = LogContext()
 
@@ -36,7 +37,7 @@ class ProfileService:
 
     @property
     def security(self) -> AccountSecurity:
-        return AccountSecurity(self.db, HASHER, clock)
+        return AccountSecurity(self.db, HASHER, clock, self.verification)
 
     @http("GET", "/health")
     def health_check(self, request):
@@ -132,17 +133,26 @@ class ProfileService:
         return self.security.confirm_email(token)
 
     @rpc
-    def change_password(self, account_id, session_id, current_password, new_password, confirmation, ip=None):
+    def change_password(self, account_id, session_id, current_password, new_password, confirmation, ip=None,
+                        verification_id=None):
         return self.security.change_password(account_id, session_id, current_password, new_password,
-                                             confirmation, ip)
+                                             confirmation, ip, verification_id)
 
     @rpc
     def set_security_code(self, account_id, code, ip=None):
         return self.security.set_security_code(account_id, code, ip)
 
     @rpc
-    def set_ip_restriction(self, account_id, rules, password, confirm_lockout, ip):
-        return self.security.set_ip_restriction(account_id, rules, password, confirm_lockout, ip)
+    def set_ip_restriction(self, account_id, rules, password, confirm_lockout, ip, verification_id=None):
+        return self.security.set_ip_restriction(account_id, rules, password, confirm_lockout, ip, verification_id)
+
+    @rpc
+    def set_operation_confirmation(self, account_id, enabled, password, verification_id=None, ip=None):
+        return self.security.set_operation_confirmation(account_id, enabled, password, verification_id, ip)
+
+    @rpc
+    def require_operation_proof(self, account_id, operation, verification_id=None, reference=None):
+        return self.security.require_operation_proof(account_id, operation, verification_id, reference)
 
     @rpc
     def start_two_factor(self, account_id):
