@@ -46,6 +46,7 @@ class Stack:
         self.var_dir = Path(var_dir)
         self.ports = {**HEALTH_PORTS, **DEV_PORTS, **(ports or {})}
         self.replicas = replicas or {}
+        self.replica_ports: dict[str, int] = {}  # chosen once: wait_healthy and stop list processes again
         self.env = {**os.environ, **(env or {})}
         self.env.setdefault("VAR_DIR", str(self.var_dir))
         self.env.setdefault("PYTHONUNBUFFERED", "1")
@@ -96,7 +97,7 @@ class Stack:
         first = Process(name, argv, f"{self.url(name)}/health")
         extra = []
         for index in range(2, self.replicas.get(name, 1) + 1):
-            port = free_port()
+            port = self.replica_ports.setdefault(f"{name}-{index}", free_port())
             extra.append(Process(f"{name}-{index}", argv, f"http://127.0.0.1:{port}/health",
                                  env={f"{name.upper()}_HTTP_ADDRESS": f"127.0.0.1:{port}"}))
         return [first, *extra]
