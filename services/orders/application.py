@@ -7,6 +7,15 @@ order, a concurrent renewal or a cancel racing a plan change, is refused cleanly
 idempotency key derived from the order (``order:<id>:renew:<n>``) so that a retried call
 never moves money twice; then they write the result and drop the lease in a second
 transaction. The lifecycle timer leaves leased orders alone.
+
+Before its first ledger call an operation writes what it is about to ask the ledger
+(``orders.pending_operation``: the exact arguments, keys included, and what the order becomes).
+A worker that dies between the ledger and the order's write, or a ledger that does not answer,
+leaves that behind; the lifecycle timer finds it once the lease has expired and carries the
+same calls out again: the ledger answers a key it has seen with its first result, so the
+operation is completed with the money that was taken, or charged now, or undone when the
+ledger refuses (insufficient funds). Nothing is taken twice and no charge is left without
+its order.
 """
 from __future__ import annotations
 
@@ -135,10 +144,11 @@ class Orders:
     # ------------------------------------------------------------------ new order (O3)
     def place_order(self, account_id: str, body, idempotency_key: str | None = None) -> dict:
         data = load(NewOrderSchema(), body)
+        reply_to = _reply_to(account_id, "place_order", idempotency_key, data)
         return self._once(account_id, "place_order", idempotency_key, data,
-                          lambda: self._place(account_id, data, idempotency_key))
+                          lambda: self._place(account_id, data, idempotency_key, reply_to))
 
-    def _place(self, account_id: str, data: dict, idempotency_key: str | None) -> dict:
+    def _place(self, account_id: str, data: dict, idempotency_key: str | None, reply_to: dict | None = None) -> dict:
         plan = self.catalogue.plan(data["plan_id"])
         today = self.clock.today()
         state = domain.new_order(plan, data["period_months"], data["fields"], today, data["auto_renew"])
@@ -174,7 +184,7 @@ class Orders:
             except IntegrityError:
                 if attempt == 4:
                     raise DomainError("out_of_stock", "No IP address could be reserved; try again.")
-        self._activate(order_id, lease_held=True)
+        self._activate(order_id, lease_held=True, reply_to=reply_to)
         with self.uow.transaction() as session:
             loaded = self._load(session, order_id)
             publish_later(session, "order_created", {
@@ -200,7 +210,7 @@ class Orders:
             .group_by(Order.datacenter)).all())
         return domain.choose_placement(plan, fields, self.catalogue.ip_pools, used, in_use)
 
-    def _activate(self, order_id: str, lease_held: bool = False) -> bool:
+    def _activate(self, order_id: str, lease_held: bool = False, reply_to: dict | None = None) -> bool:
         """Charge a pending order and make it active; False (and still pending) without the funds."""
         if not lease_held:
             self._claim(order_id, None, "activate")
@@ -212,34 +222,41 @@ class Orders:
                 return False
             charged = self._customer_price(row.account_id, state.cost)
             today = self.clock.today()
-            paid = domain.activate(state, today, charged)
-            period = paid.periods[0]
+            period = domain.activate(state, today, charged).periods[0]
+            what = f"{state.plan.name}, {state.period_months} months"
             try:
-                transaction = self.ledger.charge(
-                    row.account_id, charged.to_wire(), f"order:{order_id}:activate", order_id,
-                    f"{state.plan.name}, {state.period_months} months",
-                    [_invoice_line(f"{state.plan.name}, {state.period_months} months", period)])
+                self._carry_out(order_id, {
+                    "kind": "activate", "today": today.isoformat(), "charged": charged.to_wire(),
+                    "reply_to": reply_to,
+                    "charge": {"amount": charged.to_wire(), "key": f"order:{order_id}:activate",
+                               "description": what, "lines": [_invoice_line(what, period)]}})
             except DomainError as error:
                 if error.error_code == "insufficient_funds":
                     return False
                 raise
-            with self.uow.transaction() as session:
-                loaded = self._load(session, order_id, lock=True)
-                row = loaded.row
-                assignment = session.get(IpAssignment, _assigned(session, order_id))
-                row.ip_address = assignment.ip_address if assignment else None
-                self._save(session, row, paid)
-                self._record_charge(session, order_id, transaction, charged, "activate")
-                self._event(session, order_id, "paid", {"amount": charged.to_wire(),
-                                                        "transaction_id": _transaction_id(transaction),
-                                                        "paid_until": paid.paid_until.isoformat()})
-                publish_later(session, "order_activated", {
-                    **self._about(Loaded(row, paid)), "ip_address": row.ip_address,
-                    "paid_until": paid.paid_until.isoformat(), "cost": charged.to_wire()})
-                self._release(row)
             return True
         finally:
             self._release_lease(order_id)
+
+    def _finish_activation(self, order_id: str, operation: dict) -> dict:
+        row = self._account_of(order_id)
+        transaction = self._charge(row, operation["charge"])
+        charged = Money.from_wire(operation["charged"])
+        with self.uow.transaction() as session:
+            loaded = self._load(session, order_id, lock=True)
+            row = loaded.row
+            paid = domain.activate(loaded.state, date.fromisoformat(operation["today"]), charged)
+            assignment = session.get(IpAssignment, _assigned(session, order_id))
+            row.ip_address = assignment.ip_address if assignment else None
+            self._save(session, row, paid)
+            self._record_charge(session, order_id, transaction, charged, "activate")
+            self._event(session, order_id, "paid", {"amount": charged.to_wire(),
+                                                    "transaction_id": _transaction_id(transaction),
+                                                    "paid_until": paid.paid_until.isoformat()})
+            publish_later(session, "order_activated", {
+                **self._about(Loaded(row, paid)), "ip_address": row.ip_address,
+                "paid_until": paid.paid_until.isoformat(), "cost": charged.to_wire()})
+            return self._done(session, row, operation, self._view(Loaded(row, paid)))
 
     def pay_pending(self, account_id: str) -> int:
         """Pay the account's pending orders from its balance, oldest first; stops at the first it cannot pay."""
@@ -280,10 +297,13 @@ class Orders:
     # ------------------------------------------------------------------ renew (O7)
     def renew(self, account_id: str, order_id, body, idempotency_key: str | None = None) -> dict:
         data = load(RenewSchema(), body)
-        return self._once(account_id, "renew", idempotency_key, {"order_id": order_id, **data},
-                          lambda: self._renew(order_id, data["period_months"], account_id))
+        request = {"order_id": order_id, **data}
+        reply_to = _reply_to(account_id, "renew", idempotency_key, request)
+        return self._once(account_id, "renew", idempotency_key, request,
+                          lambda: self._renew(order_id, data["period_months"], account_id, reply_to=reply_to))
 
-    def _renew(self, order_id, months: int, account_id: str | None, automatic: bool = False) -> dict:
+    def _renew(self, order_id, months: int, account_id: str | None, automatic: bool = False,
+               reply_to: dict | None = None) -> dict:
         loaded = self._claim(order_id, account_id, "renew")
         try:
             state, row = loaded.state, loaded.row
@@ -291,29 +311,36 @@ class Orders:
             list_price = state.plan.price_for(months)
             charged = self._customer_price(row.account_id, list_price)
             today = self.clock.today()
-            renewed = domain.renew(state, today, months, charged)
+            period = domain.renew(state, today, months, charged).periods[-1]
             number = row.renewals + 1
-            period = renewed.periods[-1]
             what = f"{state.plan.name}, renewal for {months} months"
-            transaction = self.ledger.charge(row.account_id, charged.to_wire(),
-                                             f"order:{row.id}:renew:{number}", row.id, what,
-                                             [_invoice_line(what, period)])
-            with self.uow.transaction() as session:
-                current = self._load(session, row.id, lock=True)
-                current.row.renewals = number
-                self._save(session, current.row, renewed)
-                self._record_charge(session, row.id, transaction, charged, f"renew:{number}")
-                self._event(session, row.id, "renewed", {
-                    "period_months": months, "amount": charged.to_wire(), "automatic": automatic,
-                    "paid_until": renewed.paid_until.isoformat(), "transaction_id": _transaction_id(transaction),
-                    "previous_status": state.status.value})
-                publish_later(session, "order_renewed", {
-                    **self._about(Loaded(current.row, renewed)), "period_months": months,
-                    "paid_until": renewed.paid_until.isoformat(), "cost": charged.to_wire()})
-                self._release(current.row)
-                return self._view(Loaded(current.row, renewed))
+            return self._carry_out(row.id, {
+                "kind": "renew", "today": today.isoformat(), "months": months, "number": number,
+                "charged": charged.to_wire(), "automatic": automatic, "reply_to": reply_to,
+                "charge": {"amount": charged.to_wire(), "key": f"order:{row.id}:renew:{number}",
+                           "description": what, "lines": [_invoice_line(what, period)]}})
         finally:
             self._release_lease(order_id)
+
+    def _finish_renewal(self, order_id: str, operation: dict) -> dict:
+        row = self._account_of(order_id)
+        transaction = self._charge(row, operation["charge"])
+        charged, months, number = Money.from_wire(operation["charged"]), operation["months"], operation["number"]
+        with self.uow.transaction() as session:
+            current = self._load(session, order_id, lock=True)
+            state = current.state
+            renewed = domain.renew(state, date.fromisoformat(operation["today"]), months, charged)
+            current.row.renewals = number
+            self._save(session, current.row, renewed)
+            self._record_charge(session, order_id, transaction, charged, f"renew:{number}")
+            self._event(session, order_id, "renewed", {
+                "period_months": months, "amount": charged.to_wire(), "automatic": operation["automatic"],
+                "paid_until": renewed.paid_until.isoformat(), "transaction_id": _transaction_id(transaction),
+                "previous_status": state.status.value})
+            publish_later(session, "order_renewed", {
+                **self._about(Loaded(current.row, renewed)), "period_months": months,
+                "paid_until": renewed.paid_until.isoformat(), "cost": charged.to_wire()})
+            return self._done(session, current.row, operation, self._view(Loaded(current.row, renewed)))
 
     # ------------------------------------------------------------------ change plan (O4)
     def change_plan_quote(self, account_id: str, order_id, plan_id) -> dict:
@@ -323,64 +350,86 @@ class Orders:
         return self._plan_change(loaded, new_plan).quote.to_wire()
 
     def _plan_change(self, loaded: Loaded, new_plan: Plan) -> domain.PlanChange:
+        return domain.change_plan(loaded.state, new_plan, self.clock.today(),
+                                  self._plan_prices(loaded, new_plan).__getitem__)
+
+    def _plan_prices(self, loaded: Loaded, new_plan: Plan) -> dict[Money, Money]:
+        """What this customer pays for the new plan's list prices over the order's unused periods."""
         today = self.clock.today()
         # The rules first with list prices: refusals (not_changeable) before any ledger call.
         domain.quote_plan_change(loaded.state, new_plan, today)
         months = sorted({p.months for p in loaded.state.periods if p.ends > today})
-        prices = {new_plan.price_for(m): self._customer_price(loaded.row.account_id, new_plan.price_for(m))
-                  for m in months}
-        return domain.change_plan(loaded.state, new_plan, today, prices.__getitem__)
+        return {new_plan.price_for(m): self._customer_price(loaded.row.account_id, new_plan.price_for(m))
+                for m in months}
 
     def change_plan(self, account_id: str, order_id, body, idempotency_key: str | None = None) -> dict:
         data = load(ChangePlanSchema(), body)
-        return self._once(account_id, "change_plan", idempotency_key, {"order_id": order_id, **data},
-                          lambda: self._change_plan(account_id, order_id, data["plan_id"]))
+        request = {"order_id": order_id, **data}
+        reply_to = _reply_to(account_id, "change_plan", idempotency_key, request)
+        return self._once(account_id, "change_plan", idempotency_key, request,
+                          lambda: self._change_plan(account_id, order_id, data["plan_id"], reply_to))
 
-    def _change_plan(self, account_id: str, order_id, plan_id: str) -> dict:
+    def _change_plan(self, account_id: str, order_id, plan_id: str, reply_to: dict | None = None) -> dict:
         new_plan = self.catalogue.plan(plan_id)
         loaded = self._claim(order_id, account_id, "change_plan")
         try:
-            row, old_plan = loaded.row, loaded.state.plan
-            change = self._plan_change(loaded, new_plan)
-            quote, number = change.quote, row.plan_changes + 1
-            key = f"order:{row.id}:change:{number}"
-            charge_transaction, credits = None, []
+            prices = self._plan_prices(loaded, new_plan)
+            today = self.clock.today()
+            change = domain.change_plan(loaded.state, new_plan, today, prices.__getitem__)
+            quote, old_plan = change.quote, loaded.state.plan
+            operation = {"kind": "change_plan", "today": today.isoformat(), "plan_id": new_plan.id,
+                         "number": loaded.row.plan_changes + 1, "reply_to": reply_to,
+                         "prices": [[list_price.to_wire(), paid.to_wire()] for list_price, paid in prices.items()],
+                         "charge": None}
             if quote.charge:
-                what = f"Plan change from {old_plan.name} to {new_plan.name}"
                 charged_lines = [line for line in quote.lines if line.amount.minor > 0]
                 if sum(line.amount.minor for line in charged_lines) != quote.charge.minor:
                     charged_lines = []  # periods that moved both ways: one invoice line for the total
-                charge_transaction = self.ledger.charge(
-                    row.account_id, quote.charge.to_wire(), key, row.id, what,
-                    [{"description": line.description, "gross": line.amount.to_wire(),
-                      "period_from": line.first_day.isoformat(), "period_to": line.last_day.isoformat()}
-                     for line in charged_lines] or None)
-            if quote.credit:
-                credits = self._refund(row, quote.credit, key,
-                                       f"Plan change from {old_plan.name} to {new_plan.name}: unused days")
-            with self.uow.transaction() as session:
-                current = self._load(session, row.id, lock=True)
-                current.row.plan_id = new_plan.id
-                current.row.plan_changes = number
-                self._save(session, current.row, change.order)
-                if charge_transaction is not None:
-                    self._record_charge(session, row.id, charge_transaction, quote.charge, f"change:{number}")
-                self._record_refunds(session, credits)
-                self._event(session, row.id, "plan_changed", {
-                    "from_plan_id": old_plan.id, "to_plan_id": new_plan.id,
-                    "charge": quote.charge.to_wire(), "credit": quote.credit.to_wire()})
-                if quote.credit:
-                    self._event(session, row.id, "refunded", {"amount": quote.credit.to_wire(),
-                                                              "reason": "plan_change"})
-                publish_later(session, "order_plan_changed", {
-                    **self._about(Loaded(current.row, change.order)), "old_plan_name": old_plan.name,
-                    "paid_until": _date(change.order.paid_until), "charge": quote.charge.to_wire(),
-                    "credit": quote.credit.to_wire(), "cost": change.order.cost.to_wire()})
-                self._release(current.row)
-                return {"order": self._view(Loaded(current.row, change.order)),
-                        "charge": quote.charge.to_wire(), "credit": quote.credit.to_wire()}
+                operation["charge"] = {
+                    "amount": quote.charge.to_wire(), "key": f"order:{order_id}:change:{operation['number']}",
+                    "description": f"Plan change from {old_plan.name} to {new_plan.name}",
+                    "lines": [{"description": line.description, "gross": line.amount.to_wire(),
+                               "period_from": line.first_day.isoformat(), "period_to": line.last_day.isoformat()}
+                              for line in charged_lines] or None}
+            return self._carry_out(order_id, operation)
         finally:
             self._release_lease(order_id)
+
+    def _finish_plan_change(self, order_id: str, operation: dict) -> dict:
+        row = self._account_of(order_id)
+        with self.uow.transaction() as session:
+            loaded = self._load(session, order_id)
+        new_plan, old_plan = self.catalogue.plan(operation["plan_id"]), loaded.state.plan
+        prices = {Money.from_wire(list_price): Money.from_wire(paid) for list_price, paid in operation["prices"]}
+        change = domain.change_plan(loaded.state, new_plan, date.fromisoformat(operation["today"]),
+                                    prices.__getitem__)
+        quote, number = change.quote, operation["number"]
+        charge_transaction = self._charge(row, operation["charge"]) if operation["charge"] else None
+        credits = []
+        if quote.credit:
+            credits = self._refund(row, quote.credit, f"order:{order_id}:change:{number}",
+                                   f"Plan change from {old_plan.name} to {new_plan.name}: unused days")
+        with self.uow.transaction() as session:
+            current = self._load(session, order_id, lock=True)
+            current.row.plan_id = new_plan.id
+            current.row.plan_changes = number
+            self._save(session, current.row, change.order)
+            if charge_transaction is not None:
+                self._record_charge(session, order_id, charge_transaction, quote.charge, f"change:{number}")
+            self._record_refunds(session, credits)
+            self._event(session, order_id, "plan_changed", {
+                "from_plan_id": old_plan.id, "to_plan_id": new_plan.id,
+                "charge": quote.charge.to_wire(), "credit": quote.credit.to_wire()})
+            if quote.credit:
+                self._event(session, order_id, "refunded", {"amount": quote.credit.to_wire(),
+                                                            "reason": "plan_change"})
+            publish_later(session, "order_plan_changed", {
+                **self._about(Loaded(current.row, change.order)), "old_plan_name": old_plan.name,
+                "paid_until": _date(change.order.paid_until), "charge": quote.charge.to_wire(),
+                "credit": quote.credit.to_wire(), "cost": change.order.cost.to_wire()})
+            return self._done(session, current.row, operation, {
+                "order": self._view(Loaded(current.row, change.order)),
+                "charge": quote.charge.to_wire(), "credit": quote.credit.to_wire()})
 
     # ------------------------------------------------------------------ cancel (O5, O6)
     def cancel_quote(self, account_id: str, order_id, when: str = domain.CANCEL_NOW) -> dict:
@@ -431,13 +480,14 @@ class Orders:
     # ------------------------------------------------------------------ the lifecycle clock (O1, O7)
     def tick(self) -> dict:
         """Move orders along their lifecycle, send renewal reminders, then try the due auto-renewals."""
+        finished = self.finish_interrupted()
         today, now = self.clock.today(), self.clock.now()
         moved, reminded, auto = 0, 0, []
         with self.uow.transaction() as session:
             if not try_lock(session, "orders.lifecycle"):
-                return {"skipped": True}
+                return {"skipped": True, "finished": finished}
             rows = session.scalars(select(Order).where(
-                Order.status.not_in([s.value for s in ENDED]),
+                Order.status.not_in([s.value for s in ENDED]), Order.pending_operation.is_(None),
                 or_(Order.busy_until.is_(None), Order.busy_until < now)).order_by(Order.created_at)).all()
             for row in rows:
                 loaded = self._loaded(session, row)
@@ -464,7 +514,33 @@ class Orders:
                 renewed += 1
             except DomainError as error:
                 log.info("automatic renewal not done", order_id=order_id, code=error.error_code)
-        return {"moved": moved, "reminded": reminded, "renewed": renewed}
+        return {"moved": moved, "reminded": reminded, "renewed": renewed, "finished": finished}
+
+    def finish_interrupted(self) -> int:
+        """Complete or undo the money-moving operations whose lease expired before they were written."""
+        now = self.clock.now()
+        with self.uow.transaction() as session:
+            stuck = session.scalars(select(Order.id).where(Order.pending_operation.is_not(None),
+                                                           Order.busy_until < now)).all()
+        finished = 0
+        for order_id in stuck:
+            with self.uow.transaction() as session:
+                taken = session.execute(update(Order).where(
+                    Order.id == order_id, Order.pending_operation.is_not(None), Order.busy_until < now)
+                    .values(busy_until=now + LEASE, busy_with="finish_interrupted")
+                    .execution_options(synchronize_session=False)).rowcount
+                operation = session.scalar(select(Order.pending_operation).where(Order.id == order_id))
+            if taken != 1 or operation is None:
+                continue  # another replica took it
+            log.warning("finishing an interrupted operation", order_id=order_id, kind=operation["kind"])
+            try:
+                self._carry_out(order_id, operation)
+                finished += 1
+            except DomainError as error:
+                log.warning("interrupted operation not finished", order_id=order_id, code=error.error_code)
+            finally:
+                self._release_lease(order_id)
+        return finished
 
     def _move(self, session, loaded: Loaded, due: Status) -> None:
         row, state = loaded.row, loaded.state
@@ -517,6 +593,64 @@ class Orders:
             done.append((charge_id, part, result))
         return done
 
+    def _carry_out(self, order_id: str, operation: dict) -> dict:
+        """Write ``operation`` on the order, then do it; keep it for the timer when the outcome is unknown."""
+        with self.uow.transaction() as session:
+            session.execute(update(Order).where(Order.id == order_id).values(pending_operation=operation)
+                            .execution_options(synchronize_session=False))
+        finish = {"activate": self._finish_activation, "renew": self._finish_renewal,
+                  "change_plan": self._finish_plan_change}[operation["kind"]]
+        try:
+            return finish(order_id, operation)
+        except DomainError as error:
+            if error.error_code != "service_unavailable":
+                self._forget_operation(order_id)  # the ledger refused: nothing moved, nothing to finish
+                raise
+            self._expire_lease(order_id)
+            raise
+        except Exception:
+            self._expire_lease(order_id)
+            raise
+
+    def _charge(self, row: Order, charge: dict) -> dict:
+        return self.ledger.charge(row.account_id, charge["amount"], charge["key"], row.id,
+                                  charge["description"], charge["lines"])
+
+    def _account_of(self, order_id: str) -> Order:
+        with self.uow.transaction() as session:
+            return session.get(Order, order_id)
+
+    def _done(self, session, row: Order, operation: dict, answer: dict) -> dict:
+        """The operation is written: drop it and the lease; keep the answer for its Idempotency-Key."""
+        row.pending_operation = None
+        self._release(row)
+        reply_to = operation.get("reply_to")
+        if reply_to:
+            scope = (IdempotencyKey.account_id == reply_to["account_id"], IdempotencyKey.route == reply_to["route"],
+                     IdempotencyKey.key == reply_to["key"])
+            stored = session.execute(update(IdempotencyKey).where(*scope).values(response=json.dumps(answer))
+                                     .execution_options(synchronize_session=False)).rowcount
+            if not stored:  # the request's worker died and its row is gone: a retry still gets this answer
+                session.add(IdempotencyKey(account_id=reply_to["account_id"], route=reply_to["route"],
+                                           key=reply_to["key"], request_hash=reply_to["digest"],
+                                           response=json.dumps(answer), created_at=self.clock.now()))
+        return answer
+
+    def _forget_operation(self, order_id: str) -> None:
+        with self.uow.transaction() as session:
+            session.execute(update(Order).where(Order.id == order_id).values(pending_operation=None)
+                            .execution_options(synchronize_session=False))
+
+    def _expire_lease(self, order_id: str) -> None:
+        """The outcome is unknown (the ledger or the database did not answer): the next tick finishes it."""
+        try:
+            with self.uow.transaction() as session:
+                session.execute(update(Order).where(Order.id == order_id, Order.pending_operation.is_not(None))
+                                .values(busy_until=self.clock.now())
+                                .execution_options(synchronize_session=False))
+        except DomainError:
+            log.warning("lease left to expire", order_id=order_id)
+
     def _record_charge(self, session, order_id: str, transaction: dict, amount: Money, reason: str) -> None:
         session.add(OrderCharge(transaction_id=_transaction_id(transaction), order_id=order_id,
                                 amount_minor=amount.minor, refunded_minor=0, reason=reason,
@@ -534,7 +668,8 @@ class Orders:
         with self.uow.transaction() as session:
             loaded = self._load(session, order_id, account_id)
             taken = session.execute(update(Order).where(
-                Order.id == loaded.row.id, or_(Order.busy_until.is_(None), Order.busy_until < now))
+                Order.id == loaded.row.id, Order.pending_operation.is_(None),
+                or_(Order.busy_until.is_(None), Order.busy_until < now))
                 .values(busy_until=now + LEASE, busy_with=operation)
                 .execution_options(synchronize_session=False)).rowcount
             if taken != 1:
@@ -548,7 +683,9 @@ class Orders:
 
     def _release_lease(self, order_id: str) -> None:
         with self.uow.transaction() as session:
-            session.execute(update(Order).where(Order.id == order_id, Order.busy_until.is_not(None))
+            # An operation still written on the order keeps its lease: the timer finishes it.
+            session.execute(update(Order).where(Order.id == order_id, Order.busy_until.is_not(None),
+                                                Order.pending_operation.is_(None))
                             .values(busy_until=None, busy_with=None)
                             .execution_options(synchronize_session=False))
 
@@ -558,7 +695,7 @@ class Orders:
             return work()
         if not isinstance(key, str) or not 1 <= len(key) <= 200:
             raise ValidationError({"Idempotency-Key": ["must be 1 to 200 characters"]})
-        digest = hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
+        digest = _request_digest(request)
         now = self.clock.now()
         scope = (IdempotencyKey.account_id == account_id, IdempotencyKey.route == route, IdempotencyKey.key == key)
         try:
@@ -650,6 +787,17 @@ class Orders:
 
 
 # ---------------------------------------------------------------------- small translations
+
+def _request_digest(request: dict) -> str:
+    return hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _reply_to(account_id: str, route: str, key, request: dict) -> dict | None:
+    """Where the answer to a request with an Idempotency-Key is kept, for whoever finishes it."""
+    if not isinstance(key, str) or not 1 <= len(key) <= 200:
+        return None
+    return {"account_id": account_id, "route": route, "key": key, "digest": _request_digest(request)}
+
 
 def _assigned(session, order_id: str) -> str | None:
     return session.scalar(select(IpAssignment.ip_address).where(IpAssignment.order_id == order_id))

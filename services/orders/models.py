@@ -60,6 +60,9 @@ class Order(Base):
     # One money-moving operation at a time per order: a lease taken before calling the ledger.
     busy_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     busy_with: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    # What a money-moving operation is about to ask the ledger, written before the call: a worker
+    # that dies between the ledger and the order's write leaves it here for the lifecycle timer.
+    pending_operation: Mapped[dict | None] = mapped_column(JSON(none_as_null=True), nullable=True)
     auto_renew_tried_on: Mapped[date | None] = mapped_column(Date, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
