@@ -11,6 +11,7 @@ from gateway.routes.orders import OrdersRoutes
 from gateway.routes.profile import ProfileRoutes
 from gateway.routes.security import SecurityRoutes
 from gateway.routes.verification import VerificationRoutes
+from gateway.sessions import ProfileRpc, VouchedSessions
 from services.common.errors import DomainError
 from services.common.logging import LogContext, configure
 from services.common.rpc import ServiceRpc
@@ -22,7 +23,8 @@ class Gateway(ProfileRoutes, SecurityRoutes, NotificationRoutes, VerificationRou
               OrdersRoutes, MetaRoutes):
     name = "gateway"
 
-    profile = ServiceRpc("profile")
+    vouched = VouchedSessions()
+    profile = ProfileRpc(vouched)
     orders = ServiceRpc("orders")
     ledger = ServiceRpc("ledger")
     notifier = ServiceRpc("notifier")
@@ -38,7 +40,11 @@ class Gateway(ProfileRoutes, SecurityRoutes, NotificationRoutes, VerificationRou
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise DomainError("unauthenticated", "Send Authorization: Bearer <token> from POST /api/v1/sessions.")
-        who = self.profile.authenticate(token.strip(), call.ip)
+        who = self.vouched.lookup(token.strip(), call.ip)
+        if who is None:
+            epoch = self.vouched.epoch
+            who = self.profile.authenticate(token.strip(), call.ip)
+            self.vouched.remember(token.strip(), call.ip, who, epoch)
         call.token = token.strip()
         call.account_id = who["account_id"]
         call.session_id = who["session_id"]

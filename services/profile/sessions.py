@@ -121,7 +121,8 @@ class Sessions:
         # S3: a session opened from an address the list no longer covers stops working.
         if not allow_list(tuple(row.ip_rules or ())).covers(ip):
             raise ip_not_allowed(ip)
-        return {"account_id": row.account_id, "session_id": row.id}
+        # expires_at: the gateway remembers this answer for a moment, never past it.
+        return {"account_id": row.account_id, "session_id": row.id, "expires_at": iso(as_utc(row.expires_at))}
 
     def log_out(self, token) -> None:
         if not isinstance(token, str):

@@ -1,0 +1,111 @@
+"""The gateway remembers profile's "this token may be used from this IP" for a moment only."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from gateway.sessions import ACCESS_CHANGING, VouchedSessions, _ForgettingProxy
+
+NOON = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
+
+
+class Ticking:
+    def __init__(self):
+        self.now = 1000.0
+        self.wall = NOON
+
+    def move(self, seconds):
+        self.now += seconds
+        self.wall += timedelta(seconds=seconds)
+
+
+def vouched(seconds=2.0):
+    clock = Ticking()
+    return VouchedSessions(seconds=seconds, now=lambda: clock.now, wall=lambda: clock.wall), clock
+
+
+def anna(expires_in=timedelta(hours=12)):
+    return {"account_id": "a-1", "session_id": "s-1", "expires_at": (NOON + expires_in).isoformat()}
+
+
+def test_an_answer_is_used_for_the_same_token_and_ip_within_the_bound_only():
+    sessions, clock = vouched(seconds=2)
+    sessions.remember("token", "10.0.0.1", anna(), sessions.epoch)
+    assert sessions.lookup("token", "10.0.0.1") == {"account_id": "a-1", "session_id": "s-1"}
+    assert sessions.lookup("token", "10.0.0.2") is None  # another IP is checked against the list afresh
+    assert sessions.lookup("other", "10.0.0.1") is None
+    clock.move(2.0)
+    assert sessions.lookup("token", "10.0.0.1") is None
+
+
+def test_a_session_that_expires_is_never_used_past_its_expiry():
+    sessions, clock = vouched(seconds=60)
+    sessions.remember("token", "10.0.0.1", anna(expires_in=timedelta(seconds=1)), sessions.epoch)
+    assert sessions.lookup("token", "10.0.0.1")
+    clock.move(1.0)
+    assert sessions.lookup("token", "10.0.0.1") is None
+
+
+def test_forgetting_an_account_drops_all_its_tokens_and_a_token_only_its_own():
+    sessions, _ = vouched()
+    sessions.remember("t1", "10.0.0.1", anna(), sessions.epoch)
+    sessions.remember("t2", "10.0.0.1", {**anna(), "session_id": "s-2"}, sessions.epoch)
+    sessions.remember("b1", "10.0.0.1", {**anna(), "account_id": "b"}, sessions.epoch)
+    sessions.forget(token="t1")
+    assert sessions.lookup("t1", "10.0.0.1") is None and sessions.lookup("t2", "10.0.0.1")
+    sessions.forget(account_id="a-1")
+    assert sessions.lookup("t2", "10.0.0.1") is None and sessions.lookup("b1", "10.0.0.1")
+
+
+def test_an_answer_in_flight_while_access_changed_is_not_kept():
+    sessions, _ = vouched()
+    epoch = sessions.epoch  # the gateway starts asking profile ...
+    sessions.forget(account_id="a-1")  # ... meanwhile the customer logs out elsewhere
+    sessions.remember("token", "10.0.0.1", anna(), epoch)
+    assert sessions.lookup("token", "10.0.0.1") is None
+
+
+def test_zero_seconds_turns_remembering_off():
+    sessions, _ = vouched(seconds=0)
+    sessions.remember("token", "10.0.0.1", anna(), sessions.epoch)
+    assert sessions.lookup("token", "10.0.0.1") is None
+
+
+def test_the_oldest_answers_go_first_beyond_the_size():
+    sessions, _ = vouched()
+    sessions.size = 2
+    for token in ("t1", "t2", "t3"):
+        sessions.remember(token, "ip", anna(), sessions.epoch)
+    assert sessions.lookup("t1", "ip") is None and sessions.lookup("t3", "ip")
+
+
+class FakeProfile:
+    def __init__(self, fail=False):
+        self.fail = fail
+
+    def __getattr__(self, name):
+        def call(*args, **kwargs):
+            if self.fail:
+                raise TimeoutError(name)
+            return name
+        return call
+
+
+def test_every_call_that_changes_access_forgets_even_when_it_fails():
+    for fail in (False, True):
+        for method in ACCESS_CHANGING:
+            sessions, _ = vouched()
+            sessions.remember("token", "ip", anna(), sessions.epoch)
+            proxy = _ForgettingProxy(FakeProfile(fail), sessions)
+            argument = "token" if method == "log_out" else "a-1"
+            try:
+                getattr(proxy, method)(argument, "more")
+            except TimeoutError:
+                assert fail
+            assert sessions.lookup("token", "ip") is None, method
+
+
+def test_reads_go_through_untouched():
+    sessions, _ = vouched()
+    sessions.remember("token", "ip", anna(), sessions.epoch)
+    assert _ForgettingProxy(FakeProfile(), sessions).get("a-1") == "get"
+    assert sessions.lookup("token", "ip")
