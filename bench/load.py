@@ -1,0 +1,158 @@
+"""The load generator: one target, N concurrent clients, a fixed number of requests.
+
+Runs in its own process (``bench.run`` starts one per measurement) so that the client's
+CPU is not the measured service's. Prints one JSON line: the latency of every request in
+seconds, the number of errors, the first few error texts and the wall time.
+
+    python -m bench.load --target balance --clients 10 --requests 300 --setup setup.json
+"""
+from __future__ import annotations
+
+import eventlet
+
+eventlet.monkey_patch()
+
+import argparse  # noqa: E402
+import itertools  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+
+import requests  # noqa: E402
+from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+
+from services.common.database import make_engine  # noqa: E402
+
+BURST = 10  # requests a simulated customer makes before the next one takes over
+VPS = {"plan_id": "vps-s", "period_months": 1, "fields": {"hostname": "bench.example.com", "os_template": "debian-12"}}
+
+
+class HttpClient:
+    """One keep-alive connection per simulated customer, as a browser tab would hold."""
+
+    def __init__(self, setup):
+        self.base = setup["gateway"]
+        self.hello = setup["hello"]
+        self.http = requests.Session()
+
+    def close(self):
+        self.http.close()
+
+
+class RpcClient:
+    """One standalone Nameko proxy (its own reply queue) per simulated caller."""
+
+    def __init__(self, setup):
+        self.proxy = ClusterRpcProxy({"AMQP_URI": setup["amqp"], "serializer": "json"}, timeout=30)
+        self.rpc = self.proxy.start()
+
+    def close(self):
+        self.proxy.stop()
+
+
+class DbClient:
+    def __init__(self, setup):
+        self.engine = setup["engine"]
+
+    def close(self):
+        pass
+
+
+def _get(path):
+    def call(client, account, n):
+        response = client.http.get(client.base + path, headers={"Authorization": f"Bearer {account['token']}"},
+                                   timeout=30)
+        return response.status_code == 200 or response.text[:200]
+    return call
+
+
+def place_order(client, account, n):
+    response = client.http.post(client.base + "/api/v1/orders", json=VPS, timeout=30, headers={
+        "Authorization": f"Bearer {account['token']}", "Idempotency-Key": str(uuid.uuid4())})
+    return (response.status_code == 201 and response.json()["status"] == "active") or response.text[:200]
+
+
+def hello(client, account, n):
+    response = client.http.get(client.hello + "/hello", timeout=30)
+    return response.status_code == 200 or response.text[:200]
+
+
+def credit_payment(client, account, n):
+    client.rpc.ledger.credit_payment(account["account_id"], {"amount": "1.00", "currency": "EUR"},
+                                     f"bench-{uuid.uuid4()}", f"bank-{n}")
+    return True
+
+
+def echo(client, account, n):
+    return client.rpc.echo.echo({"n": n, "account_id": account["account_id"]})["n"] == n
+
+
+def insert(client, account, n):
+    with client.engine.begin() as connection:
+        connection.execute(text("INSERT INTO bench_rows (account_id, n, at) VALUES (:a, :n, now())"),
+                           {"a": account["account_id"], "n": n})
+    return True
+
+
+TARGETS = {
+    "profile": (HttpClient, _get("/api/v1/profile")),
+    "orders": (HttpClient, _get("/api/v1/orders")),
+    "balance": (HttpClient, _get("/api/v1/balance")),
+    "place_order": (HttpClient, place_order),
+    "credit_payment": (RpcClient, credit_payment),
+    "http_hello": (HttpClient, hello),
+    "rpc_echo": (RpcClient, echo),
+    "db_insert": (DbClient, insert),
+}
+
+
+def run(target: str, clients: int, total: int, setup: dict) -> dict:
+    make_client, request = TARGETS[target]
+    accounts = setup["accounts"]
+    if make_client is DbClient:
+        setup["engine"] = make_engine(setup["database"])
+    pool = eventlet.GreenPool(clients)
+    connections = list(pool.imap(lambda _: make_client(setup), range(clients)))
+    numbers = itertools.count()
+    latencies, errors = [], []
+
+    def customer(index_and_client):
+        index, client = index_and_client
+        made = 0
+        while (n := next(numbers)) < total:
+            # Like a customer's page load: a burst of requests with one token, then the next customer.
+            account = accounts[(index + clients * (made // BURST)) % len(accounts)]
+            made += 1
+            started = time.perf_counter()
+            try:
+                outcome = request(client, account, n)
+            except Exception as exc:  # a benchmark counts failures, it does not stop at them
+                outcome = f"{type(exc).__name__}: {exc}"[:200]
+            latencies.append(time.perf_counter() - started)
+            if outcome is not True:
+                errors.append(str(outcome))
+
+    started = time.perf_counter()
+    list(pool.imap(customer, enumerate(connections)))
+    elapsed = time.perf_counter() - started
+    for client in connections:
+        client.close()
+    return {"target": target, "clients": clients, "requests": total, "elapsed": elapsed,
+            "latencies": latencies, "errors": len(errors), "error_samples": errors[:3]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--target", choices=sorted(TARGETS), required=True)
+    parser.add_argument("--clients", type=int, required=True)
+    parser.add_argument("--requests", type=int, required=True)
+    parser.add_argument("--setup", required=True, help="JSON: gateway, hello, amqp, database, accounts")
+    args = parser.parse_args()
+    with open(args.setup) as file:
+        setup = json.load(file)
+    print(json.dumps(run(args.target, args.clients, args.requests, setup)))
+
+
+if __name__ == "__main__":
+    main()
