@@ -97,7 +97,6 @@ def render_invoice_pdf(invoice: dict, language: str = "en") -> bytes:
     """The invoice or credit note as PDF bytes, every text in ``language`` (``en`` or ``pl``)."""
     if language not in MESSAGES:
         raise ValueError(f"no invoice texts in {language!r}; have {', '.join(LANGUAGES)}")
-    _register_fonts()
     page = _Page(invoice, language)
     buffer = io.BytesIO()
     title = f"{page.say(invoice['kind'])} {invoice['number']}"
@@ -112,11 +111,14 @@ def render_invoice_pdf(invoice: dict, language: str = "en") -> bytes:
 
 
 def _register_fonts() -> None:
-    if FONT in pdfmetrics.getRegisteredFontNames():
-        return
     pdfmetrics.registerFont(TTFont(FONT, str(FONTS / "DejaVuSans.ttf")))
     pdfmetrics.registerFont(TTFont(FONT_BOLD, str(FONTS / "DejaVuSans-Bold.ttf")))
     pdfmetrics.registerFontFamily(FONT, normal=FONT, bold=FONT_BOLD, italic=FONT, boldItalic=FONT_BOLD)
+
+
+# Once, when the module loads: registering lazily let two concurrent renders in one process
+# see the regular face registered before the bold one and its family (a 500 seen in e2e).
+_register_fonts()
 
 
 class _Page:
