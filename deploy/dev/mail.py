@@ -74,6 +74,7 @@ def read_message(content: bytes, envelope_from: str) -> dict:
     return {
         "from": str(header_from) if header_from else envelope_from,
         "subject": str(message.get("Subject", "")),
+        "message_id": str(message.get("Message-ID", "")) or None,  # a relay may get one message twice
         "text": _text_of(text_part),
         "html": _text_of(html_part),
         "attachments": attachments,

@@ -49,9 +49,9 @@ from services.orders.schemas import CancelSchema, ChangePlanSchema, NewOrderSche
 log = structlog.get_logger(__name__)
 
 # Long enough for the ledger calls of one operation (each waits at most RPC_TIMEOUT).
-LEASE = timedelta(seconds=60)
+LEASE = timedelta(seconds=env_float("ORDERS_LEASE_SECONDS", 60.0))
 # A request with an Idempotency-Key whose worker died is taken over after this long.
-ABANDONED_REQUEST = timedelta(seconds=60)
+ABANDONED_REQUEST = LEASE
 BALANCE_CONSUMER = "orders.balance_changed"
 ORDER_IDS = uuid.UUID("5d0c6f4e-8b1f-4a57-9a51-6f7f3c1b2a90")  # uuid5 namespace of keyed new orders
 
