@@ -8,21 +8,41 @@ answered in time is not executed later by a service that comes back.
 from __future__ import annotations
 
 import eventlet
+import structlog
 from kombu.exceptions import OperationalError as BrokerUnavailable
 from nameko.exceptions import UnknownService
 from nameko.rpc import MethodProxy, RpcProxy
-from nameko.rpc import rpc as nameko_rpc
+from nameko.rpc import Rpc as NamekoRpc
 
 from services.common.config import rpc_timeout
 from services.common.errors import DomainError, ServiceUnavailable
+
+log = structlog.get_logger(__name__)
+
+
+class Rpc(NamekoRpc):
+    """Nameko's RPC entrypoint, except that a reply lost to a broker outage does not stop the service.
+
+    Nameko lets the reply's publish error escape the worker, which kills the whole container:
+    a RabbitMQ restart in the middle of a call would take the service down for good. Here the
+    reply is given up instead (the caller has its timeout) and the request, never acked, is
+    redelivered by the broker or expires with its TTL; calls are idempotent either way.
+    """
+
+    def handle_result(self, message, worker_ctx, result, exc_info):
+        try:
+            return super().handle_result(message, worker_ctx, result, exc_info)
+        except (BrokerUnavailable, ConnectionError, OSError) as exc:
+            log.warning("could not send an RPC reply; the broker is away", error=repr(exc))
+            return result, exc_info
 
 
 def rpc(fn=None, **kwargs):
     """``@rpc`` whose DomainError refusals are answers, not crashes in the log."""
     kwargs.setdefault("expected_exceptions", (DomainError,))
     if fn is None:
-        return nameko_rpc(**kwargs)
-    return nameko_rpc(**kwargs)(fn)
+        return Rpc.decorator(**kwargs)
+    return Rpc.decorator(**kwargs)(fn)
 
 
 def call(method: MethodProxy, service: str, timeout: float, *args, **kwargs):
