@@ -19,7 +19,7 @@ NOON = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
 def account(**overrides):
     values = dict(login="anna", security_code_hash=None, ip_rules=[], totp_secret=None, last_login_at=None,
                   last_login_ip=None, newsletter=False, low_balance_minor=None, low_balance_currency=None,
-                  invoices_email=None, support_email=None, complaints_email=None)
+                  invoices_email=None, support_email=None, complaints_email=None, confirm_operations=False)
     return SimpleNamespace(**{**values, **overrides})
 
 
@@ -27,7 +27,8 @@ def test_security_view_says_what_is_set_but_never_the_secret():
     view = domain.security_view(account(security_code_hash="$argon2id$secret", totp_secret="BASE32SECRET",
                                         ip_rules=["10.0.0.0/8"], last_login_at=NOON, last_login_ip="10.0.0.1"))
     assert view == {"login": "anna", "security_code_set": True, "ip_restriction": ["10.0.0.0/8"],
-                    "two_factor_enabled": True, "last_login": {"ip": "10.0.0.1", "at": "2026-11-29T12:00:00Z"}}
+                    "two_factor_enabled": True, "last_login": {"ip": "10.0.0.1", "at": "2026-11-29T12:00:00Z"},
+                    "operation_confirmation": False}
     assert "secret" not in repr(view).lower() and "BASE32" not in repr(view)
 
 
