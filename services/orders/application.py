@@ -23,6 +23,7 @@ import base64
 import binascii
 import hashlib
 import json
+import random
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ LEASE = timedelta(seconds=env_float("ORDERS_LEASE_SECONDS", 60.0))
 # A request with an Idempotency-Key whose worker died is taken over after this long.
 ABANDONED_REQUEST = LEASE
 BALANCE_CONSUMER = "orders.balance_changed"
+PLACEMENT_ATTEMPTS = 10
 ORDER_IDS = uuid.UUID("5d0c6f4e-8b1f-4a57-9a51-6f7f3c1b2a90")  # uuid5 namespace of keyed new orders
 
 
@@ -163,10 +165,13 @@ class Orders:
                 self._activate(order_id)
             with self.uow.transaction() as session:
                 return self._view(self._load(session, order_id, account_id))
-        for attempt in range(5):
+        for attempt in range(PLACEMENT_ATTEMPTS):
             try:
                 with self.uow.transaction() as session:
-                    placement = self._placement(session, plan, state.fields)
+                    # Concurrent orders reach for different free addresses; a collision (the unique
+                    # constraint) is retried with a wider spread.
+                    placement = self._placement(session, plan, state.fields,
+                                                random.randrange(8 * (attempt + 1)))
                     now = self.clock.now()
                     session.add(Order(
                         id=order_id, account_id=account_id, plan_id=plan.id, period_months=state.period_months,
@@ -182,7 +187,7 @@ class Orders:
                         "plan_id": plan.id, "period_months": state.period_months, "cost": state.cost.to_wire()})
                 break
             except IntegrityError:
-                if attempt == 4:
+                if attempt == PLACEMENT_ATTEMPTS - 1:
                     raise DomainError("out_of_stock", "No IP address could be reserved; try again.")
         self._activate(order_id, lease_held=True, reply_to=reply_to)
         with self.uow.transaction() as session:
@@ -202,13 +207,13 @@ class Orders:
                               "Add a postal address to the profile before ordering.",
                               fields={"postal_address": ["required"]})
 
-    def _placement(self, session, plan: Plan, fields) -> domain.Placement:
+    def _placement(self, session, plan: Plan, fields, skip: int = 0) -> domain.Placement:
         used = session.scalars(select(IpAssignment.ip_address)).all()
         in_use = dict(session.execute(
             select(Order.datacenter, func.count()).where(Order.plan_id == plan.id,
                                                          Order.status.not_in([s.value for s in ENDED]))
             .group_by(Order.datacenter)).all())
-        return domain.choose_placement(plan, fields, self.catalogue.ip_pools, used, in_use)
+        return domain.choose_placement(plan, fields, self.catalogue.ip_pools, used, in_use, skip)
 
     def _activate(self, order_id: str, lease_held: bool = False, reply_to: dict | None = None) -> bool:
         """Charge a pending order and make it active; False (and still pending) without the funds."""

@@ -603,8 +603,28 @@ class IpPool:
         return any(a.version == c.version and a <= d and c <= b
                    for a, b in self._spans for c, d in other._spans)
 
-    def first_free(self, used: Iterable[str]) -> str:
-        """The lowest address of the pool not in ``used``; out_of_stock (422) when none is left."""
+    def first_free(self, used: Iterable[str], skip: int = 0) -> str:
+        """The lowest address of the pool not in ``used``; out_of_stock (422) when none is left.
+
+        ``skip`` passes over that many free addresses first (fewer when fewer are free), so that
+        concurrent orders spread over the pool instead of all reaching for the same address.
+        """
+        if skip:
+            free = []
+            for address in self._free(used):
+                free.append(address)
+                if len(free) > skip:
+                    break
+            if free:
+                return free[min(skip, len(free) - 1)]
+        return next(self._free(used), None) or self._exhausted()
+
+    def _exhausted(self):
+        raise DomainError("out_of_stock", "No IP address is left for a new server in this datacenter.",
+                          details={"datacenter": self.datacenter})
+
+    def _free(self, used: Iterable[str]):
+        """The free addresses, lowest first."""
         taken = set()
         for address in used:
             try:
@@ -612,16 +632,12 @@ class IpPool:
             except ValueError:
                 continue  # not an address, so it cannot be one of ours
         for first, last in self._spans:
+            inside = {int(a) for a in taken if a.version == first.version and first <= a <= last}
             candidate = int(first)
-            inside = sorted(int(a) for a in taken if a.version == first.version and first <= a <= last)
-            for address in inside:
-                if address > candidate:
-                    break
-                candidate = address + 1
-            if candidate <= int(last):
-                return str(type(first)(candidate))
-        raise DomainError("out_of_stock", "No IP address is left for a new server in this datacenter.",
-                          details={"datacenter": self.datacenter})
+            while candidate <= int(last):
+                if candidate not in inside:
+                    yield str(type(first)(candidate))
+                candidate += 1
 
     def free_count(self, used: Iterable[str]) -> int:
         """How many addresses are still free."""
@@ -635,7 +651,8 @@ class Placement:
 
 
 def choose_placement(plan: Plan, fields: Mapping[str, str], pools: Mapping[str, IpPool],
-                     used_ips: Iterable[str], servers_in_use: Mapping[str, int] | None = None) -> Placement:
+                     used_ips: Iterable[str], servers_in_use: Mapping[str, int] | None = None,
+                     skip: int = 0) -> Placement:
     """Where a new order of ``plan`` goes and its IP address, or out_of_stock (422).
 
     The customer's ``datacenter`` field decides when the plan has one (dedicated); a VPS
@@ -654,7 +671,7 @@ def choose_placement(plan: Plan, fields: Mapping[str, str], pools: Mapping[str, 
         if capacity is not None and servers_in_use.get(datacenter, 0) >= capacity:
             continue
         try:
-            return Placement(datacenter, pools[datacenter].first_free(used))
+            return Placement(datacenter, pools[datacenter].first_free(used, skip))
         except DomainError:
             continue
     where = f" in {chosen}" if chosen else ""

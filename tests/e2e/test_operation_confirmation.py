@@ -40,7 +40,7 @@ def call_me(stack):
     return verify
 
 
-def test_confirmations_guard_password_ip_list_and_cancel_until_turned_off(customer, call_me, rpc):
+def test_confirmations_guard_password_ip_list_and_cancel_until_turned_off(customer, call_me, rpc, move_time):
     phone = f"+48601{uuid.uuid4().int % 1_000_000:06d}"
     anna = customer(phone=phone, postal_address=POSTAL)
     switch = {"enabled": True, "password": anna.password}
@@ -79,6 +79,7 @@ def test_confirmations_guard_password_ip_list_and_cancel_until_turned_off(custom
     password = new_password["new_password"]
     off_without_proof = anna.put("/api/v1/security/operation-confirmation", {"enabled": False, "password": password})
     assert error_code(off_without_proof) == "verification_required"
+    move_time(minutes=11)  # at most 3 calls to one number in 10 minutes
     off = anna.put("/api/v1/security/operation-confirmation", {
         "enabled": False, "password": password,
         "verification_id": call_me(anna, phone, "operation", "change_operation_confirmation")})

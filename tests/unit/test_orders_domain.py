@@ -594,3 +594,14 @@ def test_a_vps_is_out_of_stock_when_every_pool_is_exhausted():
     with pytest.raises(DomainError) as refused:
         choose_placement(VPS_S, {}, POOLS, used_ips=["10.1.0.1", "10.1.0.2", "10.2.0.1"])
     assert refused.value.error_code == "out_of_stock"
+
+
+def test_concurrent_orders_can_spread_over_the_free_addresses_of_a_pool():
+    pool = IpPool(["192.0.2.10-192.0.2.15"], "WAW1")
+    used = {"192.0.2.10", "192.0.2.12"}
+    assert pool.first_free(used) == "192.0.2.11"
+    assert pool.first_free(used, skip=1) == "192.0.2.13"
+    assert pool.first_free(used, skip=100) == "192.0.2.15"  # fewer free than asked to skip: the last one
+    with pytest.raises(DomainError) as exhausted:
+        pool.first_free({f"192.0.2.{n}" for n in range(10, 16)}, skip=3)
+    assert exhausted.value.error_code == "out_of_stock"
