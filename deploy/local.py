@@ -50,6 +50,10 @@ class Stack:
         self.env = {**os.environ, **(env or {})}
         self.env.setdefault("VAR_DIR", str(self.var_dir))
         self.env.setdefault("PYTHONUNBUFFERED", "1")
+        # argon2 hashing runs in eventlet's thread pool; a few threads and malloc arenas keep a
+        # burst of logins from leaving hundreds of MB resident in the profile service.
+        self.env.setdefault("EVENTLET_THREADPOOL_SIZE", "4")
+        self.env.setdefault("MALLOC_ARENA_MAX", "2")
         self.env["PYTHONPATH"] = str(ROOT) + os.pathsep + self.env.get("PYTHONPATH", "")
         self.env.setdefault("SMTP_HOST", "127.0.0.1")
         self.env.setdefault("SMTP_PORT", str(self.ports["mail_smtp"]))
