@@ -35,7 +35,7 @@ test-e2e: $(STAMP)
 	$(PY) -m pytest -q tests/e2e
 
 test-faults: $(STAMP)
-	$(PY) -m pytest -q tests/faults
+	$(PY) -m pytest -q -rP tests/faults
 
 bench: $(STAMP)
 	$(PY) -m bench.run

@@ -56,6 +56,20 @@ def dead_count(connection: Connection, queue: str) -> int | None:
             pass
 
 
+def _queue_exists(connection: Connection, name: str) -> bool:
+    channel = connection.channel()
+    try:
+        channel.queue_declare(name, passive=True)
+        return True
+    except QueueMissing:
+        return False
+    finally:
+        try:
+            channel.close()
+        except Exception:  # already closed by the broker's refusal
+            pass
+
+
 def parked(connection: Connection, queue: str) -> list[dict]:
     """The parked events of ``queue``, oldest first; they stay parked (read, then given back)."""
     channel = connection.channel()
@@ -92,10 +106,13 @@ def replay(connection: Connection, queue: str, message_id: str | None = None) ->
             headers = {k: v for k, v in (message.headers or {}).items()
                        if k not in (ATTEMPTS_HEADER, "x-error", "x-original-queue")}
             target = (message.headers or {}).get("x-original-queue", queue)
+            if not _queue_exists(connection, target):
+                seen.append(message)  # no handler queue to take it (yet): it stays parked, never dropped
+                continue
             producer.publish(message.body, exchange=DEFAULT_EXCHANGE, routing_key=target, headers=headers,
                              content_type=message.content_type, content_encoding=message.content_encoding,
                              message_id=message.properties.get("message_id"), delivery_mode=2)
-            message.ack()
+            channel.basic_ack(message.delivery_tag)
             replayed += 1
     finally:
         channel.close()  # what was not replayed goes back to the dead-letter queue
