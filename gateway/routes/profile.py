@@ -54,7 +54,7 @@ class ProfileRoutes:
         return 200, self.profile.update(call.account_id, call.body)
 
     @route("POST", "/api/v1/profile/email-change", body=EmailChangeSchema, status=202, tags=TAGS,
-           summary="Ask to change the e-mail address", errors=(400, 401, 422),
+           summary="Ask to change the e-mail address", errors=(400, 401, 422, 429),
            description="Needs the current password (422 `wrong_password`). A confirmation token goes to the "
                        "new address; the address changes only when it is confirmed, and the old address "
                        "is told then. A newer request makes older links unusable.")

@@ -20,7 +20,7 @@ class SecurityRoutes:
         return 200, self.profile.security_overview(call.account_id)
 
     @route("PUT", "/api/v1/security/password", body=PasswordChangeSchema, status=204, tags=TAGS,
-           summary="Change the password", errors=(400, 401, 422),
+           summary="Change the password", errors=(400, 401, 422, 429),
            description="422 `wrong_password` (current_password), `password_mismatch`, `weak_password` "
                        "(10 to 128 characters, not a common password, not containing the login). "
                        "Ends every other session of the account; an e-mail tells the customer.")
@@ -39,7 +39,7 @@ class SecurityRoutes:
         return 201, self.profile.set_security_code(call.account_id, call.body["code"], call.ip)
 
     @route("PUT", "/api/v1/security/ip-restriction", body=IpRestrictionSchema, response=SecuritySchema,
-           tags=TAGS, summary="Restrict access to IP addresses", errors=(400, 401, 403, 422),
+           tags=TAGS, summary="Restrict access to IP addresses", errors=(400, 401, 403, 422, 429),
            description="One rule per item: an IPv4 or IPv6 address, a CIDR block or a dash range. Bad lines "
                        "are reported by number in `fields.rules` (400). An empty list removes the "
                        "restriction. 422 `would_lock_out` when the caller's address is not covered and "
@@ -97,7 +97,7 @@ class SecurityRoutes:
         return 200, self.profile.confirm_two_factor(call.account_id, call.body["otp"], call.ip)
 
     @route("DELETE", "/api/v1/security/2fa", body=TwoFactorDisableSchema, status=204, tags=TAGS,
-           summary="Turn 2FA off", errors=(400, 401, 409, 422),
+           summary="Turn 2FA off", errors=(400, 401, 409, 422, 429),
            description="Needs the password and a valid code (TOTP or recovery): 422 `wrong_password`, "
                        "`invalid_otp`.")
     def disable_two_factor(self, call):

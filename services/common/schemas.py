@@ -16,6 +16,25 @@ class StrictSchema(Schema):
     class Meta:
         unknown = RAISE
 
+    @ma.pre_load
+    def _refuse_nul_characters(self, data, **kwargs):
+        # PostgreSQL cannot store U+0000 in text: refuse it as bad input instead of failing later.
+        if isinstance(data, dict):
+            bad = {name: ["must not contain NUL characters"] for name, value in data.items() if _has_nul(value)}
+            if bad:
+                raise ma.ValidationError(bad)
+        return data
+
+
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
+
 
 class TrimmedString(fields.String):
     """A string with surrounding whitespace removed before it is validated."""

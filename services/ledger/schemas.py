@@ -85,6 +85,9 @@ class TransactionSchema(Schema):
     reference = fields.String(allow_none=True, metadata={"description": "the order id or the payment id"})
     description = fields.String(required=True)
     invoice_id = fields.String(allow_none=True, metadata={"description": "the invoice or credit note it issued"})
+    method = fields.String(allow_none=True, metadata={"description": "a payment's method (payments only)"})
+    credit_note_id = fields.String(allow_none=True, metadata={"description": "a refund's credit note (refunds only)"})
+    charge_id = fields.String(allow_none=True, metadata={"description": "the charge a refund returns (refunds only)"})
 
 
 class PartySchema(Schema):

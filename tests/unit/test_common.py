@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
+from marshmallow import fields as ma_fields
 from nameko.exceptions import deserialize, serialize
 
 from gateway.http import client_ip, to_openapi_path, trusted_proxies
@@ -101,3 +102,20 @@ def test_clock_offset_file_moves_time_for_every_reader(tmp_path):
     frozen = FrozenClock(datetime(2026, 11, 29, 10, tzinfo=timezone.utc))
     frozen.advance(days=1)
     assert iso(frozen.now()) == "2026-11-30T10:00:00Z"
+
+
+def test_a_nul_character_anywhere_in_a_request_is_a_validation_error_naming_its_field():
+    class Address(StrictSchema):
+        city = text(50)
+
+    class Body(StrictSchema):
+        name = text(50)
+        tags = ma_fields.List(text(10))
+        address = ma_fields.Nested(Address)
+
+    for body, field in (({"name": "Anna\x00"}, "name"), ({"name": "Anna", "tags": ["a", "b\x00"]}, "tags"),
+                        ({"name": "Anna", "address": {"city": "Kra\x00ków"}}, "address")):
+        with pytest.raises(ValidationError) as refused:
+            load(Body(), body)
+        assert refused.value.fields == {field: ["must not contain NUL characters"]}
+    assert load(Body(), {"name": "Anna"}) == {"name": "Anna"}
