@@ -4,6 +4,7 @@ from __future__ import annotations
 from nameko.dependency_providers import Config
 
 from gateway.http import trusted_proxies
+from gateway.panel.routes import PanelRoutes
 from gateway.routes.ledger import LedgerRoutes
 from gateway.routes.meta import MetaRoutes
 from gateway.routes.notifications import NotificationRoutes
@@ -20,7 +21,7 @@ configure("gateway")
 
 
 class Gateway(ProfileRoutes, SecurityRoutes, NotificationRoutes, VerificationRoutes, LedgerRoutes,
-              OrdersRoutes, MetaRoutes):
+              OrdersRoutes, MetaRoutes, PanelRoutes):
     name = "gateway"
 
     vouched = VouchedSessions()

@@ -1,0 +1,766 @@
+// The Introserv panel in the browser: every page is a server-rendered shell; this file fills it
+// from the public HTTP API (fetch with the bearer token) exactly as any other client would.
+// Texts come from the page's message catalogue (#messages), never from this file.
+"use strict";
+
+const MESSAGES = JSON.parse(document.getElementById("messages").textContent);
+const TOKEN_KEY = "introserv.token";
+const LANGUAGE_COOKIE = "panel_lang";
+const PUBLIC_PAGES = ["login", "register", "confirm-email"];
+
+function t(key, values) {
+  let text = MESSAGES[key] ?? key;
+  for (const [name, value] of Object.entries(values || {})) text = text.replaceAll(`{${name}}`, value);
+  return text;
+}
+
+const $ = (selector, root = document) => root.querySelector(selector);
+const $$ = (selector, root = document) => Array.from(root.querySelectorAll(selector));
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name === "text") node.textContent = value;
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child !== null && child !== undefined) node.append(child instanceof Node ? child : String(child));
+  }
+  return node;
+}
+
+// ---- session and language
+
+const session = {
+  get token() { return sessionStorage.getItem(TOKEN_KEY); },
+  set token(value) { value ? sessionStorage.setItem(TOKEN_KEY, value) : sessionStorage.removeItem(TOKEN_KEY); },
+};
+
+function toLogin() {
+  session.token = null;
+  const next = location.pathname + location.search;
+  location.assign(`/login?next=${encodeURIComponent(next)}`);
+}
+
+// The server renders pages in the language kept in this cookie; the profile's language decides it.
+function useLanguage(language) {
+  const current = document.documentElement.lang;
+  document.cookie = `${LANGUAGE_COOKIE}=${language}; path=/; max-age=31536000; samesite=strict`;
+  if (language !== current) location.reload();
+}
+
+// ---- the API
+
+class ApiError extends Error {
+  constructor(status, error) {
+    super(error.message);
+    this.status = status;
+    this.code = error.code;
+    this.fields = error.fields || {};
+    this.details = error.details || {};
+  }
+}
+
+async function api(method, path, body, headers = {}) {
+  const init = { method, headers: { Accept: "application/json", ...headers } };
+  if (session.token) init.headers.Authorization = `Bearer ${session.token}`;
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch (networkError) {
+    throw unavailable();
+  }
+  if (response.status === 204) return null;
+  let payload = null;
+  try { payload = await response.json(); } catch (notJson) { payload = null; }
+  if (response.ok) return payload;
+  const error = payload && payload.error ? payload.error : { code: `http_${response.status}`, message: "" };
+  if (response.status === 401 && error.code === "unauthenticated" && !PUBLIC_PAGES.includes(document.body.dataset.page)) {
+    toLogin();
+  }
+  if (response.status >= 500) throw unavailable(response.status, error);
+  throw new ApiError(response.status, error);
+}
+
+function unavailable(status = 503, error = { code: "service_unavailable", message: "" }) {
+  const problem = new ApiError(status, error);
+  notice(t("errors.unavailable"));
+  return problem;
+}
+
+function notice(text) {
+  const box = $("#notice");
+  box.textContent = text;
+  box.hidden = !text;
+}
+
+function newKey() {
+  return crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random().toString(16).slice(2)}`;
+}
+
+// ---- forms: fields by name (dotted names nest), errors next to the fields they name
+
+function readForm(form) {
+  const data = {};
+  for (const input of form.elements) {
+    if (!input.name || input.disabled || input.dataset.readonly !== undefined || input.type === "submit") continue;
+    if (input.type === "radio" && !input.checked) continue;
+    let value;
+    if (input.type === "checkbox") value = input.checked;
+    else if (input.dataset.money !== undefined) value = input.value.trim() ? money(input.value.trim()) : null;
+    else {
+      value = input.value.trim();
+      if (value === "" && input.dataset.empty === "null") value = null;
+    }
+    const path = input.name.split(".");
+    let target = data;
+    for (const part of path.slice(0, -1)) target = target[part] = target[part] || {};
+    target[path[path.length - 1]] = value;
+  }
+  return data;
+}
+
+function fillForm(form, values, prefix = "") {
+  for (const [name, value] of Object.entries(values || {})) {
+    const key = prefix + name;
+    if (value && typeof value === "object" && !("amount" in value)) { fillForm(form, value, `${key}.`); continue; }
+    for (const input of $$(`[name="${key}"]`, form)) {
+      if (input.type === "checkbox") input.checked = Boolean(value);
+      else if (input.type === "radio") input.checked = input.value === value;
+      else if (value && typeof value === "object") input.value = value.amount;
+      else input.value = value ?? "";
+    }
+  }
+}
+
+// Nested `fields` ({postal_address: {city: [...]}}) become dotted names, like the inputs.
+function flatErrors(fields, prefix = "") {
+  const flat = {};
+  for (const [name, value] of Object.entries(fields || {})) {
+    const key = prefix + name;
+    if (Array.isArray(value)) flat[key] = value.map(String);
+    else if (value && typeof value === "object") Object.assign(flat, flatErrors(value, `${key}.`));
+    else flat[key] = [String(value)];
+  }
+  return flat;
+}
+
+function clearErrors(form) {
+  for (const line of $$("[data-error-for]", form)) line.textContent = "";
+  for (const input of $$("[aria-invalid]", form)) input.removeAttribute("aria-invalid");
+  const done = $(".form-done", form);
+  if (done) done.textContent = "";
+}
+
+function fieldMessage(text) {
+  return MESSAGES[`field_errors.${text}`] ?? text;
+}
+
+function errorText(error) {
+  return MESSAGES[`errors.${error.code}`] ?? (error.message || t("errors.unexpected"));
+}
+
+function showErrors(form, error) {
+  clearErrors(form);
+  if (!(error instanceof ApiError)) throw error;
+  if (error.status >= 500) return;
+  let placed = false;
+  for (const [name, messages] of Object.entries(flatErrors(error.fields))) {
+    const line = $(`[data-error-for="${name}"]`, form) || $(`[data-error-for="${name.split(".")[0]}"]`, form);
+    if (!line) continue;
+    line.textContent = messages.map(fieldMessage).join(" ");
+    const input = $(`[name="${name}"]`, form);
+    if (input) input.setAttribute("aria-invalid", "true");
+    placed = true;
+  }
+  const general = $('[data-error-for=""]', form);
+  if (general && (!placed || error.code !== "validation_error")) general.textContent = errorText(error);
+  const first = $('[aria-invalid="true"]', form);
+  if (first) first.focus();
+}
+
+function done(form, text) {
+  const line = $(".form-done", form);
+  if (line) line.textContent = text;
+}
+
+// A form whose submit calls the API; `send(data)` returns the API's promise.
+function onSubmit(form, send) {
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearErrors(form);
+    const button = $('button[type="submit"]', form);
+    if (button) button.disabled = true;
+    try {
+      await send(readForm(form));
+    } catch (error) {
+      showErrors(form, error);
+    } finally {
+      if (button) button.disabled = false;
+    }
+  });
+}
+
+// ---- formatting
+
+function money(amount, currency = "EUR") {
+  return { amount: String(amount).replace(",", "."), currency };
+}
+
+function showMoney(value) {
+  if (!value) return "–";
+  const [whole, cents] = value.amount.split(".");
+  const sign = whole.startsWith("-") ? "−" : "";
+  const digits = whole.replace("-", "").replace(/\B(?=(\d{3})+(?!\d))/g, "\u00a0");
+  return `${sign}${digits}${t("format.decimal")}${cents} ${value.currency}`;
+}
+
+function showDate(value) {
+  return value ? new Date(value.length === 10 ? `${value}T00:00:00` : value).toLocaleDateString(document.documentElement.lang) : "–";
+}
+
+function showTime(value) {
+  return value ? new Date(value).toLocaleString(document.documentElement.lang) : "–";
+}
+
+function row(...cells) {
+  return el("tr", {}, cells.map((cell) => (cell instanceof Node && cell.tagName === "TD" ? cell : el("td", {}, cell))));
+}
+
+function fillTable(table, items, toRow) {
+  const body = $("tbody", table);
+  body.replaceChildren(...items.map(toRow));
+  const empty = table.parentElement.querySelector(".empty");
+  if (empty) empty.hidden = items.length > 0;
+}
+
+function showAll(name, value) {
+  for (const node of $$(`[data-show="${name}"]`)) node.textContent = value;
+}
+
+function status(value) {
+  return el("span", { class: `status status-${value}`, text: t(`orders.state.${value}`) });
+}
+
+// ---- pages
+
+const pages = {};
+
+pages.login = () => {
+  const form = $("#login-form");
+  const params = new URLSearchParams(location.search);
+  if (params.get("frozen")) Object.assign($("#login-message"), { hidden: false, textContent: t("security.frozen") });
+  if (params.get("registered")) Object.assign($("#login-message"), { hidden: false, textContent: t("register.done") });
+  onSubmit(form, async (data) => {
+    if (!data.otp) delete data.otp;
+    try {
+      const created = await api("POST", "/api/v1/sessions", data);
+      session.token = created.token;
+    } catch (error) {
+      if (error.code === "otp_required") {
+        $("#otp-step").hidden = false;
+        $("#f-otp").focus();
+        return;
+      }
+      if (error.code === "invalid_credentials" || error.code === "invalid_otp") error.fields = {};
+      throw error;
+    }
+    const profile = await api("GET", "/api/v1/profile");
+    document.cookie = `${LANGUAGE_COOKIE}=${profile.language}; path=/; max-age=31536000; samesite=strict`;
+    const next = params.get("next");
+    location.assign(next && next.startsWith("/") && !next.startsWith("//") ? next : "/profile");
+  });
+};
+
+pages.register = () => {
+  onSubmit($("#register-form"), async (data) => {
+    if (!data.phone) delete data.phone;
+    await api("POST", "/api/v1/accounts", data);
+    document.cookie = `${LANGUAGE_COOKIE}=${data.language}; path=/; max-age=31536000; samesite=strict`;
+    location.assign("/login?registered=1");
+  });
+};
+
+pages["confirm-email"] = () => {
+  const form = $("#confirm-form");
+  onSubmit(form, async (data) => {
+    await api("POST", "/api/v1/profile/email/confirm", data);
+    done(form, t("confirm.done"));
+  });
+  const token = new URLSearchParams(location.search).get("token");
+  if (token) {
+    $("#f-token").value = token;
+    form.requestSubmit();
+  }
+};
+
+pages.profile = async (profile) => {
+  const form = $("#profile-form");
+  const countryNames = Object.fromEntries(JSON.parse($("#country-names").textContent));
+  const show = (current) => {
+    fillForm(form, current);
+    $("#f-country_name").value = countryNames[current.country] || current.country;
+    $("#f-phone").value = current.phone || "";
+    showAll("email", current.email);
+    const emailState = $("#email-state");
+    emailState.textContent = t(current.email_confirmed ? "profile.email_confirmed" : "profile.email_unconfirmed");
+    emailState.className = `badge ${current.email_confirmed ? "ok" : "pending"}`;
+    const phoneState = $("#phone-state");
+    phoneState.textContent = current.phone ? t(current.phone_verified ? "profile.phone_verified" : "profile.phone_unverified") : "";
+    phoneState.className = `badge ${current.phone_verified ? "ok" : "pending"}`;
+    $("#company-fields").hidden = current.profile_type !== "company";
+    $("#company-state").textContent = current.profile_type === "company" ? t(`profile.company_state.${current.company_verification}`) : "";
+    $("#payments-blocked").hidden = !current.payments_blocked;
+  };
+  show(profile);
+  for (const radio of $$('[name="profile_type"]', form)) {
+    radio.addEventListener("change", () => { $("#company-fields").hidden = radio.value !== "company" || !radio.checked; });
+  }
+  onSubmit(form, async (data) => {
+    if (data.profile_type === "individual") { delete data.company_name; delete data.vat_id; }
+    const postal = data.postal_address;
+    if (postal && Object.values(postal).every((value) => !value)) delete data.postal_address;
+    const updated = await api("PATCH", "/api/v1/profile", data);
+    show(updated);
+    done(form, t("common.saved"));
+    if (updated.language !== document.documentElement.lang) useLanguage(updated.language);
+  });
+
+  const emailForm = $("#email-change-form");
+  $("#email-change-open").addEventListener("click", (event) => {
+    emailForm.hidden = !emailForm.hidden;
+    event.target.setAttribute("aria-expanded", String(!emailForm.hidden));
+    if (!emailForm.hidden) $("#f-email", emailForm).focus();
+  });
+  onSubmit(emailForm, async (data) => {
+    await api("POST", "/api/v1/profile/email-change", data);
+    done(emailForm, t("profile.email_change_sent", { email: data.email }));
+  });
+
+  // Phone verification (S7): a flash call first; the customer may ask for a voice call or an SMS.
+  const phoneForm = $("#phone-form");
+  const codeForm = $("#phone-code-form");
+  let verification = null;
+  const start = async (channel) => {
+    clearErrors(phoneForm);
+    clearErrors(codeForm);
+    const phone = $("#f-phone").value.trim();
+    try {
+      if (phone !== (profile.phone || "")) {
+        profile = await api("PATCH", "/api/v1/profile", { phone: phone || null });
+        show(profile);
+      }
+      verification = await api("POST", "/api/v1/verifications", { channel, purpose: "phone" });
+      codeForm.hidden = false;
+      $("#phone-code-hint").textContent = t(`verify.hint.${verification.channel}`);
+      $("#f-code", codeForm).value = "";
+      $("#f-code", codeForm).focus();
+    } catch (error) {
+      const target = codeForm.hidden ? phoneForm : codeForm;
+      if (error.code === "verification_unavailable" || error.status === 503) {
+        clearErrors(target);
+        $('[data-error-for=""]', target).textContent = t("verify.contact_support");
+        notice("");
+        return;
+      }
+      showErrors(target, error);
+    }
+  };
+  phoneForm.addEventListener("submit", (event) => { event.preventDefault(); start("flash_call"); });
+  for (const button of $$("[data-channel]", codeForm)) button.addEventListener("click", () => start(button.dataset.channel));
+  onSubmit(codeForm, async (data) => {
+    try {
+      await api("POST", `/api/v1/verifications/${verification.id}/check`, { code: data.code });
+    } catch (error) {
+      if (error.code === "wrong_code") {
+        error.fields = { code: [t("verify.wrong_code", { attempts: error.details.attempts_left })] };
+      }
+      throw error;
+    }
+    codeForm.hidden = true;
+    Object.assign($("#phone-done"), { hidden: false, textContent: t("verify.done") });
+    for (let tries = 0; tries < 25 && !profile.phone_verified; tries += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      profile = await api("GET", "/api/v1/profile");
+    }
+    show(profile);
+  });
+};
+
+pages.notifications = async () => {
+  const form = $("#notifications-form");
+  fillForm(form, await api("GET", "/api/v1/profile/notifications"));
+  onSubmit(form, async (data) => {
+    fillForm(form, await api("PUT", "/api/v1/profile/notifications", data));
+    done(form, t("common.saved"));
+  });
+};
+
+pages.security = async () => {
+  let overview = await api("GET", "/api/v1/security");
+  const show = () => {
+    $("#code-set").hidden = !overview.security_code_set;
+    $("#code-form").hidden = overview.security_code_set;
+    $("#f-rules").value = (overview.ip_restriction || []).join("\n");
+    $("#tfa-on").hidden = !overview.two_factor_enabled;
+    $("#tfa-start").hidden = overview.two_factor_enabled;
+    $("#tfa-disable-form").hidden = !overview.two_factor_enabled;
+    const last = overview.last_login;
+    $("#last-login").textContent = last ? t("security.last_ip_value", { ip: last.ip, at: showTime(last.at) }) : "–";
+  };
+  show();
+  const loadLists = async () => {
+    const logins = await api("GET", "/api/v1/security/logins?limit=20");
+    fillTable($("#logins"), logins.items, (item) => row(showTime(item.at), item.ip,
+      t(item.success ? "security.login_ok" : "security.login_failed"), item.user_agent || ""));
+    const events = await api("GET", "/api/v1/security/events?limit=20");
+    fillTable($("#events"), events.items, (item) => row(showTime(item.at), t(`security.event_kind.${item.kind}`),
+      item.ip || item.ip_address || ""));
+  };
+  loadLists();
+
+  const codeForm = $("#code-form");
+  onSubmit(codeForm, async (data) => {
+    await api("POST", "/api/v1/security/code", data);
+    overview = await api("GET", "/api/v1/security");
+    show();
+  });
+
+  // IP restriction (S3): one rule per line; the API answers per-line errors as "line N: ...".
+  const ipForm = $("#ip-form");
+  const lineErrors = $("#ip-line-errors");
+  onSubmit(ipForm, async (data) => {
+    lineErrors.hidden = true;
+    const lines = $("#f-rules").value.split("\n").map((line) => line.trim());
+    while (lines.length && !lines[lines.length - 1]) lines.pop();
+    const body = { rules: lines, password: data.password };
+    if (!$("#lockout-confirm").hidden && data.confirm_lockout) body.confirm_lockout = true;
+    try {
+      overview = await api("PUT", "/api/v1/security/ip-restriction", body);
+    } catch (error) {
+      if (error.code === "would_lock_out") {
+        $("#lockout-confirm").hidden = false;
+        $("#lockout-text").textContent = t("security.ip_lockout", { ip: error.details.ip || error.details.client_ip || "" });
+        $("#f-confirm_lockout").focus();
+        error.fields = {};
+        throw error;
+      }
+      const perLine = error.fields && error.fields.rules;
+      if (Array.isArray(perLine) && perLine.some((text) => /^line \d+/.test(text))) {
+        const byLine = {};
+        for (const text of perLine) {
+          const [, number, message] = text.match(/^line (\d+):?\s*(.*)$/) || [];
+          if (number) byLine[number] = message;
+        }
+        lineErrors.replaceChildren(...lines.map((line, index) => el("li", { class: byLine[index + 1] ? "bad" : "" },
+          el("code", { text: line || " " }), byLine[index + 1] ? el("span", { class: "field-error", text: ` ← ${byLine[index + 1]}` }) : "")));
+        lineErrors.hidden = false;
+        error.fields = { rules: [t("security.ip_bad_lines", { count: Object.keys(byLine).length })] };
+      }
+      throw error;
+    }
+    $("#lockout-confirm").hidden = true;
+    $("#f-confirm_lockout").checked = false;
+    $("#f-password", ipForm).value = "";
+    show();
+    done(ipForm, t("common.saved"));
+  });
+
+  const passwordForm = $("#password-form");
+  onSubmit(passwordForm, async (data) => {
+    await api("PUT", "/api/v1/security/password", data);
+    passwordForm.reset();
+    done(passwordForm, t("security.password_done"));
+  });
+  $("#end-others").addEventListener("click", async () => {
+    await api("DELETE", "/api/v1/sessions/others");
+    $("#end-others-done").hidden = false;
+  });
+
+  // 2FA (S6): the QR code is drawn by the panel's server as SVG; recovery codes are shown once.
+  const confirmForm = $("#tfa-confirm-form");
+  $("#tfa-start").addEventListener("click", async () => {
+    const enrolment = await api("POST", "/api/v1/security/2fa");
+    const svg = await fetch("/panel/qr.svg", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ text: enrolment.otpauth_uri }) });
+    const image = el("img", { src: URL.createObjectURL(await svg.blob()), alt: t("security.tfa_qr"), width: 200, height: 200 });
+    $("#tfa-qr").replaceChildren(image);
+    $("#tfa-secret").textContent = enrolment.secret;
+    confirmForm.hidden = false;
+    $("#tfa-start").hidden = true;
+    $("#f-otp", confirmForm).focus();
+  });
+  onSubmit(confirmForm, async (data) => {
+    const answer = await api("POST", "/api/v1/security/2fa/confirm", data);
+    confirmForm.hidden = true;
+    $("#tfa-code-list").replaceChildren(...answer.recovery_codes.map((code) => el("li", {}, el("code", { text: code }))));
+    $("#tfa-codes").hidden = false;
+    overview = await api("GET", "/api/v1/security");
+    show();
+    $("#tfa-disable-form").hidden = true;
+  });
+  const disableForm = $("#tfa-disable-form");
+  onSubmit(disableForm, async (data) => {
+    await api("DELETE", "/api/v1/security/2fa", data);
+    disableForm.reset();
+    overview = await api("GET", "/api/v1/security");
+    show();
+  });
+
+  $("#not-me").addEventListener("click", () => { $("#not-me-confirm").hidden = false; $("#not-me-yes").focus(); });
+  $("#not-me-no").addEventListener("click", () => { $("#not-me-confirm").hidden = true; $("#not-me").focus(); });
+  $("#not-me-yes").addEventListener("click", async () => {
+    await api("POST", "/api/v1/security/freeze");
+    session.token = null;
+    location.assign("/login?frozen=1");
+  });
+};
+
+function orderActions(order) {
+  return el("td", { class: "actions" }, order.actions.map((action) =>
+    el("a", { class: "button small", href: `/orders/${order.id}#${action}`, text: t(`orders.action.${action}`),
+      "aria-label": `${t(`orders.action.${action}`)}: ${order.id}` })));
+}
+
+pages.orders = async () => {
+  const [active, history] = await Promise.all([api("GET", "/api/v1/orders"), api("GET", "/api/v1/orders/history")]);
+  fillTable($("#active-orders"), active.items, (order) => row(
+    el("a", { href: `/orders/${order.id}`, text: order.id }), order.plan.name, order.ip_address || "–",
+    showDate(order.paid_until), String(order.days_left), status(order.status), showMoney(order.cost), orderActions(order)));
+  fillTable($("#order-history"), history.items, (order) => row(
+    el("a", { href: `/orders/${order.id}`, text: order.id }), order.plan.name, showDate(order.created_at),
+    showDate(order.paid_until), status(order.status), showMoney(order.cost)));
+};
+
+pages["order-new"] = async () => {
+  const form = $("#order-form");
+  const submit = $('button[type="submit"]', form);
+  let plans = [];
+  let chosen = null;
+  let key = newKey();
+  const choosePlan = (plan) => {
+    chosen = plan;
+    const period = $("#f-period_months");
+    period.replaceChildren(...plan.prices.map((price) => el("option", { value: price.period_months,
+      text: t("order_new.period_option", { months: price.period_months, price: showMoney(price.price) }) })));
+    $("#period-field").hidden = false;
+    const list = $("#plan-field-list");
+    list.replaceChildren(...plan.required_fields.map((spec) => {
+      const id = `f-fields-${spec.name}`;
+      const label = el("label", { for: id }, MESSAGES[`plans.field.${spec.name}`] ?? spec.name, " ",
+        el("span", { class: "required", title: t("common.required"), text: "*" }));
+      const input = spec.type === "choice"
+        ? el("select", { id, name: `fields.${spec.name}`, required: true, "aria-describedby": `e-${id}` },
+          el("option", { value: "", text: t("common.choose") }),
+          spec.options.map((option) => el("option", { value: option, text: option })))
+        : el("input", { id, name: `fields.${spec.name}`, type: "text", required: true, pattern: spec.pattern || null,
+          "aria-describedby": `e-${id}` });
+      return el("div", { class: "field" }, label, input,
+        el("p", { class: "field-error", id: `e-${id}`, "data-error-for": `fields.${spec.name}` }));
+    }));
+    $("#plan-fields").hidden = plan.required_fields.length === 0;
+    $("#auto-renew").hidden = false;
+    submit.disabled = false;
+    key = newKey();
+  };
+  const chooseKind = async (kind) => {
+    plans = (await api("GET", `/api/v1/plans?kind=${kind}`)).items;
+    $("#plan-list").replaceChildren(...plans.map((plan) => el("label", { class: "plan" },
+      el("input", { type: "radio", name: "plan_id", value: plan.id, onchange: () => choosePlan(plan) }),
+      el("strong", { text: ` ${plan.name}` }), ` — ${plan.description} `,
+      el("span", { class: "price", text: t("order_new.from", { price: showMoney(plan.prices[0].price) }) }))));
+    $("#plans").hidden = false;
+    $("#period-field").hidden = true;
+    $("#plan-fields").hidden = true;
+    submit.disabled = true;
+  };
+  for (const radio of $$('[name="kind"]', form)) radio.addEventListener("change", () => chooseKind(radio.value));
+  const kind = new URLSearchParams(location.search).get("kind");
+  if (kind === "dedicated" || kind === "vps") {
+    $(`[name="kind"][value="${kind}"]`, form).checked = true;
+    await chooseKind(kind);
+  }
+  onSubmit(form, async (data) => {
+    // The plan's required fields are checked here first, so a customer is told before anything is sent.
+    const missing = {};
+    for (const input of $$("#plan-field-list [name]")) {
+      if (!input.value.trim()) missing[input.name] = [t("field_errors.required")];
+      else if (!input.checkValidity()) missing[input.name] = [t("order_new.bad_format")];
+    }
+    if (Object.keys(missing).length) throw new ApiError(400, { code: "validation_error", message: "", fields: missing });
+    const body = { plan_id: chosen.id, period_months: Number(data.period_months), fields: data.fields || {},
+      auto_renew: data.auto_renew };
+    const order = await api("POST", "/api/v1/orders", body, { "Idempotency-Key": key });
+    location.assign(`/orders/${order.id}?placed=1`);
+  });
+};
+
+pages.order = async () => {
+  const id = document.body.dataset.orderId;
+  const say = (text) => Object.assign($("#order-done"), { hidden: !text, textContent: text || "" });
+  let order;
+  const show = async () => {
+    order = await api("GET", `/api/v1/orders/${encodeURIComponent(id)}`);
+    const facts = {
+      id: order.id, plan: `${order.plan.name} (${t(`plans.kind.${order.plan.kind}`)})`, ip_address: order.ip_address || "–",
+      paid_until: showDate(order.paid_until), days_left: String(order.days_left), cost: showMoney(order.cost),
+      cancel_at: showDate(order.cancel_at),
+      fields: Object.entries(order.fields || {}).map(([name, value]) => `${MESSAGES[`plans.field.${name}`] ?? name}: ${value}`).join(", "),
+    };
+    for (const [name, value] of Object.entries(facts)) for (const node of $$(`[data-order="${name}"]`)) node.textContent = value;
+    $('[data-order="status"]').replaceChildren(status(order.status));
+    for (const action of ["renew", "change_plan", "cancel"]) $(`#${action}`).hidden = !order.actions.includes(action);
+    fillTable($("#order-events"), order.events || [], (item) => row(showTime(item.at), t(`order.event_kind.${item.kind}`)));
+  };
+  await show();
+  if (new URLSearchParams(location.search).get("placed")) say(t(`order.placed.${order.status}`));
+  const plans = (await api("GET", `/api/v1/plans?kind=${order.plan.kind}`)).items;
+  const plan = plans.find((item) => item.id === order.plan.id);
+  $("#f-renew-period").replaceChildren(...(plan ? plan.prices : []).map((price) => el("option",
+    { value: price.period_months, text: t("order_new.period_option", { months: price.period_months, price: showMoney(price.price) }) })));
+  $("#f-change-plan").replaceChildren(...plans.filter((item) => item.id !== order.plan.id)
+    .map((item) => el("option", { value: item.id, text: item.name })));
+  if (location.hash) { const target = $(location.hash); if (target && !target.hidden) $("select, input", target).focus(); }
+
+  const renewForm = $("#renew-form");
+  let renewKey = newKey();
+  onSubmit(renewForm, async (data) => {
+    await api("POST", `/api/v1/orders/${id}/renew`, { period_months: Number(data.period_months) }, { "Idempotency-Key": renewKey });
+    renewKey = newKey();
+    await show();
+    say(t("order.renewed", { date: showDate(order.paid_until) }));
+  });
+
+  // A plan change and a cancellation show their quote first; the customer confirms what they read.
+  const changeForm = $("#change-form");
+  let changeKey = newKey();
+  const quoteLines = (quote) => el("ul", {}, (quote.lines || []).map((line) => el("li", {},
+    `${line.description || ""} ${line.period_from ? `(${showDate(line.period_from)} – ${showDate(line.period_to)})` : ""}: ${showMoney(line.amount)}`)));
+  onSubmit(changeForm, async (data) => {
+    const quote = await api("GET", `/api/v1/orders/${id}/change-plan/quote?plan_id=${encodeURIComponent(data.plan_id)}`);
+    const box = $("#change-quote");
+    box.replaceChildren(el("p", { text: t("order.quote", { charge: showMoney(quote.charge), credit: showMoney(quote.credit) }) }), quoteLines(quote));
+    box.hidden = false;
+    $("#change-confirm").hidden = false;
+    $("#change-confirm").focus();
+  });
+  $("#f-change-plan").addEventListener("change", () => { $("#change-quote").hidden = true; $("#change-confirm").hidden = true; });
+  $("#change-confirm").addEventListener("click", async () => {
+    clearErrors(changeForm);
+    try {
+      const result = await api("POST", `/api/v1/orders/${id}/change-plan`, { plan_id: $("#f-change-plan").value }, { "Idempotency-Key": changeKey });
+      changeKey = newKey();
+      $("#change-quote").hidden = true;
+      $("#change-confirm").hidden = true;
+      await show();
+      say(t("order.changed", { plan: result.order.plan.name, charge: showMoney(result.charge), credit: showMoney(result.credit) }));
+    } catch (error) { showErrors(changeForm, error); }
+  });
+
+  const cancelForm = $("#cancel-form");
+  let cancelKey = newKey();
+  onSubmit(cancelForm, async (data) => {
+    const quote = await api("GET", `/api/v1/orders/${id}/cancel/quote?when=${data.when}`);
+    $("#cancel-quote").replaceChildren(el("p", { text: t("order.refund_quote", { refund: showMoney(quote.refund) }) }));
+    $("#cancel-quote").hidden = false;
+    $("#cancel-confirm").hidden = false;
+    $("#cancel-confirm").focus();
+  });
+  for (const radio of $$('[name="when"]', cancelForm)) radio.addEventListener("change", () => { $("#cancel-quote").hidden = true; $("#cancel-confirm").hidden = true; });
+  $("#cancel-confirm").addEventListener("click", async () => {
+    clearErrors(cancelForm);
+    const data = readForm(cancelForm);
+    const body = { when: data.when };
+    if (data.reason) body.reason = data.reason;
+    try {
+      const result = await api("POST", `/api/v1/orders/${id}/cancel`, body, { "Idempotency-Key": cancelKey });
+      cancelKey = newKey();
+      $("#cancel-quote").hidden = true;
+      $("#cancel-confirm").hidden = true;
+      await show();
+      say(t("order.cancelled", { refund: showMoney(result.refund) }));
+    } catch (error) { showErrors(cancelForm, error); }
+  });
+};
+
+pages.balance = async () => {
+  const [balance, transactions, methods] = await Promise.all([api("GET", "/api/v1/balance"),
+    api("GET", "/api/v1/balance/transactions"), api("GET", "/api/v1/payment-methods")]);
+  $("#balance").textContent = showMoney(balance.balance);
+  fillTable($("#transactions"), transactions.items, (item) => row(showTime(item.at), t(`balance.kinds.${item.kind}`),
+    item.description || "", item.reference || "", el("td", { class: "num", text: showMoney(item.amount) }),
+    el("td", { class: "num", text: showMoney(item.balance_after) })));
+  const items = methods.items || methods;
+  $("#payment-methods").replaceChildren(...items.map((method) => el("li", { class: method.available ? "ok" : "unavailable" },
+    el("strong", { text: method.name }), " — ",
+    // The ledger names the method and the reason in the customer's language already.
+    method.available ? t("balance.available") : t("balance.unavailable", { reason: method.reason || "" }))));
+};
+
+async function downloadPdf(invoice) {
+  const response = await fetch(`/api/v1/invoices/${encodeURIComponent(invoice.id)}/pdf`, { headers: { Authorization: `Bearer ${session.token}` } });
+  if (!response.ok) { notice(t(response.status >= 500 ? "errors.unavailable" : "errors.unexpected")); return; }
+  const link = el("a", { href: URL.createObjectURL(await response.blob()), download: `${invoice.number.replace("/", "-")}.pdf` });
+  document.body.append(link);
+  link.click();
+  link.remove();
+}
+
+pages.invoices = async () => {
+  const invoices = await api("GET", "/api/v1/invoices");
+  fillTable($("#invoices"), invoices.items, (invoice) => row(
+    el("a", { href: `/invoices/${invoice.id}`, text: invoice.number }), t(`invoices.kinds.${invoice.kind}`),
+    showDate(invoice.issued_at), invoice.order_id || "–", el("td", { class: "num", text: showMoney(invoice.gross) }),
+    el("td", {}, el("a", { class: "button small", href: `/invoices/${invoice.id}`, text: t("invoices.view"), "aria-label": `${t("invoices.view")} ${invoice.number}` }), " ",
+      el("button", { type: "button", class: "small", text: t("invoices.pdf"), "aria-label": `${t("invoices.pdf")} ${invoice.number}`, onclick: () => downloadPdf(invoice) }))));
+};
+
+pages.invoice = async () => {
+  const invoice = await api("GET", `/api/v1/invoices/${encodeURIComponent(document.body.dataset.invoiceId)}`);
+  const party = (who) => [who.company_name, who.name, who.address, who.postal_address && typeof who.postal_address === "object"
+    ? Object.values(who.postal_address).filter(Boolean).join(", ") : who.postal_address, who.vat_id && `${t("profile.vat_id")}: ${who.vat_id}`, who.country]
+    .filter(Boolean).join("\n");
+  const facts = { kind: t(`invoices.kinds.${invoice.kind}`), number: invoice.number, issued_at: showDate(invoice.issued_at),
+    tax_treatment: t(`invoice.treatment.${invoice.tax_treatment}`), order_id: invoice.order_id || "–", corrects: invoice.corrects || "–",
+    seller: party(invoice.seller), buyer: party(invoice.buyer), net: showMoney(invoice.net), vat: showMoney(invoice.vat), gross: showMoney(invoice.gross) };
+  for (const [name, value] of Object.entries(facts)) for (const node of $$(`[data-invoice="${name}"]`)) node.textContent = value;
+  fillTable($("#invoice-lines"), invoice.lines, (line) => row(line.description,
+    line.period_from ? `${showDate(line.period_from)} – ${showDate(line.period_to)}` : "–",
+    el("td", { class: "num", text: String(line.quantity) }), el("td", { class: "num", text: showMoney(line.net) }),
+    el("td", { class: "num", text: `${line.vat_rate}%` }), el("td", { class: "num", text: showMoney(line.vat) }),
+    el("td", { class: "num", text: showMoney(line.gross) })));
+  $("#invoice-pdf").addEventListener("click", () => downloadPdf(invoice));
+};
+
+// ---- start
+
+async function start() {
+  const name = document.body.dataset.page;
+  let profile = null;
+  if (!PUBLIC_PAGES.includes(name)) {
+    if (!session.token) { toLogin(); return; }
+    try {
+      profile = await api("GET", "/api/v1/profile");
+    } catch (error) { return; }
+    if (profile.language !== document.documentElement.lang) { useLanguage(profile.language); return; }
+    showAll("login", profile.login);
+    $("#logout").addEventListener("click", async () => {
+      try { await api("DELETE", "/api/v1/sessions/current"); } finally { session.token = null; location.assign("/login"); }
+    });
+  }
+  try {
+    await pages[name](profile);
+    document.body.dataset.ready = "true";
+  } catch (error) {
+    if (!(error instanceof ApiError)) throw error;
+    if (error.status < 500) notice(errorText(error));
+  }
+}
+
+start();
