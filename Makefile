@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run stop status test test-unit test-integration test-e2e test-faults bench install clean
+.PHONY: run stop status test test-unit test-integration test-e2e test-browser test-faults bench install clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
@@ -33,6 +33,11 @@ test-integration: $(STAMP)
 
 test-e2e: $(STAMP)
 	$(PY) -m pytest -q tests/e2e
+
+# The web panel in headless Chromium (Debian's package); its own process, away from the root
+# conftest's eventlet patching, which Playwright's asyncio loop cannot run under.
+test-browser: $(STAMP)
+	$(PY) -m pytest -q --confcutdir=tests/browser tests/browser
 
 test-faults: $(STAMP)
 	$(PY) -m pytest -q -rP tests/faults

@@ -1,0 +1,134 @@
+"""Browser fixtures: the whole stack (as in tests/e2e) and Debian's headless Chromium via Playwright.
+
+Run them with ``make test-browser`` (``pytest --confcutdir=tests/browser tests/browser``): Playwright's
+sync API runs an asyncio loop that deadlocks under eventlet's monkey patching, which the root
+conftest applies for Nameko; this process needs no eventlet, since the stack runs as processes.
+"""
+from __future__ import annotations
+
+import warnings
+
+warnings.filterwarnings("ignore", message="\\s*Eventlet is deprecated")
+
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from nameko.standalone.rpc import ClusterRpcProxy
+
+from services.common.config import ROOT
+from tests.e2e.conftest import stack  # noqa: F401  (the session's stack, shared with the e2e tests)
+
+SCREENSHOTS = ROOT / "var" / "screenshots"
+# The machine has no network: Chromium must not try to reach Google's services either.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+
+def chromium_path() -> str | None:
+    return os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def pytest_collection_modifyitems(items):
+    import eventlet.patcher
+    if eventlet.patcher.is_monkey_patched("socket"):
+        reason = "browser tests run in their own process: make test-browser"
+        for item in items:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def browser(stack):  # noqa: F811  (closed before the stack stops)
+    sync_api = pytest.importorskip("playwright.sync_api")
+    executable = chromium_path()
+    if executable is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def open_panel(browser, stack):
+    """``open_panel(locale="en-GB")`` opens a fresh browser context (no cookies, no session) on the panel."""
+    contexts = []
+
+    def make(locale: str = "en-GB"):
+        context = browser.new_context(base_url=stack.gateway_url, locale=locale, accept_downloads=True,
+                                      viewport={"width": 1280, "height": 900})
+        context.set_default_timeout(15_000)
+        contexts.append(context)
+        return context.new_page()
+    yield make
+    for context in contexts:
+        context.close()
+
+
+def screenshot(page, name: str) -> Path:
+    """A full-page screenshot under var/screenshots/ for a reviewer to look at."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def ready(page, path: str):
+    """Open ``path`` and wait until the page has filled itself from the API."""
+    page.goto(path)
+    page.wait_for_selector("body[data-ready=true]")
+    return page
+
+
+@pytest.fixture(scope="module")
+def rpc(stack):
+    with ClusterRpcProxy({"AMQP_URI": stack.env["AMQP_URI"], "serializer": "json"}, timeout=10) as client:
+        yield client
+
+
+def eventually(probe, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = probe()
+        if answer or time.monotonic() > deadline:
+            assert answer, "gave up waiting"
+            return answer
+        time.sleep(0.3)
+
+
+@pytest.fixture
+def confirmation_link(stack):
+    """``confirmation_link(address)``: the panel link in the newest confirmation mail to ``address``."""
+    def find(address: str) -> str:
+        def probe():
+            items = requests.get(f"{stack.url('mail_http')}/messages", params={"to": address}, timeout=5).json()["items"]
+            for message in items:
+                found = re.search(r"https?://\S+/confirm-email\?token=[^\s\"<>]+", message["text"])
+                if found:
+                    return found.group(0)
+            return None
+        return eventually(probe)
+    return find
+
+
+@pytest.fixture
+def telephony(stack):
+    urls = {"primary": stack.url("telephony_primary"), "fallback": stack.url("telephony_fallback")}
+
+    class Telephony:
+        def last_call(self, to: str, gateway: str = "primary"):
+            def probe():
+                items = requests.get(f"{urls[gateway]}/calls", params={"to": to}, timeout=5).json()["items"]
+                return items[0] if items else None
+            return eventually(probe, timeout=10)
+
+        def mode(self, gateway: str, mode: str) -> None:
+            requests.put(f"{urls[gateway]}/control", json={"mode": mode}, timeout=5).raise_for_status()
+
+    yield Telephony()
+    for url in urls.values():
+        requests.put(f"{url}/control", json={"mode": "ok"}, timeout=5)
