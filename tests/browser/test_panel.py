@@ -181,7 +181,7 @@ def test_order_a_vps_change_its_plan_cancel_it_and_find_the_refund_and_credit_no
     page.get_by_label("Host name").fill("not a host name!")
     page.get_by_label("Operating system").select_option("debian-12")
     page.get_by_role("button", name="Place the order").click()
-    page.locator("[data-error-for='fields.hostname']").filter(has_text="format").wait_for()
+    page.locator("[data-error-for='fields.hostname']").filter(has_text="The format is not valid").wait_for()
     screenshot(page, "order-new")
     page.get_by_label("Host name").fill("web1.example.com")
     page.get_by_role("button", name="Place the order").click()

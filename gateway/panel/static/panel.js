@@ -404,7 +404,9 @@ pages.notifications = async () => {
 
 pages.security = async () => {
   let overview = await api("GET", "/api/v1/security");
+  // Every change lands in the login history and the timeline, so both are read again after one.
   const show = () => {
+    loadLists();
     $("#code-set").hidden = !overview.security_code_set;
     $("#code-form").hidden = overview.security_code_set;
     $("#f-rules").value = (overview.ip_restriction || []).join("\n");
@@ -414,16 +416,15 @@ pages.security = async () => {
     const last = overview.last_login;
     $("#last-login").textContent = last ? t("security.last_ip_value", { ip: last.ip, at: showTime(last.at) }) : "–";
   };
-  show();
   const loadLists = async () => {
     const logins = await api("GET", "/api/v1/security/logins?limit=20");
     fillTable($("#logins"), logins.items, (item) => row(showTime(item.at), item.ip,
       t(item.success ? "security.login_ok" : "security.login_failed"), item.user_agent || ""));
     const events = await api("GET", "/api/v1/security/events?limit=20");
     fillTable($("#events"), events.items, (item) => row(showTime(item.at), t(`security.event_kind.${item.kind}`),
-      item.ip || item.ip_address || ""));
+      item.ip || ""));
   };
-  loadLists();
+  show();
 
   const codeForm = $("#code-form");
   onSubmit(codeForm, async (data) => {
@@ -559,7 +560,7 @@ pages["order-new"] = async () => {
         ? el("select", { id, name: `fields.${spec.name}`, required: true, "aria-describedby": `e-${id}` },
           el("option", { value: "", text: t("common.choose") }),
           spec.options.map((option) => el("option", { value: option, text: option })))
-        : el("input", { id, name: `fields.${spec.name}`, type: "text", required: true, pattern: spec.pattern || null,
+        : el("input", { id, name: `fields.${spec.name}`, type: "text", required: true, "data-pattern": spec.pattern || null,
           "aria-describedby": `e-${id}` });
       return el("div", { class: "field" }, label, input,
         el("p", { class: "field-error", id: `e-${id}`, "data-error-for": `fields.${spec.name}` }));
@@ -591,7 +592,10 @@ pages["order-new"] = async () => {
     const missing = {};
     for (const input of $$("#plan-field-list [name]")) {
       if (!input.value.trim()) missing[input.name] = [t("field_errors.required")];
-      else if (!input.checkValidity()) missing[input.name] = [t("order_new.bad_format")];
+      // the API's pattern is a Python regex; JavaScript reads it the same way without the `v` flag
+      else if (input.dataset.pattern && !new RegExp(input.dataset.pattern).test(input.value.trim())) {
+        missing[input.name] = [t("order_new.bad_format")];
+      }
     }
     if (Object.keys(missing).length) throw new ApiError(400, { code: "validation_error", message: "", fields: missing });
     const body = { plan_id: chosen.id, period_months: Number(data.period_months), fields: data.fields || {},
@@ -641,7 +645,7 @@ pages.order = async () => {
   const changeForm = $("#change-form");
   let changeKey = newKey();
   const quoteLines = (quote) => el("ul", {}, (quote.lines || []).map((line) => el("li", {},
-    `${line.description || ""} ${line.period_from ? `(${showDate(line.period_from)} – ${showDate(line.period_to)})` : ""}: ${showMoney(line.amount)}`)));
+    `${line.description || `${showDate(line.period_from)} – ${showDate(line.period_to)}`}: ${showMoney(line.amount)}`)));
   onSubmit(changeForm, async (data) => {
     const quote = await api("GET", `/api/v1/orders/${id}/change-plan/quote?plan_id=${encodeURIComponent(data.plan_id)}`);
     const box = $("#change-quote");
@@ -725,11 +729,13 @@ pages.invoice = async () => {
   const invoice = await api("GET", `/api/v1/invoices/${encodeURIComponent(document.body.dataset.invoiceId)}`);
   const party = (who) => [who.company_name, who.name, who.address, who.postal_address && typeof who.postal_address === "object"
     ? Object.values(who.postal_address).filter(Boolean).join(", ") : who.postal_address, who.vat_id && `${t("profile.vat_id")}: ${who.vat_id}`, who.country]
-    .filter(Boolean).join("\n");
+    .filter((line, index, lines) => line && lines.indexOf(line) === index).join("\n");
   const facts = { kind: t(`invoices.kinds.${invoice.kind}`), number: invoice.number, issued_at: showDate(invoice.issued_at),
     tax_treatment: t(`invoice.treatment.${invoice.tax_treatment}`), order_id: invoice.order_id || "–", corrects: invoice.corrects || "–",
     seller: party(invoice.seller), buyer: party(invoice.buyer), net: showMoney(invoice.net), vat: showMoney(invoice.vat), gross: showMoney(invoice.gross) };
   for (const [name, value] of Object.entries(facts)) for (const node of $$(`[data-invoice="${name}"]`)) node.textContent = value;
+  if (invoice.corrects) $('[data-invoice="corrects"]').replaceChildren(el("a", { href: `/invoices/${invoice.corrects}`, text: invoice.corrects }));
+  if (invoice.order_id) $('[data-invoice="order_id"]').replaceChildren(el("a", { href: `/orders/${invoice.order_id}`, text: invoice.order_id }));
   fillTable($("#invoice-lines"), invoice.lines, (line) => row(line.description,
     line.period_from ? `${showDate(line.period_from)} – ${showDate(line.period_to)}` : "–",
     el("td", { class: "num", text: String(line.quantity) }), el("td", { class: "num", text: showMoney(line.net) }),
