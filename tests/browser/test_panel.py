@@ -124,7 +124,7 @@ def test_ip_restriction_warns_before_locking_out_and_2fa_logs_in_with_a_code(ope
     assert page.locator("#ip-warning").is_visible()       # the seed's warning, before anything is saved
     rules = page.get_by_label("Allowed addresses, one per line")
     rules.fill("10.0.0.1\n10.0.0.9-10.0.0.1\nnot an address")
-    page.locator("#ip-form #f-password").fill(PASSWORD)
+    page.locator("#f-ip-password").fill(PASSWORD)
     page.locator("#ip-form").get_by_role("button", name="Save").click()
     bad = page.locator("#ip-line-errors li.bad")
     bad.first.wait_for()
@@ -143,11 +143,11 @@ def test_ip_restriction_warns_before_locking_out_and_2fa_logs_in_with_a_code(ope
     page.locator("#tfa-qr img").wait_for()
     secret = page.locator("#tfa-secret").inner_text()
     enrolment_code = pyotp.TOTP(secret).now()
-    page.locator("#tfa-confirm-form #f-otp").fill(enrolment_code)
+    page.locator("#f-tfa-otp").fill(enrolment_code)
     page.locator("#tfa-confirm-form").get_by_role("button", name="Turn on").click()
     page.locator("#tfa-code-list li").first.wait_for()
     assert page.locator("#tfa-code-list li").count() == 10
-    assert page.locator("#tfa-on").is_visible()
+    page.locator("#tfa-on").wait_for()
     screenshot(page, "security")
 
     page.get_by_role("button", name="Log out").click()
@@ -269,3 +269,35 @@ def test_polish_customer_sees_the_panel_in_polish_and_a_503_as_a_message(open_pa
     page.goto("/balance")
     page.get_by_text("Usługa jest chwilowo niedostępna, spróbuj ponownie.").wait_for()
     screenshot(page, "balance-503-pl")
+
+
+def test_a_password_change_is_confirmed_by_a_call_once_the_customer_asks_for_it(open_panel, telephony):
+    page = open_panel()
+    login = f"b{uuid.uuid4().hex[:10]}"
+    phone = mobile()
+    register(page, login, phone)
+    log_in(page, login)
+    page.get_by_role("button", name="Verify").click()
+    page.locator("#phone-code-form #f-code").fill(telephony.last_call(phone)["caller_id"][-4:])
+    page.keyboard.press("Enter")
+    page.get_by_text("The phone number is verified").wait_for()
+
+    ready(page, "/security")
+    form = page.locator("#operation-confirmation-form")
+    form.get_by_label("Confirm sensitive operations by a phone call").check()
+    form.get_by_label("Current password").fill(PASSWORD)
+    form.get_by_role("button", name="Save").click()
+    form.locator(".form-done").filter(has_text="Saved").wait_for()
+
+    new_password = "another long passphrase 8"
+    passwords = page.locator("#password-form")
+    passwords.get_by_label("Current password").fill(PASSWORD)
+    passwords.locator("#f-new_password").fill(new_password)
+    passwords.get_by_label("Confirm the new password").fill(new_password)
+    passwords.get_by_role("button", name="Change the password").click()
+    page.locator("#operation-check").wait_for()
+    page.get_by_text("enter the last four digits", exact=False).last.wait_for()
+    screenshot(page, "security-operation-call")
+    page.locator("#f-operation-code").fill(telephony.last_call(phone)["caller_id"][-4:])
+    page.locator("#operation-check-form").get_by_role("button", name="Confirm the code").click()
+    passwords.locator(".form-done").filter(has_text="The password is changed").wait_for()

@@ -83,3 +83,13 @@ def test_pages_and_static_files_stay_out_of_the_openapi_document():
 def test_the_qr_code_is_an_svg_drawn_on_the_server():
     svg = qr_svg("otpauth://totp/Introserv:anna?secret=JBSWY3DPEHPK3PXP&issuer=Introserv")
     assert svg.startswith("<svg") and "<path" in svg
+
+
+@pytest.mark.parametrize("template", sorted(p.name for p in (HERE / "templates").glob("*.html") if not p.name.startswith("_")))
+def test_every_field_has_its_own_label(template):
+    html = render(page_request(), template, template.removesuffix(".html"), order_id="1", invoice_id="1").get_data(True)
+    ids = re.findall(r'\sid="([^"]+)"', html)
+    assert len(ids) == len(set(ids)), sorted({i for i in ids if ids.count(i) > 1})
+    for field_id in re.findall(r'<(?:input|select|textarea)[^>]*\sid="([^"]+)"', html):
+        assert re.search(rf'<label[^>]*for="{field_id}"', html) or re.search(
+            rf'<label[^>]*>\s*<input[^>]*id="{field_id}"', html), field_id

@@ -207,6 +207,58 @@ function onSubmit(form, send) {
   });
 }
 
+// ---- S7: operations confirmed by a call when the customer asked for that
+
+// `send(verificationId)` is called once; when the API answers `verification_required`, the customer
+// is called (purpose "operation"), types the code, and `send` runs again with the checked id.
+async function confirmed(send) {
+  try {
+    return await send(null);
+  } catch (error) {
+    if (error.code !== "verification_required") throw error;
+    return send(await verifyOperation(error));
+  }
+}
+
+function verifyOperation(refusal) {
+  const box = $("#operation-check");
+  const form = $("#operation-check-form");
+  return new Promise((resolve, reject) => {
+    let verification = null;
+    const start = async (channel) => {
+      clearErrors(form);
+      try {
+        verification = await api("POST", "/api/v1/verifications", { channel, purpose: "operation" });
+        $("#operation-hint").textContent = t(`verify.hint.${verification.channel}`);
+        $("#f-operation-code").value = "";
+        $("#f-operation-code").focus();
+      } catch (error) {
+        if (error.status === 503 || error.code === "verification_unavailable") {
+          notice("");
+          $('[data-error-for=""]', form).textContent = t("verify.contact_support");
+        } else {
+          showErrors(form, error);
+        }
+      }
+    };
+    for (const button of $$("[data-operation-channel]", form)) button.onclick = () => start(button.dataset.operationChannel);
+    $("#operation-cancel").onclick = () => { box.hidden = true; reject(refusal); };
+    form.onsubmit = async (event) => {
+      event.preventDefault();
+      try {
+        await api("POST", `/api/v1/verifications/${verification.id}/check`, { code: $("#f-operation-code").value.trim() });
+        box.hidden = true;
+        resolve(verification.id);
+      } catch (error) {
+        if (error.code === "wrong_code") error.fields = { code: [t("verify.wrong_code", { attempts: error.details.attempts_left })] };
+        showErrors(form, error);
+      }
+    };
+    box.hidden = false;
+    start("flash_call");
+  });
+}
+
 // ---- formatting
 
 function money(amount, currency = "EUR") {
@@ -406,7 +458,6 @@ pages.security = async () => {
   let overview = await api("GET", "/api/v1/security");
   // Every change lands in the login history and the timeline, so both are read again after one.
   const show = () => {
-    loadLists();
     $("#code-set").hidden = !overview.security_code_set;
     $("#code-form").hidden = overview.security_code_set;
     $("#f-rules").value = (overview.ip_restriction || []).join("\n");
@@ -415,6 +466,7 @@ pages.security = async () => {
     $("#tfa-disable-form").hidden = !overview.two_factor_enabled;
     const last = overview.last_login;
     $("#last-login").textContent = last ? t("security.last_ip_value", { ip: last.ip, at: showTime(last.at) }) : "–";
+    return loadLists();
   };
   const loadLists = async () => {
     const logins = await api("GET", "/api/v1/security/logins?limit=20");
@@ -424,7 +476,7 @@ pages.security = async () => {
     fillTable($("#events"), events.items, (item) => row(showTime(item.at), t(`security.event_kind.${item.kind}`),
       item.ip || ""));
   };
-  show();
+  await show();
 
   const codeForm = $("#code-form");
   onSubmit(codeForm, async (data) => {
@@ -443,7 +495,8 @@ pages.security = async () => {
     const body = { rules: lines, password: data.password };
     if (!$("#lockout-confirm").hidden && data.confirm_lockout) body.confirm_lockout = true;
     try {
-      overview = await api("PUT", "/api/v1/security/ip-restriction", body);
+      overview = await confirmed((verificationId) => api("PUT", "/api/v1/security/ip-restriction",
+        verificationId ? { ...body, verification_id: verificationId } : body));
     } catch (error) {
       if (error.code === "would_lock_out") {
         $("#lockout-confirm").hidden = false;
@@ -468,14 +521,25 @@ pages.security = async () => {
     }
     $("#lockout-confirm").hidden = true;
     $("#f-confirm_lockout").checked = false;
-    $("#f-password", ipForm).value = "";
+    $("#f-ip-password").value = "";
     show();
     done(ipForm, t("common.saved"));
   });
 
+  const operationForm = $("#operation-confirmation-form");
+  $("#f-enabled", operationForm).checked = Boolean(overview.operation_confirmation);
+  onSubmit(operationForm, async (data) => {
+    overview = await confirmed((verificationId) => api("PUT", "/api/v1/security/operation-confirmation",
+      verificationId ? { ...data, verification_id: verificationId } : data));
+    $("#f-operation-password").value = "";
+    show();
+    done(operationForm, t("common.saved"));
+  });
+
   const passwordForm = $("#password-form");
   onSubmit(passwordForm, async (data) => {
-    await api("PUT", "/api/v1/security/password", data);
+    await confirmed((verificationId) => api("PUT", "/api/v1/security/password",
+      verificationId ? { ...data, verification_id: verificationId } : data));
     passwordForm.reset();
     done(passwordForm, t("security.password_done"));
   });
@@ -495,7 +559,7 @@ pages.security = async () => {
     $("#tfa-secret").textContent = enrolment.secret;
     confirmForm.hidden = false;
     $("#tfa-start").hidden = true;
-    $("#f-otp", confirmForm).focus();
+    $("#f-tfa-otp").focus();
   });
   onSubmit(confirmForm, async (data) => {
     const answer = await api("POST", "/api/v1/security/2fa/confirm", data);
@@ -668,7 +732,6 @@ pages.order = async () => {
   });
 
   const cancelForm = $("#cancel-form");
-  let cancelKey = newKey();
   onSubmit(cancelForm, async (data) => {
     const quote = await api("GET", `/api/v1/orders/${id}/cancel/quote?when=${data.when}`);
     $("#cancel-quote").replaceChildren(el("p", { text: t("order.refund_quote", { refund: showMoney(quote.refund) }) }));
@@ -683,8 +746,8 @@ pages.order = async () => {
     const body = { when: data.when };
     if (data.reason) body.reason = data.reason;
     try {
-      const result = await api("POST", `/api/v1/orders/${id}/cancel`, body, { "Idempotency-Key": cancelKey });
-      cancelKey = newKey();
+      const result = await confirmed((verificationId) => api("POST", `/api/v1/orders/${id}/cancel`,
+        verificationId ? { ...body, verification_id: verificationId } : body, { "Idempotency-Key": newKey() }));
       $("#cancel-quote").hidden = true;
       $("#cancel-confirm").hidden = true;
       await show();
