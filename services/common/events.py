@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import structlog
 from kombu import Exchange, Queue
-from kombu.exceptions import KombuError
 from nameko.amqp.publish import Publisher
 from nameko.events import EventHandler
 
@@ -74,7 +73,7 @@ class ReliableEventHandler(EventHandler):
                 self.parking.publish(message.payload, exchange=DEFAULT_EXCHANGE,
                                      routing_key=self.dead.name, headers=headers,
                                      message_id=message.properties.get("message_id"))
-        except (KombuError, OSError) as exc:
+        except Exception as exc:  # KombuError, amqp's connection errors, OSError: none may kill the service
             # Could not park it: give it back to the broker rather than lose it.
             log.error("could not park a failed event; requeueing", error=repr(exc))
             self.queue_consumer.requeue_message(message)

@@ -32,7 +32,7 @@ class Rpc(NamekoRpc):
     def handle_result(self, message, worker_ctx, result, exc_info):
         try:
             return super().handle_result(message, worker_ctx, result, exc_info)
-        except (BrokerUnavailable, ConnectionError, OSError) as exc:
+        except Exception as exc:  # kombu, amqp (not builtin ConnectionError subclasses) and socket errors alike
             log.warning("could not send an RPC reply; the broker is away", error=repr(exc))
             return result, exc_info
 
