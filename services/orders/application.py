@@ -168,10 +168,10 @@ class Orders:
         for attempt in range(PLACEMENT_ATTEMPTS):
             try:
                 with self.uow.transaction() as session:
-                    # Concurrent orders reach for different free addresses; a collision (the unique
-                    # constraint) is retried with a wider spread.
+                    # The lowest free address first; after a collision with a concurrent order (the
+                    # unique constraint) the retries spread wider over the free addresses.
                     placement = self._placement(session, plan, state.fields,
-                                                random.randrange(8 * (attempt + 1)))
+                                                random.randrange(8 * attempt) if attempt else 0)
                     now = self.clock.now()
                     session.add(Order(
                         id=order_id, account_id=account_id, plan_id=plan.id, period_months=state.period_months,
