@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import uuid
+from contextlib import contextmanager
 
 import pytest
 
@@ -18,12 +19,13 @@ STACK_ENV = {
 }
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory):
-    var = tmp_path_factory.mktemp("stack")
+@contextmanager
+def running_stack(var, **extra_env):
+    """A whole stack in ``var`` on free ports, a private vhost and fresh databases, stopped after."""
     ports = {name: free_port() for name in (*HEALTH_PORTS, *DEV_PORTS)}
     with rabbit_vhost() as amqp, databases(var) as urls:
-        env = {"AMQP_URI": amqp, "CLOCK_FILE": str(var / "clock"), **STACK_ENV, **database_env(urls)}
+        env = {"AMQP_URI": amqp, "CLOCK_FILE": str(var / "clock"), **STACK_ENV, **database_env(urls),
+               **extra_env}
         running = Stack(var, env=env, ports=ports)
         running.migrate()
         try:
@@ -31,6 +33,12 @@ def stack(tmp_path_factory):
             yield running
         finally:
             running.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    with running_stack(tmp_path_factory.mktemp("stack")) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

@@ -15,29 +15,17 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from deploy.local import DEV_PORTS, Stack, free_port
 from services.common.clock import move_clock
-from services.common.config import HEALTH_PORTS
-from tests.e2e.conftest import STACK_ENV
-from tests.support import Api, database_env, databases, error_code, rabbit_vhost
+from tests.e2e.conftest import running_stack
+from tests.support import Api, error_code
 
 PASSWORD = "a long and unusual passphrase 7"
 
 
 @pytest.fixture(scope="module")
 def proxied(tmp_path_factory):
-    var = tmp_path_factory.mktemp("proxied-stack")
-    ports = {name: free_port() for name in (*HEALTH_PORTS, *DEV_PORTS)}
-    with rabbit_vhost() as amqp, databases(var) as urls:
-        env = {"AMQP_URI": amqp, "CLOCK_FILE": str(var / "clock"), "TRUSTED_PROXIES": "127.0.0.1/32",
-               **STACK_ENV, **database_env(urls)}
-        running = Stack(var, env=env, ports=ports)
-        running.migrate()
-        try:
-            running.start(timeout=120)
-            yield running
-        finally:
-            running.stop()
+    with running_stack(tmp_path_factory.mktemp("proxied-stack"), TRUSTED_PROXIES="127.0.0.1/32") as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
