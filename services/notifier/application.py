@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 import structlog
 from nameko.exceptions import MethodNotFound
 from sqlalchemy import and_, func, or_, select
+from sqlalchemy.exc import IntegrityError
 
 from services.common.clock import as_utc, iso
 from services.common.config import env_float, env_int
@@ -266,10 +267,21 @@ def _message(delivery: Delivery) -> Message:
 
 
 def _subscriber(session, account_id: str) -> Subscriber:
-    subscriber = session.get(Subscriber, account_id)
+    """The customer's row under its lock: two events about one customer apply one after the other.
+
+    Without the lock two consumers read the same ``*_at``, and the later commit wins even when
+    it carries the older event (a withdrawn consent could come back).
+    """
+    locked = select(Subscriber).where(Subscriber.account_id == account_id).with_for_update() \
+        .execution_options(populate_existing=True)
+    subscriber = session.scalar(locked)
     if subscriber is None:
-        subscriber = Subscriber(account_id=account_id, language="en", newsletter=False)
-        session.add(subscriber)
+        try:
+            with session.begin_nested():
+                session.add(Subscriber(account_id=account_id, language="en", newsletter=False))
+        except IntegrityError:
+            pass  # a concurrent event about the same customer created it
+        subscriber = session.scalar(locked)
     return subscriber
 
 

@@ -306,6 +306,28 @@ def test_the_newsletter_goes_only_to_customers_who_consented(notifier, rpc_clien
     assert mailbox.to(main_email(reluctant)) == [] and mailbox.to(main_email(withdrawn)) == []
 
 
+def test_a_burst_of_consent_events_for_one_customer_ends_with_the_newest(notifier, rpc_client, mailbox):
+    # The notifier's workers take these together. Without the row lock two of them read the same
+    # consent time on PostgreSQL, and the older consent, written last, brought the newsletter back.
+    withdrawn = [customer() for _ in range(4)]
+    for account in withdrawn:
+        notifier("profile", "account_registered", event(account, login="x", email=main_email(account),
+                                                        first_name="Anna", language="en", country="PL"))
+    time.sleep(1.5)
+    for account in withdrawn:
+        notifier("profile", "notification_settings_changed",
+                 event(account, newsletter=False, occurred_at="2026-11-29T11:00:00Z"))
+        for minute in range(8):
+            notifier("profile", "notification_settings_changed",
+                     event(account, newsletter=True, occurred_at=f"2026-11-29T09:{minute:02d}:00Z"))
+    time.sleep(2.5)
+    rpc_client.notifier.send_newsletter("News", "Hello.")
+    time.sleep(1.5)
+    for account in withdrawn:
+        assert mailbox.to(main_email(account)) == []
+        assert rpc_client.notifier.list_sent(account)["items"] == []
+
+
 def test_a_newsletter_sent_twice_with_one_key_goes_out_once(notifier, rpc_client, mailbox):
     keen = customer()
     notifier("profile", "account_registered", event(keen, login="x", email=main_email(keen), first_name="Anna",
