@@ -7,7 +7,7 @@ from nameko.standalone.rpc import ClusterRpcProxy
 
 from deploy.local import free_port
 from services.common.migrations import upgrade
-from tests.support import database_env, databases, rabbit_vhost
+from tests.support import database_env, databases, kill_together, rabbit_vhost
 
 
 @pytest.fixture
@@ -16,16 +16,25 @@ def amqp_uri():
         yield uri
 
 
+@pytest.fixture(scope="session")
+def migrated_databases(tmp_path_factory):
+    """Every service's database migrated once for the session; tests get copies of them."""
+    with databases(tmp_path_factory.mktemp("migrated")) as urls:
+        for service, url in urls.items():
+            upgrade(service, url)
+        yield urls
+
+
 @pytest.fixture
-def service_databases(tmp_path):
-    """One fresh database per service (SQLite files, or PostgreSQL with TEST_DATABASE=postgres)."""
-    with databases(tmp_path) as urls:
+def service_databases(tmp_path, migrated_databases):
+    """One fresh, migrated database per service (SQLite files, or PostgreSQL with TEST_DATABASE=postgres)."""
+    with databases(tmp_path, copies_of=migrated_databases) as urls:
         yield urls
 
 
 @pytest.fixture
 def run_service(amqp_uri, service_databases, monkeypatch, tmp_path):
-    """``run_service(ServiceClass, **env)`` migrates its database and starts it in this process."""
+    """``run_service(ServiceClass, **env)`` starts the service in this process on its fresh database."""
     monkeypatch.setenv("VAR_DIR", str(tmp_path))
     monkeypatch.setenv("ARGON2_TIME_COST", "1")
     monkeypatch.setenv("ARGON2_MEMORY_KIB", "8192")
@@ -36,8 +45,6 @@ def run_service(amqp_uri, service_databases, monkeypatch, tmp_path):
     def start(service_cls, **env):
         for name, value in env.items():
             monkeypatch.setenv(name, str(value))
-        if service_cls.name in service_databases:
-            upgrade(service_cls.name, service_databases[service_cls.name])
         container = ServiceContainer(service_cls, {
             "AMQP_URI": amqp_uri, "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}",
             "serializer": "json", "max_workers": 10})
@@ -46,8 +53,7 @@ def run_service(amqp_uri, service_databases, monkeypatch, tmp_path):
         return container
 
     yield start
-    for container in reversed(containers):
-        container.stop()
+    kill_together(containers)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from services.common.errors import DomainError
 from services.common.events import handle_event
 from services.common.outbox import add_messaging_tables, first_delivery, publish_later
 from services.common.rpc import ServiceRpc
-from tests.support import POSTGRES_ADMIN_URL, databases, rabbit_vhost
+from tests.support import POSTGRES_ADMIN_URL, databases, kill_together, rabbit_vhost
 
 metadata = MetaData()
 add_messaging_tables(metadata)
@@ -97,8 +97,7 @@ def stack(tmp_path, monkeypatch):
             containers[cls.name] = container
             return container
         yield start, urls, amqp
-        for container in containers.values():
-            container.stop()
+        kill_together(containers.values())
 
 
 def rows(url, table=received):
