@@ -83,6 +83,17 @@ def try_lock(session: Session, name: str) -> bool:
     return bool(session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}).scalar())
 
 
+def lock(session: Session, name: str) -> None:
+    """Wait for the transaction-scoped lock named ``name`` (PostgreSQL advisory lock).
+
+    For a read-then-write that concurrent workers must do one at a time. SQLite has one
+    writer per file and the services one connection to it, so there is nothing to take.
+    """
+    if is_postgres(session):
+        key = zlib.crc32(name.encode()) - 2**31
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
 class UnitOfWork:
     """Hands out sessions; commits when the block ends cleanly, rolls back otherwise."""
 

@@ -23,7 +23,6 @@ import base64
 import binascii
 import hashlib
 import json
-import random
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from sqlalchemy.exc import IntegrityError
 
 from services.common.clock import as_utc, iso
 from services.common.config import env_float, env_int
-from services.common.database import try_lock
+from services.common.database import lock, try_lock
 from services.common.errors import DomainError, NotFound, ValidationError
 from services.common.money import Money
 from services.common.outbox import first_delivery, publish_later
@@ -54,7 +53,6 @@ LEASE = timedelta(seconds=env_float("ORDERS_LEASE_SECONDS", 60.0))
 # A request with an Idempotency-Key whose worker died is taken over after this long.
 ABANDONED_REQUEST = LEASE
 BALANCE_CONSUMER = "orders.balance_changed"
-PLACEMENT_ATTEMPTS = 10
 ORDER_IDS = uuid.UUID("5d0c6f4e-8b1f-4a57-9a51-6f7f3c1b2a90")  # uuid5 namespace of keyed new orders
 
 
@@ -165,30 +163,25 @@ class Orders:
                 self._activate(order_id)
             with self.uow.transaction() as session:
                 return self._view(self._load(session, order_id, account_id))
-        for attempt in range(PLACEMENT_ATTEMPTS):
-            try:
-                with self.uow.transaction() as session:
-                    # The lowest free address first; after a collision with a concurrent order (the
-                    # unique constraint) the retries spread wider over the free addresses.
-                    placement = self._placement(session, plan, state.fields,
-                                                random.randrange(8 * attempt) if attempt else 0)
-                    now = self.clock.now()
-                    session.add(Order(
-                        id=order_id, account_id=account_id, plan_id=plan.id, period_months=state.period_months,
-                        status=Status.PENDING_PAYMENT.value, auto_renew=state.auto_renew, cancel_at=None,
-                        fields=dict(state.fields), datacenter=placement.datacenter, ip_address=None,
-                        currency=state.currency, renewals=0, plan_changes=0,
-                        busy_until=now + LEASE, busy_with="activate", created_at=now, updated_at=now))
-                    session.flush()
-                    # Held while the order awaits payment, so a customer who pays gets a server.
-                    session.add(IpAssignment(ip_address=placement.ip_address, datacenter=placement.datacenter,
-                                             order_id=order_id, assigned_at=now))
-                    self._event(session, order_id, "created", {
-                        "plan_id": plan.id, "period_months": state.period_months, "cost": state.cost.to_wire()})
-                break
-            except IntegrityError:
-                if attempt == PLACEMENT_ATTEMPTS - 1:
-                    raise DomainError("out_of_stock", "No IP address could be reserved; try again.")
+        with self.uow.transaction() as session:
+            # One placement at a time: the free addresses and the plan's stock are read and taken
+            # in one step, so concurrent orders neither collide on an address nor overfill a
+            # datacenter, and the lowest free address is always the one given.
+            lock(session, "orders:placement")
+            placement = self._placement(session, plan, state.fields)
+            now = self.clock.now()
+            session.add(Order(
+                id=order_id, account_id=account_id, plan_id=plan.id, period_months=state.period_months,
+                status=Status.PENDING_PAYMENT.value, auto_renew=state.auto_renew, cancel_at=None,
+                fields=dict(state.fields), datacenter=placement.datacenter, ip_address=None,
+                currency=state.currency, renewals=0, plan_changes=0,
+                busy_until=now + LEASE, busy_with="activate", created_at=now, updated_at=now))
+            session.flush()
+            # Held while the order awaits payment, so a customer who pays gets a server.
+            session.add(IpAssignment(ip_address=placement.ip_address, datacenter=placement.datacenter,
+                                     order_id=order_id, assigned_at=now))
+            self._event(session, order_id, "created", {
+                "plan_id": plan.id, "period_months": state.period_months, "cost": state.cost.to_wire()})
         self._activate(order_id, lease_held=True, reply_to=reply_to)
         with self.uow.transaction() as session:
             loaded = self._load(session, order_id)
@@ -207,13 +200,13 @@ class Orders:
                               "Add a postal address to the profile before ordering.",
                               fields={"postal_address": ["required"]})
 
-    def _placement(self, session, plan: Plan, fields, skip: int = 0) -> domain.Placement:
+    def _placement(self, session, plan: Plan, fields) -> domain.Placement:
         used = session.scalars(select(IpAssignment.ip_address)).all()
         in_use = dict(session.execute(
             select(Order.datacenter, func.count()).where(Order.plan_id == plan.id,
                                                          Order.status.not_in([s.value for s in ENDED]))
             .group_by(Order.datacenter)).all())
-        return domain.choose_placement(plan, fields, self.catalogue.ip_pools, used, in_use, skip)
+        return domain.choose_placement(plan, fields, self.catalogue.ip_pools, used, in_use)
 
     def _activate(self, order_id: str, lease_held: bool = False, reply_to: dict | None = None) -> bool:
         """Charge a pending order and make it active; False (and still pending) without the funds."""

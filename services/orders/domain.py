@@ -603,20 +603,8 @@ class IpPool:
         return any(a.version == c.version and a <= d and c <= b
                    for a, b in self._spans for c, d in other._spans)
 
-    def first_free(self, used: Iterable[str], skip: int = 0) -> str:
-        """The lowest address of the pool not in ``used``; out_of_stock (422) when none is left.
-
-        ``skip`` passes over that many free addresses first (fewer when fewer are free), so that
-        concurrent orders spread over the pool instead of all reaching for the same address.
-        """
-        if skip:
-            free = []
-            for address in self._free(used):
-                free.append(address)
-                if len(free) > skip:
-                    break
-            if free:
-                return free[min(skip, len(free) - 1)]
+    def first_free(self, used: Iterable[str]) -> str:
+        """The lowest address of the pool not in ``used``; out_of_stock (422) when none is left."""
         return next(self._free(used), None) or self._exhausted()
 
     def _exhausted(self):
@@ -651,8 +639,7 @@ class Placement:
 
 
 def choose_placement(plan: Plan, fields: Mapping[str, str], pools: Mapping[str, IpPool],
-                     used_ips: Iterable[str], servers_in_use: Mapping[str, int] | None = None,
-                     skip: int = 0) -> Placement:
+                     used_ips: Iterable[str], servers_in_use: Mapping[str, int] | None = None) -> Placement:
     """Where a new order of ``plan`` goes and its IP address, or out_of_stock (422).
 
     The customer's ``datacenter`` field decides when the plan has one (dedicated); a VPS
@@ -671,7 +658,7 @@ def choose_placement(plan: Plan, fields: Mapping[str, str], pools: Mapping[str, 
         if capacity is not None and servers_in_use.get(datacenter, 0) >= capacity:
             continue
         try:
-            return Placement(datacenter, pools[datacenter].first_free(used, skip))
+            return Placement(datacenter, pools[datacenter].first_free(used))
         except DomainError:
             continue
     where = f" in {chosen}" if chosen else ""

@@ -269,6 +269,20 @@ def test_an_exhausted_pool_refuses_before_any_money_moves(orders):
     assert balance(account) == "931.00"
 
 
+def test_concurrent_orders_take_free_addresses_one_each_and_never_overfill_the_pools(orders):
+    # Five orders at once for four addresses, three in WAW1 and one in FRA1 (the service runs them
+    # on concurrent workers); a VPS goes to the first datacenter with room.
+    accounts = [customer("100.00") for _ in range(5)]
+    replies = [orders.place_order.call_async(account, VPS, None) for account in accounts]
+    results = [outcome(reply) for reply in replies]
+    placed = [r for r in results if isinstance(r, dict)]
+    refused = [r for r in results if not isinstance(r, dict)]
+    assert sorted(r["ip_address"] for r in placed) == ["192.0.2.10", "192.0.2.11", "192.0.2.12", "198.51.100.10"]
+    assert all(r["status"] == "active" for r in placed)
+    assert [r.error_code for r in refused] == ["out_of_stock"]
+    assert sorted(balance(a) for a in accounts) == ["100.00", "90.10", "90.10", "90.10", "90.10"]
+
+
 # --- renew, change plan, cancel ---------------------------------------------------------
 
 def test_renewal_extends_from_paid_until_and_insufficient_funds_changes_nothing(orders):
