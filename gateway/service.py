@@ -13,6 +13,7 @@ from gateway.routes.profile import ProfileRoutes
 from gateway.routes.security import SecurityRoutes
 from gateway.routes.verification import VerificationRoutes
 from gateway.sessions import ProfileRpc, VouchedSessions
+from services.common.config import order_write_timeout
 from services.common.errors import DomainError
 from services.common.logging import LogContext, configure
 from services.common.rpc import ServiceRpc
@@ -27,6 +28,8 @@ class Gateway(ProfileRoutes, SecurityRoutes, NotificationRoutes, VerificationRou
     vouched = VouchedSessions()
     profile = ProfileRpc(vouched)
     orders = ServiceRpc("orders")
+    # Placing, renewing, changing and cancelling call profile and the ledger in turn: a longer wait.
+    order_writes = ServiceRpc("orders", timeout=order_write_timeout)
     ledger = ServiceRpc("ledger")
     notifier = ServiceRpc("notifier")
     verification = ServiceRpc("verification")

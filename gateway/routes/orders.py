@@ -39,14 +39,14 @@ class OrdersRoutes:
                        "422 `payments_blocked`, `postal_address_required`, `out_of_stock`, `unknown_plan`, "
                        "`idempotency_conflict`.")
     def place_order(self, call):
-        return 201, self.orders.place_order(call.account_id, call.body, call.idempotency_key)
+        return 201, self.order_writes.place_order(call.account_id, call.body, call.idempotency_key)
 
     @route("POST", "/api/v1/orders/<order_id>/renew", body=RenewSchema, response=OrderSchema, idempotent=True,
            tags=TAGS, summary="Renew an order from the balance", errors=(404, 409, 422),
            description="Extends paid-until by the period from the later of paid-until and today. "
                        "422 `insufficient_funds` (nothing changes); 409 `not_renewable`.")
     def renew_order(self, call, order_id):
-        return 200, self.orders.renew(call.account_id, order_id, call.body, call.idempotency_key)
+        return 200, self.order_writes.renew(call.account_id, order_id, call.body, call.idempotency_key)
 
     @route("GET", "/api/v1/orders/<order_id>/change-plan/quote", query=ChangeQuoteQuerySchema,
            response=ChangeQuoteSchema, tags=TAGS, summary="What a plan change would charge or credit now",
@@ -61,7 +61,7 @@ class OrdersRoutes:
            description="Charges or credits exactly what the quote says; paid-until does not move. "
                        "409 `not_changeable`; 422 `insufficient_funds`.")
     def change_plan(self, call, order_id):
-        return 200, self.orders.change_plan(call.account_id, order_id, call.body, call.idempotency_key)
+        return 200, self.order_writes.change_plan(call.account_id, order_id, call.body, call.idempotency_key)
 
     @route("GET", "/api/v1/orders/<order_id>/cancel/quote", query=CancelQuoteQuerySchema,
            response=CancelQuoteSchema, tags=TAGS, summary="The refund a cancellation would give now",
@@ -75,4 +75,4 @@ class OrdersRoutes:
                        "`end_of_period`: stays active with cancel_at = paid_until, refund 0.00, closed then. "
                        "409 `not_cancellable` (a new key on an order already cancelled).")
     def cancel_order(self, call, order_id):
-        return 200, self.orders.cancel(call.account_id, order_id, call.body, call.idempotency_key)
+        return 200, self.order_writes.cancel(call.account_id, order_id, call.body, call.idempotency_key)

@@ -47,3 +47,13 @@ def database_url(service: str) -> str:
 def rpc_timeout() -> float:
     """Seconds a caller waits for an RPC answer before calling the service unavailable."""
     return env_float("RPC_TIMEOUT", 5.0)
+
+
+def order_write_timeout() -> float:
+    """Seconds the gateway waits for an order that is placed, renewed, changed or cancelled.
+
+    Such an operation makes up to three calls of its own (profile, the ledger's price and its
+    charge or refund), each allowed ``RPC_TIMEOUT``; a shorter outer wait answered 503 while the
+    order went on to be paid. ``ORDER_WRITE_TIMEOUT``, three times ``RPC_TIMEOUT`` unless set.
+    """
+    return env_float("ORDER_WRITE_TIMEOUT", 3 * rpc_timeout())

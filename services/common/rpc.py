@@ -7,6 +7,8 @@ answered in time is not executed later by a service that comes back.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import eventlet
 import structlog
 from kombu.exceptions import OperationalError as BrokerUnavailable
@@ -81,14 +83,18 @@ class TimedServiceProxy:
 
 
 class ServiceRpc(RpcProxy):
-    """``orders = ServiceRpc("orders")``: an RpcProxy with a timeout and an expiring request."""
+    """``orders = ServiceRpc("orders")``: an RpcProxy with a timeout and an expiring request.
 
-    def __init__(self, target_service, timeout: float | None = None, **options):
+    ``timeout``: seconds, or a function of no arguments read for each worker (configuration
+    from the environment); ``RPC_TIMEOUT`` by default.
+    """
+
+    def __init__(self, target_service, timeout: float | Callable[[], float] | None = None, **options):
         self.timeout = timeout
         super().__init__(target_service, **options)
 
     def get_dependency(self, worker_ctx):
-        timeout = self.timeout or rpc_timeout()
+        timeout = (self.timeout() if callable(self.timeout) else self.timeout) or rpc_timeout()
         options = dict(self.options)
         options.setdefault("expiration", timeout)
         return TimedServiceProxy(worker_ctx, self.target_service, self.rpc_reply_listener,

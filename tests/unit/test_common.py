@@ -119,3 +119,23 @@ def test_a_nul_character_anywhere_in_a_request_is_a_validation_error_naming_its_
             load(Body(), body)
         assert refused.value.fields == {field: ["must not contain NUL characters"]}
     assert load(Body(), {"name": "Anna"}) == {"name": "Anna"}
+
+
+# --- RPC timeouts ----------------------------------------------------------------------------
+
+def test_an_order_write_waits_three_rpc_timeouts_unless_configured(monkeypatch):
+    from services.common.config import order_write_timeout
+    monkeypatch.setenv("RPC_TIMEOUT", "4")
+    assert order_write_timeout() == 12.0   # profile, the ledger's price, the ledger's charge
+    monkeypatch.setenv("ORDER_WRITE_TIMEOUT", "20")
+    assert order_write_timeout() == 20.0
+
+
+def test_a_proxy_reads_its_timeout_for_each_worker_and_the_request_expires_with_it(monkeypatch):
+    from services.common.rpc import ServiceRpc
+    monkeypatch.setenv("RPC_TIMEOUT", "4")
+    plain, longer = ServiceRpc("orders"), ServiceRpc("orders", timeout=lambda: 12.0)
+    for proxy in (plain, longer):
+        proxy.rpc_reply_listener = None
+    assert (plain.get_dependency(None)._timeout, plain.get_dependency(None)._options["expiration"]) == (4.0, 4.0)
+    assert (longer.get_dependency(None)._timeout, longer.get_dependency(None)._options["expiration"]) == (12.0, 12.0)
