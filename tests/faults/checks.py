@@ -23,6 +23,7 @@ RETRYABLE = {409, 503}
 class Load:
     statuses: Counter = field(default_factory=Counter)
     server_errors: list = field(default_factory=list)
+    unavailable: list = field(default_factory=list)  # every 503: which path, and the service it names
     replays_differing: list = field(default_factory=list)
     done: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -57,8 +58,9 @@ def _send(client, load: Load, method: str, path: str, body: dict, key: str, trie
             continue
         with load.lock:
             load.statuses[response.status_code] += 1
-            if response.status_code >= 500 and response.status_code != 503:
-                load.server_errors.append((path, response.status_code, response.text[:300]))
+            if response.status_code >= 500:
+                (load.unavailable if response.status_code == 503 else load.server_errors).append(
+                    (path, response.status_code, response.text[:300]))
         if response.status_code not in RETRYABLE:
             return response
         time.sleep(0.5 + attempt * 0.5)
