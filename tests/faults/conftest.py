@@ -32,6 +32,9 @@ STACK_ENV = {
     "LOG_FORMAT": "json", "RPC_TIMEOUT": "5", "DB_POOL_SIZE": "5",
     # Retries that outlast a restarted service (about 30 s), so a handler that needs it is not dead-lettered.
     "EVENT_MAX_ATTEMPTS": "8", "EVENT_RETRY_BASE_SECONDS": "0.5", "EVENT_RETRY_MAX_SECONDS": "8",
+    # Room for every order of a full-size run (FAULTS_FULL=1 places about 2,000): the shipped
+    # documentation ranges hold about 500 VPS addresses, and an exhausted pool answers out_of_stock.
+    "ORDERS_IP_POOLS": "WAW1=10.10.0.0/20;FRA1=10.20.0.0/20;AMS1=10.30.0.0/20",
     # Shorter than production's, so what a killed worker held comes back within a test's patience.
     "ORDERS_LEASE_SECONDS": "15", "NOTIFIER_SEND_BATCH": "10", "NOTIFIER_LEASE_SECONDS": "30",
 }
