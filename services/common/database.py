@@ -79,8 +79,7 @@ def try_lock(session: Session, name: str) -> bool:
     """
     if not is_postgres(session):
         return True
-    key = zlib.crc32(name.encode()) - 2**31
-    return bool(session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}).scalar())
+    return bool(session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _lock_key(name)}).scalar())
 
 
 def lock(session: Session, name: str) -> None:
@@ -90,8 +89,12 @@ def lock(session: Session, name: str) -> None:
     writer per file and the services one connection to it, so there is nothing to take.
     """
     if is_postgres(session):
-        key = zlib.crc32(name.encode()) - 2**31
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key(name)})
+
+
+def _lock_key(name: str) -> int:
+    """The advisory lock's key for a name: a signed 32-bit number, the same in every process."""
+    return zlib.crc32(name.encode()) - 2**31
 
 
 class UnitOfWork:
