@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from deploy.local import DEV_PORTS, Stack, free_port
-from services.common.config import HEALTH_PORTS, SERVICES
+from services.common.config import HEALTH_PORTS, ROOT, SERVICES
 from tests.support import Api
 
 # Debian's layout; the newest installed major version.
@@ -118,8 +118,12 @@ class Postgres:
 
 
 @pytest.fixture(scope="session")
-def world():
-    """RabbitMQ, PostgreSQL and the stack on them; yields an object with all three."""
+def world(request):
+    """RabbitMQ, PostgreSQL and the stack on them; yields an object with all three.
+
+    When a test failed, the services' logs are kept in ``var/faults-logs/<time>/`` (the rest of
+    the temporary directory goes).
+    """
     # Not under pytest's tmp (0700): the broker and the database run as their own users.
     base = Path(tempfile.mkdtemp(prefix="faults-"))
     os.chmod(base, 0o755)
@@ -152,6 +156,10 @@ def world():
             except subprocess.SubprocessError:
                 pass
         rabbit.stop()
+        if request.session.testsfailed and (base / "stack" / "log").is_dir():
+            kept = ROOT / "var" / "faults-logs" / time.strftime("%Y%m%dT%H%M%S")
+            shutil.copytree(base / "stack" / "log", kept, dirs_exist_ok=True)
+            print(f"\nthe stack's logs of this failed run: {kept}")
         shutil.rmtree(base, ignore_errors=True)
 
 
