@@ -366,10 +366,9 @@ def test_the_journal_cannot_be_rewritten(ledger, profiles):
 
 
 @pytest.fixture
-def own_ledger(tmp_path, profiles):
+def own_ledger(tmp_path, profiles, migrated_databases):
     """A ledger on a database of its own, for a test that breaks the books on purpose."""
-    with databases(tmp_path, services=("ledger",)) as urls:
-        upgrade("ledger", urls["ledger"])
+    with databases(tmp_path, services=("ledger",), copies_of={"ledger": migrated_databases["ledger"]}) as urls:
         engine = make_engine(urls["ledger"], green=False)
         yield Ledger(UnitOfWork(engine, "ledger", Base.metadata), profiles, clock, Seller.from_env({}))
         engine.dispose()

@@ -17,7 +17,6 @@ import pytest
 from services.common.clock import Clock
 from services.common.database import UnitOfWork, make_engine
 from services.common.errors import DomainError, ServiceUnavailable
-from services.common.migrations import upgrade
 from services.common.money import Money
 from services.orders.application import Orders
 from services.orders.models import Base
@@ -81,7 +80,6 @@ class MovableClock(Clock):
 def world(service_databases, monkeypatch, tmp_path):
     monkeypatch.setenv("VAR_DIR", str(tmp_path))
     url = service_databases["orders"]
-    upgrade("orders", url)
     engine = make_engine(url, green=False)
     provider = CatalogueProvider()
     provider.setup()

@@ -16,7 +16,6 @@ from sqlalchemy import select
 from services.common.clock import FrozenClock
 from services.common.database import UnitOfWork, make_engine
 from services.common.errors import DomainError
-from services.common.migrations import upgrade
 from services.verification.application import Verifications
 from services.verification.domain import AllowedCountries
 from services.verification.models import Base, Verification
@@ -58,9 +57,8 @@ class FakeTelephone:
 
 
 @pytest.fixture
-def uow(tmp_path):
-    with databases(tmp_path, ["verification"]) as urls:
-        upgrade("verification", urls["verification"])
+def uow(tmp_path, migrated_databases):
+    with databases(tmp_path, ["verification"], copies_of={"verification": migrated_databases["verification"]}) as urls:
         engine = make_engine(urls["verification"], green=False)
         yield UnitOfWork(engine, "verification", Base.metadata)
         engine.dispose()
