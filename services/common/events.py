@@ -15,6 +15,7 @@ from nameko.amqp.publish import Publisher
 from nameko.events import EventHandler
 
 from services.common.config import env_float, env_int
+from services.common.consumer import ResilientQueueConsumer
 
 log = structlog.get_logger(__name__)
 
@@ -40,6 +41,8 @@ def dead_letter_queue(queue_name: str) -> Queue:
 
 
 class ReliableEventHandler(EventHandler):
+    queue_consumer = ResilientQueueConsumer()   # an ack lost to a broker restart is redelivered, not fatal
+
     def setup(self):
         super().setup()
         name = self.queue.name

@@ -17,6 +17,7 @@ from nameko.rpc import MethodProxy, RpcProxy
 from nameko.rpc import Rpc as NamekoRpc
 
 from services.common.config import rpc_timeout
+from services.common.consumer import ResilientReplyListener, ResilientRpcConsumer
 from services.common.errors import DomainError, ServiceUnavailable
 
 log = structlog.get_logger(__name__)
@@ -28,8 +29,11 @@ class Rpc(NamekoRpc):
     Nameko lets the reply's publish error escape the worker, which kills the whole container:
     a RabbitMQ restart in the middle of a call would take the service down for good. Here the
     reply is given up instead (the caller has its timeout) and the request, never acked, is
-    redelivered by the broker or expires with its TTL; calls are idempotent either way.
+    redelivered by the broker or expires with its TTL; calls are idempotent either way. The
+    request's ack, likewise, cannot kill the service (:mod:`services.common.consumer`).
     """
+
+    rpc_consumer = ResilientRpcConsumer()
 
     def handle_result(self, message, worker_ctx, result, exc_info):
         try:
@@ -88,6 +92,8 @@ class ServiceRpc(RpcProxy):
     ``timeout``: seconds, or a function of no arguments read for each worker (configuration
     from the environment); ``RPC_TIMEOUT`` by default.
     """
+
+    rpc_reply_listener = ResilientReplyListener()
 
     def __init__(self, target_service, timeout: float | Callable[[], float] | None = None, **options):
         self.timeout = timeout
