@@ -182,13 +182,18 @@ class Orders:
                                      order_id=order_id, assigned_at=now))
             self._event(session, order_id, "created", {
                 "plan_id": plan.id, "period_months": state.period_months, "cost": state.cost.to_wire()})
-        self._activate(order_id, lease_held=True, reply_to=reply_to)
+        paid = self._activate(order_id, lease_held=True, reply_to=reply_to, announce=True)
         with self.uow.transaction() as session:
             loaded = self._load(session, order_id)
-            publish_later(session, "order_created", {
-                **self._about(loaded), "period_months": loaded.state.period_months,
-                "cost": loaded.state.cost.to_wire(), "status": loaded.state.status.value})
+            if not paid:  # a paid order was announced with its activation, in the same transaction
+                self._announce(session, loaded)
             return self._view(loaded)
+
+    def _announce(self, session, loaded: Loaded) -> None:
+        """The "order received" event, with the status the order has now (active or pending_payment)."""
+        publish_later(session, "order_created", {
+            **self._about(loaded), "period_months": loaded.state.period_months,
+            "cost": loaded.state.cost.to_wire(), "status": loaded.state.status.value})
 
     def _check_payments_allowed(self, account_id: str) -> None:
         profile = self.profile.get(account_id)
@@ -208,8 +213,13 @@ class Orders:
             .group_by(Order.datacenter)).all())
         return domain.choose_placement(plan, fields, self.catalogue.ip_pools, used, in_use)
 
-    def _activate(self, order_id: str, lease_held: bool = False, reply_to: dict | None = None) -> bool:
-        """Charge a pending order and make it active; False (and still pending) without the funds."""
+    def _activate(self, order_id: str, lease_held: bool = False, reply_to: dict | None = None,
+                  announce: bool = False) -> bool:
+        """Charge a pending order and make it active; False (and still pending) without the funds.
+
+        ``announce``: a new order, whose "order received" event goes out with its activation,
+        also when the lifecycle timer finishes an activation whose worker died.
+        """
         if not lease_held:
             self._claim(order_id, None, "activate")
         try:
@@ -225,7 +235,7 @@ class Orders:
             try:
                 self._carry_out(order_id, {
                     "kind": "activate", "today": today.isoformat(), "charged": charged.to_wire(),
-                    "reply_to": reply_to,
+                    "reply_to": reply_to, "announce": announce,
                     "charge": {"amount": charged.to_wire(), "key": f"order:{order_id}:activate",
                                "description": what, "lines": [_invoice_line(what, period)]}})
             except DomainError as error:
@@ -251,6 +261,8 @@ class Orders:
             self._event(session, order_id, "paid", {"amount": charged.to_wire(),
                                                     "transaction_id": _transaction_id(transaction),
                                                     "paid_until": paid.paid_until.isoformat()})
+            if operation.get("announce"):
+                self._announce(session, Loaded(row, paid))
             publish_later(session, "order_activated", {
                 **self._about(Loaded(row, paid)), "ip_address": row.ip_address,
                 "paid_until": paid.paid_until.isoformat(), "cost": charged.to_wire()})

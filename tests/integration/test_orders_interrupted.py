@@ -9,10 +9,12 @@ retry of the request with its Idempotency-Key must get that answer and move noth
 """
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
 from services.common.clock import Clock
 from services.common.database import UnitOfWork, make_engine
@@ -90,6 +92,14 @@ def world(service_databases, monkeypatch, tmp_path):
     engine.dispose()
 
 
+def published(orders: Orders, order_id: str) -> list[str]:
+    """The events the outbox holds about ``order_id``, in order."""
+    outbox = Base.metadata.tables["outbox"]
+    with orders.uow.transaction() as session:
+        rows = session.execute(select(outbox.c.event_type, outbox.c.payload).order_by(outbox.c.id)).all()
+    return [kind for kind, payload in rows if json.loads(payload).get("order_id") == order_id]
+
+
 def test_a_charge_whose_answer_was_lost_is_completed_by_the_next_tick_and_not_charged_again(world):
     orders, ledger, clock = world
     account = str(uuid.uuid4())
@@ -131,6 +141,8 @@ def test_a_worker_killed_after_the_charge_leaves_the_order_to_the_timer_once_its
     assert active["status"] == "active" and active["ip_address"] is not None
     assert orders.place_order(account, VPS, "new-1")["status"] == "active"  # the retry sees the same order
     assert ledger.charges == [f"order:{order['id']}:activate"]
+    # The customer hears of the order the timer finished: received, then active, once each.
+    assert published(orders, order["id"]) == ["order_created", "order_activated"]
     assert Money(ledger.balance, "EUR").amount == "40.10"
 
 
@@ -155,3 +167,19 @@ def test_an_interrupted_operation_the_ledger_then_refuses_is_undone(world):
     assert left["status"] == "pending_payment" and ledger.charges == []
     ledger.balance = Money.of("9.90", "EUR").minor
     assert orders.pay_pending(account) == 1  # nothing is left claimed: the order can still be paid
+
+
+def test_a_new_order_is_announced_once_with_its_status_paid_or_not(world):
+    orders, ledger, clock = world
+    account = str(uuid.uuid4())
+    paid = orders.place_order(account, VPS, "new-1")
+    assert published(orders, paid["id"]) == ["order_created", "order_activated"]
+    ledger.balance = 0
+    waiting = orders.place_order(account, VPS, "new-2")
+    assert waiting["status"] == "pending_payment"
+    assert published(orders, waiting["id"]) == ["order_created"]
+    outbox = Base.metadata.tables["outbox"]
+    with orders.uow.transaction() as session:
+        statuses = [json.loads(payload)["status"] for payload in session.scalars(
+            select(outbox.c.payload).where(outbox.c.event_type == "order_created").order_by(outbox.c.id))]
+    assert statuses == ["active", "pending_payment"]
