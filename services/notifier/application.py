@@ -26,10 +26,11 @@ from services.common.errors import DomainError, NotFound, ValidationError
 from services.common.outbox import first_delivery
 from services.common.schemas import load
 from services.notifier import dispatch
-from services.notifier.domain import Attachment, Message, NotificationSettings, compose, recipient_for
+from services.notifier.domain import (Attachment, IncompleteEvent, Message, NotificationSettings, compose,
+                                      recipient_for)
 from services.notifier.mailer import DeliveryFailure, PermanentFailure
 from services.notifier.models import Base, Delivery, Subscriber
-from services.notifier.schemas import NewsletterSchema, SentPageSchema
+from services.notifier.schemas import REQUESTED_MAIL, NewsletterSchema, NotifySchema, SentPageSchema
 
 log = structlog.get_logger(__name__)
 
@@ -67,6 +68,32 @@ class Notifications:
         message = replace(message, attachments=self._attachments(occasion, addressee.language))
         return self._record(event_id, _delivery(event_id, occasion.account_id, addressee.language,
                                                 message, self.clock.now()))
+
+    # -- mail other Introserv systems ask for (the support desk: replies and abuse reports)
+    def notify(self, account_id, kind, data, idempotency_key) -> dict:
+        """Write a ``support_reply`` or ``abuse_report`` to the customer's address for it (N3b, N3c).
+
+        The same key again answers the first message and writes nothing; ``not_found`` when
+        profile does not know the account.
+        """
+        request = load(NotifySchema(), {"account_id": account_id, "kind": kind, "data": data,
+                                        "idempotency_key": idempotency_key})
+        try:
+            fields = load(REQUESTED_MAIL[request["kind"]](), request["data"])
+        except ValidationError as error:
+            raise ValidationError({f"data.{name}": problems for name, problems in error.fields.items()}) from None
+        fields = {name: value if isinstance(value, (str, type(None))) else str(value) for name, value in fields.items()}
+        digest = hashlib.sha256(f"{request['kind']}:{request['account_id']}:{request['idempotency_key']}".encode())
+        event_id = f"request:{digest.hexdigest()[:40]}"
+        try:
+            self.on_event(request["kind"], {**fields, "account_id": request["account_id"], "event_id": event_id})
+        except IncompleteEvent as error:  # the schemas above ask for every field the message needs
+            raise ValidationError({"data": [str(error)]}) from None
+        with self.uow.transaction() as session:
+            delivery = session.scalar(select(Delivery).where(Delivery.event_id == event_id))
+            if delivery is None:
+                raise NotFound("account")
+            return sent_view(delivery)
 
     def _already_handled(self, event_id: str) -> bool:
         with self.uow.transaction() as session:

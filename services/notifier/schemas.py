@@ -1,4 +1,4 @@
-"""What crosses the notifier's wire: the operator's newsletter, the sent-mail list and its page."""
+"""What crosses the notifier's wire: the operator's newsletter, the support desk's mail, the sent-mail list."""
 from __future__ import annotations
 
 from marshmallow import fields, validate
@@ -13,6 +13,38 @@ class NewsletterSchema(StrictSchema):
     subject = words(200, required=True)
     text = words(50_000, required=True)
     idempotency_key = words(200, allow_none=True)
+
+
+class SupportReplySchema(StrictSchema):
+    """``notify(..., "support_reply", data)``: the support desk answered a customer's request (N3b)."""
+
+    ticket_id = words(64, required=True)
+    ticket_subject = words(200, required=True)
+    reply = words(20_000, required=True)
+
+
+class AbuseReportSchema(StrictSchema):
+    """``notify(..., "abuse_report", data)``: a complaint about one of the customer's addresses (N3c)."""
+
+    report_id = words(64, required=True)
+    ip_address = fields.IP(required=True, error_messages={**MESSAGES, "invalid_ip": "must be an IP address"})
+    summary = words(5_000, required=True)
+    respond_by = fields.Date(required=True, error_messages={**MESSAGES, "invalid": "must be a date, YYYY-MM-DD"})
+    order_id = words(64, allow_none=True, load_default=None)
+
+
+REQUESTED_MAIL = {"support_reply": SupportReplySchema, "abuse_report": AbuseReportSchema}
+"""The kinds of mail other Introserv systems ask for over RPC, each with the data it needs."""
+
+
+class NotifySchema(StrictSchema):
+    """``notify``'s arguments; ``data`` is checked by the kind's own schema."""
+
+    account_id = words(64, required=True)
+    kind = fields.String(required=True, error_messages=MESSAGES,
+                         validate=validate.OneOf(sorted(REQUESTED_MAIL), error="must be one of: {choices}"))
+    data = fields.Dict(required=True, error_messages=MESSAGES)
+    idempotency_key = words(200, required=True)
 
 
 class SentPageSchema(StrictSchema):

@@ -53,6 +53,10 @@ class NotifierService:
     def send_newsletter(self, subject, text, idempotency_key=None):
         return self.notifications.send_newsletter(subject, text, idempotency_key)
 
+    @rpc
+    def notify(self, account_id, kind, data, idempotency_key):
+        return self.notifications.notify(account_id, kind, data, idempotency_key)
+
     # -- delivery: the relay gets what is due; temporary failures wait and come back
     @timer(interval=TICK_SECONDS)
     def send_due(self):

@@ -365,6 +365,58 @@ def test_a_bad_newsletter_is_refused_and_nothing_is_written(notifier, rpc_client
     assert sent(rpc_client, keen) == [] and mailbox.to(main_email(keen)) == []
 
 
+# --- mail the support desk asks for (N3b, N3c) -----------------------------------------------------
+
+REPLY = {"ticket_id": "T-5521", "ticket_subject": "Server unreachable", "reply": "We have restarted the switch."}
+ABUSE = {"report_id": "AB-77", "ip_address": "203.0.113.9", "summary": "Port scans reported by CERT.",
+         "respond_by": "2026-12-03", "order_id": "ord-1042"}
+
+
+def test_support_replies_and_abuse_reports_go_to_their_own_addresses_once(notifier, rpc_client, mailbox):
+    account = customer(support="helpdesk@firma.example", complaints="abuse@firma.example")
+    reply = rpc_client.notifier.notify(account, "support_reply", REPLY, "desk-reply-1")
+    assert rpc_client.notifier.notify(account, "support_reply", REPLY, "desk-reply-1") == reply  # a replay
+    report = rpc_client.notifier.notify(account, "abuse_report", ABUSE, "desk-abuse-1")
+    assert (reply["kind"], reply["to"], report["kind"], report["to"]) == (
+        "support_reply", "helpdesk@firma.example", "abuse_report", "abuse@firma.example")
+    settled(rpc_client, account, count=2)
+    [answer] = mailbox.to("helpdesk@firma.example")
+    assert "[Request T-5521] Server unreachable" in answer["subject"] and "restarted the switch" in answer["text"]
+    [complaint] = mailbox.to("abuse@firma.example")
+    assert "203.0.113.9" in complaint["subject"] and "ord-1042" in complaint["text"]
+    assert mailbox.to(main_email(account)) == []
+
+
+def test_without_a_support_address_the_reply_goes_to_the_main_email(notifier, rpc_client, mailbox):
+    account = customer()
+    assert rpc_client.notifier.notify(account, "support_reply", REPLY, "k")["to"] == main_email(account)
+
+
+BAD_REQUESTS = [
+    ("password_changed", REPLY, "kind"),          # only the support desk's kinds
+    ("support_reply", {**REPLY, "reply": "  "}, "data.reply"),
+    ("support_reply", {**REPLY, "reply": "x" * 20_001}, "data.reply"),
+    ("support_reply", {**REPLY, "extra": 1}, "data.extra"),
+    ("abuse_report", {**ABUSE, "ip_address": "999.1.1.1"}, "data.ip_address"),
+    ("abuse_report", {**ABUSE, "respond_by": "soon"}, "data.respond_by"),
+    ("abuse_report", {key: value for key, value in ABUSE.items() if key != "summary"}, "data.summary"),
+    ("support_reply", "not an object", "data"),
+]
+
+
+def test_a_bad_request_for_mail_is_refused_and_nothing_is_written(notifier, rpc_client, mailbox):
+    account = customer()
+    for kind, data, field in BAD_REQUESTS:
+        with pytest.raises(DomainError) as refused:
+            rpc_client.notifier.notify(account, kind, data, f"key-{field}")
+        assert refused.value.error_code == "validation_error" and field in refused.value.fields, (kind, field)
+    with pytest.raises(DomainError) as unknown:
+        rpc_client.notifier.notify(str(uuid.uuid4()), "support_reply", REPLY, "k")
+    assert unknown.value.error_code == "not_found"
+    time.sleep(2.5)
+    assert sent(rpc_client, account) == [] and mailbox.to(main_email(account)) == []
+
+
 # --- list_sent: pages and refusals --------------------------------------------------------------
 
 def test_list_sent_pages_newest_first(notifier, rpc_client, mailbox):
