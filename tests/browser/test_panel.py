@@ -301,3 +301,24 @@ def test_a_password_change_is_confirmed_by_a_call_once_the_customer_asks_for_it(
     page.locator("#f-operation-code").fill(telephony.last_call(phone)["caller_id"][-4:])
     page.locator("#operation-check-form").get_by_role("button", name="Confirm the code").click()
     passwords.locator(".form-done").filter(has_text="The password is changed").wait_for()
+
+
+def test_a_long_list_shows_its_first_page_and_the_rest_on_asking(open_panel, rpc):
+    page = open_panel()
+    login = f"b{uuid.uuid4().hex[:10]}"
+    register(page, login)
+    log_in(page, login)
+    account = rpc.profile.find_by_login(login)["id"]
+    for number in range(1, 26):
+        rpc.ledger.credit_payment(account, {"amount": f"{number}.00", "currency": "EUR"}, f"pay-{uuid.uuid4()}", "bank")
+
+    ready(page, "/balance")
+    rows = page.locator("#transactions tbody tr")
+    more = page.get_by_role("button", name="Show more")
+    assert rows.count() == 20 and more.is_visible()
+    more.click()
+    eventually(lambda: rows.count() == 25)
+    assert more.is_hidden()
+    amounts = [Decimal(row.locator("td").nth(4).inner_text().split()[0]) for row in rows.all()]
+    assert amounts == [Decimal(n) for n in range(25, 0, -1)]   # newest first, each once
+    assert "325.00 EUR" in page.locator("#balance").inner_text()

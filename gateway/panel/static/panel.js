@@ -292,6 +292,37 @@ function fillTable(table, items, toRow) {
   if (empty) empty.hidden = items.length > 0;
 }
 
+const PAGE_SIZE = 20;
+
+// A list the API hands out in pages (API.md: ?limit=&cursor=, next_cursor): the first page in
+// the table, and under it a "Show more" button that appends the next page while there is one.
+async function fillPagedTable(table, path, toRow) {
+  const pageOf = (cursor) => api("GET", `${path}${path.includes("?") ? "&" : "?"}limit=${PAGE_SIZE}` +
+    (cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""));
+  const first = await pageOf(null);
+  fillTable(table, first.items, toRow);
+  let more = table.parentElement.querySelector("button.more");
+  if (!more) {
+    more = el("button", { type: "button", class: "small more", text: t("common.more") });
+    table.after(more);
+  }
+  let cursor = first.next_cursor;
+  more.hidden = !cursor;
+  more.onclick = async () => {
+    more.disabled = true;
+    try {
+      const next = await pageOf(cursor);
+      $("tbody", table).append(...next.items.map(toRow));
+      cursor = next.next_cursor;
+      more.hidden = !cursor;
+    } catch (error) {
+      if (error.status < 500) notice(t("errors.unexpected"));  // api() has said a 5xx already
+    } finally {
+      more.disabled = false;
+    }
+  };
+}
+
 function showAll(name, value) {
   for (const node of $$(`[data-show="${name}"]`)) node.textContent = value;
 }
@@ -469,12 +500,11 @@ pages.security = async () => {
     return loadLists();
   };
   const loadLists = async () => {
-    const logins = await api("GET", "/api/v1/security/logins?limit=20");
-    fillTable($("#logins"), logins.items, (item) => row(showTime(item.at), item.ip,
-      t(item.success ? "security.login_ok" : "security.login_failed"), item.user_agent || ""));
-    const events = await api("GET", "/api/v1/security/events?limit=20");
-    fillTable($("#events"), events.items, (item) => row(showTime(item.at), t(`security.event_kind.${item.kind}`),
-      item.ip || ""));
+    await Promise.all([
+      fillPagedTable($("#logins"), "/api/v1/security/logins", (item) => row(showTime(item.at), item.ip,
+        t(item.success ? "security.login_ok" : "security.login_failed"), item.user_agent || "")),
+      fillPagedTable($("#events"), "/api/v1/security/events", (item) => row(showTime(item.at),
+        t(`security.event_kind.${item.kind}`), item.ip || ""))]);
   };
   await show();
 
@@ -594,13 +624,13 @@ function orderActions(order) {
 }
 
 pages.orders = async () => {
-  const [active, history] = await Promise.all([api("GET", "/api/v1/orders"), api("GET", "/api/v1/orders/history")]);
-  fillTable($("#active-orders"), active.items, (order) => row(
-    el("a", { href: `/orders/${order.id}`, text: order.id }), order.plan.name, order.ip_address || "–",
-    showDate(order.paid_until), String(order.days_left), status(order.status), showMoney(order.cost), orderActions(order)));
-  fillTable($("#order-history"), history.items, (order) => row(
-    el("a", { href: `/orders/${order.id}`, text: order.id }), order.plan.name, showDate(order.created_at),
-    showDate(order.paid_until), status(order.status), showMoney(order.cost)));
+  await Promise.all([
+    fillPagedTable($("#active-orders"), "/api/v1/orders", (order) => row(
+      el("a", { href: `/orders/${order.id}`, text: order.id }), order.plan.name, order.ip_address || "–",
+      showDate(order.paid_until), String(order.days_left), status(order.status), showMoney(order.cost), orderActions(order))),
+    fillPagedTable($("#order-history"), "/api/v1/orders/history", (order) => row(
+      el("a", { href: `/orders/${order.id}`, text: order.id }), order.plan.name, showDate(order.created_at),
+      showDate(order.paid_until), status(order.status), showMoney(order.cost)))]);
 };
 
 pages["order-new"] = async () => {
@@ -757,12 +787,11 @@ pages.order = async () => {
 };
 
 pages.balance = async () => {
-  const [balance, transactions, methods] = await Promise.all([api("GET", "/api/v1/balance"),
-    api("GET", "/api/v1/balance/transactions"), api("GET", "/api/v1/payment-methods")]);
+  const [balance, methods] = await Promise.all([api("GET", "/api/v1/balance"), api("GET", "/api/v1/payment-methods"),
+    fillPagedTable($("#transactions"), "/api/v1/balance/transactions", (item) => row(showTime(item.at),
+      t(`balance.kinds.${item.kind}`), item.description || "", item.reference || "",
+      el("td", { class: "num", text: showMoney(item.amount) }), el("td", { class: "num", text: showMoney(item.balance_after) })))]);
   $("#balance").textContent = showMoney(balance.balance);
-  fillTable($("#transactions"), transactions.items, (item) => row(showTime(item.at), t(`balance.kinds.${item.kind}`),
-    item.description || "", item.reference || "", el("td", { class: "num", text: showMoney(item.amount) }),
-    el("td", { class: "num", text: showMoney(item.balance_after) })));
   const items = methods.items || methods;
   $("#payment-methods").replaceChildren(...items.map((method) => el("li", { class: method.available ? "ok" : "unavailable" },
     el("strong", { text: method.name }), " — ",
@@ -780,8 +809,7 @@ async function downloadPdf(invoice) {
 }
 
 pages.invoices = async () => {
-  const invoices = await api("GET", "/api/v1/invoices");
-  fillTable($("#invoices"), invoices.items, (invoice) => row(
+  await fillPagedTable($("#invoices"), "/api/v1/invoices", (invoice) => row(
     el("a", { href: `/invoices/${invoice.id}`, text: invoice.number }), t(`invoices.kinds.${invoice.kind}`),
     showDate(invoice.issued_at), invoice.order_id || "–", el("td", { class: "num", text: showMoney(invoice.gross) }),
     el("td", {}, el("a", { class: "button small", href: `/invoices/${invoice.id}`, text: t("invoices.view"), "aria-label": `${t("invoices.view")} ${invoice.number}` }), " ",
