@@ -82,7 +82,6 @@ class Notifications:
             fields = load(REQUESTED_MAIL[request["kind"]](), request["data"])
         except ValidationError as error:
             raise ValidationError({f"data.{name}": problems for name, problems in error.fields.items()}) from None
-        fields = {name: value if isinstance(value, (str, type(None))) else str(value) for name, value in fields.items()}
         digest = hashlib.sha256(f"{request['kind']}:{request['account_id']}:{request['idempotency_key']}".encode())
         event_id = f"request:{digest.hexdigest()[:40]}"
         try:

@@ -1,7 +1,7 @@
 """What crosses the notifier's wire: the operator's newsletter, the support desk's mail, the sent-mail list."""
 from __future__ import annotations
 
-from marshmallow import fields, validate
+from marshmallow import fields, post_load, validate
 
 from services.common.schemas import MESSAGES, StrictInteger, StrictSchema
 from services.common.schemas import text as words  # the newsletter has a field named text
@@ -31,6 +31,11 @@ class AbuseReportSchema(StrictSchema):
     summary = words(5_000, required=True)
     respond_by = fields.Date(required=True, error_messages={**MESSAGES, "invalid": "must be a date, YYYY-MM-DD"})
     order_id = words(64, allow_none=True, load_default=None)
+
+    @post_load
+    def as_event_fields(self, data, **kwargs):
+        """Text, as in the events the message templates are written for."""
+        return {**data, "ip_address": str(data["ip_address"]), "respond_by": data["respond_by"].isoformat()}
 
 
 REQUESTED_MAIL = {"support_reply": SupportReplySchema, "abuse_report": AbuseReportSchema}

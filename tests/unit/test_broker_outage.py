@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 from nameko.containers import ServiceContainer
 from nameko.messaging import QueueConsumer
+from structlog.testing import capture_logs
 
 from gateway.service import Gateway
 from services.common.consumer import ResilientQueueConsumer
@@ -35,8 +36,12 @@ def test_nameko_s_own_consumer_lets_a_reset_socket_escape_from_an_ack():
 
 def test_an_ack_or_requeue_on_a_reset_socket_is_given_up_for_the_broker_to_redeliver():
     consumer = ResilientQueueConsumer()
-    consumer.ack_message(_MessageOnAResetSocket())
-    consumer.requeue_message(_MessageOnAResetSocket())
+    with capture_logs() as logged:
+        consumer.ack_message(_MessageOnAResetSocket())      # returns: the worker's service lives on
+        consumer.requeue_message(_MessageOnAResetSocket())
+    assert [(entry["log_level"], entry["event"]) for entry in logged] == [
+        ("warning", "could not ack a message; the broker will deliver it again"),
+        ("warning", "could not requeue a message; the broker will deliver it again")]
 
 
 @pytest.mark.parametrize("service", [Gateway, LedgerService, NotifierService, OrdersService, ProfileService,
