@@ -220,8 +220,8 @@ class Orders:
         ``announce``: a new order, whose "order received" event goes out with its activation,
         also when the lifecycle timer finishes an activation whose worker died.
         """
-        if not lease_held:
-            self._claim(order_id, None, "activate")
+        if not lease_held and self._claim(order_id, None, "activate", only_while=Status.PENDING_PAYMENT) is None:
+            return False  # paid or cancelled meanwhile: nothing to do, and no lease taken from anyone
         try:
             with self.uow.transaction() as session:
                 loaded = self._load(session, order_id)
@@ -672,14 +672,24 @@ class Orders:
                             .values(refunded_minor=OrderCharge.refunded_minor + part.minor))
 
     # ------------------------------------------------------------------ leases and replays
-    def _claim(self, order_id, account_id: str | None, operation: str) -> Loaded:
-        """Take the order's lease (409 conflict when another operation holds it) and read it."""
+    def _claim(self, order_id, account_id: str | None, operation: str,
+               only_while: Status | None = None) -> Loaded | None:
+        """Take the order's lease (409 conflict when another operation holds it) and read it.
+
+        ``only_while``: None, and no lease, when the order has another status. A background
+        payment that found the order pending must not hold the lease of an order a customer
+        has just been told is active (their next step would meet a 409).
+        """
         now = self.clock.now()
         with self.uow.transaction() as session:
             loaded = self._load(session, order_id, account_id)
-            taken = session.execute(update(Order).where(
-                Order.id == loaded.row.id, Order.pending_operation.is_(None),
-                or_(Order.busy_until.is_(None), Order.busy_until < now))
+            if only_while is not None and loaded.row.status != only_while.value:
+                return None
+            free = [Order.id == loaded.row.id, Order.pending_operation.is_(None),
+                    or_(Order.busy_until.is_(None), Order.busy_until < now)]
+            if only_while is not None:
+                free.append(Order.status == only_while.value)
+            taken = session.execute(update(Order).where(*free)
                 .values(busy_until=now + LEASE, busy_with=operation)
                 .execution_options(synchronize_session=False)).rowcount
             if taken != 1:

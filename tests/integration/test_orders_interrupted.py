@@ -14,7 +14,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from services.common.clock import Clock
 from services.common.database import UnitOfWork, make_engine
@@ -183,3 +183,24 @@ def test_a_new_order_is_announced_once_with_its_status_paid_or_not(world):
         statuses = [json.loads(payload)["status"] for payload in session.scalars(
             select(outbox.c.payload).where(outbox.c.event_type == "order_created").order_by(outbox.c.id))]
     assert statuses == ["active", "pending_payment"]
+
+
+def test_a_late_background_payment_takes_no_lease_on_an_order_already_active(world):
+    # pay_pending lists the account's pending orders, then activates them one by one. An order
+    # placed meanwhile can be on its list and already active by its turn: taking that order's
+    # lease, even briefly, would answer the customer's next step (cancel, renew) with a 409.
+    orders, ledger, clock = world
+    account = str(uuid.uuid4())
+    order = orders.place_order(account, VPS, "new-1")
+    assert order["status"] == "active"
+    leases = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("UPDATE ORDERS") and "busy_until" in statement:
+            leases.append(statement)
+    event.listen(orders.uow.engine, "before_cursor_execute", record)
+    try:
+        assert orders._activate(order["id"]) is False   # pay_pending's step for an order it saw pending
+    finally:
+        event.remove(orders.uow.engine, "before_cursor_execute", record)
+    assert leases == []
