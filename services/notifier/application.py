@@ -82,8 +82,7 @@ class Notifications:
             fields = load(REQUESTED_MAIL[request["kind"]](), request["data"])
         except ValidationError as error:
             raise ValidationError({f"data.{name}": problems for name, problems in error.fields.items()}) from None
-        digest = hashlib.sha256(f"{request['kind']}:{request['account_id']}:{request['idempotency_key']}".encode())
-        event_id = f"request:{digest.hexdigest()[:40]}"
+        event_id = _keyed_id("request", f"{request['kind']}:{request['account_id']}:{request['idempotency_key']}")
         try:
             self.on_event(request["kind"], {**fields, "account_id": request["account_id"], "event_id": event_id})
         except IncompleteEvent as error:  # the schemas above ask for every field the message needs
@@ -170,7 +169,7 @@ class Notifications:
         """Write the newsletter to every customer who consented; the sender delivers it."""
         data = load(NewsletterSchema(), {"subject": subject, "text": text, "idempotency_key": idempotency_key})
         key = data.get("idempotency_key")
-        newsletter_id = (f"newsletter:{hashlib.sha256(key.encode()).hexdigest()[:40]}" if key
+        newsletter_id = (_keyed_id("newsletter", key) if key
                          else f"newsletter:{uuid.uuid4()}")
         now = self.clock.now()
         with self.uow.transaction() as session:
@@ -309,6 +308,11 @@ def _subscriber(session, account_id: str) -> Subscriber:
             pass  # a concurrent event about the same customer created it
         subscriber = session.scalar(locked)
     return subscriber
+
+
+def _keyed_id(prefix: str, key: str) -> str:
+    """The id of what a caller's idempotency key asked for: the same key, the same id (64 characters at most)."""
+    return f"{prefix}:{hashlib.sha256(key.encode()).hexdigest()[:40]}"
 
 
 def _event_id(payload: dict) -> str:
