@@ -20,7 +20,7 @@ from introserv_clients.deadletters import HANDLER_QUEUES, DeadLetters
 from introserv_clients.errors import (BrokerUnavailable, Forbidden, IntroservError, NotFound, Refused,
                                       ServiceUnavailable, ValidationError)
 from introserv_clients.money import Money
-from introserv_clients.output import Output, fields_table, list_table
+from introserv_clients.output import Output, fields_table, list_table, when
 from introserv_clients.rpc import RpcClient, amqp_uri_for
 from introserv_clients.services import Ledger, Orders, Profile
 
@@ -168,9 +168,9 @@ def find(ops: Session, query: str):
     if not items:
         raise NotFound("not_found", f"No account has the e-mail address {query}.")
     ops.out.show({"items": items}, list_table(
-        f"Accounts for {query}", ["login", "id", "name", "e-mail", "country", "type", "company review", "created"],
-        [[p["login"], p["id"], f"{p['first_name']} {p['last_name']}", p["email"], p["country"], p["profile_type"],
-          p["company_verification"], p["created_at"]] for p in items]))
+        f"Accounts for {query}", ["login", "id", "name", "e-mail", "country", "company review"],
+        [[p["login"], p["id"], f"{p['first_name']} {p['last_name']}", p["email"], p["country"],
+          p["company_verification"]] for p in items]))
 
 
 @cli.command()
@@ -193,8 +193,8 @@ def show(ops: Session, account: str):
         ("company review", overview["company_verification"]), ("payments blocked", overview["payments_blocked"]),
         ("frozen", overview["frozen"]), ("security code set", security["security_code_set"]),
         ("two-factor", security["two_factor_enabled"]), ("IP restriction", security["ip_restriction"] or None),
-        ("last login", security["last_login"] and f"{security['last_login']['at']} from {security['last_login']['ip']}"),
-        ("created", overview["created_at"]), ("balance", balance)]))
+        ("last login", security["last_login"] and f"{when(security['last_login']['at'])} from {security['last_login']['ip']}"),
+        ("created", when(overview["created_at"])), ("balance", balance)]))
 
 
 def page_options(command):
@@ -216,7 +216,7 @@ def balance(ops: Session, account: str, limit: int, cursor: str | None):
                   "transactions": {"items": page.items, "next_cursor": page.next_cursor}},
                  f"Balance: [bold]{money}[/]",
                  list_table("Transactions", ["at", "kind", "amount", "balance after", "reference", "description"],
-                            [[t["at"], t["kind"], t["amount"], t["balance_after"], t["reference"], t["description"]]
+                            [[when(t["at"]), t["kind"], t["amount"], t["balance_after"], t["reference"], t["description"]]
                              for t in page], page.next_cursor))
 
 
@@ -231,8 +231,8 @@ def orders(ops: Session, account: str, status: str | None, limit: int, cursor: s
     """The account's orders, newest first."""
     page = ops.orders.list_orders(ops.account_id(account), status, limit, cursor)
     ops.out.show({"items": page.items, "next_cursor": page.next_cursor}, list_table(
-        "Orders", ["id", "plan", "status", "paid until", "cost", "IP address", "created"],
-        [[o["id"], o["plan"]["name"], o["status"], o["paid_until"], o["cost"], o["ip_address"], o["created_at"]]
+        "Orders", ["id", "plan", "status", "paid until", "cost", "IP address"],
+        [[o["id"], o["plan"]["name"], o["status"], o["paid_until"], o["cost"], o["ip_address"]]
          for o in page], page.next_cursor))
 
 
@@ -246,7 +246,7 @@ def invoices(ops: Session, account: str, limit: int, cursor: str | None):
     page = ops.ledger.list_invoices(ops.account_id(account), limit, cursor)
     ops.out.show({"items": page.items, "next_cursor": page.next_cursor}, list_table(
         "Invoices", ["number", "kind", "issued", "gross", "order", "id"],
-        [[i["number"], i["kind"], i["issued_at"], i["gross"], i["order_id"], i["id"]] for i in page],
+        [[i["number"], i["kind"], when(i["issued_at"]), i["gross"], i["order_id"], i["id"]] for i in page],
         page.next_cursor))
 
 
@@ -260,7 +260,7 @@ def timeline(ops: Session, account: str, limit: int, cursor: str | None):
     page = ops.profile.security_events(ops.account_id(account), limit, cursor)
     ops.out.show({"items": page.items, "next_cursor": page.next_cursor}, list_table(
         "Security timeline", ["at", "what", "IP address", "details"],
-        [[e["at"], e["kind"], e["ip"], e["details"] or None] for e in page], page.next_cursor))
+        [[when(e["at"]), e["kind"], e["ip"], e["details"] or None] for e in page], page.next_cursor))
 
 
 # -- changing an account

@@ -21,7 +21,7 @@ class Output:
     @property
     def console(self) -> Console:
         # made when used, so it writes to whatever sys.stdout is then (a test's CliRunner swaps it)
-        return Console(highlight=False, soft_wrap=False)
+        return Console(highlight=False, soft_wrap=True)   # lines keep whole; tables still fit the width
 
     @property
     def notes(self) -> Console:
@@ -66,6 +66,11 @@ def list_table(title: str, columns: list[str], rows: list[list], next_cursor: st
     for row in rows:
         table.add_row(*(text(value) for value in row))
     return table
+
+
+def when(value: str | None) -> str | None:
+    """An ISO time as a person reads it in a table: to the second, in UTC."""
+    return value and value[:19].replace("T", " ")
 
 
 def text(value) -> str:
