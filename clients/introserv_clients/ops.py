@@ -182,19 +182,28 @@ def show(ops: Session, account: str):
     account_id = ops.account_id(account)
     overview = ops.profile.account_overview(account_id)
     balance = ops.ledger.get_balance(account_id)
-    security = overview["security"]
-    ops.out.show({**overview, "balance": balance}, fields_table(f"Account {overview['login']}", [
+    ops.out.show({**overview, "balance": balance}, fields_table(f"Account {overview['login']}",
+                                                                account_rows(overview, balance)))
+
+
+def account_rows(overview: dict, balance: Money) -> list[tuple[str, object]]:
+    """What ``show`` lists of an account, in the order support staff read it."""
+    security, last_login = overview["security"], overview["security"]["last_login"]
+
+    def marked(value, flag: bool, yes: str, no: str):
+        return value and f"{value} ({yes if flag else no})"
+    return [
         ("id", overview["id"]), ("name", f"{overview['first_name']} {overview['last_name']}"),
-        ("e-mail", f"{overview['email']} ({'confirmed' if overview['email_confirmed'] else 'not confirmed'})"),
-        ("phone", overview["phone"] and f"{overview['phone']} ({'verified' if overview['phone_verified'] else 'not verified'})"),
+        ("e-mail", marked(overview["email"], overview["email_confirmed"], "confirmed", "not confirmed")),
+        ("phone", marked(overview["phone"], overview["phone_verified"], "verified", "not verified")),
         ("address", f"{overview['address']}, {overview['city']}, {overview['country']}"),
         ("postal address", overview["postal_address"]), ("language", overview["language"]),
         ("type", overview["profile_type"]), ("company", overview["company_name"]), ("VAT id", overview["vat_id"]),
         ("company review", overview["company_verification"]), ("payments blocked", overview["payments_blocked"]),
         ("frozen", overview["frozen"]), ("security code set", security["security_code_set"]),
         ("two-factor", security["two_factor_enabled"]), ("IP restriction", security["ip_restriction"] or None),
-        ("last login", security["last_login"] and f"{when(security['last_login']['at'])} from {security['last_login']['ip']}"),
-        ("created", when(overview["created_at"])), ("balance", balance)]))
+        ("last login", last_login and f"{when(last_login['at'])} from {last_login['ip']}"),
+        ("created", when(overview["created_at"])), ("balance", balance)]
 
 
 def page_options(command):
@@ -216,8 +225,8 @@ def balance(ops: Session, account: str, limit: int, cursor: str | None):
                   "transactions": {"items": page.items, "next_cursor": page.next_cursor}},
                  f"Balance: [bold]{money}[/]",
                  list_table("Transactions", ["at", "kind", "amount", "balance after", "reference", "description"],
-                            [[when(t["at"]), t["kind"], t["amount"], t["balance_after"], t["reference"], t["description"]]
-                             for t in page], page.next_cursor))
+                            [[when(t["at"]), t["kind"], t["amount"], t["balance_after"], t["reference"],
+                              t["description"]] for t in page], page.next_cursor))
 
 
 @cli.command()

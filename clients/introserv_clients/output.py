@@ -44,7 +44,9 @@ class Output:
             self.data(error.to_body())
             return
         lines = [f"[bold red]{escape(error.code)}[/]: {escape(error.message)}"]
-        lines += [f"  {escape(name)}: {escape(', '.join(map(str, problems)))}" for name, problems in error.fields.items()]
+        for name, problems in error.fields.items():
+            said = ", ".join(map(str, problems)) if isinstance(problems, list) else json.dumps(problems)
+            lines.append(f"  {escape(name)}: {escape(said)}")
         Console(stderr=True, highlight=False, soft_wrap=True).print("\n".join(lines))
 
 

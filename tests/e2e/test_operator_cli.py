@@ -69,6 +69,12 @@ def test_a_customer_is_found_by_login_or_any_case_of_e_mail_and_shown(ops, custo
     human = ops("show", login)
     assert human.exit_code == 0 and login in human.stdout and "0.00 EUR" in human.stdout
 
+    sister = customer(email=anna.profile["email"])   # one address may serve several accounts
+    assert {p["id"] for p in data(ops("find", anna.profile["email"], "--json"))["items"]} == \
+        {account_id, sister.profile["id"]}
+    assert ops("show", anna.profile["email"]).exit_code == 2   # which one? name it by login or id
+    assert data(ops("show", sister.profile["login"], "--json"))["id"] == sister.profile["id"]
+
     assert error(ops("find", f"nobody{uuid.uuid4().hex[:8]}", "--json"), 3)["code"] == "not_found"
     assert error(ops("show", "nobody@example.invalid", "--json"), 3)["code"] == "not_found"
     assert ops("show").exit_code == 2   # no ACCOUNT: usage
@@ -135,7 +141,8 @@ def test_a_security_code_read_out_by_a_caller_is_checked(ops, customer):
     login = anna.profile["login"]
     assert anna.post("/api/v1/security/code", {"code": "Blue Fox 42"}).status_code == 201
 
-    assert data(ops("check-code", login, " BLUE  fox 42", "--json")) == {"account_id": anna.profile["id"], "matches": True}
+    right = data(ops("check-code", login, " BLUE  fox 42", "--json"))   # case and spacing cannot be heard
+    assert right == {"account_id": anna.profile["id"], "matches": True}
     assert data(ops("check-code", login, "red wolf 7", "--json"), 5)["matches"] is False
     prompted = ops("check-code", login, input="Blue Fox 42\n")
     assert prompted.exit_code == 0 and "matches" in prompted.stdout and "Blue Fox" not in prompted.output
@@ -222,6 +229,18 @@ def test_the_console_script_reads_its_broker_from_the_environment(operator_amqp_
     assert [p["id"] for p in json.loads(found.stdout)["items"]] == [anna.profile["id"]]
     missing = subprocess.run([script, "show", str(uuid.uuid4())], env=env, capture_output=True, text=True, timeout=60)
     assert missing.returncode == 3 and "not_found" in missing.stderr
+
+
+def test_the_readme_example_credits_a_payment(operator_amqp_uri, customer):
+    """clients/README.md's first example, run as it is written, with a real account id."""
+    readme = (Path(__file__).parents[2] / "clients" / "README.md").read_text()
+    example = readme.split("## Crediting a payment", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    anna = customer()
+    program = example.replace("9f1c…-account-id", anna.profile["id"])
+    ran = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PAYMENTS_AMQP_URI": operator_amqp_uri})
+    assert ran.returncode == 0, ran.stderr
+    assert "12.50" in ran.stdout and anna.get("/api/v1/balance").json()["balance"] == eur("12.50")
 
 
 def test_the_payment_system_and_the_support_desk_call_through_the_facades(stack, customer, operator_amqp_uri):
