@@ -24,7 +24,7 @@ from introserv_clients.output import Output, fields_table, list_table, when
 from introserv_clients.rpc import RpcClient, amqp_uri_for
 from introserv_clients.services import Ledger, Orders, Profile
 
-EXIT_ERROR, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_FORBIDDEN = 1, 2, 3, 4
+EXIT_ERROR, EXIT_NOT_FOUND, EXIT_FORBIDDEN = 1, 3, 4   # 2, usage, is Click's own
 EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_NOT_CONFIRMED, EXIT_AUDIT_FOUND = 5, 6, 7, 8
 HELP = """Support staff's tasks on the Introserv billing services, as the operator role.
 

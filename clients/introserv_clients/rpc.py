@@ -73,12 +73,7 @@ class RpcClient:
         self.close()
 
     def close(self) -> None:
-        connection, self._connection, self._channel = self._connection, None, None
-        if connection is not None and connection.is_open:
-            try:
-                connection.close()
-            except AMQPConnectionError:
-                pass  # already gone: closing is all we wanted
+        self._drop()
 
     # -- calling
 
@@ -182,15 +177,14 @@ class RpcClient:
         self._connection, self._channel, self._reply_to = connection, channel, reply_to
 
     def _drop(self) -> None:
-        """Forget a connection that failed; the next call opens a new one."""
+        """Close and forget the connection (a failed one too); the next call opens a new one."""
         connection, self._connection, self._channel = self._connection, None, None
         self._replies.clear()
         if connection is not None and connection.is_open:
             try:
                 connection.close()
             except (AMQPConnectionError, AMQPChannelError, OSError):
-                pass
-
+                pass   # already gone: forgetting it is all that is left
 
 
 def broker_error(exc: Exception, parameters: pika.ConnectionParameters, doing: str, **details) -> IntroservError:
