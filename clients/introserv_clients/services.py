@@ -51,7 +51,7 @@ class Profile(_Facade):
     service = "profile"
 
     def get(self, account_id: str) -> dict:
-        """The profile (API.md's Profile shape)."""
+        """The profile (the contract's Profile shape, docs/CONTRACTS.md)."""
         return self._call("get", account_id)
 
     def find_by_login(self, login: str) -> dict:

@@ -1,5 +1,5 @@
 """What support staff's tools ask the profile service over RPC: find by e-mail, the account's
-overview, an operator's freeze (the methods the operator CLI needs beyond API.md's)."""
+overview, an operator's freeze (the methods the operator CLI needs beyond the contract's)."""
 from __future__ import annotations
 
 import uuid
