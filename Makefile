@@ -5,10 +5,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run stop status test test-unit test-integration test-e2e test-browser test-faults bench install clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/pyproject.toml
 	test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip "setuptools<81" wheel
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test]" -e ./clients   # clients/: the RPC client and introserv-ops
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -8,7 +8,7 @@ import uuid
 from datetime import timedelta
 
 from eventlet import tpool
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from services.common.clock import iso
@@ -66,6 +66,10 @@ def issue_email_token(session, account: Account, address: str, purpose: str, now
     publish_later(session, "email_confirmation_requested", data)
 
 
+# An address shared by more accounts than this is not a customer's; support narrows it down by login.
+FOUND_BY_EMAIL_AT_MOST = 100
+
+
 class Profiles:
     def __init__(self, uow, hasher: security.PasswordHasher, clock):
         self.uow = uow
@@ -120,6 +124,14 @@ class Profiles:
             if account is None:
                 raise NotFound("account")
             return domain.profile_view(account)
+
+    def find_by_email(self, email: str) -> dict:
+        """Every account whose main e-mail is this address (one address may serve several), newest first."""
+        key = domain.email_search_key(email)
+        with self.uow.transaction() as session:
+            accounts = session.scalars(select(Account).where(func.lower(Account.email) == key)
+                                       .order_by(Account.created_at.desc()).limit(FOUND_BY_EMAIL_AT_MOST)).all()
+            return {"items": [domain.profile_view(account) for account in accounts], "next_cursor": None}
 
     def update(self, account_id: str, changes: dict) -> dict:
         domain.refuse_immutable(changes if isinstance(changes, dict) else {})

@@ -100,6 +100,25 @@ def profile_view(account) -> dict:
     }
 
 
+def account_overview(account) -> dict:
+    """What support staff see of an account: the Profile shape, whether it is frozen, its security settings."""
+    return {**profile_view(account), "frozen": account.frozen, "security": security_view(account)}
+
+
+def operator_name(operator) -> str:
+    """The support operator an action is recorded under: required, one line, at most 100 characters."""
+    if not isinstance(operator, str) or not operator.strip() or len(operator) > 100 or not operator.isprintable():
+        raise ValidationError({"operator": ["required"]})
+    return operator.strip()
+
+
+def email_search_key(email) -> str:
+    """An address as support searches for it: whatever its case and surrounding spaces."""
+    if not isinstance(email, str) or not email.strip() or len(email) > 254:
+        raise ValidationError({"email": ["must be an e-mail address"]})
+    return email.strip().lower()
+
+
 # --------------------------------------------------------------------------- security (S1-S6)
 
 def security_view(account) -> dict:
