@@ -17,6 +17,7 @@ from sqlalchemy.pool import NullPool
 
 from services.common.config import SERVICES
 
+RABBIT_AMQP = os.environ.get("TEST_AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/")
 RABBIT_API = os.environ.get("RABBIT_MANAGEMENT_URL", "http://127.0.0.1:15672/api")
 RABBIT_AUTH = ("guest", "guest")
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -35,7 +36,7 @@ def rabbit_vhost():
     requests.put(f"{RABBIT_API}/permissions/{quote(name, safe='')}/guest", auth=RABBIT_AUTH, timeout=10,
                  json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
     try:
-        yield f"amqp://guest:guest@127.0.0.1:5672/{name}"
+        yield RABBIT_AMQP.rstrip("/") + f"/{name}"
     finally:
         requests.delete(f"{RABBIT_API}/vhosts/{quote(name, safe='')}", auth=RABBIT_AUTH, timeout=10)
 
