@@ -36,6 +36,9 @@ class Account(Base):
     company_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
     vat_id: Mapped[str | None] = mapped_column(String(20), nullable=True)
     company_verification: Mapped[str] = mapped_column(String(10), default="none")
+    # What VIES said of vat_id when the company data were last submitted (services/common/vat_ids.py).
+    vat_id_check: Mapped[str] = mapped_column(String(12), default="not_checked", server_default="not_checked")
+    vat_id_checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     language: Mapped[str] = mapped_column(String(2), default="en")
     # "Confirm sensitive operations by call" (issue 8): cancel, password and IP list need a proof.
     confirm_operations: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
@@ -136,3 +139,13 @@ class SecurityCodeCheck(Base):
     matched: Mapped[bool] = mapped_column(Boolean)
 
     __table_args__ = (Index("ix_security_code_checks_account_at", "account_id", "at"),)
+
+
+class ViesAnswer(Base):
+    """What VIES last said of a VAT id (valid or invalid), reused for ``VIES_CACHE_HOURS``."""
+
+    __tablename__ = "vies_answers"
+
+    vat_id: Mapped[str] = mapped_column(String(20), primary_key=True)
+    answer: Mapped[str] = mapped_column(String(12))
+    checked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
