@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, false
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, false, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.common.outbox import add_messaging_tables
@@ -45,13 +45,13 @@ class Account(Base):
     frozen: Mapped[bool] = mapped_column(Boolean, default=False)
     # security settings (S2, S3, S6); secrets are only ever stored hashed, the TOTP seed excepted
     security_code_hash: Mapped[str | None] = mapped_column(Text, nullable=True)
-    ip_rules: Mapped[list] = mapped_column(JSON, default=list)
+    ip_rules: Mapped[list] = mapped_column(JSON, default=list, server_default=text("'[]'"))
     totp_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
     totp_pending_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    recovery_code_hashes: Mapped[list] = mapped_column(JSON, default=list)
+    recovery_code_hashes: Mapped[list] = mapped_column(JSON, default=list, server_default=text("'[]'"))
     # notification settings (N1-N3)
-    newsletter: Mapped[bool] = mapped_column(Boolean, default=False)
+    newsletter: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     low_balance_minor: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     low_balance_currency: Mapped[str | None] = mapped_column(String(3), nullable=True)
     invoices_email: Mapped[str | None] = mapped_column(String(254), nullable=True)
