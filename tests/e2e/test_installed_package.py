@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import sysconfig
-import time
 import zipfile
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import requests
 
 from deploy.local import free_port
 from services.common.config import ROOT, SERVICES
-from tests.support import rabbit_vhost
+from tests.support import eventually, rabbit_vhost
 
 pytestmark = pytest.mark.slow
 
@@ -102,7 +101,8 @@ def test_a_service_installed_from_the_wheel_starts_outside_the_checkout_and_keep
         service = subprocess.Popen([str(installed), "-m", "deploy.serve", "profile"], cwd=elsewhere, env=env,
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            health = wait_for_health(f"http://127.0.0.1:{port}/health", service, tmp_path / "profile.log")
+            health = eventually(lambda: health_of(f"http://127.0.0.1:{port}/health", service, tmp_path / "profile.log"),
+                                timeout=60, interval=0.3)
         finally:
             os.killpg(service.pid, signal.SIGTERM)
             service.wait(timeout=30)
@@ -114,15 +114,11 @@ def test_a_service_installed_from_the_wheel_starts_outside_the_checkout_and_keep
     assert not list(installed.parent.parent.rglob("site-packages/var"))
 
 
-def wait_for_health(url: str, process: subprocess.Popen, log: Path, seconds: float = 60.0) -> dict:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"the service exited: {log.read_text()[-3000:]}"
-        try:
-            answer = requests.get(url, timeout=2)
-            if answer.status_code == 200:
-                return answer.json()
-        except requests.RequestException:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"no healthy answer from {url} within {seconds:.0f} s: {log.read_text()[-3000:]}")
+def health_of(url: str, process: subprocess.Popen, log: Path) -> dict | None:
+    """The /health answer once it is 200; fails at once if the service exited."""
+    assert process.poll() is None, f"the service exited: {log.read_text()[-3000:]}"
+    try:
+        answer = requests.get(url, timeout=2)
+    except requests.RequestException:
+        return None
+    return answer.json() if answer.status_code == 200 else None
