@@ -1,5 +1,5 @@
 """Stand-ins the tests share: for other services (profile, the ledger) where a test runs one
-service alone, and for the outside world (VIES) speaking its real protocol.
+service alone, and for the outside world (VIES, the mail relay) speaking its real protocol.
 
 ``FakeProfile`` and ``FakeLedger`` answer as docs/CONTRACTS.md says the real services do. Called
 in-process (a use case given them as its collaborators), or served over RabbitMQ as a Nameko
@@ -15,8 +15,10 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import requests
 from nameko.events import EventDispatcher
 
+from deploy.dev import StandIn, free_port
 from services.common.errors import DomainError
 from services.common.money import Money
 from services.common.rpc import rpc
@@ -301,3 +303,33 @@ class ViesStandIn:
     def __exit__(self, *exc):
         self._server.shutdown()
         self._server.server_close()
+
+
+class MailRelay:
+    """The team's SMTP relay stand-in (deploy/dev/mail.py) in a process of its own, on free ports:
+    what it received per address, and its ``/control`` (``ok``, ``tempfail``, ``permfail``, ...).
+    Use it as a context manager; :meth:`reset` empties it and makes it accept again.
+    """
+
+    def __init__(self):
+        self.port, http_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{http_port}"
+        self._process = StandIn("deploy.dev.mail", ["--smtp-port", str(self.port), "--http-port", str(http_port)],
+                                f"{self.url}/health")
+
+    def to(self, address: str) -> list[dict]:
+        return requests.get(f"{self.url}/messages", params={"to": address}, timeout=5).json()["items"]
+
+    def refuse(self, mode: str) -> None:
+        requests.put(f"{self.url}/control", json={"mode": mode}, timeout=5).raise_for_status()
+
+    def reset(self) -> None:
+        requests.delete(f"{self.url}/messages", timeout=5)
+        self.refuse("ok")
+
+    def __enter__(self) -> "MailRelay":
+        self._process.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._process.stop()

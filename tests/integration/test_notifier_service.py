@@ -10,15 +10,13 @@ import time
 import uuid
 
 import pytest
-import requests
 from nameko.standalone.events import event_dispatcher
 
-from deploy.dev import StandIn, free_port
 from services.common.clock import clock, move_clock
 from services.common.errors import DomainError
 from services.notifier.mailer import MAX_ATTEMPTS
 from services.notifier.service import NotifierService
-from tests.fakes import FakeLedger, FakeProfile
+from tests.fakes import FakeLedger, FakeProfile, MailRelay
 from tests.support import eventually
 
 PDF = b"%PDF-1.4\n" + b"invoice body " * 50
@@ -29,29 +27,15 @@ LEDGER.invoice_pdfs["inv-77"] = PDF
 
 @pytest.fixture(scope="module")
 def relay():
-    smtp_port, http_port = free_port(), free_port()
-    base = f"http://127.0.0.1:{http_port}"
-    with StandIn("deploy.dev.mail", ["--smtp-port", str(smtp_port), "--http-port", str(http_port)], f"{base}/health"):
-        yield {"port": smtp_port, "url": base}
+    with MailRelay() as stand_in:
+        yield stand_in
 
 
 @pytest.fixture
 def mailbox(relay):
-    requests.delete(f"{relay['url']}/messages", timeout=5)
-    requests.put(f"{relay['url']}/control", json={"mode": "ok"}, timeout=5)
-    yield Mailbox(relay["url"])
-    requests.put(f"{relay['url']}/control", json={"mode": "ok"}, timeout=5)
-
-
-class Mailbox:
-    def __init__(self, url):
-        self.url = url
-
-    def to(self, address):
-        return requests.get(f"{self.url}/messages", params={"to": address}, timeout=5).json()["items"]
-
-    def refuse(self, mode):
-        requests.put(f"{self.url}/control", json={"mode": mode}, timeout=5).raise_for_status()
+    relay.reset()
+    yield relay
+    relay.refuse("ok")
 
 
 @pytest.fixture
@@ -71,7 +55,7 @@ def time_machine(tmp_path, monkeypatch):
 def notifier(run_service, relay, amqp_uri, time_machine):
     run_service(PROFILE.service())
     run_service(LEDGER.service())
-    run_service(NotifierService, SMTP_PORT=relay["port"], SMTP_TIMEOUT=5)
+    run_service(NotifierService, SMTP_PORT=relay.port, SMTP_TIMEOUT=5)
     return event_dispatcher({"AMQP_URI": amqp_uri, "serializer": "json"})
 
 
@@ -193,7 +177,7 @@ def test_an_event_for_an_account_profile_does_not_know_sends_nothing(notifier, r
 
 
 def test_two_replicas_send_each_message_once(notifier, run_service, relay, rpc_client, mailbox):
-    run_service(NotifierService, SMTP_PORT=relay["port"], SMTP_TIMEOUT=5)
+    run_service(NotifierService, SMTP_PORT=relay.port, SMTP_TIMEOUT=5)
     accounts = [customer() for _ in range(8)]
     for account in accounts:
         notifier("profile", "password_changed", password_changed(account))
