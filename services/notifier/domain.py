@@ -110,10 +110,6 @@ class Kind:
     optional: tuple[str, ...] = ()
 
     @property
-    def is_security(self) -> bool:
-        return self.route in (Route.MAIN, Route.NAMED)
-
-    @property
     def fields(self) -> tuple[str, ...]:
         return self.required + self.optional
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from services.common.clock import as_utc, iso
 from services.common.errors import DomainError, ValidationError
-from services.common.vat_ids import validate_vat_id
+from services.common.vat_ids import EU_MEMBERS, INVALID, NOT_CHECKED, VALID, validate_vat_id
 from services.common.money import Money
 
 IMMUTABLE = ("login", "email", "country")
@@ -64,6 +65,26 @@ def company_after(current: CompanyState, changes: dict, country: str | None = No
     return CompanyState("company", name, vat_id, state)
 
 
+def vat_id_for_vies(company: CompanyState, country: str | None) -> str | None:
+    """The VAT id VIES is asked about when company data are submitted: a company's, in the EU."""
+    if company.profile_type != "company" or not company.vat_id or (country or "").upper() not in EU_MEMBERS:
+        return None
+    return company.vat_id
+
+
+def vies_answer_reusable(answer: str, checked_at: datetime, now: datetime, cache_hours: float) -> bool:
+    """A yes or no from VIES stands for ``VIES_CACHE_HOURS``; an unavailable one is asked again."""
+    return answer in (VALID, INVALID) and now - as_utc(checked_at) < timedelta(hours=cache_hours)
+
+
+def vat_id_check_after(company: CompanyState, asked: str | None, answer: str,
+                       checked_at: datetime | None) -> tuple[str, datetime | None]:
+    """What the profile keeps of VIES's answer: about the VAT id the company now has, else not_checked."""
+    if asked is None or company.profile_type != "company" or company.vat_id != asked:
+        return NOT_CHECKED, None
+    return answer, checked_at
+
+
 def payments_blocked(profile_type: str, company_verification: str) -> bool:
     """An unreviewed (or rejected) company cannot pay invoices (P8)."""
     return profile_type == "company" and company_verification != "verified"
@@ -94,6 +115,8 @@ def profile_view(account) -> dict:
         "company_name": account.company_name,
         "vat_id": account.vat_id,
         "company_verification": account.company_verification,
+        "vat_id_check": account.vat_id_check,
+        "vat_id_checked_at": iso(account.vat_id_checked_at),
         "payments_blocked": payments_blocked(account.profile_type, account.company_verification),
         "language": account.language,
         "created_at": iso(account.created_at),
