@@ -67,10 +67,10 @@ def issue_email_token(session, account: Account, address: str, purpose: str, now
     publish_later(session, "email_confirmation_requested", data)
 
 
-<<<<<<< HEAD
 # An address shared by more accounts than this is not a customer's; support narrows it down by login.
 FOUND_BY_EMAIL_AT_MOST = 100
-=======
+
+
 class VatIdChecks:
     """Asks VIES whether a company's VAT id is registered (only with ``VIES_ENABLED``), reusing a
     yes or no for ``VIES_CACHE_HOURS``. Never inside a transaction: VIES may take ``VIES_TIMEOUT``.
@@ -105,7 +105,6 @@ class VatIdChecks:
             except IntegrityError:
                 pass  # another worker kept its answer about this id a moment ago
         return vat_id, answer, now
->>>>>>> newcomer
 
 
 class Profiles:
