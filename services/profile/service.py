@@ -29,7 +29,7 @@ class ProfileService:
 
     @property
     def profiles(self) -> Profiles:
-        return Profiles(self.db, HASHER, clock)
+        return Profiles(self.db, HASHER, clock, self.verification)
 
     @property
     def sessions(self) -> Sessions:
@@ -80,6 +80,11 @@ class ProfileService:
     @handle_event("verification", "phone_verified")
     def on_phone_verified(self, payload):
         self.profiles.phone_verified(payload)
+
+    # -- for the gateway, right after a phone check answered verified (read-your-writes)
+    @rpc
+    def record_phone_verification(self, account_id, verification_id):
+        return self.profiles.record_phone_verification(account_id, verification_id)
 
     # -- for the gateway
     @rpc
