@@ -246,8 +246,9 @@ class LiveSessionSchema(StrictSchema):
 class PasswordResetRequestSchema(StrictSchema):
     """Exactly one of login and email."""
 
-    login = fields.String(error_messages=MESSAGES, validate=validate.Length(min=1, max=64))
-    email = email()
+    login = fields.String(error_messages=MESSAGES, validate=validate.Length(min=1, max=64),
+                          metadata={"description": "the billing login (or send email instead)"})
+    email = email(metadata={"description": "the account's e-mail address (or send login instead)"})
 
     @validates_schema
     def _one_of_them(self, data, **_):

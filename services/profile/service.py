@@ -45,6 +45,10 @@ class ProfileService:
     def password_resets(self) -> PasswordResets:
         return PasswordResets(self.db, HASHER, clock)
 
+    @property
+    def confirmation_mail(self) -> ConfirmationMail:
+        return ConfirmationMail(self.db, clock)
+
     @http("GET", "/health")
     def health_check(self, request):
         return self.health.response()
@@ -149,7 +153,7 @@ class ProfileService:
 
     @rpc
     def resend_email_confirmation(self, account_id):
-        return ConfirmationMail(self.db, clock).resend(account_id)
+        return self.confirmation_mail.resend(account_id)
 
     # -- security settings (for the gateway)
     @rpc
