@@ -19,12 +19,15 @@ from nameko.rpc import Rpc as NamekoRpc
 from services.common.config import rpc_timeout
 from services.common.consumer import ResilientReplyListener, ResilientRpcConsumer
 from services.common.errors import DomainError, ServiceUnavailable
+from services.common.metrics import MeasuredRpc
 
 log = structlog.get_logger(__name__)
 
 
-class Rpc(NamekoRpc):
+class Rpc(MeasuredRpc, NamekoRpc):
     """Nameko's RPC entrypoint, except that a reply lost to a broker outage does not stop the service.
+
+    Every call is counted and timed (:class:`~services.common.metrics.MeasuredRpc`).
 
     Nameko lets the reply's publish error escape the worker, which kills the whole container:
     a RabbitMQ restart in the middle of a call would take the service down for good. Here the

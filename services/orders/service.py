@@ -11,6 +11,7 @@ from services.common.database import Database
 from services.common.events import handle_event
 from services.common.health import HealthCheck
 from services.common.logging import LogContext, configure
+from services.common.metrics import serve_metrics
 from services.common.rpc import ServiceRpc, rpc
 from services.orders.application import Orders, tick_seconds
 from services.orders.catalogue import load_catalogue, parse_ip_pools
@@ -60,6 +61,10 @@ class OrdersService:
     @http("GET", "/health")
     def health_check(self, request):
         return self.health.response()
+
+    @serve_metrics()
+    def metrics(self, request):
+        """Prometheus metrics: answered by the entrypoint itself (services/common/metrics.py)."""
 
     @rpc
     def ping(self):

@@ -8,6 +8,7 @@ from services.common.clock import clock
 from services.common.database import Database
 from services.common.health import HealthCheck
 from services.common.logging import LogContext, configure
+from services.common.metrics import serve_metrics
 from services.common.rpc import rpc
 from services.verification.application import (Verifications, countries_from_environment,
                                                telephony_from_environment)
@@ -49,6 +50,10 @@ class VerificationService:
     @http("GET", "/health")
     def health_check(self, request):
         return self.health.response()
+
+    @serve_metrics()
+    def metrics(self, request):
+        """Prometheus metrics: answered by the entrypoint itself (services/common/metrics.py)."""
 
     @rpc
     def ping(self):
