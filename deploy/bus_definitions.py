@@ -91,8 +91,8 @@ def permissions(role: str) -> dict:
     }
 
 
-def topic_permissions(role: str) -> dict:
-    """Routing keys the role may publish to and bind from on ``nameko-rpc`` (topic permissions).
+def topic_permissions(role: str) -> list[dict]:
+    """Routing keys the role may publish to and bind from, per topic exchange (``nameko-rpc``).
 
     A request's routing key is ``<service>.<method>``; a reply's is the caller's reply queue
     key, a UUID. A caller publishes requests to the services it calls and binds its reply
@@ -105,7 +105,7 @@ def topic_permissions(role: str) -> dict:
         read = rf"{re.escape(role)}\.\*|{UUID}"
     else:
         write, read = requests, UUID
-    return {"exchange": RPC_EXCHANGE, "write": f"^({write})$", "read": f"^({read})$"}
+    return [{"exchange": RPC_EXCHANGE, "write": f"^({write})$", "read": f"^({read})$"}]
 
 
 def password_hash(user: str, password: str) -> str:
@@ -136,7 +136,8 @@ def definitions(passwords: dict[str, str], vhost: str) -> dict:
                     "metadata": {"description": description, "tags": [], "default_queue_type": "quorum"}}],
         "permissions": [{"user": role, "vhost": vhost, **permissions(role)} for role in ROLES]
         + [{"user": ADMIN, "vhost": vhost, "configure": ".*", "write": ".*", "read": ".*"}],
-        "topic_permissions": [{"user": role, "vhost": vhost, **topic_permissions(role)} for role in ROLES],
+        "topic_permissions": [{"user": role, "vhost": vhost, **grant}
+                              for role in ROLES for grant in topic_permissions(role)],
         "exchanges": [{"name": RPC_EXCHANGE, **exchange}]
         + [{"name": f"{service}.events", **exchange} for service in SERVICES],
         "queues": [],

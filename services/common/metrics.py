@@ -198,7 +198,8 @@ class ScrapeTimeReadings:
         service = self.container.service_name
         database = next((d for d in self.container.dependencies if isinstance(d, Database)), None)
         if database is not None and "outbox" in database.metadata.tables:
-            yield from self._read("outbox", lambda: outbox_backlog(service, *unpublished_events(database.unit_of_work())))
+            yield from self._read("outbox", lambda: outbox_backlog(service,
+                                                                   *unpublished_events(database.unit_of_work())))
         handlers = [e for e in self.container.entrypoints if isinstance(e, ReliableEventHandler)]
         if handlers:
             yield from self._read("dead letters", lambda: [dead_letters(service, dead_letters_waiting(handlers))])

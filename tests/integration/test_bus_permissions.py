@@ -46,8 +46,9 @@ def logins(amqp_uri):
             where = f"{quote(vhost, safe='')}/{quote(user, safe='')}"
             requests.put(f"{RABBIT_API}/permissions/{where}", auth=RABBIT_AUTH, timeout=10,
                          json=bus_definitions.permissions(role)).raise_for_status()
-            requests.put(f"{RABBIT_API}/topic-permissions/{where}", auth=RABBIT_AUTH, timeout=10,
-                         json=bus_definitions.topic_permissions(role)).raise_for_status()
+            for grant in bus_definitions.topic_permissions(role):
+                requests.put(f"{RABBIT_API}/topic-permissions/{where}", auth=RABBIT_AUTH, timeout=10,
+                             json=grant).raise_for_status()
             uris[role] = f"amqp://{user}:{password}@127.0.0.1:5672/{vhost}"
         yield uris
     finally:

@@ -172,8 +172,8 @@ def test_no_secret_value_is_committed():
                 else:
                     assert all(item.endswith(f"={PLACEHOLDER}") for item in generator["literals"]), generator
     made_here = ["databases.env", "outside.env", "amqp.env", "bus-passwords.env", "definitions.json", "erlang.cookie"]
-    ignored = subprocess.run(["git", "check-ignore", *[f"deploy/k8s/overlays/production/secrets/{name}" for name in made_here]],
-                             cwd=ROOT, capture_output=True, text=True)
+    paths = [f"deploy/k8s/overlays/production/secrets/{name}" for name in made_here]
+    ignored = subprocess.run(["git", "check-ignore", *paths], cwd=ROOT, capture_output=True, text=True)
     assert len(ignored.stdout.split()) == len(made_here), ignored.stdout
 
 
@@ -181,7 +181,8 @@ def test_rabbitmq_is_a_three_node_cluster_that_imports_the_bus_definitions(rende
     broker = find(rendered, "StatefulSet", "rabbitmq")
     assert broker["spec"]["replicas"] == 3
     assert find(rendered, "PodDisruptionBudget", "rabbitmq")["spec"]["maxUnavailable"] == 1
-    config = next(o for o in rendered if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("rabbitmq-config-"))
+    config = next(o for o in rendered
+                  if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("rabbitmq-config-"))
     conf = dict(line.split(" = ", 1) for line in config["data"]["rabbitmq.conf"].splitlines() if " = " in line)
     mounts = {m["name"]: m["mountPath"] for m in broker["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
     assert conf["load_definitions"] == f"{mounts['definitions']}/definitions.json"
