@@ -77,7 +77,7 @@ def permissions(role: str) -> dict:
     reply = rf"rpc\.reply-{re.escape(role)}-.*"
     if role not in SERVICES:
         mine = rf"{re.escape(RPC_EXCHANGE)}|{reply}"
-        if role == "operator":   # lists and replays dead-lettered events (deploy/deadletters.py)
+        if role == "operator":   # lists and replays dead-lettered events (introserv-ops deadletters)
             return {"configure": f"^({mine})$", "write": rf"^({mine}|amq\.default)$",
                     "read": rf"^({mine}|evt-.*\.dead)$"}
         return {"configure": f"^({mine})$", "write": f"^({mine})$", "read": f"^({mine})$"}

@@ -288,9 +288,26 @@ class AccountSecurity:
             ended = end_sessions(session, account.id, now)
             record_security_event(session, account, "account_frozen", ip, now, {"sessions_ended": ended})
 
+    def freeze_by_operator(self, account_id: str, operator) -> dict:
+        """Support freezes an account (a caller says someone else is in it): as the customer's own freeze.
+
+        The timeline names the operator; the customer gets no "as you asked" e-mail, since they did not
+        ask. Freezing a frozen account changes nothing.
+        """
+        operator = domain.operator_name(operator)
+        now = self.clock.now()
+        with self.uow.transaction() as session:
+            account = account_or_not_found(session, account_id, lock=True)
+            if not account.frozen:
+                account.frozen = True
+                account.updated_at = now
+                ended = end_sessions(session, account.id, now)
+                record_security_event(session, account, "account_frozen", None, now,
+                                      {"operator": operator, "sessions_ended": ended}, notify=False)
+            return {"account_id": account.id, "frozen": True}
+
     def unfreeze(self, account_id: str, operator) -> dict:
-        if not isinstance(operator, str) or not operator.strip() or len(operator) > 100:
-            raise ValidationError({"operator": ["required"]})
+        operator = domain.operator_name(operator)
         now = self.clock.now()
         with self.uow.transaction() as session:
             account = account_or_not_found(session, account_id, lock=True)
@@ -298,8 +315,13 @@ class AccountSecurity:
                 account.frozen = False
                 account.updated_at = now
                 record_security_event(session, account, "account_unfrozen", None, now,
-                                      {"operator": operator.strip()}, notify=False)
+                                      {"operator": operator}, notify=False)
             return {"account_id": account.id, "frozen": False}
+
+    def account_overview(self, account_id: str) -> dict:
+        """For support staff: the profile, whether the account is frozen, and what security is set."""
+        with self.uow.transaction() as session:
+            return domain.account_overview(account_or_not_found(session, account_id))
 
 
 def _refuse_enabled(account: Account) -> None:

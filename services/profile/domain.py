@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from services.common.clock import as_utc, iso
 from services.common.errors import DomainError, ValidationError
-from services.common.vat_ids import validate_vat_id
+from services.common.vat_ids import EU_MEMBERS, INVALID, NOT_CHECKED, VALID, validate_vat_id
 from services.common.money import Money
 
 IMMUTABLE = ("login", "email", "country")
@@ -27,7 +28,7 @@ def refuse_immutable(changes: dict) -> None:
 
 
 def refuse_emptied_mandatory(changes: dict) -> None:
-    """A mandatory field may be changed, never emptied (API.md: 400)."""
+    """A mandatory field may be changed, never emptied (docs/CONTRACTS.md: 400)."""
     emptied = {name: ["required"] for name in MANDATORY if name in changes and changes[name] in (None, "")}
     if emptied:
         raise ValidationError(emptied)
@@ -64,6 +65,26 @@ def company_after(current: CompanyState, changes: dict, country: str | None = No
     return CompanyState("company", name, vat_id, state)
 
 
+def vat_id_for_vies(company: CompanyState, country: str | None) -> str | None:
+    """The VAT id VIES is asked about when company data are submitted: a company's, in the EU."""
+    if company.profile_type != "company" or not company.vat_id or (country or "").upper() not in EU_MEMBERS:
+        return None
+    return company.vat_id
+
+
+def vies_answer_reusable(answer: str, checked_at: datetime, now: datetime, cache_hours: float) -> bool:
+    """A yes or no from VIES stands for ``VIES_CACHE_HOURS``; an unavailable one is asked again."""
+    return answer in (VALID, INVALID) and now - as_utc(checked_at) < timedelta(hours=cache_hours)
+
+
+def vat_id_check_after(company: CompanyState, asked: str | None, answer: str,
+                       checked_at: datetime | None) -> tuple[str, datetime | None]:
+    """What the profile keeps of VIES's answer: about the VAT id the company now has, else not_checked."""
+    if asked is None or company.profile_type != "company" or company.vat_id != asked:
+        return NOT_CHECKED, None
+    return answer, checked_at
+
+
 def payments_blocked(profile_type: str, company_verification: str) -> bool:
     """An unreviewed (or rejected) company cannot pay invoices (P8)."""
     return profile_type == "company" and company_verification != "verified"
@@ -76,7 +97,7 @@ def review_outcome(current: CompanyState, approved: bool) -> str:
 
 
 def profile_view(account) -> dict:
-    """The API.md Profile shape."""
+    """The Profile shape of docs/CONTRACTS.md."""
     return {
         "id": account.id,
         "login": account.login,
@@ -94,10 +115,31 @@ def profile_view(account) -> dict:
         "company_name": account.company_name,
         "vat_id": account.vat_id,
         "company_verification": account.company_verification,
+        "vat_id_check": account.vat_id_check,
+        "vat_id_checked_at": iso(account.vat_id_checked_at),
         "payments_blocked": payments_blocked(account.profile_type, account.company_verification),
         "language": account.language,
         "created_at": iso(account.created_at),
     }
+
+
+def account_overview(account) -> dict:
+    """What support staff see of an account: the Profile shape, whether it is frozen, its security settings."""
+    return {**profile_view(account), "frozen": account.frozen, "security": security_view(account)}
+
+
+def operator_name(operator) -> str:
+    """The support operator an action is recorded under: required, one line, at most 100 characters."""
+    if not isinstance(operator, str) or not operator.strip() or len(operator) > 100 or not operator.isprintable():
+        raise ValidationError({"operator": ["required"]})
+    return operator.strip()
+
+
+def email_search_key(email) -> str:
+    """An address as support searches for it: whatever its case and surrounding spaces."""
+    if not isinstance(email, str) or not email.strip() or len(email) > 254:
+        raise ValidationError({"email": ["must be an e-mail address"]})
+    return email.strip().lower()
 
 
 # --------------------------------------------------------------------------- security (S1-S6)
@@ -177,7 +219,7 @@ NOTIFICATION_KINDS = ("invoices", "support", "complaints")
 
 
 def notification_settings_view(account) -> dict:
-    """The API.md shape of N1-N3: null addresses fall back to the main e-mail when sending."""
+    """N1-N3 as docs/CONTRACTS.md shapes them: null addresses fall back to the main e-mail when sending."""
     threshold = None
     if account.low_balance_minor is not None:
         threshold = Money(account.low_balance_minor, account.low_balance_currency).to_wire()

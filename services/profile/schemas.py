@@ -8,6 +8,7 @@ from marshmallow import ValidationError as FieldError
 from marshmallow import fields, validate, validates
 
 from services.common.schemas import MESSAGES, MoneyField, StrictBoolean, StrictSchema, TrimmedString, text
+from services.common.vat_ids import VAT_ID_CHECKS
 
 PROFILE_TYPES = ("individual", "company")
 LANGUAGES = ("en", "pl")
@@ -122,7 +123,7 @@ class SessionSchema(StrictSchema):
 
 
 class ProfileSchema(StrictSchema):
-    """The Profile shape of API.md (response only)."""
+    """The Profile shape of docs/CONTRACTS.md (response only)."""
 
     id = fields.String()
     login = fields.String()
@@ -140,6 +141,12 @@ class ProfileSchema(StrictSchema):
     company_name = fields.String(allow_none=True)
     vat_id = fields.String(allow_none=True)
     company_verification = fields.String(validate=validate.OneOf(("none", "pending", "verified", "rejected")))
+    vat_id_check = fields.String(
+        validate=validate.OneOf(VAT_ID_CHECKS),
+        metadata={"description": "What the EU's VIES register said of vat_id when the company data were last "
+                                 "submitted: valid, invalid (not registered), unavailable (VIES did not answer) "
+                                 "or not_checked (the check is off, or no EU VAT id to check)"})
+    vat_id_checked_at = fields.String(allow_none=True, metadata={"description": "when VIES answered"})
     payments_blocked = fields.Boolean()
     language = fields.String(validate=validate.OneOf(LANGUAGES))
     created_at = fields.String()

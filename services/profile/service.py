@@ -52,7 +52,7 @@ class ProfileService:
     def ping(self):
         return "pong"
 
-    # -- for other Introserv systems (API.md)
+    # -- for other Introserv systems (docs/CONTRACTS.md, RPC)
     @rpc
     def get(self, account_id):
         return self.profiles.get(account_id)
@@ -76,6 +76,19 @@ class ProfileService:
     @rpc
     def unfreeze(self, account_id, operator):
         return self.security.unfreeze(account_id, operator)
+
+    # -- for support staff's tools (the operator CLI)
+    @rpc
+    def find_by_email(self, email):
+        return self.profiles.find_by_email(email)
+
+    @rpc
+    def account_overview(self, account_id):
+        return self.security.account_overview(account_id)
+
+    @rpc
+    def freeze_by_operator(self, account_id, operator):
+        return self.security.freeze_by_operator(account_id, operator)
 
     # -- for the notifier and the ledger (docs/CONTRACTS.md)
     @rpc
