@@ -21,6 +21,7 @@ from nameko.events import EventHandler
 
 from deploy import bus_definitions
 from deploy.local import GATEWAY_METRICS_PORT
+from deploy.serve import RUNS
 from services.common.config import HEALTH_PORTS, ROOT, SERVICES
 from services.common.rpc import ServiceRpc
 
@@ -91,7 +92,7 @@ def test_every_process_is_a_deployment_of_several_replicas_with_probes_resources
         labels = pod["metadata"]["labels"]
         assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
         main = container(deployment)
-        assert main["command"] == ["python", "-m", "deploy.serve", name]
+        assert main["command"] == ["python", "-m", "deploy.serve", name] and name in RUNS
         ports = {port["name"]: port["containerPort"] for port in main["ports"]}
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             check = main[probe]["httpGet"]
