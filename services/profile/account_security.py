@@ -16,7 +16,7 @@ from services.profile.application import (account_or_not_found, buyer_fields, ha
                                           issue_email_token, record_security_event, verify_secret)
 from services.profile.models import Account, EmailToken, LoginAttempt, SecurityCodeCheck, SecurityEvent
 from services.profile.schemas import EmailChangeSchema, PasswordChangeSchema
-from services.profile.sessions import accept_second_factor, consecutive_failures, end_sessions
+from services.profile.sessions import accept_second_factor, consecutive_failures, end_sessions, previous_login
 
 
 class AccountSecurity:
@@ -50,7 +50,7 @@ class AccountSecurity:
         return {"required": True, "verification_id": proof["verification_id"]}
 
     def set_operation_confirmation(self, account_id: str, enabled, password, verification_id=None,
-                                   ip: str | None = None) -> dict:
+                                   ip: str | None = None, session_id: str | None = None) -> dict:
         """Turn it on (needs a verified phone) or off (needs a proof: a thief with the password cannot)."""
         if not isinstance(enabled, bool):
             raise ValidationError({"enabled": ["must be true or false"]})
@@ -66,11 +66,12 @@ class AccountSecurity:
                 account.confirm_operations = enabled
                 record_security_event(session, account, "operation_confirmation_changed", ip, now,
                                       {"enabled": enabled}, notify=False)
-            return domain.security_view(account)
+            return _security_view(session, account, session_id)
 
-    def overview(self, account_id: str) -> dict:
+    def overview(self, account_id: str, session_id: str | None = None) -> dict:
+        """The security settings; ``last_login`` is the newest login other than ``session_id``'s."""
         with self.uow.transaction() as session:
-            return domain.security_view(account_or_not_found(session, account_id))
+            return _security_view(session, account_or_not_found(session, account_id), session_id)
 
     def _reauthenticate(self, account_id: str, password) -> Account:
         """The account, if ``password`` is its current password (422 ``wrong_password``).
@@ -208,7 +209,7 @@ class AccountSecurity:
 
     # -- IP allow list (S3)
     def set_ip_restriction(self, account_id: str, rules, password, confirm_lockout, ip: str,
-                           verification_id=None) -> dict:
+                           verification_id=None, session_id: str | None = None) -> dict:
         if not isinstance(rules, list):
             raise ValidationError({"rules": ["must be a list of lines"]})
         allowed = security.IpAllowList.parse(rules)
@@ -223,7 +224,7 @@ class AccountSecurity:
             account.updated_at = now
             record_security_event(session, account, "ip_restriction_changed", ip, now,
                                   {"rules": allowed.lines()})
-            return domain.security_view(account)
+            return _security_view(session, account, session_id)
 
     # -- two-factor authentication (S6)
     def start_two_factor(self, account_id: str) -> dict:
@@ -322,6 +323,10 @@ class AccountSecurity:
         """For support staff: the profile, whether the account is frozen, and what security is set."""
         with self.uow.transaction() as session:
             return domain.account_overview(account_or_not_found(session, account_id))
+
+
+def _security_view(session, account: Account, session_id: str | None) -> dict:
+    return domain.security_view(account, previous_login(session, account.id, session_id))
 
 
 def _refuse_enabled(account: Account) -> None:

@@ -108,10 +108,12 @@ class VatIdChecks:
 
 
 class Profiles:
-    def __init__(self, uow, hasher: security.PasswordHasher, clock, vat_id_checks: VatIdChecks | None = None):
+    def __init__(self, uow, hasher: security.PasswordHasher, clock, verification=None,
+                 vat_id_checks: VatIdChecks | None = None):
         self.uow = uow
         self.hasher = hasher
         self.clock = clock
+        self.verification = verification
         self.vat_id_checks = vat_id_checks or VatIdChecks.from_env(uow, clock)
 
     # -- registration and personal data
@@ -274,6 +276,20 @@ class Profiles:
             publish_later(session, "notification_settings_changed", {"account_id": account.id, **view})
             return view
 
+    # -- the phone verified (P6): told by the gateway right after the check, and by the event
+    def record_phone_verification(self, account_id: str, verification_id) -> dict:
+        """Mark the phone verified now, once the verification service confirms that this verification
+        verified this account's current number; so the next read of the profile says so.
+
+        The gateway calls it before answering the customer's check; ``phone_verified`` (the event)
+        comes later and finds it done.
+        """
+        proof = self.verification.verified_phone(account_id, verification_id)
+        with self.uow.transaction() as session:
+            account = account_or_not_found(session, account_id, lock=True)
+            _mark_phone_verified(account, proof.get("phone"), self.clock.now())
+            return {"phone": account.phone, "phone_verified": account.phone_verified}
+
     # -- events from other services
     def phone_verified(self, payload: dict) -> None:
         """verification.phone_verified: the number is verified if it is still the account's number."""
@@ -282,9 +298,15 @@ class Profiles:
                 return
             account = session.scalar(select(Account).where(Account.id == payload.get("account_id"))
                                      .with_for_update())
-            if account is not None and account.phone and account.phone == payload.get("phone"):
-                account.phone_verified = True
-                account.updated_at = self.clock.now()
+            if account is not None:
+                _mark_phone_verified(account, payload.get("phone"), self.clock.now())
+
+
+def _mark_phone_verified(account: Account, phone, now) -> None:
+    """The number is verified if it is still the account's number; again is a no-op."""
+    if account.phone and account.phone == phone and not account.phone_verified:
+        account.phone_verified = True
+        account.updated_at = now
 
 
 def _login_taken() -> DomainError:

@@ -4,6 +4,8 @@ notification settings (N1-N3): no I/O here. The security rules proper live in se
 from __future__ import annotations
 
 import base64
+import binascii
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -144,11 +146,11 @@ def email_search_key(email) -> str:
 
 # --------------------------------------------------------------------------- security (S1-S6)
 
-def security_view(account) -> dict:
-    """GET /api/v1/security: what is set, never the secrets themselves (S2)."""
-    last_login = None
-    if account.last_login_at is not None:
-        last_login = {"ip": account.last_login_ip, "at": iso(account.last_login_at)}
+def security_view(account, last_login: dict | None = None) -> dict:
+    """GET /api/v1/security: what is set, never the secrets themselves (S2).
+
+    ``last_login`` is :func:`previous_login_view` of the login before the caller's own (S4).
+    """
     return {
         "login": account.login,
         "security_code_set": account.security_code_hash is not None,
@@ -165,6 +167,17 @@ def verification_required(operation: str, reason: str) -> DomainError:
                        "Confirm this operation by phone first: start a verification with purpose "
                        "'operation' and send its id as verification_id.",
                        fields={"verification_id": [reason]}, details={"operation": operation})
+
+
+def previous_login_view(session_row) -> dict | None:
+    """S4 "last login": the newest login other than the one that opened the caller's session.
+
+    Every session is one successful login, so the newest other session is that login: the one
+    before the caller's, or a later one from somewhere else, which is what the customer must see.
+    """
+    if session_row is None:
+        return None
+    return {"ip": session_row.ip, "at": iso(as_utc(session_row.created_at))}
 
 
 def login_view(attempt) -> dict:
@@ -264,3 +277,85 @@ def decode_cursor(cursor: str | None) -> int | None:
     except (ValueError, UnicodeDecodeError):
         pass
     raise ValidationError({"cursor": ["is not a cursor from this list"]})
+
+
+# --------------------------------------------------------------------------- sessions (A2)
+
+SEEN_EVERY = timedelta(minutes=1)
+
+
+def seen_again(last_seen_at: datetime | None, now: datetime) -> bool:
+    """Whether a request now should move a session's ``last_seen_at``: at most once a minute,
+    so checking a token stays a read on all but one request a minute."""
+    return last_seen_at is None or as_utc(last_seen_at) + SEEN_EVERY <= now
+
+
+def session_view(row, current_session_id: str | None) -> dict:
+    """One live session of the account, as the customer sees it in the list."""
+    return {"id": row.id, "created_at": iso(as_utc(row.created_at)),
+            "last_seen_at": iso(as_utc(row.last_seen_at or row.created_at)), "ip": row.ip,
+            "user_agent": row.user_agent, "current": row.id == current_session_id}
+
+
+def encode_time_cursor(at: datetime, row_id: str) -> str:
+    """An opaque cursor for a list ordered by (time, id), newest first: rows below this one."""
+    raw = json.dumps([iso(as_utc(at)), row_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_time_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    """The (time, id) a cursor of :func:`encode_time_cursor` points below; any other is a validation error."""
+    if cursor is None:
+        return None
+    try:
+        at, row_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        moment = datetime.fromisoformat(at.replace("Z", "+00:00"))
+        if isinstance(row_id, str) and moment.tzinfo is not None:
+            return moment, row_id
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        pass
+    raise ValidationError({"cursor": ["is not a cursor from this list"]})
+
+
+# --------------------------------------------------------------------------- password reset (A1)
+
+RESET_TOKEN_LIFETIME = timedelta(hours=1)
+# What ends every reset link issued before it: a new password (by reset or change) or a freeze.
+RESET_ENDING_EVENTS = ("password_changed", "password_reset", "account_frozen")
+
+
+def reset_token_refusal(token_row, now: datetime, ended_since: bool) -> DomainError | None:
+    """Why a password reset token cannot be used now, or None.
+
+    Unknown: 404 ``token_unknown``; used, expired, or issued before the password changed or the
+    account was frozen (``ended_since``): 410 ``token_expired``.
+    """
+    if token_row is None:
+        return DomainError("token_unknown", "This password reset link is not valid.")
+    if token_row.used_at is not None or ended_since:
+        return DomainError("token_expired", "This password reset link was already used; ask for a new one.")
+    if as_utc(token_row.expires_at) <= now:
+        return DomainError("token_expired", "This password reset link has expired; ask for a new one.")
+    return None
+
+
+def reset_requested_for(login: str | None, email: str | None) -> str:
+    """What a reset request names, as one key for the per-name limit: ``login:anna`` or ``email:a@b.pl``."""
+    return f"login:{login}" if login is not None else f"email:{email.casefold()}"
+
+
+def frozen_refusal() -> DomainError:
+    return DomainError("account_frozen", "This account is frozen; please contact support.")
+
+
+# --------------------------------------------------------------------------- the confirmation mail again (P3)
+
+def address_awaiting_confirmation(account, pending_change) -> tuple[str, str]:
+    """(address, purpose) the confirmation mail goes to again: a pending new address first, else the
+    unconfirmed registration address; 409 ``nothing_to_confirm`` when neither waits."""
+    if pending_change is not None:
+        return pending_change.email, "change"
+    if not account.email_confirmed:
+        return account.email, "registration"
+    raise DomainError("nothing_to_confirm", "Your e-mail address is confirmed and no new address awaits "
+                                            "confirmation.")

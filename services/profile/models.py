@@ -79,6 +79,11 @@ class Session(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # When a request last came with this token, to the minute: written at most once a minute
+    # (sessions.SEEN_EVERY), never on every request.
+    last_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    __table_args__ = (Index("ix_sessions_account_created", "account_id", "created_at"),)
 
 
 class LoginAttempt(Base):
@@ -152,3 +157,37 @@ class ViesAnswer(Base):
     vat_id: Mapped[str] = mapped_column(String(20), primary_key=True)
     answer: Mapped[str] = mapped_column(String(12))
     checked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PasswordResetRequest(Base):
+    """A "forgot password" request (A1), kept for the rate limits whether or not an account matched.
+
+    ``requested_for`` is the SHA-256 of what was typed (``login:anna`` or ``email:anna@...``), so
+    the names strangers try are not kept in the clear.
+    """
+
+    __tablename__ = "password_reset_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    requested_for: Mapped[str] = mapped_column(String(64))
+    ip: Mapped[str] = mapped_column(String(45))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_password_reset_requests_ip_at", "ip", "at"),
+        Index("ix_password_reset_requests_for_at", "requested_for", "at"),
+    )
+
+
+class PasswordResetToken(Base):
+    """A single-use password reset token mailed to an account (A1), kept only as its SHA-256."""
+
+    __tablename__ = "password_reset_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    __table_args__ = (Index("ix_password_reset_tokens_account_created", "account_id", "created_at"),)

@@ -473,6 +473,11 @@ def ip_limited(failure_times: Iterable[datetime], now: datetime, limit: int = IP
     return _window_retry_after(failure_times, now, limit, window)
 
 
+def requests_limited(times: Iterable[datetime], now: datetime, limit: int, window: timedelta) -> int:
+    """Seconds before one more request fits ``limit`` requests per rolling ``window`` (429 Retry-After), or 0."""
+    return _window_retry_after(times, now, limit, window)
+
+
 def security_code_check_limited(failures: Iterable[datetime], now: datetime) -> int:
     """Seconds before support may check an account's security code again (5 wrong tries an hour), or 0."""
     return _window_retry_after(failures, now, SECURITY_CODE_FAILURE_LIMIT, SECURITY_CODE_FAILURE_WINDOW)

@@ -154,6 +154,8 @@ def test_ip_restriction_warns_before_locking_out_and_2fa_logs_in_with_a_code(ope
     assert page.locator("#tfa-code-list li").count() == 10
     page.locator("#tfa-on").wait_for()
     screenshot(page, "security")
+    page.get_by_label("I have saved these codes").check()
+    page.get_by_role("button", name="Done").click()
 
     page.get_by_role("button", name="Log out").click()
     page.wait_for_url("**/login")
