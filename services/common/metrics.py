@@ -90,7 +90,8 @@ class MeasuredRpc:
     """Mixed into the RPC entrypoint: every call counted by method and outcome, and timed.
 
     The time runs from the request's arrival (including a wait for a free worker) until its
-    reply was handed to the broker.
+    answer is ready. It is counted before the reply leaves, so a caller that has its answer
+    finds the call in ``/metrics`` already.
     """
 
     def handle_message(self, body, message):
@@ -99,15 +100,12 @@ class MeasuredRpc:
         return super().handle_message(body, message)
 
     def handle_result(self, message, worker_ctx, result, exc_info):
-        outcome, code = rpc_outcome(exc_info)
-        try:
-            return super().handle_result(message, worker_ctx, result, exc_info)
-        finally:
-            service, method = self.container.service_name, self.method_name
-            RPC_CALLS.labels(service, method, outcome, code).inc()
-            started = getattr(message, "received_at", None)
-            if started is not None:
-                RPC_SECONDS.labels(service, method).observe(time.monotonic() - started)
+        service, method = self.container.service_name, self.method_name
+        RPC_CALLS.labels(service, method, *rpc_outcome(exc_info)).inc()
+        started = getattr(message, "received_at", None)
+        if started is not None:
+            RPC_SECONDS.labels(service, method).observe(time.monotonic() - started)
+        return super().handle_result(message, worker_ctx, result, exc_info)
 
 
 class MeasuredHttp:
