@@ -24,10 +24,8 @@ from services.common.metrics import MeasuredRpc
 log = structlog.get_logger(__name__)
 
 
-class Rpc(MeasuredRpc, NamekoRpc):
+class Rpc(MeasuredRpc, NamekoRpc):   # every call counted and timed (services/common/metrics.py)
     """Nameko's RPC entrypoint, except that a reply lost to a broker outage does not stop the service.
-
-    Every call is counted and timed (:class:`~services.common.metrics.MeasuredRpc`).
 
     Nameko lets the reply's publish error escape the worker, which kills the whole container:
     a RabbitMQ restart in the middle of a call would take the service down for good. Here the

@@ -33,13 +33,21 @@ class LedgerService:
     def ledger(self) -> Ledger:
         return Ledger(self.db, self.profile, clock, SELLER)
 
-    @http("GET", "/health")
-    def health_check(self, request):
-        return self.health.response()
-
     @serve_metrics()
     def metrics(self, request):
         """Prometheus metrics: answered by the entrypoint itself (services/common/metrics.py)."""
+
+    @timer(interval=AUDIT_SECONDS, eager=True)
+    def audit_regularly(self):
+        """The audit for the alert on /metrics; a replica that finds another one auditing skips its turn."""
+        found = self.ledger.audit_unless_running()
+        if found is not None:
+            LEDGER_AUDIT_DISCREPANCIES.set(len(found))
+            LEDGER_AUDIT_FINISHED.set_to_current_time()
+
+    @http("GET", "/health")
+    def health_check(self, request):
+        return self.health.response()
 
     @rpc
     def ping(self):
@@ -78,14 +86,6 @@ class LedgerService:
     @rpc
     def audit(self):
         return self.ledger.audit()
-
-    @timer(interval=AUDIT_SECONDS, eager=True)
-    def audit_regularly(self):
-        """The audit for the alert on /metrics; a replica that finds another one auditing skips its turn."""
-        found = self.ledger.audit_unless_running()
-        if found is not None:
-            LEDGER_AUDIT_DISCREPANCIES.set(len(found))
-            LEDGER_AUDIT_FINISHED.set_to_current_time()
 
     @rpc
     def price(self, account_id, amount):

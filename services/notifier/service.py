@@ -42,13 +42,13 @@ class NotifierService:
     def notifications(self) -> Notifications:
         return Notifications(self.db, self.profile, self.ledger, clock)
 
-    @http("GET", "/health")
-    def health_check(self, request):
-        return self.health.response()
-
     @serve_metrics(mail_waiting_and_failed)
     def metrics(self, request):
         """Prometheus metrics: answered by the entrypoint itself (services/common/metrics.py)."""
+
+    @http("GET", "/health")
+    def health_check(self, request):
+        return self.health.response()
 
     @rpc
     def ping(self):

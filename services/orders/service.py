@@ -58,13 +58,13 @@ class OrdersService:
     def orders(self) -> Orders:
         return Orders(self.db, self.catalogue, self.ledger, self.profile, clock)
 
-    @http("GET", "/health")
-    def health_check(self, request):
-        return self.health.response()
-
     @serve_metrics()
     def metrics(self, request):
         """Prometheus metrics: answered by the entrypoint itself (services/common/metrics.py)."""
+
+    @http("GET", "/health")
+    def health_check(self, request):
+        return self.health.response()
 
     @rpc
     def ping(self):

@@ -50,13 +50,13 @@ class ProfileService:
     def confirmation_mail(self) -> ConfirmationMail:
         return ConfirmationMail(self.db, clock)
 
-    @http("GET", "/health")
-    def health_check(self, request):
-        return self.health.response()
-
     @serve_metrics()
     def metrics(self, request):
         """Prometheus metrics: answered by the entrypoint itself (services/common/metrics.py)."""
+
+    @http("GET", "/health")
+    def health_check(self, request):
+        return self.health.response()
 
     @rpc
     def ping(self):

@@ -47,13 +47,13 @@ class VerificationService:
     def verifications(self) -> Verifications:
         return Verifications(self.db, self.telephony, clock, self.countries)
 
-    @http("GET", "/health")
-    def health_check(self, request):
-        return self.health.response()
-
     @serve_metrics()
     def metrics(self, request):
         """Prometheus metrics: answered by the entrypoint itself (services/common/metrics.py)."""
+
+    @http("GET", "/health")
+    def health_check(self, request):
+        return self.health.response()
 
     @rpc
     def ping(self):
