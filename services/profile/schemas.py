@@ -7,7 +7,8 @@ from email_validator import EmailNotValidError, validate_email
 from marshmallow import ValidationError as FieldError
 from marshmallow import fields, validate, validates
 
-from services.common.schemas import MESSAGES, MoneyField, StrictBoolean, StrictSchema, TrimmedString, text
+from services.common.schemas import (MESSAGES, MoneyField, StrictBoolean, StrictSchema, TrimmedString, one_line,
+                                     text)
 
 PROFILE_TYPES = ("individual", "company")
 LANGUAGES = ("en", "pl")
@@ -59,26 +60,26 @@ def email(**kwargs):
 
 
 class PostalAddressSchema(StrictSchema):
-    line1 = text(200, required=True)
-    city = text(100, required=True)
-    postcode = text(16, required=True)
+    line1 = one_line(200, required=True)
+    city = one_line(100, required=True)
+    postcode = one_line(16, required=True)
     country = Country(required=True, error_messages=MESSAGES)
 
 
 class EditableProfileSchema(StrictSchema):
     """What the customer may change (PATCH /api/v1/profile)."""
 
-    first_name = text(100)
-    last_name = text(100)
-    city = text(100)
-    address = text(200)
+    first_name = one_line(100)
+    last_name = one_line(100)
+    city = one_line(100)
+    address = one_line(200)
     phone = Phone(allow_none=True, error_messages=MESSAGES,
                   validate=validate.Length(max=32, error="must be at most 32 characters"))
     postal_address = fields.Nested(PostalAddressSchema, allow_none=True, error_messages=MESSAGES)
     profile_type = fields.String(validate=validate.OneOf(PROFILE_TYPES, error="must be individual or company"),
                                  error_messages=MESSAGES)
-    company_name = text(200, allow_none=True)
-    vat_id = text(20, allow_none=True)
+    company_name = one_line(200, allow_none=True)
+    vat_id = one_line(20, allow_none=True)
     language = fields.String(validate=validate.OneOf(LANGUAGES, error="must be en or pl"),
                              error_messages=MESSAGES)
 
@@ -94,10 +95,10 @@ class RegistrationSchema(EditableProfileSchema):
     password = fields.String(required=True, error_messages=MESSAGES,
                              validate=validate.Length(max=1024, error="is too long"))
     email = email(required=True)
-    first_name = text(100, required=True)
-    last_name = text(100, required=True)
-    city = text(100, required=True)
-    address = text(200, required=True)
+    first_name = one_line(100, required=True)
+    last_name = one_line(100, required=True)
+    city = one_line(100, required=True)
+    address = one_line(200, required=True)
     country = Country(required=True, error_messages=MESSAGES)
 
 
