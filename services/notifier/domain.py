@@ -36,6 +36,7 @@ Every kind also takes ``first_name``.
 | email_change_requested | named      | token, new_email                                                                            |
 | email_changed          | named      | old_email, new_email, at:time                                                               |
 | password_changed       | main       | at:time, ip_address?                                                                        |
+| phone_changed          | main       | phone?, at:time, ip_address?                                                                |
 | ip_restriction_changed | main       | rules:list, at:time, ip_address?                                                            |
 | two_factor_enabled     | main       | at:time, ip_address?                                                                        |
 | two_factor_disabled    | main       | at:time, ip_address?                                                                        |
@@ -54,7 +55,8 @@ OLD one); *consent* is the main e-mail, only with newsletter consent.
 Notes on single fields: ``order_created.status`` is the order's status
 (``active`` or ``pending_payment``); ``order_cancelled.when`` is ``now`` or
 ``end_of_period``; ``invoice_issued.kind`` is ``invoice`` or ``credit_note``;
-``renewal_due.auto_renew`` is a bool. Links (``confirm_url``, ``order_url``,
+``renewal_due.auto_renew`` is a bool; ``phone_changed.phone`` is the new number masked
+(``+48 … 567``), null when the number was removed. Links (``confirm_url``, ``order_url``,
 ``invoice_url`` ...) are built here from ``PANEL_URL``; an event's own
 ``confirm_url`` wins over the built one.
 """
@@ -146,6 +148,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     _kind("email_change_requested", Route.NAMED, "token, new_email"),
     _kind("email_changed", Route.NAMED, "old_email, new_email, at"),
     _kind("password_changed", Route.MAIN, _SECURITY_NOTICE),
+    _kind("phone_changed", Route.MAIN, "phone?, " + _SECURITY_NOTICE),
     _kind("ip_restriction_changed", Route.MAIN, "rules, " + _SECURITY_NOTICE),
     _kind("two_factor_enabled", Route.MAIN, _SECURITY_NOTICE),
     _kind("two_factor_disabled", Route.MAIN, _SECURITY_NOTICE),
