@@ -17,7 +17,7 @@ from services.common.money import Money
 from services.common.errors import DomainError, NotFound
 from services.common.outbox import first_delivery, publish_later
 from services.common.schemas import load
-from services.profile import domain, security
+from services.profile import domain, limits, security
 from services.profile.models import Account, EmailToken, SecurityEvent
 from services.profile.schemas import NotificationSettingsSchema, ProfilePatchSchema, RegistrationSchema
 
@@ -67,13 +67,19 @@ def issue_email_token(session, account: Account, address: str, purpose: str, now
 
 
 class Profiles:
-    def __init__(self, uow, hasher: security.PasswordHasher, clock):
+    """``guard`` re-authenticates a phone change (AccountSecurity); ``ledger`` tells the balance's currency."""
+
+    def __init__(self, uow, hasher: security.PasswordHasher, clock, guard=None, ledger=None):
         self.uow = uow
         self.hasher = hasher
         self.clock = clock
+        self.guard = guard
+        self.ledger = ledger
 
     # -- registration and personal data
-    def register(self, data: dict) -> dict:
+    def register(self, data: dict, ip: str | None = None) -> dict:
+        """A new account; ``ip`` (the client's, from the gateway) is limited to
+        ``REGISTRATIONS_PER_IP_HOUR`` registrations an hour (429)."""
         data = load(RegistrationSchema(), data)
         login = security.normalise_login(data.pop("login"))
         password = data.pop("password")
@@ -90,9 +96,10 @@ class Profiles:
             phone=data.get("phone"), phone_verified=False, postal_address=data.get("postal_address"),
             profile_type=company.profile_type, company_name=company.company_name, vat_id=company.vat_id,
             company_verification=company.company_verification, language=data.get("language", "en"),
-            frozen=False, created_at=now, updated_at=now)
+            frozen=False, registration_ip=ip or None, created_at=now, updated_at=now)
         try:
             with self.uow.transaction() as session:
+                limits.refuse_too_many_registrations(session, ip, now)
                 if session.scalar(select(Account.id).where(Account.login == login)):
                     raise _login_taken()
                 session.add(account)
@@ -121,10 +128,16 @@ class Profiles:
                 raise NotFound("account")
             return domain.profile_view(account)
 
-    def update(self, account_id: str, changes: dict) -> dict:
+    def update(self, account_id: str, changes: dict, ip: str | None = None) -> dict:
         domain.refuse_immutable(changes if isinstance(changes, dict) else {})
         changes = load(ProfilePatchSchema(), changes)
+        password, verification_id = changes.pop("password", None), changes.pop("verification_id", None)
         domain.refuse_emptied_mandatory(changes)
+        with self.uow.transaction() as session:
+            phone_changes = domain.phone_changes(changes, account_or_not_found(session, account_id).phone)
+        if phone_changes or password is not None:
+            self.guard.allow_phone_change(account_id, password, verification_id, ip, phone_changes)
+        now = self.clock.now()
         with self.uow.transaction() as session:
             account = account_or_not_found(session, account_id, lock=True)
             company = domain.company_after(_company(account), changes, account.country) \
@@ -132,9 +145,13 @@ class Profiles:
             for name in ("first_name", "last_name", "city", "address", "postal_address", "language"):
                 if name in changes:
                     setattr(account, name, changes[name])
-            if "phone" in changes and changes["phone"] != account.phone:
+            if domain.phone_changes(changes, account.phone):
+                if not phone_changes:  # changed by another request since it was read: check again
+                    raise DomainError("conflict", "The phone number changed meanwhile; send the edit again.")
                 account.phone = changes["phone"]
                 account.phone_verified = False  # P6: a new number must be verified again
+                record_security_event(session, account, "phone_changed", ip, now,
+                                      {"phone": domain.masked_phone(account.phone)})
             review_needed = company.company_verification == "pending" and (
                 account.company_verification != "pending" or company.company_name != account.company_name
                 or company.vat_id != account.vat_id)
@@ -142,7 +159,7 @@ class Profiles:
             account.company_name = company.company_name
             account.vat_id = company.vat_id
             account.company_verification = company.company_verification
-            account.updated_at = self.clock.now()
+            account.updated_at = now
             publish_later(session, "profile_changed", {
                 "account_id": account.id, "fields": sorted(changes), **buyer_fields(account)})
             if review_needed:
@@ -201,8 +218,9 @@ class Profiles:
     def update_notifications(self, account_id: str, settings: dict) -> dict:
         settings = load(NotificationSettingsSchema(), settings)
         if settings.get("low_balance_threshold") is not None:
-            settings["low_balance_threshold"] = Money.from_wire(settings["low_balance_threshold"],
-                                                                "low_balance_threshold")
+            threshold = Money.from_wire(settings["low_balance_threshold"], "low_balance_threshold")
+            domain.refuse_other_currency(threshold, self._balance_currency(account_id), "low_balance_threshold")
+            settings["low_balance_threshold"] = threshold
         with self.uow.transaction() as session:
             account = account_or_not_found(session, account_id, lock=True)
             domain.apply_notification_settings(account, settings)
@@ -210,6 +228,13 @@ class Profiles:
             view = domain.notification_settings_view(account)
             publish_later(session, "notification_settings_changed", {"account_id": account.id, **view})
             return view
+
+    def _balance_currency(self, account_id: str) -> str:
+        """The currency the ledger keeps this account's balance in (it owns the balance; one read,
+        asked only when a threshold is set: the threshold is ours, the currency is the ledger's)."""
+        with self.uow.transaction() as session:
+            account_or_not_found(session, account_id)
+        return Money.from_wire(self.ledger.get_balance(account_id), "balance").currency
 
     # -- events from other services
     def phone_verified(self, payload: dict) -> None:

@@ -108,6 +108,13 @@ class ProfilePatchSchema(EditableProfileSchema):
     login = fields.Raw()
     email = fields.Raw()
     country = fields.Raw()
+    password = fields.String(error_messages=MESSAGES, validate=validate.Length(max=1024, error="is too long"),
+                             metadata={"description": "the current password: required with a new phone "
+                                                      "number (400 without it, 422 wrong_password), checked "
+                                                      "whenever it is sent"})
+    verification_id = text(64, allow_none=True, metadata={
+        "description": "a phone verification of purpose operation: required with a new phone number when "
+                       "the customer confirms sensitive operations by call (422 verification_required)"})
 
 
 class LoginSchema(StrictSchema):
@@ -197,6 +204,10 @@ class OperationConfirmationSchema(StrictSchema):
 
 class OtpSchema(StrictSchema):
     otp = secret(64, required=True)
+
+
+class TwoFactorStartSchema(StrictSchema):
+    password = secret(required=True)
 
 
 class TwoFactorDisableSchema(StrictSchema):

@@ -426,6 +426,9 @@ LOGIN_BACKOFF_AFTER = 5
 LOGIN_BACKOFF_CAP = timedelta(minutes=15)
 IP_FAILURE_LIMIT = 30
 IP_FAILURE_WINDOW = timedelta(seconds=60)
+# An address the account logged in from successfully this recently keeps its own failure count.
+FAMILIAR_ADDRESS_FOR = timedelta(days=30)
+REGISTRATION_WINDOW = timedelta(hours=1)
 SECURITY_CODE_FAILURE_LIMIT = 5
 SECURITY_CODE_FAILURE_WINDOW = timedelta(hours=1)
 
@@ -471,6 +474,11 @@ def ip_limited(failure_times: Iterable[datetime], now: datetime, limit: int = IP
                window: timedelta = IP_FAILURE_WINDOW) -> int:
     """Seconds one client IP must wait after too many failed logins (30 a minute), or 0."""
     return _window_retry_after(failure_times, now, limit, window)
+
+
+def registrations_limited(registration_times: Iterable[datetime], now: datetime, limit: int) -> int:
+    """Seconds one client IP must wait before registering another account (``limit`` an hour), or 0."""
+    return _window_retry_after(registration_times, now, limit, REGISTRATION_WINDOW)
 
 
 def security_code_check_limited(failures: Iterable[datetime], now: datetime) -> int:
