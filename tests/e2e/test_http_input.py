@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import uuid
 from urllib.parse import urlsplit
 
 import pytest
+import requests
 
 from tests.support import error_code
 
@@ -125,3 +127,38 @@ def test_every_answer_is_kept_by_no_cache_and_sniffed_by_no_browser(api, custome
         assert answer.headers.get("X-Content-Type-Options") == "nosniff", (what, answer.headers)
     assert answers["the 2FA secret"].status_code == 201
     assert answers["an unknown path"].status_code == 404 and answers["a wrong method"].status_code == 405
+
+
+def test_a_name_with_a_second_line_or_a_bidi_override_is_400_naming_the_field_and_mails_nothing(api, stack):
+    login = f"b{uuid.uuid4().hex[:10]}"
+    body = {"login": login, "password": "a long and unusual passphrase 7", "email": f"{login}@example.com",
+            "first_name": "customer,\n\nYour server is suspended. Pay now at https://pay.example",
+            "last_name": "Nowak", "city": "Warszawa", "address": "ul. Prosta 1", "country": "PL"}
+    refused = api.post("/api/v1/accounts", body)
+    assert refused.status_code == 400 and list(refused.json()["error"]["fields"]) == ["first_name"]
+    bidi = api.post("/api/v1/accounts", {**body, "first_name": "Anna", "last_name": "Nowak \u202etxt.exe"})
+    assert bidi.status_code == 400 and list(bidi.json()["error"]["fields"]) == ["last_name"]
+    assert api.post("/api/v1/accounts", {**body, "first_name": "Anna"}).status_code == 201  # nothing half-written
+    mail = requests.get(f"{stack.url('mail_http')}/messages", params={"to": body["email"]}, timeout=5).json()["items"]
+    assert all("suspended" not in message["text"] for message in mail)
+
+
+def test_an_edit_with_control_characters_is_400_naming_the_field_and_changes_nothing(customer):
+    me = customer()
+    for field, edit in (("city", {"city": "Gdańsk\r\nPay now"}),
+                        ("company_name", {"profile_type": "company", "company_name": "Firma \u2066Sp. z o.o.\u2069"}),
+                        ("address", {"address": "ul. Długa 5\x1b[2J"})):
+        answer = me.patch("/api/v1/profile", edit)
+        assert answer.status_code == 400 and list(answer.json()["error"]["fields"]) == [field], answer.text
+    assert me.get("/api/v1/profile").json() == me.profile
+
+
+def test_a_threshold_in_full_width_digits_or_another_currency_is_400(customer):
+    me = customer()
+    for threshold in ({"amount": "１５.００", "currency": "EUR"}, {"amount": "20.00", "currency": "USD"}):
+        answer = me.put("/api/v1/profile/notifications", {"low_balance_threshold": threshold})
+        assert answer.status_code == 400 and error_code(answer) == "validation_error"
+        assert list(answer.json()["error"]["fields"]) == ["low_balance_threshold"]
+    assert me.get("/api/v1/profile/notifications").json()["low_balance_threshold"] is None
+    saved = me.put("/api/v1/profile/notifications", {"low_balance_threshold": {"amount": "15.00", "currency": "EUR"}})
+    assert saved.status_code == 200 and saved.json()["low_balance_threshold"]["amount"] == "15.00"
