@@ -115,7 +115,7 @@ class AccountSecurity:
 
         Without this a stolen session set its own number, verified it, and confirmed operations.
         """
-        if password is None:
+        if not password:
             raise ValidationError({"password": ["required to change the phone number"]},
                                   "Changing the phone number needs your current password.")
         account = self._reauthenticate(account_id, password, ip)
@@ -258,7 +258,7 @@ class AccountSecurity:
     def start_two_factor(self, account_id: str, password, ip: str | None = None) -> dict:
         """The secret to scan; needs the password, or a stolen session could turn 2FA on with a
         secret of its own and lock the owner out."""
-        if password is None:
+        if not password:
             raise ValidationError({"password": ["required"]}, "Starting two-factor authentication needs "
                                                               "your current password.")
         self._reauthenticate(account_id, password, ip)

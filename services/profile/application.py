@@ -135,7 +135,7 @@ class Profiles:
         domain.refuse_emptied_mandatory(changes)
         with self.uow.transaction() as session:
             phone_changes = domain.phone_changes(changes, account_or_not_found(session, account_id).phone)
-        if phone_changes or password is not None:
+        if phone_changes or password:
             self.guard.allow_phone_change(account_id, password, verification_id, ip, phone_changes)
         now = self.clock.now()
         with self.uow.transaction() as session:

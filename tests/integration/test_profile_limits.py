@@ -192,8 +192,9 @@ def test_registrations_are_limited_per_client_address(run_service, rpc_client, s
 
 def test_a_new_phone_number_needs_the_password_and_is_told_to_the_customer(profile):
     account = profile.register(phone="+48601234567")
-    no_password = refused(profile.rpc.update, account["id"], {"phone": "+48 602 345 678"}, STRANGER)
-    assert no_password.error_code == "validation_error" and list(no_password.fields) == ["password"]
+    for missing in ({}, {"password": ""}):
+        no_password = refused(profile.rpc.update, account["id"], {"phone": "+48 602 345 678", **missing}, STRANGER)
+        assert no_password.error_code == "validation_error" and list(no_password.fields) == ["password"]
     wrong = refused(profile.rpc.update, account["id"], {"phone": "+48 602 345 678", "password": "guess"}, STRANGER)
     assert wrong.error_code == "wrong_password"
     assert profile.rpc.get(account["id"])["phone"] == "+48601234567"
@@ -213,8 +214,9 @@ def test_a_new_phone_number_needs_the_password_and_is_told_to_the_customer(profi
 
 def test_two_factor_enrolment_needs_the_password(profile):
     account = profile.register()
-    missing = refused(profile.rpc.start_two_factor, account["id"])
-    assert missing.error_code == "validation_error" and list(missing.fields) == ["password"]
+    for missing in (None, ""):
+        refusal = refused(profile.rpc.start_two_factor, account["id"], missing, OWNER)
+        assert refusal.error_code == "validation_error" and list(refusal.fields) == ["password"]
     assert refused(profile.rpc.start_two_factor, account["id"], "guess", STRANGER).error_code == "wrong_password"
     assert profile.rpc.start_two_factor(account["id"], PASSWORD, OWNER)["otpauth_uri"].startswith("otpauth://")
 
