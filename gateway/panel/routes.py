@@ -113,7 +113,7 @@ def qr_svg(text: str) -> str:
 
 
 class PanelRoutes:
-    """Pages of the web panel (SPEC P, S, N, O, B, I), each a shell filled from the public API."""
+    """Pages of the web panel (docs/requirements.md P, S, N, O, B, I), each a shell filled from the public API."""
 
     @page("/")
     def panel_home(self, request):

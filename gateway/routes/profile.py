@@ -1,4 +1,4 @@
-"""Registration, sessions, personal data and notification settings (SPEC P, S1, N)."""
+"""Registration, sessions, personal data and notification settings (docs/requirements.md P, S1, N)."""
 from __future__ import annotations
 
 from gateway.http import route

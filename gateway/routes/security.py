@@ -1,4 +1,4 @@
-"""Security settings, login history and the security timeline (SPEC S2-S6)."""
+"""Security settings, login history and the security timeline (docs/requirements.md S2-S6)."""
 from __future__ import annotations
 
 from gateway.http import route

@@ -1,4 +1,4 @@
-"""Phone verification by flash call, voice call or SMS (SPEC S7, P6)."""
+"""Phone verification by flash call, voice call or SMS (docs/requirements.md S7, P6)."""
 from __future__ import annotations
 
 from gateway.http import route

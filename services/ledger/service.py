@@ -37,7 +37,7 @@ class LedgerService:
     def ping(self):
         return "pong"
 
-    # -- money movements (API.md and docs/CONTRACTS.md)
+    # -- money movements (docs/CONTRACTS.md)
     @rpc
     def credit_payment(self, account_id, amount, idempotency_key, reference, method=None):
         return self.ledger.credit_payment(account_id, amount, idempotency_key, reference, method)

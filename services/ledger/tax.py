@@ -1,6 +1,6 @@
 """Taxes: which VAT a buyer pays, and how a price splits into net and VAT.
 
-Plan prices are what an individual pays, VAT included, wherever they live (API.md, Plan).
+Plan prices are what an individual pays, VAT included, wherever they live (docs/CONTRACTS.md, Plan).
 So the gross stays the list price and only its split changes with the buyer's country;
 a company under the EU reverse charge pays the net at the seller's rate, and outside the
 EU the whole price is net.
@@ -138,7 +138,7 @@ class Seller:
         )
 
     def to_party(self) -> dict:
-        """The seller block of an invoice (API.md, Invoice)."""
+        """The seller block of an invoice (docs/CONTRACTS.md, Invoice)."""
         return {"name": self.name, "address": self.address, "postal_address": None,
                 "company_name": self.name, "vat_id": self.vat_id, "country": self.country}
 
@@ -158,7 +158,7 @@ class Buyer:
 
     @classmethod
     def from_profile(cls, profile: Mapping) -> Buyer:
-        """Build the buyer from the profile shape of API.md (``profile.get`` over RPC)."""
+        """Build the buyer from the Profile shape of docs/CONTRACTS.md (``profile.get`` over RPC)."""
         name = " ".join(part for part in (profile.get("first_name"), profile.get("last_name")) if part)
         address = ", ".join(part for part in (profile.get("address"), profile.get("city")) if part)
         return cls(
@@ -177,7 +177,7 @@ class Buyer:
         return self.profile_type == COMPANY
 
     def to_party(self) -> dict:
-        """The buyer block of an invoice (API.md, Invoice)."""
+        """The buyer block of an invoice (docs/CONTRACTS.md, Invoice)."""
         return {"name": self.name, "address": self.address,
                 "postal_address": dict(self.postal_address) if self.postal_address else None,
                 "company_name": self.company_name, "vat_id": self.vat_id, "country": self.country}
@@ -202,7 +202,7 @@ class TaxTreatment:
 
     @property
     def vat_rate(self) -> str:
-        """The rate as API.md writes it on invoice lines: ``"23.00"``."""
+        """The rate as the contract writes it on invoice lines: ``"23.00"``."""
         return f"{self.rate:.2f}"
 
 

@@ -1,4 +1,4 @@
-"""What the customer hears about, where it goes, and how it reads (SPEC N, P3).
+"""What the customer hears about, where it goes, and how it reads (docs/requirements.md N, P3).
 
 No I/O apart from reading the Jinja templates beside this module: the notifier
 service decides *when* to send, this module decides *to whom* and *what*.

@@ -44,7 +44,7 @@ class NotifierService:
     def ping(self):
         return "pong"
 
-    # -- for support staff and operators (API.md)
+    # -- for support staff and operators (docs/CONTRACTS.md, RPC)
     @rpc
     def list_sent(self, account_id, limit=50, cursor=None):
         return self.notifications.list_sent(account_id, limit, cursor)

@@ -65,7 +65,7 @@ class OrdersService:
     def ping(self):
         return "pong"
 
-    # -- for other Introserv systems (API.md)
+    # -- for other Introserv systems (docs/CONTRACTS.md, RPC)
     @rpc
     def list_plans(self, kind=None):
         return self.orders.list_plans(kind)

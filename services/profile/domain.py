@@ -27,7 +27,7 @@ def refuse_immutable(changes: dict) -> None:
 
 
 def refuse_emptied_mandatory(changes: dict) -> None:
-    """A mandatory field may be changed, never emptied (API.md: 400)."""
+    """A mandatory field may be changed, never emptied (docs/CONTRACTS.md: 400)."""
     emptied = {name: ["required"] for name in MANDATORY if name in changes and changes[name] in (None, "")}
     if emptied:
         raise ValidationError(emptied)
@@ -90,7 +90,7 @@ def review_outcome(current: CompanyState, approved: bool) -> str:
 
 
 def profile_view(account) -> dict:
-    """The API.md Profile shape."""
+    """The Profile shape of docs/CONTRACTS.md."""
     return {
         "id": account.id,
         "login": account.login,
@@ -191,7 +191,7 @@ NOTIFICATION_KINDS = ("invoices", "support", "complaints")
 
 
 def notification_settings_view(account) -> dict:
-    """The API.md shape of N1-N3: null addresses fall back to the main e-mail when sending."""
+    """N1-N3 as docs/CONTRACTS.md shapes them: null addresses fall back to the main e-mail when sending."""
     threshold = None
     if account.low_balance_minor is not None:
         threshold = Money(account.low_balance_minor, account.low_balance_currency).to_wire()

@@ -130,7 +130,7 @@ class SessionSchema(StrictSchema):
 
 
 class ProfileSchema(StrictSchema):
-    """The Profile shape of API.md (response only)."""
+    """The Profile shape of docs/CONTRACTS.md (response only)."""
 
     id = fields.String()
     login = fields.String()

@@ -1,4 +1,4 @@
-"""The profile service's security rules (SPEC.md S, API.md "Formats" and "Limits").
+"""The profile service's security rules (docs/requirements.md S; docs/CONTRACTS.md, "Formats" and "Limits").
 
 Pure rules: no database, no broker, no clock of its own. Time comes in as ``now``
 arguments; the only I/O is reading the shipped list of common passwords, once.

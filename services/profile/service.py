@@ -48,7 +48,7 @@ class ProfileService:
     def ping(self):
         return "pong"
 
-    # -- for other Introserv systems (API.md)
+    # -- for other Introserv systems (docs/CONTRACTS.md, RPC)
     @rpc
     def get(self, account_id):
         return self.profiles.get(account_id)

@@ -1,4 +1,4 @@
-"""The verification service: phone verification by flash call, voice call or SMS (SPEC S7, P6)."""
+"""The verification service: phone verification by flash call, voice call or SMS (docs/requirements.md S7, P6)."""
 from __future__ import annotations
 
 from nameko.extensions import DependencyProvider
@@ -54,7 +54,7 @@ class VerificationService:
     def ping(self):
         return "pong"
 
-    # -- API.md: for the gateway and other Introserv systems
+    # -- docs/CONTRACTS.md: for the gateway and other Introserv systems
     @rpc
     def start(self, account_id, phone, channel, purpose, operation=None, language="en"):
         return self.verifications.start(account_id, phone, channel, purpose, operation, language)

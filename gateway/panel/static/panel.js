@@ -294,7 +294,7 @@ function fillTable(table, items, toRow) {
 
 const PAGE_SIZE = 20;
 
-// A list the API hands out in pages (API.md: ?limit=&cursor=, next_cursor): the first page in
+// A list the API hands out in pages (docs/CONTRACTS.md, Lists: ?limit=&cursor=, next_cursor): the first page in
 // the table, and under it a "Show more" button that appends the next page while there is one.
 async function fillPagedTable(table, path, toRow) {
   const pageOf = (cursor) => api("GET", `${path}${path.includes("?") ? "&" : "?"}limit=${PAGE_SIZE}` +
