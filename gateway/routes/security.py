@@ -53,8 +53,8 @@ class SecurityRoutes:
     @route("PUT", "/api/v1/security/operation-confirmation", body=OperationConfirmationSchema,
            response=SecuritySchema, tags=TAGS, errors=(400, 401, 422, 429),
            summary="Confirm sensitive operations by phone call (on/off)",
-           description="When on, cancelling an order, changing the password and changing the IP list each "
-                       "need `verification_id`: a verification of purpose `operation` (POST "
+           description="When on, cancelling an order, changing the password, the IP list and the phone number "
+                       "each need `verification_id`: a verification of purpose `operation` (POST "
                        "/api/v1/verifications) checked within 10 minutes, used once; without it they answer "
                        "422 `verification_required`. Turning it on needs the password and a verified phone "
                        "(422 `phone_missing`); turning it off also needs such a proof.")

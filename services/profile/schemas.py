@@ -234,7 +234,8 @@ class SecuritySchema(StrictSchema):
     two_factor_enabled = fields.Boolean()
     last_login = fields.Nested(LastLoginSchema, allow_none=True)
     operation_confirmation = fields.Boolean(metadata={
-        "description": "cancelling an order, changing the password and the IP list need a phone verification"})
+        "description": "cancelling an order, changing the password, the IP list and the phone number need a "
+                       "phone verification"})
 
 
 class TwoFactorEnrolmentSchema(StrictSchema):
