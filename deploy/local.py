@@ -19,7 +19,8 @@ from urllib.parse import urlparse
 
 import requests
 
-from services.common.config import HEALTH_PORTS, ROOT, SERVICES
+from deploy.serve import nameko_argv
+from services.common.config import HEALTH_PORTS, ROOT, SERVICES, var_dir
 
 DEV_PORTS = {"mail_smtp": 1025, "mail_http": 8025, "telephony_primary": 8010, "telephony_fallback": 8011}
 
@@ -90,14 +91,12 @@ class Stack:
                                            "--port", str(self.ports["telephony_fallback"])],
                     f"{self.url('telephony_fallback')}/health"),
         ]
-        for service in SERVICES:
-            items.extend(self._nameko(service, f"services/{service}/config.yml",
-                                      f"services.{service}.service:{service.capitalize()}Service"))
-        items.extend(self._nameko("gateway", "gateway/config.yml", "gateway.service:Gateway"))
+        for name in (*SERVICES, "gateway"):
+            items.extend(self._nameko(name))
         return items
 
-    def _nameko(self, name: str, config: str, module: str) -> list[Process]:
-        argv = [sys.executable, "-m", "nameko", "run", "--config", str(ROOT / config), module]
+    def _nameko(self, name: str) -> list[Process]:
+        argv = nameko_argv(name)
         first = Process(name, argv, f"{self.url(name)}/health")
         extra = []
         for index in range(2, self.replicas.get(name, 1) + 1):
@@ -243,7 +242,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.local")
     parser.add_argument("command", choices=["start", "stop", "status"])
     args = parser.parse_args(argv)
-    stack = Stack(Path(os.environ.get("VAR_DIR", ROOT / "var")))
+    stack = Stack(var_dir())
     if args.command == "start":
         ensure_rabbit(stack.env.get("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/"))
         stack.migrate()

@@ -131,6 +131,15 @@ class PanelRoutes:
     def panel_confirm_email(self, request):
         return render(request, "confirm_email.html", "confirm-email")
 
+    @page("/forgot-password")
+    def panel_forgot_password(self, request):
+        return render(request, "forgot_password.html", "forgot-password")
+
+    @page("/reset-password")
+    def panel_reset_password(self, request):
+        # The token rides in the link's query; the page takes it out of the address bar at once.
+        return render(request, "reset_password.html", "reset-password")
+
     @page("/profile")
     def panel_profile(self, request):
         return render(request, "profile.html", "profile")

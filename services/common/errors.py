@@ -35,6 +35,7 @@ HTTP_STATUS = {
     "not_renewable": 409,
     "not_changeable": 409,
     "not_cancellable": 409,
+    "nothing_to_confirm": 409,
     # 410
     "token_expired": 410,
     "verification_expired": 410,

@@ -4,7 +4,7 @@ Nameko acks and drops an event whose handler raised (or, with ``requeue_on_error
 redelivers it at once, forever). :func:`handle_event` instead republishes a failed event
 to ``<queue>.retry`` with a growing per-message TTL; the retry queue dead-letters it back
 to the handler's queue when the TTL expires. After ``EVENT_MAX_ATTEMPTS`` it goes to
-``<queue>.dead``, where an operator lists and replays it (``deploy/deadletters.py``).
+``<queue>.dead``, where an operator lists and replays it (``introserv-ops deadletters``, clients/).
 The message behind it is never blocked: the failed one is acked once it is safely parked.
 """
 from __future__ import annotations

@@ -121,6 +121,10 @@ class NotifierService:
     def email_changed(self, payload):
         self.notifications.on_event("email_changed", payload)
 
+    @handle_event("profile", "password_reset_requested")
+    def password_reset_requested(self, payload):
+        self.notifications.on_event("password_reset_requested", payload)
+
     @handle_event("profile", "password_changed")
     def password_changed(self, payload):
         self.notifications.on_event("password_changed", payload)

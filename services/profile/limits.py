@@ -132,6 +132,6 @@ def refuse_too_many_registrations(session, ip: str | None, now) -> None:
     newest = session.scalars(select(Account.created_at).where(
         Account.registration_ip == ip, Account.created_at > now - security.REGISTRATION_WINDOW)
         .order_by(Account.created_at.desc()).limit(limit)).all()
-    wait = security.registrations_limited(newest, now, limit)
+    wait = security.requests_limited(newest, now, limit, security.REGISTRATION_WINDOW)
     if wait:
         raise rate_limited(wait, "Too many accounts were registered from your address; try again later.")

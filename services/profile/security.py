@@ -476,9 +476,9 @@ def ip_limited(failure_times: Iterable[datetime], now: datetime, limit: int = IP
     return _window_retry_after(failure_times, now, limit, window)
 
 
-def registrations_limited(registration_times: Iterable[datetime], now: datetime, limit: int) -> int:
-    """Seconds one client IP must wait before registering another account (``limit`` an hour), or 0."""
-    return _window_retry_after(registration_times, now, limit, REGISTRATION_WINDOW)
+def requests_limited(times: Iterable[datetime], now: datetime, limit: int, window: timedelta) -> int:
+    """Seconds before one more request fits ``limit`` requests per rolling ``window`` (429 Retry-After), or 0."""
+    return _window_retry_after(times, now, limit, window)
 
 
 def security_code_check_limited(failures: Iterable[datetime], now: datetime) -> int:

@@ -12,6 +12,8 @@ from services.common.logging import LogContext, configure
 from services.common.rpc import ServiceRpc, rpc
 from services.profile.account_security import AccountSecurity
 from services.profile.application import Profiles, make_hasher
+from services.profile.confirmation_mail import ConfirmationMail
+from services.profile.password_reset import PasswordResets
 from services.profile.sessions import Sessions
 from services.profile.models import Base
 
@@ -30,7 +32,7 @@ class ProfileService:
 
     @property
     def profiles(self) -> Profiles:
-        return Profiles(self.db, HASHER, clock, self.security, self.ledger)
+        return Profiles(self.db, HASHER, clock, self.verification, guard=self.security, ledger=self.ledger)
 
     @property
     def sessions(self) -> Sessions:
@@ -39,6 +41,14 @@ class ProfileService:
     @property
     def security(self) -> AccountSecurity:
         return AccountSecurity(self.db, HASHER, clock, self.verification)
+
+    @property
+    def password_resets(self) -> PasswordResets:
+        return PasswordResets(self.db, HASHER, clock)
+
+    @property
+    def confirmation_mail(self) -> ConfirmationMail:
+        return ConfirmationMail(self.db, clock)
 
     @http("GET", "/health")
     def health_check(self, request):
@@ -73,6 +83,19 @@ class ProfileService:
     def unfreeze(self, account_id, operator):
         return self.security.unfreeze(account_id, operator)
 
+    # -- for support staff's tools (the operator CLI)
+    @rpc
+    def find_by_email(self, email):
+        return self.profiles.find_by_email(email)
+
+    @rpc
+    def account_overview(self, account_id):
+        return self.security.account_overview(account_id)
+
+    @rpc
+    def freeze_by_operator(self, account_id, operator):
+        return self.security.freeze_by_operator(account_id, operator)
+
     # -- for the notifier and the ledger (docs/CONTRACTS.md)
     @rpc
     def notification_settings(self, account_id):
@@ -81,6 +104,11 @@ class ProfileService:
     @handle_event("verification", "phone_verified")
     def on_phone_verified(self, payload):
         self.profiles.phone_verified(payload)
+
+    # -- for the gateway, right after a phone check answered verified (read-your-writes)
+    @rpc
+    def record_phone_verification(self, account_id, verification_id):
+        return self.profiles.record_phone_verification(account_id, verification_id)
 
     # -- for the gateway
     @rpc
@@ -120,10 +148,31 @@ class ProfileService:
     def login_history(self, account_id, limit=50, cursor=None):
         return self.sessions.login_history(account_id, limit, cursor)
 
+    @rpc
+    def list_sessions(self, account_id, current_session_id=None, limit=50, cursor=None):
+        return self.sessions.live_sessions(account_id, current_session_id, limit, cursor)
+
+    @rpc
+    def end_session(self, account_id, session_id, ip=None):
+        return self.sessions.end_session(account_id, session_id, ip)
+
+    # -- password reset by e-mail and the confirmation mail again (for the gateway)
+    @rpc
+    def request_password_reset(self, login=None, email=None, ip=None):
+        return self.password_resets.request(login, email, ip)
+
+    @rpc
+    def confirm_password_reset(self, token, new_password, new_password_confirmation, otp=None, ip=None):
+        return self.password_resets.confirm(token, new_password, new_password_confirmation, otp, ip)
+
+    @rpc
+    def resend_email_confirmation(self, account_id):
+        return self.confirmation_mail.resend(account_id)
+
     # -- security settings (for the gateway)
     @rpc
-    def security_overview(self, account_id):
-        return self.security.overview(account_id)
+    def security_overview(self, account_id, session_id=None):
+        return self.security.overview(account_id, session_id)
 
     @rpc
     def request_email_change(self, account_id, email, password, ip=None):
@@ -144,12 +193,16 @@ class ProfileService:
         return self.security.set_security_code(account_id, code, ip)
 
     @rpc
-    def set_ip_restriction(self, account_id, rules, password, confirm_lockout, ip, verification_id=None):
-        return self.security.set_ip_restriction(account_id, rules, password, confirm_lockout, ip, verification_id)
+    def set_ip_restriction(self, account_id, rules, password, confirm_lockout, ip, verification_id=None,
+                           session_id=None):
+        return self.security.set_ip_restriction(account_id, rules, password, confirm_lockout, ip, verification_id,
+                                                session_id)
 
     @rpc
-    def set_operation_confirmation(self, account_id, enabled, password, verification_id=None, ip=None):
-        return self.security.set_operation_confirmation(account_id, enabled, password, verification_id, ip)
+    def set_operation_confirmation(self, account_id, enabled, password, verification_id=None, ip=None,
+                                   session_id=None):
+        return self.security.set_operation_confirmation(account_id, enabled, password, verification_id, ip,
+                                                        session_id)
 
     @rpc
     def require_operation_proof(self, account_id, operation, verification_id=None, reference=None):

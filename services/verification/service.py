@@ -63,6 +63,11 @@ class VerificationService:
     def check(self, verification_id, code, account_id=None):
         return self.verifications.check(verification_id, code, account_id)
 
+    # -- docs/CONTRACTS.md: for profile, to record a verified phone before the customer reads it
+    @rpc
+    def verified_phone(self, account_id, verification_id):
+        return self.verifications.verified_phone(account_id, verification_id)
+
     # -- docs/CONTRACTS.md: for the services that guard sensitive operations
     @rpc
     def use_operation_proof(self, account_id, verification_id, operation, reference=None):
