@@ -80,10 +80,9 @@ class AccountSecurity:
         stolen session cannot be used to guess the password faster than the login form allows
         (429 with Retry-After).
         """
-        now = self.clock.now()
         with self.uow.transaction() as session:
             account = account_or_not_found(session, account_id)
-            attempt = limits.admit(session, account.login, ip, now, account_id=account.id)
+        attempt = limits.admit(self.uow, self.clock, account.login, ip, account_id=account.id)
         if not verify_secret(self.hasher, account.password_hash, password):
             with self.uow.transaction() as session:
                 limits.settle(session, attempt, "reauth_wrong_password")

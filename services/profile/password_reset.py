@@ -125,8 +125,8 @@ class PasswordResets:
                 # wrong codes count like failed logins from this address: checked before the slow hash
                 try:
                     login_limits.hold(session, account.login, ip, now)
-                except DomainError as refusal:
-                    limited = refusal
+                except DomainError as too_many:
+                    limited = too_many
         if account.frozen:
             raise domain.frozen_refusal()
         domain.refuse_mismatched_password(data["new_password"], data["new_password_confirmation"])

@@ -65,9 +65,9 @@ class Sessions:
         user_agent = user_agent[:300] if isinstance(user_agent, str) else ""
         with self.uow.transaction() as session:
             account = session.scalar(select(Account).where(Account.login == key))
-            # 429 here records nothing: an attempt that was not checked is no failure
-            attempt = limits.admit(session, key, ip, now, account_id=account.id if account else None,
-                                   user_agent=user_agent)
+        # 429 here records nothing: an attempt that was not checked is no failure
+        attempt = limits.admit(self.uow, self.clock, key, ip, account_id=account.id if account else None,
+                               user_agent=user_agent)
         # Outside any transaction: argon2 takes tens of milliseconds on purpose.
         matches = verify_secret(self.hasher, account.password_hash if account else None, password)
         refusal = None

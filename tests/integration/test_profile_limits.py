@@ -94,6 +94,14 @@ def test_forty_wrong_passwords_sent_at_once_are_judged_five_times(profile):
     assert len(history) == 5  # a refused attempt was never checked, so it is no failure
 
 
+def test_right_passwords_sent_at_once_all_log_in(profile):
+    """An attempt being checked may be a right password: those behind it wait for its outcome
+    instead of counting it as a failure."""
+    account = profile.register()
+    replies = [profile.rpc.log_in.call_async(account["login"], PASSWORD, None, OWNER, "pytest") for _ in range(12)]
+    assert outcomes(replies) == {"ok": 12}
+
+
 def test_sixty_failures_from_one_address_at_once_are_judged_thirty_times(profile):
     replies = [profile.rpc.log_in.call_async(f"nobody{n}-{uuid.uuid4().hex[:6]}", "whatever it is", None,
                                              STRANGER, "pytest") for n in range(60)]
