@@ -24,9 +24,9 @@ from datetime import timedelta
 import eventlet
 from sqlalchemy import delete, select, update
 
+from services.common.clock import as_utc
 from services.common.config import env_int
 from services.common.database import lock
-from services.common.clock import as_utc
 from services.common.errors import DomainError
 from services.profile import security
 from services.profile.models import Account, LoginAttempt
