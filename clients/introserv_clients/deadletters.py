@@ -50,6 +50,7 @@ HANDLER_QUEUES = (
     "evt-profile-notification_settings_changed--notifier.remember_consent",
     "evt-profile-password_changed--notifier.password_changed",
     "evt-profile-password_reset_requested--notifier.password_reset_requested",
+    "evt-profile-phone_changed--notifier.phone_changed",
     "evt-profile-profile_changed--notifier.remember_profile_change",
     "evt-profile-security_code_set--notifier.security_code_set",
     "evt-profile-sessions_ended--notifier.sessions_ended",

@@ -139,6 +139,10 @@ class NotifierService:
     def password_changed(self, payload):
         self.notifications.on_event("password_changed", payload)
 
+    @handle_event("profile", "phone_changed")
+    def phone_changed(self, payload):
+        self.notifications.on_event("phone_changed", payload)
+
     @handle_event("profile", "ip_restriction_changed")
     def ip_restriction_changed(self, payload):
         self.notifications.on_event("ip_restriction_changed", payload)

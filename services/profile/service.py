@@ -27,12 +27,13 @@ class ProfileService:
 
     db = Database(Base.metadata)
     verification = ServiceRpc("verification")
+    ledger = ServiceRpc("ledger")  # the balance's currency, when a low-balance threshold is set
     health = HealthCheck()
     log = LogContext()
 
     @property
     def profiles(self) -> Profiles:
-        return Profiles(self.db, HASHER, clock, self.verification)
+        return Profiles(self.db, HASHER, clock, self.verification, guard=self.security, ledger=self.ledger)
 
     @property
     def sessions(self) -> Sessions:
@@ -116,12 +117,12 @@ class ProfileService:
 
     # -- for the gateway
     @rpc
-    def register(self, data):
-        return self.profiles.register(data)
+    def register(self, data, ip=None):
+        return self.profiles.register(data, ip)
 
     @rpc
-    def update(self, account_id, changes):
-        return self.profiles.update(account_id, changes)
+    def update(self, account_id, changes, ip=None):
+        return self.profiles.update(account_id, changes, ip)
 
     @rpc
     def get_notifications(self, account_id):
@@ -213,8 +214,8 @@ class ProfileService:
         return self.security.require_operation_proof(account_id, operation, verification_id, reference)
 
     @rpc
-    def start_two_factor(self, account_id):
-        return self.security.start_two_factor(account_id)
+    def start_two_factor(self, account_id, password=None, ip=None):
+        return self.security.start_two_factor(account_id, password, ip)
 
     @rpc
     def confirm_two_factor(self, account_id, otp, ip=None):
