@@ -35,7 +35,7 @@ from services.common.config import ROOT, SERVICES
 # only call (the gateway; the operator's tools; the payment system; the support desk).
 ROLES = (*SERVICES, "gateway", "operator", "payments", "support_desk")
 CALLS = {  # role: the services whose RPC methods it may call (each method's roles are checked in the service)
-    "profile": ("verification",),
+    "profile": ("verification", "ledger"),
     "orders": ("ledger", "profile"),
     "ledger": ("profile",),
     "notifier": ("profile", "ledger"),
