@@ -19,8 +19,8 @@ from urllib.parse import urlparse
 
 import requests
 
-from deploy.serve import nameko_argv
-from services.common.config import HEALTH_PORTS, ROOT, SERVICES, var_dir
+from deploy.serve import RUNS, nameko_argv
+from services.common.config import HEALTH_PORTS, ROOT, var_dir
 
 DEV_PORTS = {"mail_smtp": 1025, "mail_http": 8025, "telephony_primary": 8010, "telephony_fallback": 8011}
 
@@ -40,7 +40,7 @@ def free_port() -> int:
 
 
 class Stack:
-    """Five services, the gateway and the dev stand-ins, started and stopped together."""
+    """Five services, the ledger's document worker, the gateway and the dev stand-ins, started and stopped together."""
 
     def __init__(self, var_dir: Path, env: dict | None = None, ports: dict | None = None,
                  replicas: dict | None = None):
@@ -61,7 +61,7 @@ class Stack:
         self.env.setdefault("TELEPHONY_PRIMARY_URL", f"http://127.0.0.1:{self.ports['telephony_primary']}")
         self.env.setdefault("TELEPHONY_FALLBACK_URL", f"http://127.0.0.1:{self.ports['telephony_fallback']}")
         self.env.setdefault("PANEL_URL", f"http://127.0.0.1:{self.ports['gateway']}")
-        for name in (*SERVICES, "gateway"):
+        for name in RUNS:
             self.env.setdefault(f"{name.upper()}_HTTP_ADDRESS", f"127.0.0.1:{self.ports[name]}")
 
     @property
@@ -91,7 +91,7 @@ class Stack:
                                            "--port", str(self.ports["telephony_fallback"])],
                     f"{self.url('telephony_fallback')}/health"),
         ]
-        for name in (*SERVICES, "gateway"):
+        for name in RUNS:
             items.extend(self._nameko(name))
         return items
 
@@ -249,7 +249,7 @@ def main(argv: list[str]) -> int:
         started = stack.start()
         print(f"started: {', '.join(started) or 'nothing (all were running)'}")
         print(f"gateway:  {stack.gateway_url}  (OpenAPI: {stack.gateway_url}/api/v1/openapi.json)")
-        for name in (*SERVICES, "gateway"):
+        for name in RUNS:
             print(f"health:   {stack.url(name)}/health  ({name})")
         print(f"mail:     {stack.url('mail_http')}/messages   telephony: {stack.url('telephony_primary')}/calls, "
               f"{stack.url('telephony_fallback')}/calls")

@@ -4,12 +4,14 @@ from __future__ import annotations
 from nameko.web.handlers import http
 
 from services.common.clock import clock
+from services.common.config import rpc_timeout
 from services.common.database import Database
 from services.common.events import handle_event
 from services.common.health import HealthCheck
 from services.common.logging import LogContext, configure
 from services.common.rpc import ServiceRpc, rpc
 from services.ledger.application import Ledger
+from services.ledger.documents.application import InvoicePdfs
 from services.ledger.models import Base
 from services.ledger.tax import Seller
 
@@ -22,6 +24,8 @@ class LedgerService:
 
     db = Database(Base.metadata)
     profile = ServiceRpc("profile")
+    # The document worker renders a PDF not stored yet; it answers (or is given up) before the caller's own wait ends.
+    documents = ServiceRpc("ledger_documents", timeout=lambda: max(1.0, rpc_timeout() - 1.0))
     health = HealthCheck()
     log = LogContext()
 
@@ -85,7 +89,7 @@ class LedgerService:
 
     @rpc
     def get_invoice_pdf(self, invoice_id, account_id=None):
-        return self.ledger.get_invoice_pdf(invoice_id, account_id)
+        return InvoicePdfs(self.db, clock, worker=self.documents).get(invoice_id, account_id)
 
     @rpc
     def payment_methods(self, account_id):
