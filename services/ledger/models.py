@@ -151,11 +151,11 @@ class InvoicePdf(Base):
 
 
 class PdfBackfill(Base):
-    """The invoices issued before the ledger kept PDFs, and how far the worker has rendered them.
+    """Which invoices were issued before the ledger kept PDFs, and how far the backfill has come.
 
     One row, written by migration 0003: ``through_seq`` is the last invoice issued before (their
     mail went out then, with a PDF rendered for it, so theirs are stored without a word), and
-    ``rendered_seq`` the last of them whose PDF is stored.
+    every invoice up to ``rendered_seq`` has its PDF.
     """
 
     __tablename__ = "pdf_backfill"

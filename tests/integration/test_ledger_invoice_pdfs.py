@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+from datetime import timedelta
 
 import pytest
 from alembic import command
@@ -153,6 +154,13 @@ def upgraded_ledger(tmp_path, profiles):
         engine.dispose()
 
 
+class Later:
+    """The clock a few minutes on: the invoices issued now are old enough for the backfill."""
+
+    def now(self):
+        return clock.now() + timedelta(minutes=2)
+
+
 def test_older_invoices_get_their_pdf_from_the_backfill_and_no_second_mail(upgraded_ledger, profiles):
     ledger, upgrade = upgraded_ledger
     account = profiles.add()
@@ -165,11 +173,25 @@ def test_older_invoices_get_their_pdf_from_the_backfill_and_no_second_mail(upgra
     reader.get(older[3], account)                       # downloaded before the backfill got to it
     assert worker.backfill(batch=2) == 2                # oldest first, a batch at a time
     assert [bool(stored(ledger.uow, i)) for i in older] == [True, True, False, True, False]
-    while worker.backfill(batch=2):
-        pass
+    assert worker.backfill(batch=2) == 2 and worker.backfill(batch=2) == 0
     assert all(stored(ledger.uow, i) for i in older)
-    assert stored(ledger.uow, newer) == []              # left to its own event: the backfill never takes it
+    assert stored(ledger.uow, newer) == []              # fresh: its own event renders it
     assert outbox(ledger.uow, account, "invoice_pdf_ready") == []   # their mail went out when they were issued
     worker.render(newer)
     assert [e["invoice_id"] for e in outbox(ledger.uow, account, "invoice_pdf_ready")] == [newer]
-    assert worker.backfill() == 0
+
+
+def test_an_invoice_whose_event_the_worker_missed_gets_its_pdf_and_its_mail_a_minute_later(ledger, profiles,
+                                                                                          database):
+    account, invoice_id = charged(ledger, profiles)
+    worker = InvoicePdfs(database, clock, render=render_invoice_pdf)
+    while worker.backfill():
+        pass
+    assert stored(ledger.uow, invoice_id) == []         # fresh: its own event renders it
+    later = InvoicePdfs(database, Later(), render=render_invoice_pdf)
+    while later.backfill():
+        pass
+    assert len(stored(ledger.uow, invoice_id)) == 1
+    assert [e["invoice_id"] for e in outbox(ledger.uow, account, "invoice_pdf_ready")] == [invoice_id]
+    worker.render(invoice_id)                            # the event, replayed at last: nothing new
+    assert len(outbox(ledger.uow, account, "invoice_pdf_ready")) == 1

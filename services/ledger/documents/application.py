@@ -5,8 +5,9 @@ sooner when a download asks for it first, and stores it in the ledger's database
 transaction as the event that announces it (``invoice_pdf_ready``, which the notifier mails).
 Whoever stores it first announces it; a second rendering (a redelivered event, a download racing
 the event) finds the row taken and announces nothing, so an invoice is announced, and mailed,
-once. The PDFs of invoices issued before the ledger kept them are rendered in the background
-(:meth:`InvoicePdfs.backfill`) and announced never: their mail went out when they were issued.
+once. What no event rendered is rendered in the background (:meth:`InvoicePdfs.backfill`): the
+invoices issued before the ledger kept PDFs, announced never (their mail went out when they were
+issued), and any later one whose event the worker missed, announced like the others.
 
 The ledger's RPC process only reads what is stored and asks the worker for what is not: it never
 imports ReportLab (the renderer is handed in by the worker, ``services/ledger/invoice_pdf.py``).
@@ -16,19 +17,23 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Callable
+from datetime import timedelta
 
 import structlog
 from eventlet import tpool
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from services.common.errors import NotFound
+from services.common.clock import as_utc
+from services.common.errors import NotFound, ServiceUnavailable
 from services.common.outbox import publish_later
 from services.ledger.models import Invoice, InvoicePdf, PdfBackfill
 
 log = structlog.get_logger(__name__)
 
-BACKFILL_BATCH = 20   # PDFs of older invoices per tick: a few seconds of one core, so new invoices come first
+BACKFILL_BATCH = 20          # PDFs per tick: about a second of one core, so new invoices' events come first
+BACKFILL_LOOK = 500          # invoices looked at per tick, most of them with their PDF already
+EVENT_GRACE = timedelta(minutes=1)   # an invoice's own event renders it within seconds; the backfill waits longer
 
 
 class InvoicePdfs:
@@ -72,21 +77,44 @@ class InvoicePdfs:
         return pdf_view(invoice.id, invoice.number, invoice.kind, stored.content, stored.sha256)
 
     def backfill(self, batch: int = BACKFILL_BATCH) -> int:
-        """Render the next PDFs of invoices issued before the ledger kept them, oldest first; how many."""
+        """Render the PDFs no event rendered, oldest first, a batch at a time; how many it rendered.
+
+        Those of the invoices issued before the ledger kept PDFs, and of any issued later whose
+        event the worker missed (it had not started yet, the event was parked): a minute after
+        issue, when their own event would long have rendered them.
+        """
+        settled = self.clock.now() - EVENT_GRACE
         with self.uow.transaction() as session:
             progress = session.scalar(select(PdfBackfill))
-            if progress is None or progress.rendered_seq >= progress.through_seq:
+            if progress is None:
                 return 0
-            through = progress.through_seq
-            due = session.execute(select(Invoice.seq, Invoice.id).where(
-                Invoice.seq > progress.rendered_seq, Invoice.seq <= through).order_by(Invoice.seq).limit(batch)).all()
-        for seq, invoice_id in due:
+            invoices = session.execute(
+                select(Invoice.seq, Invoice.id, Invoice.issued_at, InvoicePdf.invoice_id.label("kept"))
+                .outerjoin(InvoicePdf, InvoicePdf.invoice_id == Invoice.id)
+                .where(Invoice.seq > progress.rendered_seq).order_by(Invoice.seq).limit(BACKFILL_LOOK)).all()
+        rendered, seen = 0, None
+        for invoice in invoices:
+            if invoice.seq > progress.through_seq and as_utc(invoice.issued_at) > settled:
+                break   # its own event has it
+            if invoice.kept is None:
+                if rendered == batch:
+                    break
+                self._render_left_behind(invoice.id)
+                rendered += 1
+            seen = invoice.seq
+        if seen is not None:
+            self._rendered_through(seen)
+        return rendered
+
+    def _render_left_behind(self, invoice_id: str) -> None:
+        try:
             self.render(invoice_id)
-            self._rendered_through(seq)
-        if len(due) < batch:
-            self._rendered_through(through)
-            log.info("every older invoice has its PDF", through_seq=through)
-        return len(due)
+        except ServiceUnavailable:
+            raise   # the database is away: this invoice is looked at again next time
+        except Exception:
+            # A PDF that cannot be drawn is a bug to fix, not a reason to leave every later invoice
+            # without one; a download asks the worker for it again.
+            log.exception("could not render an invoice's PDF; the backfill goes on", invoice_id=invoice_id)
 
     def _store(self, invoice: Invoice, content: bytes) -> InvoicePdf:
         """Keep the PDF and announce it, unless another rendering stored it first; the stored one."""

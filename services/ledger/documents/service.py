@@ -55,7 +55,7 @@ class LedgerDocumentsService:
     def on_invoice_issued(self, event):
         self.pdfs.render(event["invoice_id"])
 
-    # -- the invoices issued before the ledger kept PDFs, a batch at a time
+    # -- what no event rendered: invoices issued before the ledger kept PDFs, and any whose event was missed
     @timer(interval=BACKFILL_SECONDS)
     def backfill(self):
         self.pdfs.backfill()

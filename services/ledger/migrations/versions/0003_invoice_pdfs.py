@@ -2,8 +2,8 @@
 
 Each invoice's PDF, rendered once by the ledger's document worker and kept, append-only like the
 invoices (triggers refuse UPDATE and DELETE). ``pdf_backfill`` remembers which invoices were
-issued before: the worker renders theirs in the background and announces none of them (their mail
-went out when they were issued).
+issued before (the worker renders theirs in the background and announces none of them: their mail
+went out when they were issued) and how far that backfill has come.
 
 Revision ID: 0003
 Revises: 0002
