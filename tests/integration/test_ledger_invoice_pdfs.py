@@ -195,3 +195,19 @@ def test_an_invoice_whose_event_the_worker_missed_gets_its_pdf_and_its_mail_a_mi
     assert [e["invoice_id"] for e in outbox(ledger.uow, account, "invoice_pdf_ready")] == [invoice_id]
     worker.render(invoice_id)                            # the event, replayed at last: nothing new
     assert len(outbox(ledger.uow, account, "invoice_pdf_ready")) == 1
+
+
+def test_a_pdf_that_cannot_be_drawn_does_not_hold_up_the_backfill_of_the_others(ledger, profiles, database):
+    account, broken = charged(ledger, profiles)
+    fine = ledger.charge(account, eur("1.00"), "c-fine", "order-10", "VPS S")["invoice_id"]
+
+    def render_all_but_one(document, language):
+        if document["id"] == broken:
+            raise ValueError("a glyph ReportLab cannot draw")
+        return render_invoice_pdf(document, language)
+
+    later = InvoicePdfs(database, Later(), render=render_all_but_one)
+    while later.backfill():
+        pass
+    assert stored(ledger.uow, broken) == [] and len(stored(ledger.uow, fine)) == 1
+    assert [e["invoice_id"] for e in outbox(ledger.uow, account, "invoice_pdf_ready")] == [fine]
