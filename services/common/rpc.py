@@ -19,11 +19,12 @@ from nameko.rpc import Rpc as NamekoRpc
 from services.common.config import rpc_timeout
 from services.common.consumer import ResilientReplyListener, ResilientRpcConsumer
 from services.common.errors import DomainError, ServiceUnavailable
+from services.common.metrics import MeasuredRpc
 
 log = structlog.get_logger(__name__)
 
 
-class Rpc(NamekoRpc):
+class Rpc(MeasuredRpc, NamekoRpc):   # every call counted and timed (services/common/metrics.py)
     """Nameko's RPC entrypoint, except that a reply lost to a broker outage does not stop the service.
 
     Nameko lets the reply's publish error escape the worker, which kills the whole container:
