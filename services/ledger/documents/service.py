@@ -17,6 +17,7 @@ from services.common.database import Database
 from services.common.events import handle_event
 from services.common.health import HealthCheck
 from services.common.logging import LogContext, configure
+from services.common.metrics import serve_metrics
 from services.common.rpc import rpc
 from services.ledger.documents.application import InvoicePdfs
 from services.ledger.invoice_pdf import render_invoice_pdf
@@ -36,6 +37,10 @@ class LedgerDocumentsService:
     @property
     def pdfs(self) -> InvoicePdfs:
         return InvoicePdfs(self.db, clock, render=render_invoice_pdf)
+
+    @serve_metrics()
+    def metrics(self, request):
+        """Prometheus metrics: answered by the entrypoint itself (services/common/metrics.py)."""
 
     @http("GET", "/health")
     def health_check(self, request):
