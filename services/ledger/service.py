@@ -36,6 +36,11 @@ class LedgerService:
     def ledger(self) -> Ledger:
         return Ledger(self.db, self.profile, clock, SELLER)
 
+    @property
+    def pdfs(self) -> InvoicePdfs:
+        """The kept PDFs; one not kept yet is asked of the document worker (never rendered here)."""
+        return InvoicePdfs(self.db, clock, worker=self.documents)
+
     @serve_metrics()
     def metrics(self, request):
         """Prometheus metrics: answered by the entrypoint itself (services/common/metrics.py)."""
@@ -104,7 +109,7 @@ class LedgerService:
 
     @rpc
     def get_invoice_pdf(self, invoice_id, account_id=None):
-        return InvoicePdfs(self.db, clock, worker=self.documents).get(invoice_id, account_id)
+        return self.pdfs.get(invoice_id, account_id)
 
     @rpc
     def payment_methods(self, account_id):

@@ -20,7 +20,6 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import structlog
-from eventlet import tpool
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -71,8 +70,10 @@ class InvoicePdfs:
                 raise NotFound("invoice")
             stored = session.get(InvoicePdf, invoice.id)
         if stored is None:
-            # In a thread of its own: the worker's hub keeps answering /health and the broker meanwhile.
-            content = tpool.execute(self.render_pdf, invoice.document, invoice.language)
+            # On the worker's own thread, one PDF at a time: drawing holds the GIL in a thread pool
+            # too, so a pool would only add its threads and their memory (the worker must stay under
+            # 100 MB); the hub answers /health between two PDFs (a few tens of milliseconds each).
+            content = self.render_pdf(invoice.document, invoice.language)
             stored = self._store(invoice, content)
         return pdf_view(invoice.id, invoice.number, invoice.kind, stored.content, stored.sha256)
 
