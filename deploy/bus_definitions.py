@@ -31,13 +31,18 @@ from pathlib import Path
 from services.common.config import ROOT, SERVICES
 
 # -- the role table ---------------------------------------------------------------------------
-# Every login of the bus. The five services serve RPC and publish their own events; the rest
-# only call (the gateway; the operator's tools; the payment system; the support desk).
-ROLES = (*SERVICES, "gateway", "operator", "payments", "support_desk")
+# Every login of the bus. The five services serve RPC and publish their own events; the ledger's
+# document worker serves RPC to the ledger and handles its events (its own events go out through the
+# ledger's outbox and the ledger's login); the rest only call (the gateway; the operator's tools;
+# the payment system; the support desk).
+WORKERS = ("ledger_documents",)
+SERVERS = (*SERVICES, *WORKERS)   # the logins that serve RPC and consume events
+ROLES = (*SERVERS, "gateway", "operator", "payments", "support_desk")
 CALLS = {  # role: the services whose RPC methods it may call (each method's roles are checked in the service)
     "profile": ("verification", "ledger"),
     "orders": ("ledger", "profile"),
-    "ledger": ("profile",),
+    "ledger": ("profile", "ledger_documents"),
+    "ledger_documents": (),
     "notifier": ("profile", "ledger"),
     "verification": (),
     "gateway": SERVICES,
@@ -51,6 +56,7 @@ CONSUMES = {  # service: the services whose events it handles
     "ledger": ("profile",),
     "notifier": ("orders", "ledger", "profile"),
     "verification": (),
+    "ledger_documents": ("ledger",),
 }
 # --------------------------------------------------------------------------------------------
 
@@ -75,7 +81,7 @@ def permissions(role: str) -> dict:
     and parks failed events through the default exchange (``amq.default``).
     """
     reply = rf"rpc\.reply-{re.escape(role)}-.*"
-    if role not in SERVICES:
+    if role not in SERVERS:
         mine = rf"{re.escape(RPC_EXCHANGE)}|{reply}"
         if role == "operator":   # lists and replays dead-lettered events (introserv-ops deadletters)
             return {"configure": f"^({mine})$", "write": rf"^({mine}|amq\.default)$",
@@ -100,7 +106,7 @@ def topic_permissions(role: str) -> list[dict]:
     """
     calls = CALLS[role]
     requests = rf"({_either(*calls)})\.[a-z_]+" if calls else None
-    if role in SERVICES:
+    if role in SERVERS:
         write = "|".join(filter(None, [requests, UUID]))
         read = rf"{re.escape(role)}\.\*|{UUID}"
     else:

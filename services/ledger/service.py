@@ -5,7 +5,7 @@ from nameko.timer import timer
 from nameko.web.handlers import http
 
 from services.common.clock import clock
-from services.common.config import env_float
+from services.common.config import env_float, rpc_timeout
 from services.common.database import Database
 from services.common.events import handle_event
 from services.common.health import HealthCheck
@@ -13,6 +13,7 @@ from services.common.logging import LogContext, configure
 from services.common.metrics import LEDGER_AUDIT_DISCREPANCIES, LEDGER_AUDIT_FINISHED, serve_metrics
 from services.common.rpc import ServiceRpc, rpc
 from services.ledger.application import Ledger
+from services.ledger.documents.application import InvoicePdfs
 from services.ledger.models import Base
 from services.ledger.tax import Seller
 
@@ -26,12 +27,19 @@ class LedgerService:
 
     db = Database(Base.metadata)
     profile = ServiceRpc("profile")
+    # The document worker renders a PDF not stored yet; it answers (or is given up) before the caller's own wait ends.
+    documents = ServiceRpc("ledger_documents", timeout=lambda: max(1.0, rpc_timeout() - 1.0))
     health = HealthCheck()
     log = LogContext()
 
     @property
     def ledger(self) -> Ledger:
         return Ledger(self.db, self.profile, clock, SELLER)
+
+    @property
+    def pdfs(self) -> InvoicePdfs:
+        """The kept PDFs; one not kept yet is asked of the document worker (never rendered here)."""
+        return InvoicePdfs(self.db, clock, worker=self.documents)
 
     @serve_metrics()
     def metrics(self, request):
@@ -101,7 +109,7 @@ class LedgerService:
 
     @rpc
     def get_invoice_pdf(self, invoice_id, account_id=None):
-        return self.ledger.get_invoice_pdf(invoice_id, account_id)
+        return self.pdfs.get(invoice_id, account_id)
 
     @rpc
     def payment_methods(self, account_id):

@@ -27,7 +27,7 @@ from services.common.rpc import ServiceRpc
 
 K8S = ROOT / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.30.0"
-PROCESSES = (*SERVICES, "gateway")
+PROCESSES = (*SERVICES, "ledger_documents", "gateway")
 PLACEHOLDER = "REPLACED-BY-THE-OVERLAY"
 
 
@@ -56,6 +56,8 @@ def rendered(tmp_path_factory) -> list[dict]:
 
 
 def find(objects, kind: str, name: str) -> dict:
+    """The object of a process (``ledger_documents``: Kubernetes names have no underscores)."""
+    name = name.replace("_", "-")
     matches = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
     assert len(matches) == 1, (kind, name)
     return matches[0]
@@ -143,6 +145,8 @@ def test_every_process_logs_in_to_the_bus_as_its_own_role_from_secrets(rendered)
         if name in SERVICES:
             url = env[f"{name.upper()}_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
             assert url["key"] in databases
+        if name == "ledger_documents":   # the ledger's worker, on the ledger's database
+            assert env["LEDGER_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == "LEDGER_DATABASE_URL"
     for role in bus_definitions.ROLES:
         assert f"{role.upper()}_AMQP_URI" in amqp
 
@@ -199,13 +203,13 @@ def test_rabbitmq_is_a_three_node_cluster_that_imports_the_bus_definitions(rende
 
 
 def service_class(service: str):
-    module = importlib.import_module(f"services.{service}.service")
-    return getattr(module, f"{service.capitalize()}Service")
+    module, _, name = RUNS[service].partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def test_the_role_table_follows_the_services_code():
     """Whom each service calls (its ServiceRpc proxies) and whose events it handles."""
-    for service in SERVICES:
+    for service in bus_definitions.SERVERS:
         cls = service_class(service)
         calls = {value.target_service for value in vars(cls).values() if isinstance(value, ServiceRpc)}
         assert calls == set(bus_definitions.CALLS[service]), service
