@@ -17,8 +17,8 @@ from sqlalchemy.exc import IntegrityError
 
 from services.common.clock import as_utc
 from services.common.config import env
-from services.common.database import is_postgres, try_lock
 from services.common.errors import NotFound, ValidationError
+from services.common.locks import is_postgres, try_lock
 from services.common.money import Money
 from services.common.outbox import first_delivery, publish_later
 from services.common.schemas import load

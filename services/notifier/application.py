@@ -21,22 +21,21 @@ from sqlalchemy.exc import IntegrityError
 
 from services.common.clock import as_utc, iso
 from services.common.config import env_float, env_int
-from services.common.database import try_lock
 from services.common.errors import DomainError, NotFound, ValidationError
-from services.common.outbox import first_delivery
+from services.common.locks import try_lock
+from services.common.outbox import already_processed, first_delivery
 from services.common.schemas import load
 from services.notifier import dispatch
 from services.notifier.domain import (Attachment, IncompleteEvent, Message, NotificationSettings, compose,
                                       recipient_for)
 from services.notifier.mailer import DeliveryFailure, PermanentFailure
-from services.notifier.models import Base, Delivery, Subscriber
+from services.notifier.models import Delivery, Subscriber
 from services.notifier.schemas import REQUESTED_MAIL, NewsletterSchema, NotifySchema, SentPageSchema
 
 log = structlog.get_logger(__name__)
 
 MAIL = "notifier.mail"            # processed_messages consumer of the mail handlers
 SUBSCRIBERS = "notifier.subscribers"  # ... and of the newsletter copy's handlers
-PROCESSED = Base.metadata.tables["processed_messages"]
 
 
 class Notifications:
@@ -52,8 +51,9 @@ class Notifications:
     def on_event(self, event_type: str, payload: dict) -> str | None:
         """Record the message an event calls for, once per event; returns the delivery id."""
         event_id = _event_id(payload)
-        if self._already_handled(event_id):
-            return None
+        with self.uow.transaction() as session:
+            if already_processed(session, MAIL, event_id):
+                return None
         occasion = dispatch.occasion_for(event_type, payload)
         addressee = self._addressee(occasion.account_id)
         if addressee is None:
@@ -92,11 +92,6 @@ class Notifications:
             if delivery is None:
                 raise NotFound("account")
             return sent_view(delivery)
-
-    def _already_handled(self, event_id: str) -> bool:
-        with self.uow.transaction() as session:
-            return session.execute(select(PROCESSED.c.message_id).where(
-                PROCESSED.c.consumer == MAIL, PROCESSED.c.message_id == event_id)).first() is not None
 
     def _record(self, event_id: str, delivery: Delivery | None) -> str | None:
         with self.uow.transaction() as session:

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import (BigInteger, Boolean, DateTime, Index, Integer, LargeBinary, String, Text,
-                        UniqueConstraint)
+from sqlalchemy import Boolean, DateTime, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from services.common.outbox import add_messaging_tables
+from services.common.tables import Serial, add_messaging_tables
 
 
 class Base(DeclarativeBase):
@@ -33,8 +32,7 @@ class Delivery(Base):
     )
 
     # The order of writing: pages newest first without ties.
-    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-                                     autoincrement=True)
+    seq: Mapped[int] = mapped_column(Serial, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(36), unique=True)
     event_id: Mapped[str] = mapped_column(String(64))
     account_id: Mapped[str | None] = mapped_column(String(64), nullable=True)

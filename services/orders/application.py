@@ -34,15 +34,15 @@ from sqlalchemy.exc import IntegrityError
 
 from services.common.clock import as_utc, iso
 from services.common.config import env_float, env_int
-from services.common.database import lock, try_lock
 from services.common.errors import DomainError, NotFound, ValidationError
+from services.common.locks import lock, try_lock
 from services.common.money import Money
-from services.common.outbox import first_delivery, publish_later
+from services.common.outbox import already_processed, first_delivery, publish_later
 from services.common.schemas import load
 from services.orders import domain
 from services.orders.catalogue import Catalogue, Plan
 from services.orders.domain import ENDED, LifecycleSettings, OrderState, PaidPeriod, Status
-from services.orders.models import (Base, CataloguePlan, IdempotencyKey, IpAssignment, Order, OrderCharge,
+from services.orders.models import (CataloguePlan, IdempotencyKey, IpAssignment, Order, OrderCharge,
                                     OrderEvent, OrderPeriod, RenewalReminder)
 from services.orders.schemas import CancelSchema, ChangePlanSchema, NewOrderSchema, RenewSchema
 
@@ -292,13 +292,9 @@ class Orders:
         if not event_id or not account_id:
             log.warning("balance_changed without event_id or account_id ignored")
             return
-        processed_messages = Base.metadata.tables["processed_messages"]
         with self.uow.transaction() as session:
-            processed = session.execute(select(processed_messages.c.message_id).where(
-                processed_messages.c.consumer == BALANCE_CONSUMER,
-                processed_messages.c.message_id == event_id)).first()
-        if processed:
-            return
+            if already_processed(session, BALANCE_CONSUMER, event_id):
+                return
         # Paying is idempotent in itself (ledger keys per order), so a redelivery mid-way is harmless.
         self.pay_pending(account_id)
         with self.uow.transaction() as session:

@@ -14,9 +14,7 @@ from sqlalchemy import (JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, I
                         Text, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from services.common.outbox import add_messaging_tables
-
-Serial = BigInteger().with_variant(Integer, "sqlite")
+from services.common.tables import Serial, add_messaging_tables
 
 
 class Base(DeclarativeBase):
