@@ -8,8 +8,6 @@ sees it: a payment is +X for the customer and -X for payments received.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -210,35 +208,6 @@ def transaction_view(tx) -> dict:
     if tx.kind == PAYMENT:
         view["method"] = tx.method
     return view
-
-
-# --- cursors: opaque to clients, a position in a newest-first list to us ---------------
-
-def encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"v1:{seq}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> int | None:
-    """The position a cursor names; a cursor we did not hand out is a validation error."""
-    if cursor in (None, ""):
-        return None
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        prefix, _, seq = text.partition(":")
-        if prefix != "v1" or not seq.isdigit():
-            raise ValueError(cursor)
-        return int(seq)
-    except (ValueError, binascii.Error, UnicodeDecodeError, TypeError):
-        raise ValidationError({"cursor": ["not a cursor from this list"]}) from None
-
-
-def page_limit(limit) -> int:
-    """Page sizes from 1 to 100, 50 when not given."""
-    if limit is None:
-        return 50
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100:
-        raise ValidationError({"limit": ["must be an integer from 1 to 100"]})
-    return limit
 
 
 # --- audit: the books recomputed from the journal ---------------------------------------

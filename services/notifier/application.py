@@ -7,8 +7,6 @@ happen before its transaction, the relay's conversation between the claim and th
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import uuid
 from dataclasses import replace
@@ -16,7 +14,7 @@ from datetime import datetime, timedelta
 
 import structlog
 from nameko.exceptions import MethodNotFound
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from services.common.clock import as_utc, iso
@@ -24,6 +22,7 @@ from services.common.config import env_float, env_int
 from services.common.errors import DomainError, NotFound, ValidationError
 from services.common.locks import try_lock
 from services.common.outbox import already_processed, first_delivery
+from services.common.pagination import keyset_page
 from services.common.schemas import load
 from services.notifier import dispatch
 from services.notifier.domain import (Attachment, IncompleteEvent, Message, NotificationSettings, compose,
@@ -188,22 +187,15 @@ class Notifications:
 
     def list_sent(self, account_id, limit=50, cursor=None) -> dict:
         """What was sent to the customer, newest first: when, which kind, to which address, and its state."""
-        page = load(SentPageSchema(), {"account_id": account_id, "limit": limit, "cursor": cursor})
-        before = _read_cursor(page["cursor"]) if page["cursor"] else None
-        query = select(Delivery).where(Delivery.account_id == page["account_id"])
-        if before is not None:
-            at, seq = before
-            query = query.where(or_(Delivery.created_at < at, and_(Delivery.created_at == at, Delivery.seq < seq)))
+        account_id = load(SentPageSchema(), {"account_id": account_id})["account_id"]
+        query = select(Delivery).where(Delivery.account_id == account_id)
         with self.uow.transaction() as session:
-            rows = list(session.scalars(query.order_by(Delivery.created_at.desc(), Delivery.seq.desc())
-                                        .limit(page["limit"] + 1)))
-            known = bool(rows) or before is not None or session.get(Subscriber, page["account_id"]) is not None
-        if not known and self._addressee(page["account_id"]) is None:
+            # Events are handled in parallel, so the order of writing is not the order of time: page by both.
+            page = keyset_page(session, query, [Delivery.created_at, Delivery.seq], limit, cursor)
+            known = bool(page.rows) or cursor is not None or session.get(Subscriber, account_id) is not None
+        if not known and self._addressee(account_id) is None:
             raise NotFound("account")  # profile has never heard of it either
-        more = len(rows) > page["limit"]
-        rows = rows[:page["limit"]]
-        return {"items": [sent_view(row) for row in rows],
-                "next_cursor": _cursor(rows[-1]) if more else None}
+        return page.answer(sent_view)
 
 
 class Sender:
@@ -328,18 +320,3 @@ def _event_id(payload: dict) -> str:
 def _occurred_at(payload: dict) -> datetime:
     return as_utc(datetime.fromisoformat(payload["occurred_at"]))
 
-
-def _cursor(last: Delivery) -> str:
-    # Events are handled in parallel, so the order of writing is not the order of time: page by both.
-    return base64.urlsafe_b64encode(f"sent|{iso(as_utc(last.created_at))}|{last.seq}".encode()).decode().rstrip("=")
-
-
-def _read_cursor(cursor: str) -> tuple[datetime, int]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        prefix, at, seq = raw.split("|")
-        if prefix != "sent" or not seq.isdigit():
-            raise ValueError(cursor)
-        return as_utc(datetime.fromisoformat(at)), int(seq)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise ValidationError({"cursor": ["invalid"]}) from None

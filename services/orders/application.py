@@ -19,14 +19,12 @@ its order.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
 import structlog
 from sqlalchemy import delete, func, or_, select, update
@@ -38,6 +36,7 @@ from services.common.errors import DomainError, NotFound, ValidationError
 from services.common.locks import lock, try_lock
 from services.common.money import Money
 from services.common.outbox import already_processed, first_delivery, publish_later
+from services.common.pagination import keyset_page
 from services.common.schemas import load
 from services.orders import domain
 from services.orders.catalogue import Catalogue, Plan
@@ -123,23 +122,14 @@ class Orders:
         """The account's orders, newest first, in pages; ``active_only``: all but cancelled and closed."""
         if status is not None and status not in {s.value for s in Status}:
             raise ValidationError({"status": ["must be one of " + ", ".join(s.value for s in Status)]})
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100:
-            raise ValidationError({"limit": ["must be 1 to 100"]})
+        query = select(Order).where(Order.account_id == account_id)
+        if status is not None:
+            query = query.where(Order.status == status)
+        if active_only:
+            query = query.where(Order.status.not_in([s.value for s in ENDED]))
         with self.uow.transaction() as session:
-            query = select(Order).where(Order.account_id == account_id)
-            if status is not None:
-                query = query.where(Order.status == status)
-            if active_only:
-                query = query.where(Order.status.not_in([s.value for s in ENDED]))
-            if cursor:
-                created_at, order_id = _read_cursor(cursor)
-                query = query.where(or_(Order.created_at < created_at,
-                                        (Order.created_at == created_at) & (Order.id < order_id)))
-            rows = session.scalars(query.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit + 1)).all()
-            page = rows[:limit]
-            items = [self._view(self._loaded(session, row)) for row in page]
-        next_cursor = _cursor(page[-1]) if len(rows) > limit else None
-        return {"items": items, "next_cursor": next_cursor}
+            page = keyset_page(session, query, [Order.created_at, Order.id], limit, cursor)
+            return page.answer(lambda row: self._view(self._loaded(session, row)))
 
     # ------------------------------------------------------------------ new order (O3)
     def place_order(self, account_id: str, body, idempotency_key: str | None = None) -> dict:
@@ -835,19 +825,3 @@ def _invoice_line(description: str, period: PaidPeriod) -> dict:
 def _date(value: date | None) -> str | None:
     return value.isoformat() if value else None
 
-
-def _cursor(row: Order) -> str:
-    raw = json.dumps([iso(as_utc(row.created_at)), row.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _read_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, order_id = json.loads(raw)
-        moment = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
-        if not isinstance(order_id, str):
-            raise ValueError
-        return moment, order_id
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
-        raise ValidationError({"cursor": ["is not a cursor from this list"]}) from None
