@@ -2,12 +2,13 @@
 
 A service declares the shared tables in its own metadata (``add_messaging_tables(Base.metadata)``),
 so they live in its database beside its own and commit in the same transactions. The code that
-works on them is in ``outbox.py`` (outbox and inbox).
+works on them is in ``outbox.py`` (outbox and inbox) and ``idempotency.py`` (idempotency keys).
 Each table is created by the service's own Alembic history (``migrations.py`` has the steps).
 """
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import (BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, Text,
+                        UniqueConstraint)
 
 # A growing integer key: BIGINT on PostgreSQL; SQLite autoincrements only an INTEGER PRIMARY KEY.
 Serial = BigInteger().with_variant(Integer, "sqlite")
@@ -34,3 +35,21 @@ def add_messaging_tables(metadata: MetaData) -> None:
         Column("processed_at", DateTime(timezone=True), nullable=False),
     )
 
+
+def add_idempotency_table(metadata: MetaData) -> None:
+    """Declare ``idempotency_keys``: the first answer to each keyed request (see ``idempotency.py``).
+
+    ``account_id`` is whoever the key belongs to (an account, or a calling system by name) and
+    ``route`` what was asked (a route or an operation): a key is only ever compared within both.
+    """
+    Table(
+        "idempotency_keys", metadata,
+        Column("id", Serial, primary_key=True, autoincrement=True),
+        Column("account_id", String(36), nullable=False),
+        Column("route", String(64), nullable=False),
+        Column("key", String(200), nullable=False),
+        Column("request_hash", String(64), nullable=False),
+        Column("response", Text, nullable=True),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        UniqueConstraint("account_id", "route", "key", name="uq_idempotency_scope"),
+    )

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from services.common.clock import as_utc
 from services.common.config import env
 from services.common.errors import NotFound, ValidationError
+from services.common.idempotency import KeyedRequest
 from services.common.locks import is_postgres, try_lock
 from services.common.money import Money
 from services.common.outbox import first_delivery, publish_later
@@ -363,10 +364,7 @@ class Ledger:
         def find(s):
             tx = s.scalar(select(Transaction).where(Transaction.account_id == request.account_id,
                                                     Transaction.idempotency_key == request.key))
-            if tx is None:
-                return None
-            domain.check_replay(tx.fingerprint, request.fingerprint, request.key)
-            return domain.transaction_view(tx)
+            return None if tx is None else request.keyed.replay(tx.fingerprint, domain.transaction_view(tx))
         if session is not None:
             return find(session)
         with self.uow.transaction() as own:
@@ -397,14 +395,20 @@ class Ledger:
 
 
 class _Request:
-    """A money-moving call: its account, its idempotency key and what the key is bound to."""
+    """A money-moving call: its arguments, and its idempotency key bound to them.
+
+    A key is the account's, whatever the operation (one key, one effect per account): the
+    journal row that carries it is looked up by account and key, and its fingerprint, which
+    names the operation, must match.
+    """
 
     def __init__(self, operation: str, data: dict):
         self.data = data
         self.account_id = data["account_id"]
-        self.key = domain.check_idempotency_key(data["idempotency_key"])
-        self.fingerprint = domain.fingerprint(
-            operation, {name: value for name, value in data.items() if name != "idempotency_key"})
+        self.keyed = KeyedRequest.of(self.account_id, operation, data["idempotency_key"],
+                                     {name: value for name, value in data.items() if name != "idempotency_key"},
+                                     field="idempotency_key")
+        self.key, self.fingerprint = self.keyed.key, self.keyed.fingerprint
 
 
 def _load(schema, **arguments) -> dict:

@@ -1,18 +1,16 @@
-"""The journal's rules (B1-B3): double entry, limits, refunds, idempotency, alerts. No I/O.
+"""The journal's rules (B1-B3): double entry, limits, refunds, alerts. No I/O.
 
 Every movement is a transaction of postings on ledger accounts that sum to zero. A
 customer's balance is their own ledger account; the house keeps one account per kind of
 counterpart and currency (payments received, revenue, refunds paid out, operator
 adjustments). A posting's sign is its effect on that account's balance as the customer
-sees it: a payment is +X for the customer and -X for payments received.
+sees it: a payment is +X for the customer and -X for payments received. Idempotency keys
+(B3) are kept on the journal's rows and bound to their requests by ``services.common.idempotency``.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date
 
 from services.common.clock import iso
 from services.common.errors import DomainError, ValidationError
@@ -157,37 +155,6 @@ def below_after_threshold_change(threshold: Money | None, balance: Money, below_
     if threshold is None or balance >= threshold:
         return False
     return below_before
-
-
-def fingerprint(operation: str, arguments: Mapping) -> str:
-    """What an idempotency key is bound to: the operation and its arguments, canonically."""
-    canonical = json.dumps({"operation": operation, **arguments}, sort_keys=True, separators=(",", ":"),
-                           default=_canonical)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _canonical(value):
-    if isinstance(value, Money):
-        return value.to_wire()
-    if isinstance(value, date):
-        return value.isoformat()
-    raise TypeError(f"cannot fingerprint {type(value).__name__}")
-
-
-def check_replay(stored_fingerprint: str, requested_fingerprint: str, key: str) -> None:
-    """The same key with other arguments is refused (B3); with the same ones it is a replay."""
-    if stored_fingerprint != requested_fingerprint:
-        raise DomainError(
-            "idempotency_conflict",
-            "This idempotency key was already used for a different request.",
-            details={"idempotency_key": key})
-
-
-def check_idempotency_key(key) -> str:
-    """Every money-moving call names a key of 1 to 200 characters."""
-    if not isinstance(key, str) or not key.strip() or len(key) > 200:
-        raise ValidationError({"idempotency_key": ["required, 1 to 200 characters"]})
-    return key
 
 
 def transaction_view(tx) -> dict:

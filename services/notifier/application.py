@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from services.common.clock import as_utc, iso
 from services.common.config import env_float, env_int
 from services.common.errors import DomainError, NotFound, ValidationError
+from services.common.idempotency import IdempotencyKeys, KeyedRequest
 from services.common.locks import try_lock
 from services.common.outbox import already_processed, first_delivery
 from services.common.pagination import keyset_page
@@ -35,6 +36,7 @@ log = structlog.get_logger(__name__)
 
 MAIL = "notifier.mail"            # processed_messages consumer of the mail handlers
 SUBSCRIBERS = "notifier.subscribers"  # ... and of the newsletter copy's handlers
+NEWSLETTER_CALLER = "operator"    # whose keys a newsletter's are: the operators' (there is no account)
 
 
 class Notifications:
@@ -45,6 +47,7 @@ class Notifications:
         self.profile = profile
         self.ledger = ledger
         self.clock = clock
+        self.keys = IdempotencyKeys(uow, clock)
 
     # -- events of the other services
     def on_event(self, event_type: str, payload: dict) -> str | None:
@@ -81,9 +84,16 @@ class Notifications:
             fields = load(REQUESTED_MAIL[request["kind"]](), request["data"])
         except ValidationError as error:
             raise ValidationError({f"data.{name}": problems for name, problems in error.fields.items()}) from None
-        event_id = _keyed_id("request", f"{request['kind']}:{request['account_id']}:{request['idempotency_key']}")
+        keyed = KeyedRequest.of(request["account_id"], request["kind"], request["idempotency_key"], {"data": fields},
+                                field="idempotency_key")
+        return self.keys.once(keyed, lambda: self._notify(keyed, fields))
+
+    def _notify(self, keyed: KeyedRequest, fields: dict) -> dict:
+        # The message's id follows from the key, so that a retry whose first attempt wrote it (or
+        # one from before keys were kept with their requests) finds it instead of writing another.
+        event_id = _keyed_id("request", f"{keyed.operation}:{keyed.caller}:{keyed.key}")
         try:
-            self.on_event(request["kind"], {**fields, "account_id": request["account_id"], "event_id": event_id})
+            self.on_event(keyed.operation, {**fields, "account_id": keyed.caller, "event_id": event_id})
         except IncompleteEvent as error:  # the schemas above ask for every field the message needs
             raise ValidationError({"data": [str(error)]}) from None
         with self.uow.transaction() as session:
@@ -163,27 +173,39 @@ class Notifications:
         """Write the newsletter to every customer who consented; the sender delivers it."""
         data = load(NewsletterSchema(), {"subject": subject, "text": text, "idempotency_key": idempotency_key})
         key = data.get("idempotency_key")
-        newsletter_id = (_keyed_id("newsletter", key) if key
-                         else f"newsletter:{uuid.uuid4()}")
-        now = self.clock.now()
+        keyed = (KeyedRequest.of(NEWSLETTER_CALLER, "send_newsletter", key,
+                                 {"subject": data["subject"], "text": data["text"]}, field="idempotency_key")
+                 if key is not None else None)
+        newsletter_id = _keyed_id("newsletter", key) if key is not None else f"newsletter:{uuid.uuid4()}"
         with self.uow.transaction() as session:
-            if key and not first_delivery(session, MAIL, newsletter_id):
-                count = session.scalar(select(func.count()).where(Delivery.event_id == newsletter_id))
-                return {"newsletter_id": newsletter_id, "recipients": count}
-            count = 0
-            for subscriber in session.scalars(select(Subscriber).where(
-                    Subscriber.newsletter.is_(True), Subscriber.email.is_not(None))):
-                settings = NotificationSettings(main_email=subscriber.email, newsletter=subscriber.newsletter)
-                to = recipient_for("newsletter", settings)
-                if to is None:
-                    continue
-                message = compose("newsletter", subscriber.language,
-                                  {"first_name": subscriber.first_name, "subject": data["subject"],
-                                   "text": data["text"]}, to, idempotency_key=f"{newsletter_id}:{to}")
-                session.add(_delivery(newsletter_id, subscriber.account_id, subscriber.language, message, now))
-                count += 1
-        log.info("newsletter recorded", newsletter_id=newsletter_id, recipients=count)
-        return {"newsletter_id": newsletter_id, "recipients": count}
+            if keyed is not None and (answer := self.keys.claim(session, keyed)) is not None:
+                return answer
+            recipients = self._write_newsletter(session, newsletter_id, data)
+            answer = {"newsletter_id": newsletter_id, "recipients": recipients}
+            if keyed is not None:
+                self.keys.remember(session, keyed, answer)
+        log.info("newsletter recorded", newsletter_id=newsletter_id, recipients=answer["recipients"])
+        return answer
+
+    def _write_newsletter(self, session, newsletter_id: str, data: dict) -> int:
+        """A delivery for every subscriber who consented; how many. Recorded like an event, once per id."""
+        if not first_delivery(session, MAIL, newsletter_id):
+            # Written by the same key before the key's request was kept with it: count what it wrote.
+            return session.scalar(select(func.count()).where(Delivery.event_id == newsletter_id))
+        now = self.clock.now()
+        count = 0
+        for subscriber in session.scalars(select(Subscriber).where(
+                Subscriber.newsletter.is_(True), Subscriber.email.is_not(None))):
+            settings = NotificationSettings(main_email=subscriber.email, newsletter=subscriber.newsletter)
+            to = recipient_for("newsletter", settings)
+            if to is None:
+                continue
+            message = compose("newsletter", subscriber.language,
+                              {"first_name": subscriber.first_name, "subject": data["subject"],
+                               "text": data["text"]}, to, idempotency_key=f"{newsletter_id}:{to}")
+            session.add(_delivery(newsletter_id, subscriber.account_id, subscriber.language, message, now))
+            count += 1
+        return count
 
     def list_sent(self, account_id, limit=50, cursor=None) -> dict:
         """What was sent to the customer, newest first: when, which kind, to which address, and its state."""

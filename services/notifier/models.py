@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, DateTime, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from services.common.tables import Serial, add_messaging_tables
+from services.common.tables import Serial, add_idempotency_table, add_messaging_tables
 
 
 class Base(DeclarativeBase):
@@ -14,6 +14,7 @@ class Base(DeclarativeBase):
 
 
 add_messaging_tables(Base.metadata)
+add_idempotency_table(Base.metadata)  # the first answer to notify and send_newsletter, per key
 
 
 class Delivery(Base):
