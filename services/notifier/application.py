@@ -37,6 +37,7 @@ log = structlog.get_logger(__name__)
 MAIL = "notifier.mail"            # processed_messages consumer of the mail handlers
 SUBSCRIBERS = "notifier.subscribers"  # ... and of the newsletter copy's handlers
 NEWSLETTER_CALLER = "operator"    # whose keys a newsletter's are: the operators' (there is no account)
+ACCOUNT_ID_LENGTH = 36            # profile's account ids are UUIDs
 
 
 class Notifications:
@@ -84,6 +85,8 @@ class Notifications:
             fields = load(REQUESTED_MAIL[request["kind"]](), request["data"])
         except ValidationError as error:
             raise ValidationError({f"data.{name}": problems for name, problems in error.fields.items()}) from None
+        if len(request["account_id"]) > ACCOUNT_ID_LENGTH:
+            raise NotFound("account")  # longer than profile's ids: no account, and no key to keep for one
         keyed = KeyedRequest.of(request["account_id"], request["kind"], request["idempotency_key"], {"data": fields},
                                 field="idempotency_key")
         return self.keys.once(keyed, lambda: self._notify(keyed, fields))

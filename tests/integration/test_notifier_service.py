@@ -378,9 +378,10 @@ def test_a_bad_request_for_mail_is_refused_and_nothing_is_written(notifier, rpc_
         with pytest.raises(DomainError) as refused:
             rpc_client.notifier.notify(account, kind, data, f"key-{field}")
         assert refused.value.error_code == "validation_error" and field in refused.value.fields, (kind, field)
-    with pytest.raises(DomainError) as unknown:
-        rpc_client.notifier.notify(str(uuid.uuid4()), "support_reply", REPLY, "k")
-    assert unknown.value.error_code == "not_found"
+    for nobody in (str(uuid.uuid4()), "x" * 64):
+        with pytest.raises(DomainError) as unknown:
+            rpc_client.notifier.notify(nobody, "support_reply", REPLY, "k")
+        assert unknown.value.error_code == "not_found", nobody
     time.sleep(2.5)
     assert sent(rpc_client, account) == [] and mailbox.to(main_email(account)) == []
 
