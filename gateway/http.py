@@ -54,7 +54,7 @@ def json_response(status: int, body, headers: dict | None = None) -> Response:
 def error_response(error: DomainError, request_id: str | None = None) -> Response:
     headers = {}
     retry_after = error.details.get("retry_after") if isinstance(error.details, dict) else None
-    if error.status == 429 and retry_after:
+    if error.status in (409, 429) and retry_after:  # rate_limited, request_in_progress: when to ask again
         headers["Retry-After"] = str(max(1, int(retry_after)))
     if request_id:
         headers["X-Request-Id"] = request_id

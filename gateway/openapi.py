@@ -117,8 +117,9 @@ def openapi_document() -> dict:
                                "schema": {"type": "string", "maxLength": 200},
                                "description": "Scoped to the account and the route: a retry with the same key "
                                               "returns the first answer and moves nothing again; the same key "
-                                              "with another body is 422 idempotency_conflict; a retry while the first "
-                                              "request with the key is still running is 409 conflict."})
+                                              "with another body is 422 idempotency_conflict; a retry while the "
+                                              "first request with the key is still running is 409 "
+                                              "request_in_progress with Retry-After."})
         if parameters:
             operation["parameters"] = parameters
         if route.body is not None:
@@ -140,14 +141,16 @@ def openapi_document() -> dict:
         else:
             responses[str(route.status)] = {"description": "success", "content": {"application/json": {"schema": {"type": "object"}}}}
         statuses = set(route.errors) | ({401} if route.auth else set()) | {503}
+        if route.idempotent:
+            statuses.add(409)  # request_in_progress
         if route.body is not None:
             statuses |= {400, 411, 413, 415}
         for status in sorted(statuses):
             responses[str(status)] = {"description": STATUS_TEXT.get(status, "error"),
                                       "content": {"application/json": {"schema": error}}}
-            if status == 429:
-                responses["429"]["headers"] = {"Retry-After": {"schema": {"type": "integer"},
-                                                               "description": "seconds to wait"}}
+            if status == 429 or (status == 409 and route.idempotent):  # rate_limited, request_in_progress
+                responses[str(status)]["headers"] = {"Retry-After": {"schema": {"type": "integer"},
+                                                                     "description": "seconds to wait"}}
         operation["responses"] = responses
         spec.path(path=to_openapi_path(route.path), operations={route.method.lower(): operation})
     return spec.to_dict()

@@ -95,7 +95,7 @@ _CLASSES = {
                 "account_frozen"),
     NotFound: ("not_found", "token_unknown"),
     Conflict: ("conflict", "login_taken", "already_set", "already_enabled", "not_renewable", "not_changeable",
-               "not_cancellable", "nothing_to_confirm"),
+               "not_cancellable", "nothing_to_confirm", "request_in_progress"),
     IdempotencyConflict: ("idempotency_conflict",),
     RateLimited: ("rate_limited",),
     RemoteFailure: ("internal_error",),

@@ -1,7 +1,8 @@
 """Stand-ins for the outside world on a developer's machine: an SMTP relay and telephony gateways.
 
-Both answer JSON over a threaded stdlib HTTP server; what they share is here.
-See README.md in this folder for their APIs.
+Both answer JSON over a threaded stdlib HTTP server and keep what they received in a
+:class:`Record`, which :class:`StandInApi` lists, forgets and breaks on purpose; the rest of
+what they share is here too. See README.md in this folder for their APIs.
 """
 from __future__ import annotations
 
@@ -12,13 +13,16 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 MAX_BODY = 1 << 20
+MAX_KEPT = 10_000
 
 
 class JsonRequestHandler(BaseHTTPRequestHandler):
@@ -70,6 +74,83 @@ class JsonRequestHandler(BaseHTTPRequestHandler):
     def log_message(self, format, *args):
         if self.verbose:
             super().log_message(format, *args)
+
+
+class Record:
+    """What a stand-in received, newest first (at most ``MAX_KEPT``), and the mode it answers in."""
+
+    def __init__(self, modes: Sequence[str]):
+        self.modes = tuple(modes)
+        self.mode = self.modes[0]  # the first mode is the one that works
+        self.lock = threading.Lock()
+        self.items: list[dict] = []
+
+    def keep(self, item: dict) -> dict:
+        with self.lock:
+            self.items.insert(0, item)
+            del self.items[MAX_KEPT:]
+        return item
+
+    def listing(self, wanted: Callable[[dict], bool] | None = None) -> list[dict]:
+        with self.lock:
+            items = list(self.items)
+        return [item for item in items if wanted(item)] if wanted else items
+
+    def clear(self) -> None:
+        with self.lock:
+            self.items.clear()
+
+
+class StandInApi(JsonRequestHandler):
+    """The HTTP API every stand-in has: ``GET /health``, ``GET`` and ``DELETE`` of what it received
+    (``listing_path``, filtered by ``?to=``), and ``GET`` and ``PUT /control {"mode": ...}`` to break it.
+
+    A stand-in names its ``listing_path``, says which items are ``to`` an address, and adds its
+    own routes by overriding ``do_GET`` or ``do_POST`` and calling these for the rest.
+    """
+
+    record: Record
+    listing_path = "/items"
+
+    def health(self) -> dict:
+        return {"status": "ok", "mode": self.record.mode}
+
+    def is_to(self, item: dict, to: str) -> bool:
+        raise NotImplementedError
+
+    def do_GET(self):
+        if self.route == "/health":
+            self.send_json(200, self.health())
+        elif self.route == self.listing_path:
+            to = self.query("to")
+            self.send_json(200, {"items": self.record.listing((lambda item: self.is_to(item, to)) if to else None)})
+        elif self.route == "/control":
+            self.send_json(200, {"mode": self.record.mode})
+        else:
+            self.not_found()
+
+    def do_DELETE(self):
+        if self.route != self.listing_path:
+            return self.not_found()
+        self.record.clear()
+        self.send_json(200, {"items": []})
+
+    def do_PUT(self):
+        if self.route != "/control":
+            return self.not_found()
+        body = self.read_json()
+        if body is None:
+            return
+        mode = body.get("mode") if isinstance(body, dict) else None
+        if mode not in self.record.modes:
+            return self.send_error_json(400, "validation_error", f"mode must be one of {', '.join(self.record.modes)}")
+        self.record.mode = mode
+        self.send_json(200, {"mode": mode})
+
+    @classmethod
+    def serving(cls, record: Record, verbose: bool = False) -> type[StandInApi]:
+        """This API bound to one record (a handler class for ``ThreadingHTTPServer``)."""
+        return type(cls.__name__, (cls,), {"record": record, "verbose": verbose})
 
 
 def serve_until_stopped(server: ThreadingHTTPServer, banner: str, on_stop=lambda: None) -> None:

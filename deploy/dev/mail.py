@@ -13,13 +13,12 @@ import email
 import email.policy
 import itertools
 import os
-import threading
 from email.message import EmailMessage
 from http.server import ThreadingHTTPServer
 
 from aiosmtpd.controller import Controller
 
-from deploy.dev import JsonRequestHandler, serve_until_stopped
+from deploy.dev import Record, StandInApi, serve_until_stopped
 from services.common.clock import clock, iso
 
 MODES = {
@@ -27,37 +26,18 @@ MODES = {
     "tempfail": "451 4.3.0 Mail stand-in: temporary failure, try again later",
     "permfail": "550 5.7.1 Mail stand-in: message refused",
 }
-MAX_KEPT = 10_000
 
 
-class Mailbox:
-    """Every message received, newest first, and the answer the SMTP server gives."""
+class Mailbox(Record):
+    """Every message received, newest first, and the answer the SMTP server gives (its mode)."""
 
     def __init__(self):
-        self.lock = threading.Lock()
-        self.messages: list[dict] = []
-        self.mode = "ok"
+        super().__init__(MODES)
         self._ids = itertools.count(1)
 
-    def keep(self, envelope_from: str, recipients: list[str], content: bytes) -> dict:
-        item = {"id": str(next(self._ids)), **read_message(content, envelope_from),
-                "to": list(recipients), "received_at": iso(clock.now())}
-        with self.lock:
-            self.messages.insert(0, item)
-            del self.messages[MAX_KEPT:]
-        return item
-
-    def listing(self, to: str | None) -> list[dict]:
-        with self.lock:
-            items = list(self.messages)
-        if to:
-            wanted = to.strip().lower()
-            items = [item for item in items if wanted in (address.lower() for address in item["to"])]
-        return items
-
-    def clear(self) -> None:
-        with self.lock:
-            self.messages.clear()
+    def receive(self, envelope_from: str, recipients: list[str], content: bytes) -> dict:
+        return self.keep({"id": str(next(self._ids)), **read_message(content, envelope_from),
+                          "to": list(recipients), "received_at": iso(clock.now())})
 
 
 def read_message(content: bytes, envelope_from: str) -> dict:
@@ -102,43 +82,20 @@ class SmtpHandler:
         refusal = MODES.get(self.mailbox.mode)
         if refusal:
             return refusal
-        self.mailbox.keep(envelope.mail_from, envelope.rcpt_tos, envelope.original_content or envelope.content)
+        self.mailbox.receive(envelope.mail_from, envelope.rcpt_tos, envelope.original_content or envelope.content)
         return "250 2.0.0 OK: kept by the mail stand-in"
 
 
-def http_handler(mailbox: Mailbox, verbose: bool = False):
-    class MailApi(JsonRequestHandler):
-        def do_GET(self):
-            if self.route == "/health":
-                self.send_json(200, {"status": "ok", "mode": mailbox.mode, "messages": len(mailbox.messages)})
-            elif self.route == "/messages":
-                self.send_json(200, {"items": mailbox.listing(self.query("to"))})
-            elif self.route == "/control":
-                self.send_json(200, {"mode": mailbox.mode})
-            else:
-                self.not_found()
+class MailApi(StandInApi):
+    """``/messages``: what arrived, for an address with ``?to=``."""
 
-        def do_DELETE(self):
-            if self.route == "/messages":
-                mailbox.clear()
-                self.send_json(200, {"items": []})
-            else:
-                self.not_found()
+    listing_path = "/messages"
 
-        def do_PUT(self):
-            if self.route != "/control":
-                return self.not_found()
-            body = self.read_json()
-            if body is None:
-                return
-            mode = body.get("mode") if isinstance(body, dict) else None
-            if mode not in MODES:
-                return self.send_error_json(400, "validation_error", f"mode must be one of {', '.join(MODES)}")
-            mailbox.mode = mode
-            self.send_json(200, {"mode": mode})
+    def health(self) -> dict:
+        return {**super().health(), "messages": len(self.record.items)}
 
-    MailApi.verbose = verbose
-    return MailApi
+    def is_to(self, item: dict, to: str) -> bool:
+        return to.strip().lower() in (address.lower() for address in item["to"])
 
 
 def main(argv=None) -> None:
@@ -152,7 +109,7 @@ def main(argv=None) -> None:
     mailbox = Mailbox()
     smtp = Controller(SmtpHandler(mailbox), hostname=args.host, port=args.smtp_port, enable_SMTPUTF8=True)
     smtp.start()
-    web = ThreadingHTTPServer((args.host, args.http_port), http_handler(mailbox, args.verbose))
+    web = ThreadingHTTPServer((args.host, args.http_port), MailApi.serving(mailbox, args.verbose))
     serve_until_stopped(web, f"mail stand-in: smtp {args.host}:{args.smtp_port}, http http://{args.host}:{args.http_port}",
                         on_stop=smtp.stop)
 

@@ -18,7 +18,7 @@ import secrets
 import threading
 from http.server import ThreadingHTTPServer
 
-from deploy.dev import JsonRequestHandler, serve_until_stopped
+from deploy.dev import Record, StandInApi, serve_until_stopped
 from services.common.clock import clock, iso
 
 MODES = ("ok", "fail", "timeout")
@@ -28,17 +28,15 @@ CALLER_ID_POOLS = {"primary": "+4822307", "fallback": "+4858881"}  # +48 22 307 
 OTHER_POOL = "+4812345"
 
 
-class Gateway:
-    """What this gateway has done, and how it behaves."""
+class Gateway(Record):
+    """What this gateway has done, newest first, and how it behaves (its mode)."""
 
     def __init__(self, name: str, api_key: str, caller_id_prefix: str, hold_seconds: float):
+        super().__init__(MODES)
         self.name = name
         self.api_key = api_key
         self.caller_id_prefix = caller_id_prefix
         self.hold_seconds = hold_seconds
-        self.mode = "ok"
-        self.lock = threading.Lock()
-        self.calls: list[dict] = []
         self.stopping = threading.Event()
         self._ids = itertools.count(1)
 
@@ -52,97 +50,64 @@ class Gateway:
             call["spoken_code"] = f"{secrets.randbelow(10_000):04d}"
         else:
             call["text"] = text
-        with self.lock:
-            self.calls.insert(0, call)
-        return call
-
-    def listing(self, to: str | None) -> list[dict]:
-        with self.lock:
-            calls = list(self.calls)
-        if to:
-            digits = re.sub(r"\D", "", to)
-            calls = [call for call in calls if re.sub(r"\D", "", call["to"]) == digits]
-        return calls
-
-    def clear(self) -> None:
-        with self.lock:
-            self.calls.clear()
+        return self.keep(call)
 
 
-def http_handler(gateway: Gateway, verbose: bool = False):
-    class TelephonyApi(JsonRequestHandler):
-        def do_GET(self):
-            if self.route == "/health":
-                self.send_json(200, {"status": "ok", "name": gateway.name, "mode": gateway.mode})
-            elif self.route == "/calls":
-                self.send_json(200, {"items": gateway.listing(self.query("to"))})
-            elif self.route == "/control":
-                self.send_json(200, {"mode": gateway.mode})
-            else:
-                self.not_found()
+class TelephonyApi(StandInApi):
+    """``POST /v1/calls`` places a call; ``/calls``: what was placed, for a number with ``?to=``."""
 
-        def do_DELETE(self):
-            if self.route == "/calls":
-                gateway.clear()
-                self.send_json(200, {"items": []})
-            else:
-                self.not_found()
+    listing_path = "/calls"
 
-        def do_PUT(self):
-            if self.route != "/control":
-                return self.not_found()
-            body = self.read_json()
-            if body is None:
-                return
-            mode = body.get("mode") if isinstance(body, dict) else None
-            if mode not in MODES:
-                return self.send_error_json(400, "validation_error", f"mode must be one of {', '.join(MODES)}")
-            gateway.mode = mode
-            self.send_json(200, {"mode": mode})
+    @property
+    def gateway(self) -> Gateway:
+        return self.record
 
-        def do_POST(self):
-            if self.route != "/v1/calls":
-                return self.not_found()
-            body = self.read_json()
-            if body is None:
-                return
-            if gateway.mode == "fail":
-                return self.send_error_json(503, "unavailable", f"{gateway.name} gateway is down (stand-in mode fail)")
-            if gateway.mode == "timeout":
-                # Hold this request in its own thread; the server keeps answering others.
-                gateway.stopping.wait(gateway.hold_seconds)
-                return self.send_error_json(504, "timeout", f"{gateway.name} gateway held the call and gave up")
-            if not self._authorised():
-                return self.send_error_json(401, "unauthorised", "send Authorization: Bearer <api key>")
-            problem = self._problem_with(body)
-            if problem:
-                return self.send_error_json(422, "invalid_request", problem)
-            call = gateway.place(body["to"], body["channel"], body.get("text"))
-            answer = {"id": call["id"], "to": call["to"], "channel": call["channel"]}
-            if call["caller_id"]:
-                answer["caller_id"] = call["caller_id"]
-            if call["spoken_code"]:
-                answer["code"] = call["spoken_code"]
-            self.send_json(201, answer)
+    def health(self) -> dict:
+        return {**super().health(), "name": self.gateway.name}
 
-        def _authorised(self) -> bool:
-            scheme, _, key = (self.headers.get("Authorization") or "").partition(" ")
-            return scheme.lower() == "bearer" and hmac.compare_digest(key.strip().encode(), gateway.api_key.encode())
+    def is_to(self, item: dict, to: str) -> bool:
+        return re.sub(r"\D", "", item["to"]) == re.sub(r"\D", "", to)
 
-        @staticmethod
-        def _problem_with(body) -> str | None:
-            if not isinstance(body, dict):
-                return "the body must be a JSON object"
-            if not isinstance(body.get("to"), str) or not E164.match(body["to"]):
-                return "to must be a phone number in E.164 form, e.g. +48600100200"
-            if body.get("channel") not in CHANNELS:
-                return f"channel must be one of {', '.join(CHANNELS)}"
-            if body["channel"] == "sms" and not (isinstance(body.get("text"), str) and body["text"].strip()):
-                return "an sms needs a non-empty text"
-            return None
+    def do_POST(self):
+        if self.route != "/v1/calls":
+            return self.not_found()
+        body = self.read_json()
+        if body is None:
+            return
+        if self.gateway.mode == "fail":
+            return self.send_error_json(503, "unavailable", f"{self.gateway.name} gateway is down (stand-in mode fail)")
+        if self.gateway.mode == "timeout":
+            # Hold this request in its own thread; the server keeps answering others.
+            self.gateway.stopping.wait(self.gateway.hold_seconds)
+            return self.send_error_json(504, "timeout", f"{self.gateway.name} gateway held the call and gave up")
+        if not self._authorised():
+            return self.send_error_json(401, "unauthorised", "send Authorization: Bearer <api key>")
+        problem = self._problem_with(body)
+        if problem:
+            return self.send_error_json(422, "invalid_request", problem)
+        call = self.gateway.place(body["to"], body["channel"], body.get("text"))
+        answer = {"id": call["id"], "to": call["to"], "channel": call["channel"]}
+        if call["caller_id"]:
+            answer["caller_id"] = call["caller_id"]
+        if call["spoken_code"]:
+            answer["code"] = call["spoken_code"]
+        self.send_json(201, answer)
 
-    TelephonyApi.verbose = verbose
-    return TelephonyApi
+    def _authorised(self) -> bool:
+        scheme, _, key = (self.headers.get("Authorization") or "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(key.strip().encode(), self.gateway.api_key.encode())
+
+    @staticmethod
+    def _problem_with(body) -> str | None:
+        if not isinstance(body, dict):
+            return "the body must be a JSON object"
+        if not isinstance(body.get("to"), str) or not E164.match(body["to"]):
+            return "to must be a phone number in E.164 form, e.g. +48600100200"
+        if body.get("channel") not in CHANNELS:
+            return f"channel must be one of {', '.join(CHANNELS)}"
+        if body["channel"] == "sms" and not (isinstance(body.get("text"), str) and body["text"].strip()):
+            return "an sms needs a non-empty text"
+        return None
 
 
 def main(argv=None) -> None:
@@ -161,7 +126,7 @@ def main(argv=None) -> None:
 
     prefix = args.caller_id_prefix or CALLER_ID_POOLS.get(args.name, OTHER_POOL)
     gateway = Gateway(args.name, args.api_key, prefix, args.hold_seconds)
-    web = ThreadingHTTPServer((args.host, args.port), http_handler(gateway, args.verbose))
+    web = ThreadingHTTPServer((args.host, args.port), TelephonyApi.serving(gateway, args.verbose))
     serve_until_stopped(web, f"telephony stand-in {args.name}: http://{args.host}:{args.port} (flash calls from {prefix}####)",
                         on_stop=gateway.stopping.set)
 

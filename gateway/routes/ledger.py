@@ -6,8 +6,8 @@ import base64
 from werkzeug.wrappers import Response
 
 from gateway.http import route
-from services.ledger.schemas import (BalanceSchema, InvoiceSchema, PageQuerySchema, PaymentMethodSchema,
-                                     TransactionSchema)
+from services.common.pagination import PageQuerySchema
+from services.ledger.schemas import BalanceSchema, InvoiceSchema, PaymentMethodSchema, TransactionSchema
 
 TAGS = ("balance and invoices",)
 

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from gateway.http import route
-from services.notifier.schemas import SentMessageSchema, SentQuerySchema
+from services.common.pagination import PageQuerySchema
+from services.notifier.schemas import SentMessageSchema
 
 TAGS = ("notifications",)
 # What a customer sees of a delivery; the relay's error text and the attempts are for support staff.
@@ -10,7 +11,7 @@ CUSTOMER_FIELDS = tuple(SentMessageSchema().fields)
 
 
 class NotificationRoutes:
-    @route("GET", "/api/v1/notifications/sent", query=SentQuerySchema, response=SentMessageSchema, many=True,
+    @route("GET", "/api/v1/notifications/sent", query=PageQuerySchema, response=SentMessageSchema, many=True,
            summary="E-mail sent to the customer, newest first", tags=TAGS, errors=(400,),
            description="Every message the panel wrote to the customer: when (`at`), which `kind`, the address it "
                        "went `to` (the invoices, support or complaints address, or the main e-mail), its "

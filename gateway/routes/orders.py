@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from gateway.http import route
+from services.common.pagination import PageQuerySchema
 from services.orders.schemas import (CancelQuoteQuerySchema, CancelQuoteSchema, CancellationResultSchema,
                                      CancelSchema, ChangePlanSchema, ChangeQuoteQuerySchema, ChangeQuoteSchema,
-                                     NewOrderSchema, OrderDetailSchema, OrderSchema, OrdersPageQuerySchema,
-                                     PlanChangeResultSchema, PlanSchema, PlansQuerySchema, RenewSchema)
+                                     NewOrderSchema, OrderDetailSchema, OrderSchema, PlanChangeResultSchema,
+                                     PlanSchema, PlansQuerySchema, RenewSchema)
 
 TAGS = ("orders",)
 
@@ -17,12 +18,12 @@ class OrdersRoutes:
     def list_plans(self, call):
         return 200, self.orders.list_plans(call.query["kind"])
 
-    @route("GET", "/api/v1/orders", query=OrdersPageQuerySchema, response=OrderSchema, many=True, tags=TAGS,
+    @route("GET", "/api/v1/orders", query=PageQuerySchema, response=OrderSchema, many=True, tags=TAGS,
            summary="Active orders: every status but cancelled and closed, newest first", errors=(400,))
     def list_active_orders(self, call):
         return 200, self.orders.list_active(call.account_id, call.query["limit"], call.query["cursor"])
 
-    @route("GET", "/api/v1/orders/history", query=OrdersPageQuerySchema, response=OrderSchema, many=True,
+    @route("GET", "/api/v1/orders/history", query=PageQuerySchema, response=OrderSchema, many=True,
            tags=TAGS, summary="Every order of the customer, newest first", errors=(400,))
     def list_order_history(self, call):
         return 200, self.orders.list_history(call.account_id, call.query["limit"], call.query["cursor"])

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from gateway.http import route
+from services.common.pagination import PageQuerySchema
 from services.profile.schemas import (ConfirmationResentSchema, EmailChangeSchema, EmailConfirmSchema,
-                                      LiveSessionSchema, LoginSchema, NotificationSettingsSchema, PageQuerySchema,
+                                      LiveSessionSchema, LoginSchema, NotificationSettingsSchema,
                                       PasswordResetConfirmSchema, PasswordResetRequestSchema, ProfilePatchSchema,
                                       ProfileSchema, RegistrationSchema, ResetAcceptedSchema, SessionSchema)
 

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from gateway.http import route
+from services.common.pagination import PageQuerySchema
 from services.profile.schemas import (IpRestrictionSchema, LoginAttemptSchema, OperationConfirmationSchema,
-                                      OtpSchema, PageQuerySchema,
-                                      PasswordChangeSchema, RecoveryCodesSchema, SecurityCodeSchema,
+                                      OtpSchema, PasswordChangeSchema, RecoveryCodesSchema, SecurityCodeSchema,
                                       SecurityEventSchema, SecuritySchema, TwoFactorDisableSchema,
                                       TwoFactorEnrolmentSchema, TwoFactorStartSchema)
 

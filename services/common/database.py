@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import zlib
 
 import structlog
 from nameko.extensions import DependencyProvider
@@ -22,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from services.common.config import database_url, env_int
 from services.common.errors import ServiceUnavailable
+from services.common.outbox import OutboxRelay
 
 log = structlog.get_logger(__name__)
 _greened = threading.Lock()
@@ -64,37 +64,6 @@ def make_engine(url: str, *, green: bool = True):
         cursor.close()
 
     return engine
-
-
-def is_postgres(session_or_engine) -> bool:
-    bind = session_or_engine.get_bind() if isinstance(session_or_engine, Session) else session_or_engine
-    return bind.dialect.name == "postgresql"
-
-
-def try_lock(session: Session, name: str) -> bool:
-    """Take a transaction-scoped lock named ``name`` if free (PostgreSQL advisory lock).
-
-    Timers that must run once across replicas call this first. SQLite runs one process
-    per file, so the lock is always granted there.
-    """
-    if not is_postgres(session):
-        return True
-    return bool(session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _lock_key(name)}).scalar())
-
-
-def lock(session: Session, name: str) -> None:
-    """Wait for the transaction-scoped lock named ``name`` (PostgreSQL advisory lock).
-
-    For a read-then-write that concurrent workers must do one at a time. SQLite has one
-    writer per file and the services one connection to it, so there is nothing to take.
-    """
-    if is_postgres(session):
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key(name)})
-
-
-def _lock_key(name: str) -> int:
-    """The advisory lock's key for a name: a signed 32-bit number, the same in every process."""
-    return zlib.crc32(name.encode()) - 2**31
 
 
 class UnitOfWork:
@@ -150,7 +119,6 @@ class Database(DependencyProvider):
         service = self.service_name
         self.engine = make_engine(database_url(service))
         if self.relays and "outbox" in self.metadata.tables:
-            from services.common.outbox import OutboxRelay
             self.relay = OutboxRelay(self.engine, self.container.config, service,
                                      self.metadata.tables["outbox"])
 

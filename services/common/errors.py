@@ -36,6 +36,7 @@ HTTP_STATUS = {
     "not_changeable": 409,
     "not_cancellable": 409,
     "nothing_to_confirm": 409,
+    "request_in_progress": 409,  # details.retry_after: seconds (the gateway's Retry-After)
     # 410
     "token_expired": 410,
     "verification_expired": 410,

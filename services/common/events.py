@@ -25,10 +25,19 @@ ATTEMPTS_HEADER = "x-attempts"
 DEFAULT_EXCHANGE = Exchange("", type="direct")
 
 
+def backoff(attempt: int, first: float, longest: float) -> float:
+    """Seconds to wait after failed attempt number ``attempt`` (1-based): ``first``, doubling, at most ``longest``.
+
+    Every retry schedule is this one, with its own two numbers (events here, mail in the notifier).
+    """
+    if attempt < 1:
+        raise ValueError("attempts are counted from 1")
+    return float(min(first * 2 ** (attempt - 1), longest))
+
+
 def retry_delay(attempt: int) -> float:
-    """Seconds before retry number ``attempt`` (1-based): 1, 2, 4, ... capped."""
-    base = env_float("EVENT_RETRY_BASE_SECONDS", 1.0)
-    return min(base * 2 ** (attempt - 1), env_float("EVENT_RETRY_MAX_SECONDS", 60.0))
+    """Seconds before an event handler's retry number ``attempt``: 1, 2, 4, ... at most 60 (configurable)."""
+    return backoff(attempt, env_float("EVENT_RETRY_BASE_SECONDS", 1.0), env_float("EVENT_RETRY_MAX_SECONDS", 60.0))
 
 
 def retry_queue(queue_name: str) -> Queue:

@@ -1,9 +1,16 @@
-"""Alembic, one history per service: the shared env.py body and a programmatic upgrade."""
+"""Alembic, one history per service: the shared env.py body, a programmatic upgrade, and the
+steps that create the tables every service shares (``tables.py``).
+
+Those steps are written out here as they were when the revisions calling them were made, not
+derived from ``tables.py``: a revision must create the same schema for ever, and a change to a
+shared table is a new revision of each service's history.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
-from alembic import command, context
+import sqlalchemy as sa
+from alembic import command, context, op
 from alembic.config import Config
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -57,3 +64,60 @@ def run_env(metadata) -> None:
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()
+
+
+_UNPUBLISHED = sa.text("published_at IS NULL")
+
+
+def create_messaging_tables() -> None:
+    """``outbox`` and ``processed_messages``, as every service's first revision creates them."""
+    op.create_table(
+        "outbox",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column("event_id", sa.String(length=36), nullable=False),
+        sa.Column("event_type", sa.String(length=64), nullable=False),
+        sa.Column("payload", sa.Text(), nullable=False),
+        sa.Column("headers", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("event_id"),
+    )
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.create_index("ix_outbox_pending", ["id"], unique=False, postgresql_where=_UNPUBLISHED,
+                              sqlite_where=_UNPUBLISHED)
+    op.create_table(
+        "processed_messages",
+        sa.Column("consumer", sa.String(length=120), nullable=False),
+        sa.Column("message_id", sa.String(length=64), nullable=False),
+        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("consumer", "message_id"),
+    )
+
+
+def drop_messaging_tables() -> None:
+    op.drop_table("processed_messages")
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.drop_index("ix_outbox_pending", postgresql_where=_UNPUBLISHED, sqlite_where=_UNPUBLISHED)
+    op.drop_table("outbox")
+
+
+def create_idempotency_table() -> None:
+    """``idempotency_keys``, as orders' revision 0002 and the notifier's 0003 create it."""
+    op.create_table(
+        "idempotency_keys",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column("account_id", sa.String(length=36), nullable=False),
+        sa.Column("route", sa.String(length=64), nullable=False),
+        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.Column("request_hash", sa.String(length=64), nullable=False),
+        sa.Column("response", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("account_id", "route", "key", name="uq_idempotency_scope"),
+    )
+
+
+def drop_idempotency_table() -> None:
+    op.drop_table("idempotency_keys")
+

@@ -18,37 +18,14 @@ import structlog
 from nameko.amqp.publish import Publisher
 from nameko.constants import HEADER_PREFIX
 from nameko.standalone.events import get_event_exchange
-from sqlalchemy import (BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table,
-                        Text, delete, func, insert, select, update)
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from services.common.clock import clock, iso
 from services.common.config import amqp_uri, env_float
+from services.common.locks import insert_first, try_lock
 
 log = structlog.get_logger(__name__)
-
-
-def add_messaging_tables(metadata: MetaData) -> None:
-    """Declare the ``outbox`` and ``processed_messages`` tables in a service's metadata."""
-    outbox = Table(
-        "outbox", metadata,
-        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
-        Column("event_id", String(36), nullable=False, unique=True),
-        Column("event_type", String(64), nullable=False),
-        Column("payload", Text, nullable=False),
-        Column("headers", Text, nullable=False),
-        Column("created_at", DateTime(timezone=True), nullable=False),
-        Column("published_at", DateTime(timezone=True), nullable=True),
-    )
-    Index("ix_outbox_pending", outbox.c.id, postgresql_where=outbox.c.published_at.is_(None),
-          sqlite_where=outbox.c.published_at.is_(None))
-    Table(
-        "processed_messages", metadata,
-        Column("consumer", String(120), primary_key=True),
-        Column("message_id", String(64), primary_key=True),
-        Column("processed_at", DateTime(timezone=True), nullable=False),
-    )
 
 
 def publish_later(session: Session, event_type: str, data: dict) -> str:
@@ -67,19 +44,25 @@ def publish_later(session: Session, event_type: str, data: dict) -> str:
 
 
 def first_delivery(session: Session, consumer: str, message_id: str) -> bool:
-    """True the first time ``consumer`` sees ``message_id``; records it in this transaction."""
+    """True the first time ``consumer`` sees ``message_id``; records it in this transaction.
+
+    One insert that does nothing when the row is there: of two deliveries racing, exactly one
+    is first, and the other waits for it on PostgreSQL's unique index instead of failing.
+    """
+    return insert_first(session, _table(session, "processed_messages"),
+                        consumer=consumer, message_id=message_id, processed_at=clock.now())
+
+
+def already_processed(session: Session, consumer: str, message_id: str) -> bool:
+    """Whether ``consumer`` recorded ``message_id``, without recording it.
+
+    For a handler that must call other services before its transaction: it looks first, does
+    its work, then records the message with :func:`first_delivery` in the transaction that
+    writes the result, so a failure half-way leaves the message to be handled again.
+    """
     table = _table(session, "processed_messages")
-    exists = session.execute(select(table.c.message_id).where(
-        table.c.consumer == consumer, table.c.message_id == message_id)).first()
-    if exists:
-        return False
-    try:
-        with session.begin_nested():
-            session.execute(insert(table).values(consumer=consumer, message_id=message_id,
-                                                 processed_at=clock.now()))
-    except IntegrityError:
-        return False  # a concurrent redelivery won the race
-    return True
+    return session.execute(select(table.c.message_id).where(
+        table.c.consumer == consumer, table.c.message_id == message_id)).first() is not None
 
 
 def unpublished_events(uow) -> tuple[int, datetime | None]:
@@ -128,8 +111,6 @@ class OutboxRelay:
         self._wake.set()
 
     def run(self) -> None:
-        from services.common.database import try_lock  # avoid an import cycle
-        self._try_lock = try_lock
         failures = 0
         while self._running:
             self._wake.wait(self.interval if failures == 0 else min(30.0, 2.0 ** failures))
@@ -150,7 +131,7 @@ class OutboxRelay:
         t = self.table
         published, error = [], None
         with Session(self.engine) as session, session.begin():
-            if not self._try_lock(session, f"outbox:{self.service}"):
+            if not try_lock(session, f"outbox:{self.service}"):
                 return 0
             rows = session.execute(select(t).where(t.c.published_at.is_(None))
                                    .order_by(t.c.id).limit(self.batch)).all()

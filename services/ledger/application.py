@@ -17,10 +17,12 @@ from sqlalchemy.exc import IntegrityError
 
 from services.common.clock import as_utc
 from services.common.config import env
-from services.common.database import is_postgres, try_lock
 from services.common.errors import NotFound, ValidationError
+from services.common.idempotency import KeyedRequest
+from services.common.locks import is_postgres, try_lock
 from services.common.money import Money
 from services.common.outbox import first_delivery, publish_later
+from services.common.pagination import keyset_page
 from services.common.schemas import load
 from services.ledger import domain, invoicing, payment_methods, tax
 from services.ledger.models import Balance, Invoice, InvoiceCounter, Posting, Transaction
@@ -185,16 +187,14 @@ class Ledger:
             return Money(balance.balance_minor, balance.currency).to_wire()
 
     def list_transactions(self, account_id, limit=50, cursor=None) -> dict:
-        account_id, limit, after = _account_id(account_id), domain.page_limit(limit), domain.decode_cursor(cursor)
-        query = select(Transaction).where(Transaction.account_id == account_id)
+        query = select(Transaction).where(Transaction.account_id == _account_id(account_id))
         with self.uow.transaction() as session:
-            return _page(session, query, Transaction.seq, limit, after, domain.transaction_view)
+            return keyset_page(session, query, [Transaction.seq], limit, cursor).answer(domain.transaction_view)
 
     def list_invoices(self, account_id, limit=50, cursor=None) -> dict:
-        account_id, limit, after = _account_id(account_id), domain.page_limit(limit), domain.decode_cursor(cursor)
-        query = select(Invoice).where(Invoice.account_id == account_id)
+        query = select(Invoice).where(Invoice.account_id == _account_id(account_id))
         with self.uow.transaction() as session:
-            return _page(session, query, Invoice.seq, limit, after, lambda invoice: invoice.document)
+            return keyset_page(session, query, [Invoice.seq], limit, cursor).answer(lambda invoice: invoice.document)
 
     def get_invoice(self, invoice_id, account_id=None) -> dict:
         """One invoice; with ``account_id`` another customer's invoice is not found."""
@@ -364,10 +364,7 @@ class Ledger:
         def find(s):
             tx = s.scalar(select(Transaction).where(Transaction.account_id == request.account_id,
                                                     Transaction.idempotency_key == request.key))
-            if tx is None:
-                return None
-            domain.check_replay(tx.fingerprint, request.fingerprint, request.key)
-            return domain.transaction_view(tx)
+            return None if tx is None else request.keyed.replay(tx.fingerprint, domain.transaction_view(tx))
         if session is not None:
             return find(session)
         with self.uow.transaction() as own:
@@ -398,14 +395,20 @@ class Ledger:
 
 
 class _Request:
-    """A money-moving call: its account, its idempotency key and what the key is bound to."""
+    """A money-moving call: its arguments, and its idempotency key bound to them.
+
+    A key is the account's, whatever the operation (one key, one effect per account): the
+    journal row that carries it is looked up by account and key, and its fingerprint, which
+    names the operation, must match.
+    """
 
     def __init__(self, operation: str, data: dict):
         self.data = data
         self.account_id = data["account_id"]
-        self.key = domain.check_idempotency_key(data["idempotency_key"])
-        self.fingerprint = domain.fingerprint(
-            operation, {name: value for name, value in data.items() if name != "idempotency_key"})
+        self.keyed = KeyedRequest.of(self.account_id, operation, data["idempotency_key"],
+                                     {name: value for name, value in data.items() if name != "idempotency_key"},
+                                     field="idempotency_key")
+        self.key, self.fingerprint = self.keyed.key, self.keyed.fingerprint
 
 
 def _load(schema, **arguments) -> dict:
@@ -445,12 +448,3 @@ def _invoice_lines(data: dict) -> list[invoicing.InvoiceLine]:
         raise ValidationError({"lines": ["each line's gross must be greater than zero"]})
     return lines
 
-
-def _page(session, query, position, limit: int, after: int | None, view) -> dict:
-    if after is not None:
-        query = query.where(position < after)
-    rows = session.scalars(query.order_by(position.desc()).limit(limit + 1)).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return {"items": [view(row) for row in rows],
-            "next_cursor": domain.encode_cursor(rows[-1].seq) if more else None}

@@ -1,20 +1,16 @@
-"""The journal's rules (B1-B3): double entry, limits, refunds, idempotency, alerts. No I/O.
+"""The journal's rules (B1-B3): double entry, limits, refunds, alerts. No I/O.
 
 Every movement is a transaction of postings on ledger accounts that sum to zero. A
 customer's balance is their own ledger account; the house keeps one account per kind of
 counterpart and currency (payments received, revenue, refunds paid out, operator
 adjustments). A posting's sign is its effect on that account's balance as the customer
-sees it: a payment is +X for the customer and -X for payments received.
+sees it: a payment is +X for the customer and -X for payments received. Idempotency keys
+(B3) are kept on the journal's rows and bound to their requests by ``services.common.idempotency``.
 """
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date
 
 from services.common.clock import iso
 from services.common.errors import DomainError, ValidationError
@@ -161,37 +157,6 @@ def below_after_threshold_change(threshold: Money | None, balance: Money, below_
     return below_before
 
 
-def fingerprint(operation: str, arguments: Mapping) -> str:
-    """What an idempotency key is bound to: the operation and its arguments, canonically."""
-    canonical = json.dumps({"operation": operation, **arguments}, sort_keys=True, separators=(",", ":"),
-                           default=_canonical)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _canonical(value):
-    if isinstance(value, Money):
-        return value.to_wire()
-    if isinstance(value, date):
-        return value.isoformat()
-    raise TypeError(f"cannot fingerprint {type(value).__name__}")
-
-
-def check_replay(stored_fingerprint: str, requested_fingerprint: str, key: str) -> None:
-    """The same key with other arguments is refused (B3); with the same ones it is a replay."""
-    if stored_fingerprint != requested_fingerprint:
-        raise DomainError(
-            "idempotency_conflict",
-            "This idempotency key was already used for a different request.",
-            details={"idempotency_key": key})
-
-
-def check_idempotency_key(key) -> str:
-    """Every money-moving call names a key of 1 to 200 characters."""
-    if not isinstance(key, str) or not key.strip() or len(key) > 200:
-        raise ValidationError({"idempotency_key": ["required, 1 to 200 characters"]})
-    return key
-
-
 def transaction_view(tx) -> dict:
     """The Transaction shape of docs/CONTRACTS.md (plus ``invoice_id`` of the document it issued)."""
     view = {
@@ -210,35 +175,6 @@ def transaction_view(tx) -> dict:
     if tx.kind == PAYMENT:
         view["method"] = tx.method
     return view
-
-
-# --- cursors: opaque to clients, a position in a newest-first list to us ---------------
-
-def encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"v1:{seq}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> int | None:
-    """The position a cursor names; a cursor we did not hand out is a validation error."""
-    if cursor in (None, ""):
-        return None
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        prefix, _, seq = text.partition(":")
-        if prefix != "v1" or not seq.isdigit():
-            raise ValueError(cursor)
-        return int(seq)
-    except (ValueError, binascii.Error, UnicodeDecodeError, TypeError):
-        raise ValidationError({"cursor": ["not a cursor from this list"]}) from None
-
-
-def page_limit(limit) -> int:
-    """Page sizes from 1 to 100, 50 when not given."""
-    if limit is None:
-        return 50
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100:
-        raise ValidationError({"limit": ["must be an integer from 1 to 100"]})
-    return limit
 
 
 # --- audit: the books recomputed from the journal ---------------------------------------

@@ -13,10 +13,7 @@ from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, 
                         UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from services.common.outbox import add_messaging_tables
-
-# SQLite autoincrements only an INTEGER PRIMARY KEY.
-SERIAL = BigInteger().with_variant(Integer, "sqlite")
+from services.common.tables import Serial, add_messaging_tables
 
 
 class Base(DeclarativeBase):
@@ -53,7 +50,7 @@ class Transaction(Base):
 
     __tablename__ = "transactions"
 
-    seq: Mapped[int] = mapped_column(SERIAL, primary_key=True, autoincrement=True)
+    seq: Mapped[int] = mapped_column(Serial, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(36), unique=True)
     account_id: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(16))
@@ -87,7 +84,7 @@ class Posting(Base):
 
     __tablename__ = "postings"
 
-    id: Mapped[int] = mapped_column(SERIAL, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(Serial, primary_key=True, autoincrement=True)
     transaction_id: Mapped[str] = mapped_column(ForeignKey("transactions.id"))
     ledger_account: Mapped[str] = mapped_column(String(80))
     amount_minor: Mapped[int] = mapped_column(BigInteger)
@@ -114,7 +111,7 @@ class Invoice(Base):
 
     __tablename__ = "invoices"
 
-    seq: Mapped[int] = mapped_column(SERIAL, primary_key=True, autoincrement=True)
+    seq: Mapped[int] = mapped_column(Serial, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(36), unique=True)
     account_id: Mapped[str] = mapped_column(String(64))
     year: Mapped[int] = mapped_column(Integer)

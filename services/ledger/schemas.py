@@ -58,12 +58,6 @@ class PriceSchema(StrictSchema):
 
 # --- the gateway's query and response shapes ---------------------------------------------
 
-class PageQuerySchema(StrictSchema):
-    limit = fields.Integer(load_default=50, validate=validate.Range(1, 100),
-                           error_messages=MESSAGES, metadata={"description": "1 to 100, default 50"})
-    cursor = text(200, load_default=None, metadata={"description": "next_cursor of the previous page"})
-
-
 class MoneyAmountSchema(Schema):
     """Money as the API writes it (named apart from orders' MoneySchema so OpenAPI keeps both)."""
 

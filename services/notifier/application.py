@@ -7,8 +7,6 @@ happen before its transaction, the relay's conversation between the claim and th
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import uuid
 from dataclasses import replace
@@ -16,27 +14,30 @@ from datetime import datetime, timedelta
 
 import structlog
 from nameko.exceptions import MethodNotFound
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from services.common.clock import as_utc, iso
 from services.common.config import env_float, env_int
-from services.common.database import try_lock
 from services.common.errors import DomainError, NotFound, ValidationError
-from services.common.outbox import first_delivery
+from services.common.idempotency import IdempotencyKeys, KeyedRequest
+from services.common.locks import try_lock
+from services.common.outbox import already_processed, first_delivery
+from services.common.pagination import keyset_page
 from services.common.schemas import load
 from services.notifier import dispatch
 from services.notifier.domain import (Attachment, IncompleteEvent, Message, NotificationSettings, compose,
                                       recipient_for)
 from services.notifier.mailer import DeliveryFailure, PermanentFailure
-from services.notifier.models import Base, Delivery, Subscriber
+from services.notifier.models import Delivery, Subscriber
 from services.notifier.schemas import REQUESTED_MAIL, NewsletterSchema, NotifySchema, SentPageSchema
 
 log = structlog.get_logger(__name__)
 
 MAIL = "notifier.mail"            # processed_messages consumer of the mail handlers
 SUBSCRIBERS = "notifier.subscribers"  # ... and of the newsletter copy's handlers
-PROCESSED = Base.metadata.tables["processed_messages"]
+NEWSLETTER_CALLER = "operator"    # whose keys a newsletter's are: the operators' (there is no account)
+ACCOUNT_ID_LENGTH = 36            # profile's account ids are UUIDs
 
 
 class Notifications:
@@ -47,13 +48,15 @@ class Notifications:
         self.profile = profile
         self.ledger = ledger
         self.clock = clock
+        self.keys = IdempotencyKeys(uow, clock)
 
     # -- events of the other services
     def on_event(self, event_type: str, payload: dict) -> str | None:
         """Record the message an event calls for, once per event; returns the delivery id."""
         event_id = _event_id(payload)
-        if self._already_handled(event_id):
-            return None
+        with self.uow.transaction() as session:
+            if already_processed(session, MAIL, event_id):
+                return None
         occasion = dispatch.occasion_for(event_type, payload)
         addressee = self._addressee(occasion.account_id)
         if addressee is None:
@@ -82,9 +85,18 @@ class Notifications:
             fields = load(REQUESTED_MAIL[request["kind"]](), request["data"])
         except ValidationError as error:
             raise ValidationError({f"data.{name}": problems for name, problems in error.fields.items()}) from None
-        event_id = _keyed_id("request", f"{request['kind']}:{request['account_id']}:{request['idempotency_key']}")
+        if len(request["account_id"]) > ACCOUNT_ID_LENGTH:
+            raise NotFound("account")  # longer than profile's ids: no account, and no key to keep for one
+        keyed = KeyedRequest.of(request["account_id"], request["kind"], request["idempotency_key"], {"data": fields},
+                                field="idempotency_key")
+        return self.keys.once(keyed, lambda: self._notify(keyed, fields))
+
+    def _notify(self, keyed: KeyedRequest, fields: dict) -> dict:
+        # The message's id follows from the key, so that a retry whose first attempt wrote it (or
+        # one from before keys were kept with their requests) finds it instead of writing another.
+        event_id = _keyed_id("request", f"{keyed.operation}:{keyed.caller}:{keyed.key}")
         try:
-            self.on_event(request["kind"], {**fields, "account_id": request["account_id"], "event_id": event_id})
+            self.on_event(keyed.operation, {**fields, "account_id": keyed.caller, "event_id": event_id})
         except IncompleteEvent as error:  # the schemas above ask for every field the message needs
             raise ValidationError({"data": [str(error)]}) from None
         with self.uow.transaction() as session:
@@ -92,11 +104,6 @@ class Notifications:
             if delivery is None:
                 raise NotFound("account")
             return sent_view(delivery)
-
-    def _already_handled(self, event_id: str) -> bool:
-        with self.uow.transaction() as session:
-            return session.execute(select(PROCESSED.c.message_id).where(
-                PROCESSED.c.consumer == MAIL, PROCESSED.c.message_id == event_id)).first() is not None
 
     def _record(self, event_id: str, delivery: Delivery | None) -> str | None:
         with self.uow.transaction() as session:
@@ -169,46 +176,51 @@ class Notifications:
         """Write the newsletter to every customer who consented; the sender delivers it."""
         data = load(NewsletterSchema(), {"subject": subject, "text": text, "idempotency_key": idempotency_key})
         key = data.get("idempotency_key")
-        newsletter_id = (_keyed_id("newsletter", key) if key
-                         else f"newsletter:{uuid.uuid4()}")
-        now = self.clock.now()
+        keyed = (KeyedRequest.of(NEWSLETTER_CALLER, "send_newsletter", key,
+                                 {"subject": data["subject"], "text": data["text"]}, field="idempotency_key")
+                 if key is not None else None)
+        newsletter_id = _keyed_id("newsletter", key) if key is not None else f"newsletter:{uuid.uuid4()}"
         with self.uow.transaction() as session:
-            if key and not first_delivery(session, MAIL, newsletter_id):
-                count = session.scalar(select(func.count()).where(Delivery.event_id == newsletter_id))
-                return {"newsletter_id": newsletter_id, "recipients": count}
-            count = 0
-            for subscriber in session.scalars(select(Subscriber).where(
-                    Subscriber.newsletter.is_(True), Subscriber.email.is_not(None))):
-                settings = NotificationSettings(main_email=subscriber.email, newsletter=subscriber.newsletter)
-                to = recipient_for("newsletter", settings)
-                if to is None:
-                    continue
-                message = compose("newsletter", subscriber.language,
-                                  {"first_name": subscriber.first_name, "subject": data["subject"],
-                                   "text": data["text"]}, to, idempotency_key=f"{newsletter_id}:{to}")
-                session.add(_delivery(newsletter_id, subscriber.account_id, subscriber.language, message, now))
-                count += 1
-        log.info("newsletter recorded", newsletter_id=newsletter_id, recipients=count)
-        return {"newsletter_id": newsletter_id, "recipients": count}
+            if keyed is not None and (answer := self.keys.claim(session, keyed)) is not None:
+                return answer
+            recipients = self._write_newsletter(session, newsletter_id, data)
+            answer = {"newsletter_id": newsletter_id, "recipients": recipients}
+            if keyed is not None:
+                self.keys.remember(session, keyed, answer)
+        log.info("newsletter recorded", newsletter_id=newsletter_id, recipients=answer["recipients"])
+        return answer
+
+    def _write_newsletter(self, session, newsletter_id: str, data: dict) -> int:
+        """A delivery for every subscriber who consented; how many. Recorded like an event, once per id."""
+        if not first_delivery(session, MAIL, newsletter_id):
+            # Written by the same key before the key's request was kept with it: count what it wrote.
+            return session.scalar(select(func.count()).where(Delivery.event_id == newsletter_id))
+        now = self.clock.now()
+        count = 0
+        for subscriber in session.scalars(select(Subscriber).where(
+                Subscriber.newsletter.is_(True), Subscriber.email.is_not(None))):
+            settings = NotificationSettings(main_email=subscriber.email, newsletter=subscriber.newsletter)
+            to = recipient_for("newsletter", settings)
+            if to is None:
+                continue
+            message = compose("newsletter", subscriber.language,
+                              {"first_name": subscriber.first_name, "subject": data["subject"],
+                               "text": data["text"]}, to, idempotency_key=f"{newsletter_id}:{to}")
+            session.add(_delivery(newsletter_id, subscriber.account_id, subscriber.language, message, now))
+            count += 1
+        return count
 
     def list_sent(self, account_id, limit=50, cursor=None) -> dict:
         """What was sent to the customer, newest first: when, which kind, to which address, and its state."""
-        page = load(SentPageSchema(), {"account_id": account_id, "limit": limit, "cursor": cursor})
-        before = _read_cursor(page["cursor"]) if page["cursor"] else None
-        query = select(Delivery).where(Delivery.account_id == page["account_id"])
-        if before is not None:
-            at, seq = before
-            query = query.where(or_(Delivery.created_at < at, and_(Delivery.created_at == at, Delivery.seq < seq)))
+        account_id = load(SentPageSchema(), {"account_id": account_id})["account_id"]
+        query = select(Delivery).where(Delivery.account_id == account_id)
         with self.uow.transaction() as session:
-            rows = list(session.scalars(query.order_by(Delivery.created_at.desc(), Delivery.seq.desc())
-                                        .limit(page["limit"] + 1)))
-            known = bool(rows) or before is not None or session.get(Subscriber, page["account_id"]) is not None
-        if not known and self._addressee(page["account_id"]) is None:
+            # Events are handled in parallel, so the order of writing is not the order of time: page by both.
+            page = keyset_page(session, query, [Delivery.created_at, Delivery.seq], limit, cursor)
+            known = bool(page.rows) or cursor is not None or session.get(Subscriber, account_id) is not None
+        if not known and self._addressee(account_id) is None:
             raise NotFound("account")  # profile has never heard of it either
-        more = len(rows) > page["limit"]
-        rows = rows[:page["limit"]]
-        return {"items": [sent_view(row) for row in rows],
-                "next_cursor": _cursor(rows[-1]) if more else None}
+        return page.answer(sent_view)
 
 
 class Sender:
@@ -333,18 +345,3 @@ def _event_id(payload: dict) -> str:
 def _occurred_at(payload: dict) -> datetime:
     return as_utc(datetime.fromisoformat(payload["occurred_at"]))
 
-
-def _cursor(last: Delivery) -> str:
-    # Events are handled in parallel, so the order of writing is not the order of time: page by both.
-    return base64.urlsafe_b64encode(f"sent|{iso(as_utc(last.created_at))}|{last.seq}".encode()).decode().rstrip("=")
-
-
-def _read_cursor(cursor: str) -> tuple[datetime, int]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        prefix, at, seq = raw.split("|")
-        if prefix != "sent" or not seq.isdigit():
-            raise ValueError(cursor)
-        return as_utc(datetime.fromisoformat(at)), int(seq)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise ValidationError({"cursor": ["invalid"]}) from None

@@ -20,6 +20,7 @@ from email.utils import format_datetime, make_msgid, parseaddr
 import structlog
 
 from services.common.clock import clock
+from services.common.events import backoff
 from services.notifier.domain import Message
 
 DEFAULT_SENDER = "Introserv <no-reply@introserv.example>"
@@ -49,9 +50,7 @@ class PermanentFailure(DeliveryFailure):
 
 def retry_delay(attempt: int) -> float:
     """Seconds to wait after failed attempt number ``attempt`` (1-based): 30, 60, 120 ... at most an hour."""
-    if attempt < 1:
-        raise ValueError("attempts are counted from 1")
-    return float(min(FIRST_RETRY_SECONDS * 2 ** (attempt - 1), LONGEST_RETRY_SECONDS))
+    return backoff(attempt, FIRST_RETRY_SECONDS, LONGEST_RETRY_SECONDS)
 
 
 def _flag(value: str | None) -> bool:

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import (BigInteger, Boolean, DateTime, Index, Integer, LargeBinary, String, Text,
-                        UniqueConstraint)
+from sqlalchemy import Boolean, DateTime, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from services.common.outbox import add_messaging_tables
+from services.common.tables import Serial, add_idempotency_table, add_messaging_tables
 
 
 class Base(DeclarativeBase):
@@ -15,6 +14,7 @@ class Base(DeclarativeBase):
 
 
 add_messaging_tables(Base.metadata)
+add_idempotency_table(Base.metadata)  # the first answer to notify and send_newsletter, per key
 
 
 class Delivery(Base):
@@ -33,8 +33,7 @@ class Delivery(Base):
     )
 
     # The order of writing: pages newest first without ties.
-    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-                                     autoincrement=True)
+    seq: Mapped[int] = mapped_column(Serial, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(36), unique=True)
     event_id: Mapped[str] = mapped_column(String(64))
     account_id: Mapped[str | None] = mapped_column(String(64), nullable=True)

@@ -3,10 +3,8 @@ from __future__ import annotations
 
 from marshmallow import fields, post_load, validate
 
-from services.common.schemas import MESSAGES, StrictInteger, StrictSchema, one_line
+from services.common.schemas import MESSAGES, StrictSchema, one_line
 from services.common.schemas import text as words  # the newsletter has a field named text
-
-MAX_PAGE = 100
 
 
 class NewsletterSchema(StrictSchema):
@@ -53,19 +51,9 @@ class NotifySchema(StrictSchema):
 
 
 class SentPageSchema(StrictSchema):
-    """``list_sent``'s arguments over RPC."""
+    """``list_sent``'s account over RPC (the page's limit and cursor: ``services.common.pagination``)."""
 
     account_id = words(64, required=True)
-    limit = StrictInteger(load_default=50, validate=validate.Range(min=1, max=MAX_PAGE))
-    cursor = words(200, allow_none=True, load_default=None)
-
-
-class SentQuerySchema(StrictSchema):
-    """``?limit=&cursor=`` of ``GET /api/v1/notifications/sent`` (query strings are text)."""
-
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_PAGE),
-                           error_messages=MESSAGES, metadata={"description": f"1 to {MAX_PAGE}, default 50"})
-    cursor = words(200, load_default=None, metadata={"description": "next_cursor of the previous page"})
 
 
 class SentMessageSchema(StrictSchema):

@@ -19,31 +19,27 @@ its order.
 """
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import json
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
 import structlog
 from sqlalchemy import delete, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
 
 from services.common.clock import as_utc, iso
 from services.common.config import env_float, env_int
-from services.common.database import lock, try_lock
 from services.common.errors import DomainError, NotFound, ValidationError
+from services.common.idempotency import IdempotencyKeys, KeyedRequest
+from services.common.locks import lock, try_lock
 from services.common.money import Money
-from services.common.outbox import first_delivery, publish_later
+from services.common.outbox import already_processed, first_delivery, publish_later
+from services.common.pagination import keyset_page
 from services.common.schemas import load
 from services.orders import domain
 from services.orders.catalogue import Catalogue, Plan
 from services.orders.domain import ENDED, LifecycleSettings, OrderState, PaidPeriod, Status
-from services.orders.models import (Base, CataloguePlan, IdempotencyKey, IpAssignment, Order, OrderCharge,
-                                    OrderEvent, OrderPeriod, RenewalReminder)
+from services.orders.models import (CataloguePlan, IpAssignment, Order, OrderCharge, OrderEvent, OrderPeriod,
+                                    RenewalReminder)
 from services.orders.schemas import CancelSchema, ChangePlanSchema, NewOrderSchema, RenewSchema
 
 log = structlog.get_logger(__name__)
@@ -57,7 +53,7 @@ ORDER_IDS = uuid.UUID("5d0c6f4e-8b1f-4a57-9a51-6f7f3c1b2a90")  # uuid5 namespace
 
 
 def lifecycle_settings() -> LifecycleSettings:
-    """The lifecycle's day counts, configurable for a deployment (defaults: docs/requirements.md O7 and issue 4)."""
+    """The lifecycle's day counts, configurable for a deployment (defaults: SPEC O7 and issue 4)."""
     return LifecycleSettings(grace_days=env_int("ORDERS_GRACE_DAYS", 3),
                              close_after_days=env_int("ORDERS_CLOSE_AFTER_DAYS", 14),
                              pending_payment_days=env_int("ORDERS_PENDING_PAYMENT_DAYS", 7))
@@ -92,6 +88,7 @@ class Orders:
         self.profile = profile
         self.clock = clock
         self.settings = settings or lifecycle_settings()
+        self.keys = IdempotencyKeys(uow, clock, abandoned_after=ABANDONED_REQUEST)
 
     # ------------------------------------------------------------------ catalogue
     def list_plans(self, kind: str | None = None) -> dict:
@@ -123,32 +120,23 @@ class Orders:
         """The account's orders, newest first, in pages; ``active_only``: all but cancelled and closed."""
         if status is not None and status not in {s.value for s in Status}:
             raise ValidationError({"status": ["must be one of " + ", ".join(s.value for s in Status)]})
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100:
-            raise ValidationError({"limit": ["must be 1 to 100"]})
+        query = select(Order).where(Order.account_id == account_id)
+        if status is not None:
+            query = query.where(Order.status == status)
+        if active_only:
+            query = query.where(Order.status.not_in([s.value for s in ENDED]))
         with self.uow.transaction() as session:
-            query = select(Order).where(Order.account_id == account_id)
-            if status is not None:
-                query = query.where(Order.status == status)
-            if active_only:
-                query = query.where(Order.status.not_in([s.value for s in ENDED]))
-            if cursor:
-                created_at, order_id = _read_cursor(cursor)
-                query = query.where(or_(Order.created_at < created_at,
-                                        (Order.created_at == created_at) & (Order.id < order_id)))
-            rows = session.scalars(query.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit + 1)).all()
-            page = rows[:limit]
-            items = [self._view(self._loaded(session, row)) for row in page]
-        next_cursor = _cursor(page[-1]) if len(rows) > limit else None
-        return {"items": items, "next_cursor": next_cursor}
+            page = keyset_page(session, query, [Order.created_at, Order.id], limit, cursor)
+            return page.answer(lambda row: self._view(self._loaded(session, row)))
 
     # ------------------------------------------------------------------ new order (O3)
     def place_order(self, account_id: str, body, idempotency_key: str | None = None) -> dict:
         data = load(NewOrderSchema(), body)
-        reply_to = _reply_to(account_id, "place_order", idempotency_key, data)
-        return self._once(account_id, "place_order", idempotency_key, data,
-                          lambda: self._place(account_id, data, idempotency_key, reply_to))
+        keyed = _keyed(account_id, "place_order", idempotency_key, data)
+        return self.keys.once(keyed, lambda: self._place(account_id, data, idempotency_key, keyed))
 
-    def _place(self, account_id: str, data: dict, idempotency_key: str | None, reply_to: dict | None = None) -> dict:
+    def _place(self, account_id: str, data: dict, idempotency_key: str | None,
+               keyed: KeyedRequest | None = None) -> dict:
         plan = self.catalogue.plan(data["plan_id"])
         today = self.clock.today()
         state = domain.new_order(plan, data["period_months"], data["fields"], today, data["auto_renew"])
@@ -182,7 +170,7 @@ class Orders:
                                      order_id=order_id, assigned_at=now))
             self._event(session, order_id, "created", {
                 "plan_id": plan.id, "period_months": state.period_months, "cost": state.cost.to_wire()})
-        paid = self._activate(order_id, lease_held=True, reply_to=reply_to, announce=True)
+        paid = self._activate(order_id, lease_held=True, keyed=keyed, announce=True)
         with self.uow.transaction() as session:
             loaded = self._load(session, order_id)
             if not paid:  # a paid order was announced with its activation, in the same transaction
@@ -213,7 +201,7 @@ class Orders:
             .group_by(Order.datacenter)).all())
         return domain.choose_placement(plan, fields, self.catalogue.ip_pools, used, in_use)
 
-    def _activate(self, order_id: str, lease_held: bool = False, reply_to: dict | None = None,
+    def _activate(self, order_id: str, lease_held: bool = False, keyed: KeyedRequest | None = None,
                   announce: bool = False) -> bool:
         """Charge a pending order and make it active; False (and still pending) without the funds.
 
@@ -235,7 +223,7 @@ class Orders:
             try:
                 self._carry_out(order_id, {
                     "kind": "activate", "today": today.isoformat(), "charged": charged.to_wire(),
-                    "reply_to": reply_to, "announce": announce,
+                    "reply_to": _reply_to(keyed), "announce": announce,
                     "charge": {"amount": charged.to_wire(), "key": f"order:{order_id}:activate",
                                "description": what, "lines": [_invoice_line(what, period)]}})
             except DomainError as error:
@@ -292,13 +280,9 @@ class Orders:
         if not event_id or not account_id:
             log.warning("balance_changed without event_id or account_id ignored")
             return
-        processed_messages = Base.metadata.tables["processed_messages"]
         with self.uow.transaction() as session:
-            processed = session.execute(select(processed_messages.c.message_id).where(
-                processed_messages.c.consumer == BALANCE_CONSUMER,
-                processed_messages.c.message_id == event_id)).first()
-        if processed:
-            return
+            if already_processed(session, BALANCE_CONSUMER, event_id):
+                return
         # Paying is idempotent in itself (ledger keys per order), so a redelivery mid-way is harmless.
         self.pay_pending(account_id)
         with self.uow.transaction() as session:
@@ -307,13 +291,11 @@ class Orders:
     # ------------------------------------------------------------------ renew (O7)
     def renew(self, account_id: str, order_id, body, idempotency_key: str | None = None) -> dict:
         data = load(RenewSchema(), body)
-        request = {"order_id": order_id, **data}
-        reply_to = _reply_to(account_id, "renew", idempotency_key, request)
-        return self._once(account_id, "renew", idempotency_key, request,
-                          lambda: self._renew(order_id, data["period_months"], account_id, reply_to=reply_to))
+        keyed = _keyed(account_id, "renew", idempotency_key, {"order_id": order_id, **data})
+        return self.keys.once(keyed, lambda: self._renew(order_id, data["period_months"], account_id, keyed=keyed))
 
     def _renew(self, order_id, months: int, account_id: str | None, automatic: bool = False,
-               reply_to: dict | None = None) -> dict:
+               keyed: KeyedRequest | None = None) -> dict:
         loaded = self._claim(order_id, account_id, "renew")
         try:
             state, row = loaded.state, loaded.row
@@ -326,7 +308,7 @@ class Orders:
             what = f"{state.plan.name}, renewal for {months} months"
             return self._carry_out(row.id, {
                 "kind": "renew", "today": today.isoformat(), "months": months, "number": number,
-                "charged": charged.to_wire(), "automatic": automatic, "reply_to": reply_to,
+                "charged": charged.to_wire(), "automatic": automatic, "reply_to": _reply_to(keyed),
                 "charge": {"amount": charged.to_wire(), "key": f"order:{row.id}:renew:{number}",
                            "description": what, "lines": [_invoice_line(what, period)]}})
         finally:
@@ -374,12 +356,10 @@ class Orders:
 
     def change_plan(self, account_id: str, order_id, body, idempotency_key: str | None = None) -> dict:
         data = load(ChangePlanSchema(), body)
-        request = {"order_id": order_id, **data}
-        reply_to = _reply_to(account_id, "change_plan", idempotency_key, request)
-        return self._once(account_id, "change_plan", idempotency_key, request,
-                          lambda: self._change_plan(account_id, order_id, data["plan_id"], reply_to))
+        keyed = _keyed(account_id, "change_plan", idempotency_key, {"order_id": order_id, **data})
+        return self.keys.once(keyed, lambda: self._change_plan(account_id, order_id, data["plan_id"], keyed))
 
-    def _change_plan(self, account_id: str, order_id, plan_id: str, reply_to: dict | None = None) -> dict:
+    def _change_plan(self, account_id: str, order_id, plan_id: str, keyed: KeyedRequest | None = None) -> dict:
         new_plan = self.catalogue.plan(plan_id)
         loaded = self._claim(order_id, account_id, "change_plan")
         try:
@@ -388,7 +368,7 @@ class Orders:
             change = domain.change_plan(loaded.state, new_plan, today, prices.__getitem__)
             quote, old_plan = change.quote, loaded.state.plan
             operation = {"kind": "change_plan", "today": today.isoformat(), "plan_id": new_plan.id,
-                         "number": loaded.row.plan_changes + 1, "reply_to": reply_to,
+                         "number": loaded.row.plan_changes + 1, "reply_to": _reply_to(keyed),
                          "prices": [[list_price.to_wire(), paid.to_wire()] for list_price, paid in prices.items()],
                          "charge": None}
             if quote.charge:
@@ -449,12 +429,12 @@ class Orders:
 
     def cancel(self, account_id: str, order_id, body, idempotency_key: str | None = None) -> dict:
         data = load(CancelSchema(), body)
-        return self._once(account_id, "cancel", idempotency_key, {"order_id": order_id, **data},
-                          lambda: self._cancel(account_id, order_id, data["when"], data.get("reason"),
-                                               data.get("verification_id")))
+        keyed = _keyed(account_id, "cancel", idempotency_key, {"order_id": order_id, **data})
+        return self.keys.once(keyed, lambda: self._cancel(account_id, order_id, data["when"], data.get("reason"),
+                                                          data.get("verification_id"), keyed))
 
     def _cancel(self, account_id: str, order_id, when: str, reason: str | None,
-                verification_id: str | None = None) -> dict:
+                verification_id: str | None = None, keyed: KeyedRequest | None = None) -> dict:
         loaded = self._claim(order_id, account_id, "cancel")
         try:
             row = loaded.row
@@ -482,8 +462,11 @@ class Orders:
                     **self._about(Loaded(current.row, cancelled)), "when": when,
                     "refund": cancellation.refund.to_wire(), "cancel_at": _date(cancelled.cancel_at)})
                 self._release(current.row)
-                return {"order": self._view(Loaded(current.row, cancelled)),
-                        "refund": cancellation.refund.to_wire()}
+                answer = {"order": self._view(Loaded(current.row, cancelled)),
+                          "refund": cancellation.refund.to_wire()}
+                if keyed is not None:
+                    self.keys.remember(session, keyed, answer)
+                return answer
         finally:
             self._release_lease(order_id)
 
@@ -634,16 +617,9 @@ class Orders:
         """The operation is written: drop it and the lease; keep the answer for its Idempotency-Key."""
         row.pending_operation = None
         self._release(row)
-        reply_to = operation.get("reply_to")
-        if reply_to:
-            scope = (IdempotencyKey.account_id == reply_to["account_id"], IdempotencyKey.route == reply_to["route"],
-                     IdempotencyKey.key == reply_to["key"])
-            stored = session.execute(update(IdempotencyKey).where(*scope).values(response=json.dumps(answer))
-                                     .execution_options(synchronize_session=False)).rowcount
-            if not stored:  # the request's worker died and its row is gone: a retry still gets this answer
-                session.add(IdempotencyKey(account_id=reply_to["account_id"], route=reply_to["route"],
-                                           key=reply_to["key"], request_hash=reply_to["digest"],
-                                           response=json.dumps(answer), created_at=self.clock.now()))
+        keyed = KeyedRequest.from_wire(operation.get("reply_to"))
+        if keyed is not None:  # also when the request's worker died: a retry gets this answer
+            self.keys.remember(session, keyed, answer)
         return answer
 
     def _forget_operation(self, order_id: str) -> None:
@@ -709,43 +685,6 @@ class Orders:
                             .values(busy_until=None, busy_with=None)
                             .execution_options(synchronize_session=False))
 
-    def _once(self, account_id: str, route: str, key: str | None, request: dict, work) -> dict:
-        """Run ``work`` once per (account, route, Idempotency-Key); a replay gets the first answer."""
-        if key is None:
-            return work()
-        if not isinstance(key, str) or not 1 <= len(key) <= 200:
-            raise ValidationError({"Idempotency-Key": ["must be 1 to 200 characters"]})
-        digest = _request_digest(request)
-        now = self.clock.now()
-        scope = (IdempotencyKey.account_id == account_id, IdempotencyKey.route == route, IdempotencyKey.key == key)
-        try:
-            with self.uow.transaction() as session:
-                row = session.scalar(select(IdempotencyKey).where(*scope).with_for_update())
-                if row is None:
-                    session.add(IdempotencyKey(account_id=account_id, route=route, key=key,
-                                               request_hash=digest, response=None, created_at=now))
-                else:
-                    if row.request_hash != digest:
-                        raise DomainError("idempotency_conflict",
-                                          "This Idempotency-Key was used with a different request.")
-                    if row.response is not None:
-                        return json.loads(row.response)
-                    if as_utc(row.created_at) > now - ABANDONED_REQUEST:
-                        raise DomainError("conflict", "A request with this Idempotency-Key is still being processed.")
-                    row.created_at = now  # its worker died: this one takes over (ledger keys keep money safe)
-        except IntegrityError:
-            raise DomainError("conflict", "A request with this Idempotency-Key is still being processed.") from None
-        try:
-            result = work()
-        except BaseException:
-            # Nothing was answered, so nothing is kept: a retry runs again (ledger keys stop double money).
-            with self.uow.transaction() as session:
-                session.execute(delete(IdempotencyKey).where(*scope, IdempotencyKey.response.is_(None)))
-            raise
-        with self.uow.transaction() as session:
-            session.execute(update(IdempotencyKey).where(*scope).values(response=json.dumps(result)))
-        return result
-
     # ------------------------------------------------------------------ rows <-> rules
     def _load(self, session, order_id, account_id: str | None = None, lock: bool = False) -> Loaded:
         if not isinstance(order_id, str) or len(order_id) > 36:
@@ -797,7 +736,7 @@ class Orders:
                 "plan_name": loaded.state.plan.name}
 
     def _view(self, loaded: Loaded) -> dict:
-        """The Order shape of docs/CONTRACTS.md; days_left and actions are computed from the clock and the status."""
+        """API.md's Order shape; days_left and actions are computed from the clock and the status."""
         row, state = loaded.row, loaded.state
         today = self.clock.today()
         shown_ip = None if state.status == Status.PENDING_PAYMENT else row.ip_address
@@ -812,15 +751,14 @@ class Orders:
 
 # ---------------------------------------------------------------------- small translations
 
-def _request_digest(request: dict) -> str:
-    return hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
+def _keyed(account_id: str, route: str, key, request: dict) -> KeyedRequest | None:
+    """A request with an Idempotency-Key, bound to it; None without one."""
+    return None if key is None else KeyedRequest.of(account_id, route, key, request)
 
 
-def _reply_to(account_id: str, route: str, key, request: dict) -> dict | None:
-    """Where the answer to a request with an Idempotency-Key is kept, for whoever finishes it."""
-    if not isinstance(key, str) or not 1 <= len(key) <= 200:
-        return None
-    return {"account_id": account_id, "route": route, "key": key, "digest": _request_digest(request)}
+def _reply_to(keyed: KeyedRequest | None) -> dict | None:
+    """Where the answer to a keyed request is kept, written with the operation for whoever finishes it."""
+    return keyed.to_wire() if keyed is not None else None
 
 
 def _assigned(session, order_id: str) -> str | None:
@@ -839,19 +777,3 @@ def _invoice_line(description: str, period: PaidPeriod) -> dict:
 def _date(value: date | None) -> str | None:
     return value.isoformat() if value else None
 
-
-def _cursor(row: Order) -> str:
-    raw = json.dumps([iso(as_utc(row.created_at)), row.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _read_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, order_id = json.loads(raw)
-        moment = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
-        if not isinstance(order_id, str):
-            raise ValueError
-        return moment, order_id
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
-        raise ValidationError({"cursor": ["is not a cursor from this list"]}) from None

@@ -16,7 +16,7 @@ import yaml
 
 from services.common.errors import DomainError, ValidationError
 from services.common.money import CURRENCIES, Money
-from services.orders.domain import IpPool
+from services.orders.ip_pools import IpPool
 
 DEFAULT_PATH = Path(__file__).parent / "data" / "catalogue.yml"
 KINDS = ("dedicated", "vps")

@@ -3,20 +3,17 @@
 An order's paid time is a list of paid periods (``order_periods``), its money a list of
 ledger charges (``order_charges``, what a refund may draw on), its story a list of events
 (``order_events``). An IP address belongs to at most one order (``ip_assignments``: the
-address is the primary key). ``idempotency_keys`` keeps the first answer to a request
-that carried an ``Idempotency-Key``.
+address is the primary key). ``idempotency_keys`` (services/common) keeps the first answer
+to a request that carried an ``Idempotency-Key``.
 """
 from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import (JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer, String,
-                        Text, UniqueConstraint)
+from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from services.common.outbox import add_messaging_tables
-
-Serial = BigInteger().with_variant(Integer, "sqlite")
+from services.common.tables import Serial, add_idempotency_table, add_messaging_tables
 
 
 class Base(DeclarativeBase):
@@ -24,6 +21,7 @@ class Base(DeclarativeBase):
 
 
 add_messaging_tables(Base.metadata)
+add_idempotency_table(Base.metadata)
 
 
 class CataloguePlan(Base):
@@ -128,17 +126,3 @@ class RenewalReminder(Base):
     paid_until: Mapped[date] = mapped_column(Date, primary_key=True)
     days: Mapped[int] = mapped_column(Integer, primary_key=True)
 
-
-class IdempotencyKey(Base):
-    """The first answer to a request with an Idempotency-Key, scoped to the account and route."""
-
-    __tablename__ = "idempotency_keys"
-    __table_args__ = (UniqueConstraint("account_id", "route", "key", name="uq_idempotency_scope"),)
-
-    id: Mapped[int] = mapped_column(Serial, primary_key=True, autoincrement=True)
-    account_id: Mapped[str] = mapped_column(String(36))
-    route: Mapped[str] = mapped_column(String(64))
-    key: Mapped[str] = mapped_column(String(200))
-    request_hash: Mapped[str] = mapped_column(String(64))
-    response: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

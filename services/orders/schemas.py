@@ -59,13 +59,6 @@ class PlansQuerySchema(StrictSchema):
                          validate=validate.OneOf(KINDS, error="must be dedicated or vps"))
 
 
-class OrdersPageQuerySchema(StrictSchema):
-    limit = fields.Integer(load_default=50, error_messages=MESSAGES,
-                           validate=validate.Range(min=1, max=100, error="must be 1 to 100"))
-    cursor = fields.String(load_default=None, error_messages=MESSAGES,
-                           validate=validate.Length(max=200, error="is not a cursor from this list"))
-
-
 class ChangeQuoteQuerySchema(StrictSchema):
     plan_id = text(48, required=True)
 

@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from services.common.clock import iso
 from services.common.errors import DomainError, ValidationError
 from services.common.outbox import publish_later
+from services.common.pagination import keyset_page
 from services.common.schemas import load
 from services.profile import domain, limits, security
 from services.profile.application import (account_or_not_found, buyer_fields, hash_secret,
@@ -306,16 +307,9 @@ class AccountSecurity:
     # -- timeline, freeze
     def events(self, account_id: str, limit: int = 50, cursor: str | None = None) -> dict:
         """The security timeline, newest first."""
-        below = domain.decode_cursor(cursor)
-        limit = max(1, min(int(limit), 100))
+        query = select(SecurityEvent).where(SecurityEvent.account_id == account_id)
         with self.uow.transaction() as session:
-            query = select(SecurityEvent).where(SecurityEvent.account_id == account_id)
-            if below is not None:
-                query = query.where(SecurityEvent.id < below)
-            rows = session.scalars(query.order_by(SecurityEvent.id.desc()).limit(limit + 1)).all()
-        more = len(rows) > limit
-        return {"items": [domain.security_event_view(row) for row in rows[:limit]],
-                "next_cursor": domain.encode_cursor(rows[limit - 1].id) if more else None}
+            return keyset_page(session, query, [SecurityEvent.id], limit, cursor).answer(domain.security_event_view)
 
     def freeze(self, account_id: str, ip: str | None = None) -> None:
         """"This was not me": end every session and refuse logins until support unfreezes."""

@@ -3,9 +3,6 @@ notification settings (N1-N3): no I/O here. The security rules proper live in se
 """
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -282,27 +279,6 @@ def apply_notification_settings(account, settings: dict) -> None:
         setattr(account, f"{kind}_email", address)
 
 
-# --------------------------------------------------------------------------- lists
-
-def encode_cursor(last_id: int) -> str:
-    """An opaque cursor: where the next page starts (rows older than ``last_id``)."""
-    return base64.urlsafe_b64encode(f"v1:{last_id}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> int | None:
-    """The row id a cursor points below; a cursor we did not make is a validation error."""
-    if cursor is None:
-        return None
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        prefix, _, value = text.partition(":")
-        if prefix == "v1" and value.isdigit():
-            return int(value)
-    except (ValueError, UnicodeDecodeError):
-        pass
-    raise ValidationError({"cursor": ["is not a cursor from this list"]})
-
-
 # --------------------------------------------------------------------------- sessions (A2)
 
 SEEN_EVERY = timedelta(minutes=1)
@@ -319,26 +295,6 @@ def session_view(row, current_session_id: str | None) -> dict:
     return {"id": row.id, "created_at": iso(as_utc(row.created_at)),
             "last_seen_at": iso(as_utc(row.last_seen_at or row.created_at)), "ip": row.ip,
             "user_agent": row.user_agent, "current": row.id == current_session_id}
-
-
-def encode_time_cursor(at: datetime, row_id: str) -> str:
-    """An opaque cursor for a list ordered by (time, id), newest first: rows below this one."""
-    raw = json.dumps([iso(as_utc(at)), row_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_time_cursor(cursor: str | None) -> tuple[datetime, str] | None:
-    """The (time, id) a cursor of :func:`encode_time_cursor` points below; any other is a validation error."""
-    if cursor is None:
-        return None
-    try:
-        at, row_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        moment = datetime.fromisoformat(at.replace("Z", "+00:00"))
-        if isinstance(row_id, str) and moment.tzinfo is not None:
-            return moment, row_id
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
-        pass
-    raise ValidationError({"cursor": ["is not a cursor from this list"]})
 
 
 # --------------------------------------------------------------------------- password reset (A1)

@@ -26,8 +26,8 @@ from sqlalchemy import delete, select, update
 
 from services.common.clock import as_utc
 from services.common.config import env_int
-from services.common.database import lock
 from services.common.errors import DomainError
+from services.common.locks import lock
 from services.profile import security
 from services.profile.models import Account, LoginAttempt
 

@@ -22,8 +22,8 @@ from sqlalchemy import func, select
 
 from services.common.clock import iso
 from services.common.config import env_int
-from services.common.database import lock
 from services.common.errors import DomainError
+from services.common.locks import lock
 from services.common.outbox import publish_later
 from services.common.schemas import load
 from services.profile import domain, security

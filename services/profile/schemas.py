@@ -222,13 +222,6 @@ class TwoFactorDisableSchema(StrictSchema):
     otp = secret(64, required=True)
 
 
-class PageQuerySchema(StrictSchema):
-    limit = fields.Integer(load_default=50, error_messages=MESSAGES,
-                           validate=validate.Range(min=1, max=100, error="must be 1 to 100"))
-    cursor = fields.String(load_default=None, error_messages=MESSAGES,
-                           validate=validate.Length(max=200, error="is not a cursor from this list"))
-
-
 class LastLoginSchema(StrictSchema):
     ip = fields.String()
     at = fields.String()

@@ -14,7 +14,8 @@ from sqlalchemy import or_, select, update
 
 from services.common.clock import as_utc, iso
 from services.common.config import env_float
-from services.common.errors import DomainError, NotFound, ValidationError
+from services.common.errors import DomainError, NotFound
+from services.common.pagination import keyset_page
 from services.profile import domain, limits, security
 from services.profile.application import account_or_not_found, record_security_event, verify_secret
 from services.profile.models import Account, LoginAttempt, Session
@@ -152,21 +153,12 @@ class Sessions:
     def live_sessions(self, account_id: str, current_session_id: str | None = None, limit: int = 50,
                       cursor: str | None = None) -> dict:
         """The account's sessions that still work, newest first; ``current`` marks the caller's (A2)."""
-        below = domain.decode_time_cursor(cursor)
-        limit = _page_limit(limit)
         now = self.clock.now()
+        query = select(Session).where(Session.account_id == account_id, Session.ended_at.is_(None),
+                                      Session.expires_at > now)
         with self.uow.transaction() as session:
-            query = select(Session).where(Session.account_id == account_id, Session.ended_at.is_(None),
-                                          Session.expires_at > now)
-            if below is not None:
-                at, below_id = below
-                query = query.where(or_(Session.created_at < at, (Session.created_at == at) & (Session.id < below_id)))
-            rows = session.scalars(query.order_by(Session.created_at.desc(), Session.id.desc())
-                                   .limit(limit + 1)).all()
-        page = rows[:limit]
-        return {"items": [domain.session_view(row, current_session_id) for row in page],
-                "next_cursor": domain.encode_time_cursor(page[-1].created_at, page[-1].id)
-                if len(rows) > limit else None}
+            page = keyset_page(session, query, [Session.created_at, Session.id], limit, cursor)
+        return page.answer(lambda row: domain.session_view(row, current_session_id))
 
     def end_session(self, account_id: str, session_id, ip: str | None = None) -> None:
         """End one live session of the account (A2); another account's, or one already ended, is not_found."""
@@ -187,14 +179,9 @@ class Sessions:
 
     def login_history(self, account_id: str, limit: int = 50, cursor: str | None = None) -> dict:
         """Every login attempt on the account, newest first (S4)."""
-        below = domain.decode_cursor(cursor)
-        limit = max(1, min(int(limit), 100))
+        query = select(LoginAttempt).where(LoginAttempt.account_id == account_id)
         with self.uow.transaction() as session:
-            query = select(LoginAttempt).where(LoginAttempt.account_id == account_id)
-            if below is not None:
-                query = query.where(LoginAttempt.id < below)
-            rows = session.scalars(query.order_by(LoginAttempt.id.desc()).limit(limit + 1)).all()
-        return _page([domain.login_view(row) for row in rows[:limit]], rows, limit)
+            return keyset_page(session, query, [LoginAttempt.id], limit, cursor).answer(domain.login_view)
 
 
 def previous_login(session, account_id: str, current_session_id: str | None) -> dict | None:
@@ -206,23 +193,12 @@ def previous_login(session, account_id: str, current_session_id: str | None) -> 
         query.order_by(Session.created_at.desc(), Session.id.desc()).limit(1)))
 
 
-def _page_limit(limit) -> int:
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100:
-        raise ValidationError({"limit": ["must be 1 to 100"]})
-    return limit
-
-
 def end_sessions(session, account_id: str, now, keep: str | None = None) -> int:
     """End every open session of the account except ``keep``; answers how many ended."""
     query = update(Session).where(Session.account_id == account_id, Session.ended_at.is_(None))
     if keep is not None:
         query = query.where(Session.id != keep)
     return session.execute(query.values(ended_at=now)).rowcount
-
-
-def _page(items: list, rows: list, limit: int) -> dict:
-    more = len(rows) > limit
-    return {"items": items, "next_cursor": domain.encode_cursor(rows[limit - 1].id) if more else None}
 
 
 def _second_factor_refusal(account: Account, otp, now) -> DomainError | None:

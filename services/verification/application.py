@@ -7,14 +7,13 @@ they did. A check judges the code and saves the spent try before answering.
 from __future__ import annotations
 
 import uuid
-import zlib
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from services.common.clock import as_utc, iso
 from services.common.config import env, env_float, env_int
-from services.common.database import is_postgres
 from services.common.errors import DomainError, NotFound, ValidationError
+from services.common.locks import lock
 from services.common.outbox import publish_later
 from services.common.schemas import load
 from services.verification import domain
@@ -201,9 +200,8 @@ def _one_start_at_a_time(session, *names: str) -> None:
     SQLite runs one writer per file, so there the transaction already serialises them.
     Locks are always taken in the same order (account, then number): no deadlock.
     """
-    if is_postgres(session):
-        for name in names:
-            session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(name.encode()) - 2**31})
+    for name in names:
+        lock(session, name)
 
 
 def _attempt(row: Verification) -> domain.Attempt:

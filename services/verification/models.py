@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import DateTime, Index, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from services.common.outbox import add_messaging_tables
+from services.common.tables import add_messaging_tables
 
 
 class Base(DeclarativeBase):

@@ -19,7 +19,8 @@ from deploy.local import free_port
 from services.common.database import Database
 from services.common.errors import DomainError
 from services.common.events import handle_event
-from services.common.outbox import add_messaging_tables, first_delivery, publish_later
+from services.common.outbox import first_delivery, publish_later
+from services.common.tables import add_messaging_tables
 from services.common.rpc import ServiceRpc
 from tests.support import POSTGRES_ADMIN_URL, databases, eventually, kill_together, rabbit_vhost
 

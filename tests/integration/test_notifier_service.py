@@ -283,7 +283,8 @@ def test_a_burst_of_consent_events_for_one_customer_ends_with_the_newest(notifie
         assert rpc_client.notifier.list_sent(account)["items"] == []
 
 
-def test_a_newsletter_sent_twice_with_one_key_goes_out_once(notifier, rpc_client, mailbox):
+def test_a_newsletter_sent_twice_with_one_key_goes_out_once_and_the_key_is_refused_for_another(
+        notifier, rpc_client, mailbox):
     keen = customer()
     notifier("profile", "account_registered", event(keen, login="x", email=main_email(keen), first_name="Anna",
                                                     language="en", country="PL"))
@@ -292,8 +293,11 @@ def test_a_newsletter_sent_twice_with_one_key_goes_out_once(notifier, rpc_client
     first = rpc_client.notifier.send_newsletter("News", "Hello.", idempotency_key="2026-12")
     again = rpc_client.notifier.send_newsletter("News", "Hello.", idempotency_key="2026-12")
     assert first == again
+    with pytest.raises(DomainError) as refused:
+        rpc_client.notifier.send_newsletter("Other news", "Hello again.", idempotency_key="2026-12")
+    assert refused.value.error_code == "idempotency_conflict"
     settled(rpc_client, keen)
-    assert len(mailbox.to(main_email(keen))) == 1
+    assert [message["subject"] for message in mailbox.to(main_email(keen))] == ["News"]
 
 
 BAD_NEWSLETTERS = [
@@ -342,6 +346,15 @@ def test_support_replies_and_abuse_reports_go_to_their_own_addresses_once(notifi
     assert mailbox.to(main_email(account)) == []
 
 
+def test_a_key_used_again_for_another_reply_is_refused(notifier, rpc_client, mailbox):
+    account = customer()
+    reply = rpc_client.notifier.notify(account, "support_reply", REPLY, "desk-reply-2")
+    with pytest.raises(DomainError) as refused:
+        rpc_client.notifier.notify(account, "support_reply", {**REPLY, "reply": "Something else."}, "desk-reply-2")
+    assert refused.value.error_code == "idempotency_conflict"
+    assert [item["id"] for item in sent(rpc_client, account)] == [reply["id"]]
+
+
 def test_without_a_support_address_the_reply_goes_to_the_main_email(notifier, rpc_client, mailbox):
     account = customer()
     assert rpc_client.notifier.notify(account, "support_reply", REPLY, "k")["to"] == main_email(account)
@@ -365,9 +378,10 @@ def test_a_bad_request_for_mail_is_refused_and_nothing_is_written(notifier, rpc_
         with pytest.raises(DomainError) as refused:
             rpc_client.notifier.notify(account, kind, data, f"key-{field}")
         assert refused.value.error_code == "validation_error" and field in refused.value.fields, (kind, field)
-    with pytest.raises(DomainError) as unknown:
-        rpc_client.notifier.notify(str(uuid.uuid4()), "support_reply", REPLY, "k")
-    assert unknown.value.error_code == "not_found"
+    for nobody in (str(uuid.uuid4()), "x" * 64):
+        with pytest.raises(DomainError) as unknown:
+            rpc_client.notifier.notify(nobody, "support_reply", REPLY, "k")
+        assert unknown.value.error_code == "not_found", nobody
     time.sleep(2.5)
     assert sent(rpc_client, account) == [] and mailbox.to(main_email(account)) == []
 

@@ -117,6 +117,27 @@ def test_a_worker_killed_after_the_charge_leaves_the_order_to_the_timer_once_its
     assert ledger.balance(account) == "40.10"
 
 
+def test_a_retry_while_the_first_request_with_its_key_still_runs_is_told_when_to_ask_again(world):
+    orders, ledger, clock = world
+    account = str(uuid.uuid4())
+    ledger.fund(account, "50.00")
+    charge, meanwhile = ledger.charge, []
+
+    def charge_while_the_customer_retries(*args, **kwargs):
+        with pytest.raises(DomainError) as busy:
+            orders.place_order(account, VPS, "new-1")
+        meanwhile.append(busy.value)
+        return charge(*args, **kwargs)
+    ledger.charge = charge_while_the_customer_retries
+    order = orders.place_order(account, VPS, "new-1")
+    ledger.charge = charge
+    [busy] = meanwhile
+    assert (busy.error_code, busy.status) == ("request_in_progress", 409) and busy.details["retry_after"] >= 1
+    assert order["status"] == "active"
+    assert orders.place_order(account, VPS, "new-1") == order  # once done, the retry gets the first answer
+    assert ledger.charged_keys(account) == [f"order:{order['id']}:activate"]
+
+
 def test_an_interrupted_operation_the_ledger_then_refuses_is_undone(world):
     orders, ledger, clock = world
     account = str(uuid.uuid4())

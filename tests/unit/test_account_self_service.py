@@ -79,14 +79,6 @@ def test_a_session_shows_who_is_asking_and_when_it_was_last_seen():
     assert domain.session_view(row, "s-2")["current"] is False
 
 
-def test_a_time_cursor_comes_back_as_it_went_and_a_forged_one_is_refused():
-    assert domain.decode_time_cursor(domain.encode_time_cursor(NOON, "s-1")) == (NOON, "s-1")
-    assert domain.decode_time_cursor(None) is None
-    for forged in ("forged", "W10", domain.encode_time_cursor(NOON, "s-1")[:-3]):
-        with pytest.raises(ValidationError):
-            domain.decode_time_cursor(forged)
-
-
 def test_the_previous_login_is_the_other_session_or_none():
     assert domain.previous_login_view(None) is None
     assert domain.previous_login_view(SimpleNamespace(ip="10.0.0.9", created_at=NOON)) == {

@@ -11,10 +11,11 @@ from services.common.errors import DomainError, ValidationError
 from services.common.money import Money
 from services.orders.catalogue import load_catalogue
 from services.orders.domain import (
-    IpPool, LifecycleSettings, OrderState, PaidPeriod, Status, actions, activate, advance,
+    LifecycleSettings, OrderState, PaidPeriod, Status, actions, activate, advance,
     auto_renewal_due, cancel, change_plan, choose_placement, days_left, months_after,
     new_order, quote_cancellation, quote_plan_change, refund_for_unused_days, renew,
     renewal_reminders_due, renewed_until)
+from services.orders.ip_pools import IpPool
 
 CATALOGUE = load_catalogue()
 VPS_S = CATALOGUE.plan("vps-s")      # 9.90 a month

@@ -1,12 +1,10 @@
-"""The profile domain's security views, e-mail token rules, lockout guard, notification settings, cursors."""
+"""The profile domain's security views, e-mail token rules, lockout guard, notification settings."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from services.common.errors import DomainError, ValidationError
 from services.common.money import Money
@@ -91,14 +89,3 @@ def test_a_negative_low_balance_threshold_is_refused():
     with pytest.raises(ValidationError) as refused:
         domain.apply_notification_settings(account(), {"low_balance_threshold": Money.of("-0.01", "EUR")})
     assert "low_balance_threshold" in refused.value.fields
-
-
-@given(st.integers(min_value=0, max_value=2**62))
-def test_a_cursor_names_the_row_it_was_made_from(row_id):
-    assert domain.decode_cursor(domain.encode_cursor(row_id)) == row_id
-
-
-@pytest.mark.parametrize("cursor", ["", "forged", "djE6LTE", "djI6MTA", "!!!", "x" * 150])
-def test_a_cursor_we_did_not_make_is_a_validation_error(cursor):
-    with pytest.raises(ValidationError):
-        domain.decode_cursor(cursor)

@@ -7,6 +7,8 @@ Create Date: 2026-11-29 05:18:08.592116
 from alembic import op
 import sqlalchemy as sa
 
+from services.common.migrations import create_idempotency_table, drop_idempotency_table
+
 
 revision = '0002'
 down_revision = '0001'
@@ -15,17 +17,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table('idempotency_keys',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
-    sa.Column('account_id', sa.String(length=36), nullable=False),
-    sa.Column('route', sa.String(length=64), nullable=False),
-    sa.Column('key', sa.String(length=200), nullable=False),
-    sa.Column('request_hash', sa.String(length=64), nullable=False),
-    sa.Column('response', sa.Text(), nullable=True),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('account_id', 'route', 'key', name='uq_idempotency_scope')
-    )
+    create_idempotency_table()
     op.create_table('orders',
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('account_id', sa.String(length=36), nullable=False),
@@ -138,4 +130,4 @@ def downgrade() -> None:
         batch_op.drop_index('ix_orders_account_created')
 
     op.drop_table('orders')
-    op.drop_table('idempotency_keys')
+    drop_idempotency_table()

@@ -7,6 +7,8 @@ Create Date: 2026-11-29 05:10:56.755023
 from alembic import op
 import sqlalchemy as sa
 
+from services.common.migrations import create_messaging_tables, drop_messaging_tables
+
 
 revision = '0001'
 down_revision = None
@@ -59,26 +61,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_login_attempts_ip_at', ['ip', 'at'], unique=False)
         batch_op.create_index('ix_login_attempts_login_at', ['login', 'at'], unique=False)
 
-    op.create_table('outbox',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
-    sa.Column('event_id', sa.String(length=36), nullable=False),
-    sa.Column('event_type', sa.String(length=64), nullable=False),
-    sa.Column('payload', sa.Text(), nullable=False),
-    sa.Column('headers', sa.Text(), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('published_at', sa.DateTime(timezone=True), nullable=True),
-    sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('event_id')
-    )
-    with op.batch_alter_table('outbox', schema=None) as batch_op:
-        batch_op.create_index('ix_outbox_pending', ['id'], unique=False, postgresql_where=sa.text('published_at IS NULL'), sqlite_where=sa.text('published_at IS NULL'))
-
-    op.create_table('processed_messages',
-    sa.Column('consumer', sa.String(length=120), nullable=False),
-    sa.Column('message_id', sa.String(length=64), nullable=False),
-    sa.Column('processed_at', sa.DateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('consumer', 'message_id')
-    )
+    create_messaging_tables()
     op.create_table('sessions',
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('account_id', sa.String(length=36), nullable=False),
@@ -104,11 +87,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_sessions_account_id'))
 
     op.drop_table('sessions')
-    op.drop_table('processed_messages')
-    with op.batch_alter_table('outbox', schema=None) as batch_op:
-        batch_op.drop_index('ix_outbox_pending', postgresql_where=sa.text('published_at IS NULL'), sqlite_where=sa.text('published_at IS NULL'))
-
-    op.drop_table('outbox')
+    drop_messaging_tables()
     with op.batch_alter_table('login_attempts', schema=None) as batch_op:
         batch_op.drop_index('ix_login_attempts_login_at')
         batch_op.drop_index('ix_login_attempts_ip_at')
