@@ -3,7 +3,9 @@
 Nameko acks and drops an event whose handler raised (or, with ``requeue_on_error``,
 redelivers it at once, forever). :func:`handle_event` instead republishes a failed event
 to ``<queue>.retry`` with a growing per-message TTL; the retry queue dead-letters it back
-to the handler's queue when the TTL expires. After ``EVENT_MAX_ATTEMPTS`` it goes to
+to the handler's queue when the TTL expires. Both are reached through the service's own
+``<service>.parking`` exchange, never the default exchange: a login that may publish to the
+default exchange can put a message into any queue by its name (a forged event), so none may. After ``EVENT_MAX_ATTEMPTS`` it goes to
 ``<queue>.dead``, where an operator lists and replays it (``deploy/deadletters.py``).
 The message behind it is never blocked: the failed one is acked once it is safely parked.
 """
@@ -29,15 +31,19 @@ def retry_delay(attempt: int) -> float:
     return min(base * 2 ** (attempt - 1), env_float("EVENT_RETRY_MAX_SECONDS", 60.0))
 
 
-def retry_queue(queue_name: str) -> Queue:
-    return Queue(f"{queue_name}.retry", exchange=DEFAULT_EXCHANGE, routing_key=f"{queue_name}.retry",
+def parking_exchange(service: str) -> Exchange:
+    return Exchange(f"{service}.parking", type="direct", durable=True)
+
+
+def retry_queue(queue_name: str, exchange: Exchange) -> Queue:
+    # The broker itself dead-letters an expired retry back through the default exchange.
+    return Queue(f"{queue_name}.retry", exchange=exchange, routing_key=f"{queue_name}.retry",
                  durable=True, queue_arguments={"x-dead-letter-exchange": "",
                                                 "x-dead-letter-routing-key": queue_name})
 
 
-def dead_letter_queue(queue_name: str) -> Queue:
-    return Queue(f"{queue_name}.dead", exchange=DEFAULT_EXCHANGE, routing_key=f"{queue_name}.dead",
-                 durable=True)
+def dead_letter_queue(queue_name: str, exchange: Exchange) -> Queue:
+    return Queue(f"{queue_name}.dead", exchange=exchange, routing_key=f"{queue_name}.dead", durable=True)
 
 
 class ReliableEventHandler(EventHandler):
@@ -46,8 +52,9 @@ class ReliableEventHandler(EventHandler):
     def setup(self):
         super().setup()
         name = self.queue.name
-        self.retry = retry_queue(name)
-        self.dead = dead_letter_queue(name)
+        self.parking_exchange = parking_exchange(self.container.service_name)
+        self.retry = retry_queue(name, self.parking_exchange)
+        self.dead = dead_letter_queue(name, self.parking_exchange)
         self.max_attempts = env_int("EVENT_MAX_ATTEMPTS", 6)
         self.parking = Publisher(self.container.config["AMQP_URI"], use_confirms=True,
                                  declare=[self.retry, self.dead])
@@ -65,7 +72,7 @@ class ReliableEventHandler(EventHandler):
                 delay = retry_delay(attempts)
                 log.warning("event handler failed; retrying", queue=self.queue.name,
                             attempt=attempts, retry_in=delay, error=error)
-                self.parking.publish(message.payload, exchange=DEFAULT_EXCHANGE,
+                self.parking.publish(message.payload, exchange=self.parking_exchange,
                                      routing_key=self.retry.name, headers=headers,
                                      expiration=delay, message_id=message.properties.get("message_id"))
             else:
@@ -73,7 +80,7 @@ class ReliableEventHandler(EventHandler):
                 headers["x-original-queue"] = self.queue.name
                 log.error("event handler failed for good; dead-lettered", queue=self.queue.name,
                           attempts=attempts, error=error)
-                self.parking.publish(message.payload, exchange=DEFAULT_EXCHANGE,
+                self.parking.publish(message.payload, exchange=self.parking_exchange,
                                      routing_key=self.dead.name, headers=headers,
                                      message_id=message.properties.get("message_id"))
         except Exception as exc:  # KombuError, amqp's connection errors, OSError: none may kill the service
