@@ -288,7 +288,9 @@ class AccountSecurity:
             ended = end_sessions(session, account.id, now)
             record_security_event(session, account, "account_frozen", ip, now, {"sessions_ended": ended})
 
-    def unfreeze(self, account_id: str, operator) -> dict:
+    def unfreeze(self, account_id: str, operator, caller: str | None = None) -> dict:
+        """Support lets the account log in again; the timeline keeps the operator's name and
+        the broker login that asked."""
         if not isinstance(operator, str) or not operator.strip() or len(operator) > 100:
             raise ValidationError({"operator": ["required"]})
         now = self.clock.now()
@@ -298,7 +300,7 @@ class AccountSecurity:
                 account.frozen = False
                 account.updated_at = now
                 record_security_event(session, account, "account_unfrozen", None, now,
-                                      {"operator": operator.strip()}, notify=False)
+                                      {"operator": operator.strip(), "caller": caller}, notify=False)
             return {"account_id": account.id, "frozen": False}
 
 

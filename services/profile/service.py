@@ -9,7 +9,8 @@ from services.common.database import Database
 from services.common.events import handle_event
 from services.common.health import HealthCheck
 from services.common.logging import LogContext, configure
-from services.common.rpc import ServiceRpc, rpc
+from services.common.roles import EVERYONE, GATEWAY, LEDGER, NOTIFIER, OPERATOR, ORDERS, STAFF
+from services.common.rpc import Caller, ServiceRpc, rpc
 from services.profile.account_security import AccountSecurity
 from services.profile.application import Profiles, make_hasher
 from services.profile.sessions import Sessions
@@ -26,6 +27,7 @@ class ProfileService:
     verification = ServiceRpc("verification")
     health = HealthCheck()
     log = LogContext()
+    caller = Caller()
 
     @property
     def profiles(self) -> Profiles:
@@ -43,37 +45,37 @@ class ProfileService:
     def health_check(self, request):
         return self.health.response()
 
-    @rpc
+    @rpc(roles=EVERYONE)
     def ping(self):
         return "pong"
 
     # -- for other Introserv systems (API.md)
-    @rpc
+    @rpc(roles=GATEWAY | ORDERS | LEDGER | STAFF)
     def get(self, account_id):
         return self.profiles.get(account_id)
 
-    @rpc
+    @rpc(roles=STAFF)
     def find_by_login(self, login):
         return self.profiles.find_by_login(login)
 
-    @rpc
+    @rpc(roles=OPERATOR)
     def change_country(self, account_id, country, ticket_id):
-        return self.profiles.change_country(account_id, country, ticket_id)
+        return self.profiles.change_country(account_id, country, ticket_id, caller=self.caller)
 
-    @rpc
+    @rpc(roles=OPERATOR)
     def review_company(self, account_id, approved, operator):
-        return self.profiles.review_company(account_id, approved, operator)
+        return self.profiles.review_company(account_id, approved, operator, caller=self.caller)
 
-    @rpc
+    @rpc(roles=STAFF)
     def check_security_code(self, account_id, code):
         return self.security.check_security_code(account_id, code)
 
-    @rpc
+    @rpc(roles=OPERATOR)
     def unfreeze(self, account_id, operator):
-        return self.security.unfreeze(account_id, operator)
+        return self.security.unfreeze(account_id, operator, caller=self.caller)
 
     # -- for the notifier and the ledger (docs/CONTRACTS.md)
-    @rpc
+    @rpc(roles=NOTIFIER | OPERATOR)
     def notification_settings(self, account_id):
         return self.profiles.notification_settings(account_id)
 
@@ -82,94 +84,94 @@ class ProfileService:
         self.profiles.phone_verified(payload)
 
     # -- for the gateway
-    @rpc
+    @rpc(roles=GATEWAY)
     def register(self, data):
         return self.profiles.register(data)
 
-    @rpc
+    @rpc(roles=GATEWAY)
     def update(self, account_id, changes):
         return self.profiles.update(account_id, changes)
 
-    @rpc
+    @rpc(roles=GATEWAY | OPERATOR)
     def get_notifications(self, account_id):
         return self.profiles.get_notifications(account_id)
 
-    @rpc
+    @rpc(roles=GATEWAY)
     def update_notifications(self, account_id, settings):
         return self.profiles.update_notifications(account_id, settings)
 
     # -- sessions (for the gateway)
-    @rpc
+    @rpc(roles=GATEWAY)
     def log_in(self, login, password, otp, ip, user_agent):
         return self.sessions.log_in(login, password, otp, ip, user_agent)
 
-    @rpc
+    @rpc(roles=GATEWAY)
     def authenticate(self, token, ip):
         return self.sessions.authenticate(token, ip)
 
-    @rpc
+    @rpc(roles=GATEWAY)
     def log_out(self, token):
         return self.sessions.log_out(token)
 
-    @rpc
+    @rpc(roles=GATEWAY)
     def end_other_sessions(self, account_id, session_id, ip=None):
         return self.sessions.end_other_sessions(account_id, session_id, ip)
 
-    @rpc
+    @rpc(roles=GATEWAY | OPERATOR)
     def login_history(self, account_id, limit=50, cursor=None):
         return self.sessions.login_history(account_id, limit, cursor)
 
     # -- security settings (for the gateway)
-    @rpc
+    @rpc(roles=GATEWAY | OPERATOR)
     def security_overview(self, account_id):
         return self.security.overview(account_id)
 
-    @rpc
+    @rpc(roles=GATEWAY)
     def request_email_change(self, account_id, email, password, ip=None):
         return self.security.request_email_change(account_id, email, password, ip)
 
-    @rpc
+    @rpc(roles=GATEWAY)
     def confirm_email(self, token):
         return self.security.confirm_email(token)
 
-    @rpc
+    @rpc(roles=GATEWAY)
     def change_password(self, account_id, session_id, current_password, new_password, confirmation, ip=None,
                         verification_id=None):
         return self.security.change_password(account_id, session_id, current_password, new_password,
                                              confirmation, ip, verification_id)
 
-    @rpc
+    @rpc(roles=GATEWAY)
     def set_security_code(self, account_id, code, ip=None):
         return self.security.set_security_code(account_id, code, ip)
 
-    @rpc
+    @rpc(roles=GATEWAY)
     def set_ip_restriction(self, account_id, rules, password, confirm_lockout, ip, verification_id=None):
         return self.security.set_ip_restriction(account_id, rules, password, confirm_lockout, ip, verification_id)
 
-    @rpc
+    @rpc(roles=GATEWAY)
     def set_operation_confirmation(self, account_id, enabled, password, verification_id=None, ip=None):
         return self.security.set_operation_confirmation(account_id, enabled, password, verification_id, ip)
 
-    @rpc
+    @rpc(roles=ORDERS)
     def require_operation_proof(self, account_id, operation, verification_id=None, reference=None):
         return self.security.require_operation_proof(account_id, operation, verification_id, reference)
 
-    @rpc
+    @rpc(roles=GATEWAY)
     def start_two_factor(self, account_id):
         return self.security.start_two_factor(account_id)
 
-    @rpc
+    @rpc(roles=GATEWAY)
     def confirm_two_factor(self, account_id, otp, ip=None):
         return self.security.confirm_two_factor(account_id, otp, ip)
 
-    @rpc
+    @rpc(roles=GATEWAY)
     def disable_two_factor(self, account_id, password, otp, ip=None):
         return self.security.disable_two_factor(account_id, password, otp, ip)
 
-    @rpc
+    @rpc(roles=GATEWAY | OPERATOR)
     def security_events(self, account_id, limit=50, cursor=None):
         return self.security.events(account_id, limit, cursor)
 
-    @rpc
+    @rpc(roles=GATEWAY)
     def freeze(self, account_id, ip=None):
         return self.security.freeze(account_id, ip)

@@ -17,6 +17,7 @@ from nameko.standalone.events import event_dispatcher
 from deploy.dev import StandIn, free_port
 from services.common.clock import clock, move_clock
 from services.common.errors import DomainError
+from services.common.roles import NOTIFIER
 from services.common.rpc import rpc
 from services.notifier.mailer import MAX_ATTEMPTS
 from services.notifier.service import NotifierService
@@ -28,7 +29,7 @@ PROFILES: dict[str, dict] = {}
 class FakeProfile:
     name = "profile"
 
-    @rpc
+    @rpc(roles=NOTIFIER)
     def notification_settings(self, account_id):
         if account_id not in PROFILES:
             raise DomainError("not_found", "No such account.")
@@ -38,7 +39,7 @@ class FakeProfile:
 class FakeLedger:
     name = "ledger"
 
-    @rpc
+    @rpc(roles=NOTIFIER)
     def get_invoice_pdf(self, invoice_id, account_id=None):
         if invoice_id != "inv-77":
             raise DomainError("not_found", "No such invoice.")
@@ -51,6 +52,12 @@ def relay():
     base = f"http://127.0.0.1:{http_port}"
     with StandIn("deploy.dev.mail", ["--smtp-port", str(smtp_port), "--http-port", str(http_port)], f"{base}/health"):
         yield {"port": smtp_port, "url": base}
+
+
+@pytest.fixture
+def support_desk(rpc_as):
+    """The help desk system: it sends support replies and abuse reports."""
+    return rpc_as("support_desk")
 
 
 @pytest.fixture
@@ -372,11 +379,11 @@ ABUSE = {"report_id": "AB-77", "ip_address": "203.0.113.9", "summary": "Port sca
          "respond_by": "2026-12-03", "order_id": "ord-1042"}
 
 
-def test_support_replies_and_abuse_reports_go_to_their_own_addresses_once(notifier, rpc_client, mailbox):
+def test_support_replies_and_abuse_reports_go_to_their_own_addresses_once(notifier, rpc_client, mailbox, support_desk):
     account = customer(support="helpdesk@firma.example", complaints="abuse@firma.example")
-    reply = rpc_client.notifier.notify(account, "support_reply", REPLY, "desk-reply-1")
-    assert rpc_client.notifier.notify(account, "support_reply", REPLY, "desk-reply-1") == reply  # a replay
-    report = rpc_client.notifier.notify(account, "abuse_report", ABUSE, "desk-abuse-1")
+    reply = support_desk.notifier.notify(account, "support_reply", REPLY, "desk-reply-1")
+    assert support_desk.notifier.notify(account, "support_reply", REPLY, "desk-reply-1") == reply  # a replay
+    report = support_desk.notifier.notify(account, "abuse_report", ABUSE, "desk-abuse-1")
     assert (reply["kind"], reply["to"], report["kind"], report["to"]) == (
         "support_reply", "helpdesk@firma.example", "abuse_report", "abuse@firma.example")
     settled(rpc_client, account, count=2)
@@ -387,9 +394,9 @@ def test_support_replies_and_abuse_reports_go_to_their_own_addresses_once(notifi
     assert mailbox.to(main_email(account)) == []
 
 
-def test_without_a_support_address_the_reply_goes_to_the_main_email(notifier, rpc_client, mailbox):
+def test_without_a_support_address_the_reply_goes_to_the_main_email(notifier, mailbox, support_desk):
     account = customer()
-    assert rpc_client.notifier.notify(account, "support_reply", REPLY, "k")["to"] == main_email(account)
+    assert support_desk.notifier.notify(account, "support_reply", REPLY, "k")["to"] == main_email(account)
 
 
 BAD_REQUESTS = [
@@ -404,14 +411,14 @@ BAD_REQUESTS = [
 ]
 
 
-def test_a_bad_request_for_mail_is_refused_and_nothing_is_written(notifier, rpc_client, mailbox):
+def test_a_bad_request_for_mail_is_refused_and_nothing_is_written(notifier, rpc_client, mailbox, support_desk):
     account = customer()
     for kind, data, field in BAD_REQUESTS:
         with pytest.raises(DomainError) as refused:
-            rpc_client.notifier.notify(account, kind, data, f"key-{field}")
+            support_desk.notifier.notify(account, kind, data, f"key-{field}")
         assert refused.value.error_code == "validation_error" and field in refused.value.fields, (kind, field)
     with pytest.raises(DomainError) as unknown:
-        rpc_client.notifier.notify(str(uuid.uuid4()), "support_reply", REPLY, "k")
+        support_desk.notifier.notify(str(uuid.uuid4()), "support_reply", REPLY, "k")
     assert unknown.value.error_code == "not_found"
     time.sleep(2.5)
     assert sent(rpc_client, account) == [] and mailbox.to(main_email(account)) == []
