@@ -128,16 +128,17 @@ def password_hash(password: str) -> str:
     return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
 
 
-def definitions(vhost: str, passwords: dict[str, str] | None = None, *, topic: bool = True,
+def definitions(vhost: str, passwords: dict[str, str] | None = None, *, roles=ROLES, topic: bool = True,
                 extra_permissions: tuple[dict, ...] = ()) -> dict:
-    """A RabbitMQ definitions document: the vhost, every role's permissions and topic permissions
-    in it, and the users of ``passwords`` (role: password), whose hashes it computes."""
+    """A RabbitMQ definitions document: the vhost, the permissions and topic permissions in it of
+    each of ``roles`` (all by default), and the users of ``passwords`` (role: password), whose
+    hashes it computes."""
     document = {
         "vhosts": [{"name": vhost}],
-        "permissions": [{"user": role, "vhost": vhost, **permissions(role)} for role in sorted(ROLES)]
+        "permissions": [{"user": role, "vhost": vhost, **permissions(role)} for role in sorted(roles)]
                        + [{"vhost": vhost, **extra} for extra in extra_permissions],
         "topic_permissions": [{"user": role, "vhost": vhost, **grant}
-                              for role in sorted(ROLES) for grant in topic_permissions(role)] if topic else [],
+                              for role in sorted(roles) for grant in topic_permissions(role)] if topic else [],
     }
     if passwords:
         document["users"] = [{"name": role, "password_hash": password_hash(password),
@@ -207,7 +208,7 @@ class Rabbitmqctl:
                 if item.get("protocol") == "amqp"]
 
     def import_definitions(self, document: dict) -> None:
-        self._run("rabbitmqctl", "import_definitions", "-", stdin=json.dumps(document))
+        self._run("rabbitmqctl", "import_definitions", "--format", "json", stdin=json.dumps(document))
 
 
 def _loopback_only(address: str) -> bool:
@@ -227,6 +228,8 @@ def provision_local_logins(broker_uri: str, roles, broker=None) -> None:
     ``rabbitmqctl`` for the local node.
     """
     from services.common.roles import local_login_uri
+    if not roles:
+        return
     for role in roles:
         local_login_uri(broker_uri, role)   # refuses a broker that is not on the loopback
     port = urlsplit(broker_uri).port or 5672
@@ -248,7 +251,7 @@ def provision_local_logins(broker_uri: str, roles, broker=None) -> None:
                 "password is their name would be open to the network. Bind it to the loopback "
                 f"(rabbitmq.conf: listeners.tcp.local = 127.0.0.1:{port}) or give every role its own "
                 "login with <ROLE>_AMQP_URI.")
-        candidate.import_definitions(definitions(vhost_of(broker_uri), {role: role for role in roles}))
+        candidate.import_definitions(definitions(vhost_of(broker_uri), {role: role for role in roles}, roles=roles))
         return
     raise ProvisioningFailed("could not reach the broker's management API or rabbitmqctl to create the logins: "
                              + "; ".join(problems))

@@ -18,6 +18,7 @@ from sqlalchemy.pool import NullPool
 from deploy.bus import ManagementApi, definitions
 from services.common.config import SERVICES
 from services.common.roles import ROLES, local_login_uri
+from services.common.rpc import ClusterRpcProxy
 
 RABBIT_API = os.environ.get("RABBIT_MANAGEMENT_URL", "http://127.0.0.1:15672/api")
 RABBIT_AUTH = ("guest", "guest")
@@ -58,6 +59,12 @@ def rabbit_vhost(topic_permissions: bool = True):
 def role_uri(vhost_uri: str, role: str) -> str:
     """``role``'s login to the vhost of ``vhost_uri`` (password = role name)."""
     return local_login_uri(vhost_uri, role)
+
+
+def bus_client(env: dict, role: str, timeout: float = 10) -> ClusterRpcProxy:
+    """A standalone RPC client (a context manager) logged in as ``role`` to a running stack's broker
+    (``env``: the stack's environment, which names each role's login)."""
+    return ClusterRpcProxy({"AMQP_URI": env[f"{role.upper()}_AMQP_URI"], "serializer": "json"}, timeout=timeout)
 
 
 @contextmanager
