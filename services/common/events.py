@@ -2,17 +2,18 @@
 
 Nameko acks and drops an event whose handler raised (or, with ``requeue_on_error``,
 redelivers it at once, forever). :func:`handle_event` instead republishes a failed event
-to ``<queue>.retry`` with a growing per-message TTL; the retry queue dead-letters it back
-to the handler's queue when the TTL expires. Both are reached through the service's own
+to ``<queue>.delayed`` with a growing per-message TTL; that queue dead-letters it back to
+the handler's queue when the TTL expires. Every hop goes through the service's own
 ``<service>.parking`` exchange, never the default exchange: a login that may publish to the
-default exchange can put a message into any queue by its name (a forged event), so none may. After ``EVENT_MAX_ATTEMPTS`` it goes to
+default exchange (or declare a queue that dead-letters to it) can put a message into any
+queue by its name, a forged event included, so none may. After ``EVENT_MAX_ATTEMPTS`` it goes to
 ``<queue>.dead``, where an operator lists and replays it (``deploy/deadletters.py``).
 The message behind it is never blocked: the failed one is acked once it is safely parked.
 """
 from __future__ import annotations
 
 import structlog
-from kombu import Exchange, Queue
+from kombu import Exchange, Queue, binding
 from nameko.amqp.publish import Publisher
 from nameko.events import EventHandler
 
@@ -36,9 +37,10 @@ def parking_exchange(service: str) -> Exchange:
 
 
 def retry_queue(queue_name: str, exchange: Exchange) -> Queue:
-    # The broker itself dead-letters an expired retry back through the default exchange.
-    return Queue(f"{queue_name}.retry", exchange=exchange, routing_key=f"{queue_name}.retry",
-                 durable=True, queue_arguments={"x-dead-letter-exchange": "",
+    # Not "<queue>.retry": queues of that name dead-letter through the default exchange, and a
+    # queue cannot be declared again with other arguments.
+    return Queue(f"{queue_name}.delayed", exchange=exchange, routing_key=f"{queue_name}.delayed",
+                 durable=True, queue_arguments={"x-dead-letter-exchange": exchange.name,
                                                 "x-dead-letter-routing-key": queue_name})
 
 
@@ -55,6 +57,12 @@ class ReliableEventHandler(EventHandler):
         self.parking_exchange = parking_exchange(self.container.service_name)
         self.retry = retry_queue(name, self.parking_exchange)
         self.dead = dead_letter_queue(name, self.parking_exchange)
+        # An expired retry comes back to the handler's queue through the parking exchange. (kombu
+        # declares a queue with bindings of its own through those only: the event's binding too.)
+        event = self.queue
+        self.queue = Queue(name, bindings=[binding(event.exchange, routing_key=event.routing_key),
+                                           binding(self.parking_exchange, routing_key=name)],
+                           durable=event.durable, auto_delete=event.auto_delete, exclusive=event.exclusive)
         self.max_attempts = env_int("EVENT_MAX_ATTEMPTS", 6)
         self.parking = Publisher(self.container.config["AMQP_URI"], use_confirms=True,
                                  declare=[self.retry, self.dead])
