@@ -5,7 +5,7 @@ layer and the only one for events. From the services' own declarations this modu
 per login and vhost:
 
 - permissions (configure, write, read): its own queues and reply queues (``rpc-<service>``,
-  ``rpc.reply-<login>-<uuid>``, its event queues and their ``.retry``/``.dead``), the
+  ``rpc.reply-<login>-<uuid>``, its event queues and their ``.delayed``/``.dead``), the
   ``nameko-rpc`` exchange, and, for a service, its own ``<service>.events`` exchange to publish
   to (no other login may, so a forged event is refused) and the event exchanges it listens to;
 - topic permissions on ``nameko-rpc``: the ``service.method`` routing keys the login's roles
@@ -92,7 +92,7 @@ def permissions(role: str) -> dict:
     shared = [re.escape(RPC_EXCHANGE), rf"rpc\.reply-{name}-{UUID}"]
     if role not in SERVICE_ROLES:
         return {"configure": _one_of(shared), "write": _one_of(shared), "read": _one_of(shared)}
-    own = [rf"rpc-{name}", rf"{name}\.parking", rf"evt-[a-z_]+-[a-z_]+--{name}\.[a-z_]+(\.retry|\.dead)?"]
+    own = [rf"rpc-{name}", rf"{name}\.parking", rf"evt-[a-z_]+-[a-z_]+--{name}\.[a-z_]+(\.delayed|\.dead)?"]
     sources = [rf"{re.escape(source)}\.events" for source in sorted(subscriptions().get(role, {}))]
     events = [rf"{name}\.events"]
     return {"configure": _one_of(shared + own + events + sources),
