@@ -164,3 +164,25 @@ def test_a_password_hash_is_rabbitmq_s_salted_sha256():
     raw = base64.b64decode(user["password_hash"])
     assert user["hashing_algorithm"] == "rabbit_password_hashing_sha256"
     assert raw[4:] == hashlib.sha256(raw[:4] + b"correct horse").digest()
+
+
+def test_make_run_gives_each_role_without_a_uri_its_local_login_and_keeps_the_given_ones(tmp_path):
+    from deploy.local import Stack
+    stack = Stack(tmp_path, env={"AMQP_URI": "amqp://guest:guest@127.0.0.1:5672/dev",
+                                 "PAYMENTS_AMQP_URI": "amqp://payments:s3cret@127.0.0.1:5672/dev"})
+    assert stack.env["LEDGER_AMQP_URI"] == "amqp://ledger:ledger@127.0.0.1:5672/dev"
+    assert stack.env["GATEWAY_AMQP_URI"] == "amqp://gateway:gateway@127.0.0.1:5672/dev"
+    assert stack.env["PAYMENTS_AMQP_URI"] == "amqp://payments:s3cret@127.0.0.1:5672/dev"
+    assert "payments" not in stack.local_logins and "operator" in stack.local_logins
+    assert stack.missing_logins() == []
+
+
+def test_make_run_refuses_a_broker_elsewhere_without_each_role_s_login(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "VAR_DIR": str(tmp_path),
+           "AMQP_URI": "amqp://guest:guest@rabbit.example.com:5672/",
+           "LEDGER_AMQP_URI": "amqp://ledger:x@rabbit.example.com/"}
+    refused = subprocess.run([sys.executable, "-m", "deploy.local", "start"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0
+    assert "GATEWAY_AMQP_URI" in refused.stderr and "LEDGER_AMQP_URI" not in refused.stderr
+    assert not (tmp_path / "run").exists()   # nothing was started
