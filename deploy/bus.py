@@ -167,9 +167,9 @@ class ManagementApi:
 
     @classmethod
     def for_broker(cls, amqp_uri: str) -> "ManagementApi":
-        """``RABBITMQ_MANAGEMENT_URL``, else port 15672 of the broker, with ``amqp_uri``'s credentials."""
+        """``RABBIT_MANAGEMENT_URL``, else port 15672 of the broker, with ``amqp_uri``'s credentials."""
         parts = urlsplit(amqp_uri)
-        url = os.environ.get("RABBITMQ_MANAGEMENT_URL") or f"http://{parts.hostname or '127.0.0.1'}:15672/api"
+        url = os.environ.get("RABBIT_MANAGEMENT_URL") or f"http://{parts.hostname or '127.0.0.1'}:15672/api"
         return cls(url, (unquote(parts.username or "guest"), unquote(parts.password or "guest")))
 
     def listeners(self) -> list[tuple[str, int]]:

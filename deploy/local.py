@@ -25,7 +25,8 @@ from urllib.parse import urlparse
 import requests
 
 from deploy.bus import ProvisioningFailed, provision_local_logins
-from services.common.config import HEALTH_PORTS, ROOT, SERVICES, amqp_uri
+from deploy.serve import nameko_argv
+from services.common.config import HEALTH_PORTS, ROOT, SERVICES, amqp_uri, var_dir
 from services.common.roles import ROLES, LocalLoginRefused, local_login_uri, on_loopback
 
 DEV_PORTS = {"mail_smtp": 1025, "mail_http": 8025, "telephony_primary": 8010, "telephony_fallback": 8011}
@@ -107,14 +108,12 @@ class Stack:
                                            "--port", str(self.ports["telephony_fallback"])],
                     f"{self.url('telephony_fallback')}/health"),
         ]
-        for service in SERVICES:
-            items.extend(self._nameko(service, f"services/{service}/config.yml",
-                                      f"services.{service}.service:{service.capitalize()}Service"))
-        items.extend(self._nameko("gateway", "gateway/config.yml", "gateway.service:Gateway"))
+        for name in (*SERVICES, "gateway"):
+            items.extend(self._nameko(name))
         return items
 
-    def _nameko(self, name: str, config: str, module: str) -> list[Process]:
-        argv = [sys.executable, "-m", "nameko", "run", "--config", str(ROOT / config), module]
+    def _nameko(self, name: str) -> list[Process]:
+        argv = nameko_argv(name)
         first = Process(name, argv, f"{self.url(name)}/health")
         extra = []
         for index in range(2, self.replicas.get(name, 1) + 1):
@@ -261,7 +260,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.local")
     parser.add_argument("command", choices=["start", "stop", "status"])
     args = parser.parse_args(argv)
-    stack = Stack(Path(os.environ.get("VAR_DIR", ROOT / "var")))
+    stack = Stack(var_dir())
     if args.command == "start":
         broker = stack.env["AMQP_URI"]
         if stack.missing_logins():

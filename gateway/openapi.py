@@ -4,7 +4,7 @@ from __future__ import annotations
 from functools import cache
 
 from apispec import APISpec
-from apispec.ext.marshmallow import MarshmallowPlugin
+from apispec.ext.marshmallow import MarshmallowPlugin, OpenAPIConverter
 
 from gateway.http import ROUTES, to_openapi_path
 from gateway.schemas import ErrorSchema
@@ -28,13 +28,50 @@ JSON in and out, UTF-8. Times are ISO 8601 with a zone; dates YYYY-MM-DD; ids ar
 Money is {"amount": "12.50", "currency": "EUR"}: a decimal string with two places, never a
 float (a float is 400 validation_error). Errors always have the shape
 {"error": {"code", "message", "fields", "details"}}; nested field errors are keyed with dots
-(postal_address.city). Lists answer {"items": [...], "next_cursor": "..." | null} and page
-with ?limit=&cursor=. Every response carries X-Request-Id (echoed when the client sent a sane
-one). The client IP is the TCP peer, or the right-most untrusted X-Forwarded-For hop when the
-peer is in TRUSTED_PROXIES (empty by default); a malformed hop ends the walk at the last
-trusted address. Unknown paths answer 404 not_found and wrong methods 405
+(postal_address.city). Lists answer {"items": [...], "next_cursor": "..." | null}, newest first
+wherever items have a time. A list that pages takes ?limit=&cursor=: limit is 1 to 100, 50
+when absent, anything else is 400 validation_error naming limit; cursor is the next_cursor of
+the previous page, opaque, absent for the first page, and one the list did not hand out is 400
+validation_error naming cursor. Every response carries X-Request-Id (echoed when the client
+sent a sane one). The client IP is the TCP peer, or the right-most untrusted X-Forwarded-For
+hop when the peer is in TRUSTED_PROXIES (empty by default); a malformed hop ends the walk at
+the last trusted address. Unknown paths answer 404 not_found and wrong methods 405
 method_not_allowed in the same error shape; an unexpected fault is 500 internal_error.
 """
+
+
+class FieldConverter(OpenAPIConverter):
+    """apispec's converter, except that "not sent" is never published as null.
+
+    A field declared ``load_default=None`` (an optional ``cursor`` or ``kind``, say) means "not
+    sent": the first page, every kind. apispec writes that as ``default: null``, also on a schema
+    that is not nullable, which validators rightly reject. So: a field that refuses null has no
+    default, and a query parameter, which is text or absent and can never be null, is neither
+    nullable nor defaults to null. A body field that takes null keeps ``nullable`` and its null.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.parameter_attribute_functions.append(self.parameter_never_null)
+
+    def field2default(self, field, **kwargs) -> dict:
+        default = super().field2default(field, **kwargs)
+        if "default" in default and default["default"] is None and not field.allow_none:
+            del default["default"]
+        return default
+
+    def parameter_never_null(self, field, ret: dict, **kwargs) -> dict:
+        schema = ret.get("schema", {})
+        schema.pop("nullable", None)
+        if "default" in schema and schema["default"] is None:
+            del schema["default"]
+        if "enum" in schema:
+            schema["enum"] = [value for value in schema["enum"] if value is not None]
+        return {}
+
+
+class Plugin(MarshmallowPlugin):
+    Converter = FieldConverter
 
 
 def _ref(spec: APISpec, schema) -> dict:
@@ -51,7 +88,7 @@ def _name(spec: APISpec, schema) -> str:
 @cache
 def openapi_document() -> dict:
     spec = APISpec(title="Introserv billing panel API", version=VERSION, openapi_version="3.0.3",
-                   plugins=[MarshmallowPlugin()], info={"description": CONVENTIONS})
+                   plugins=[Plugin()], info={"description": CONVENTIONS})
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer",
                                                "description": "token from POST /api/v1/sessions"})
     spec.components.schema("Error", schema=ErrorSchema)
@@ -71,7 +108,8 @@ def openapi_document() -> dict:
                                "schema": {"type": "string", "maxLength": 200},
                                "description": "Scoped to the account and the route: a retry with the same key "
                                               "returns the first answer and moves nothing again; the same key "
-                                              "with another body is 422 idempotency_conflict."})
+                                              "with another body is 422 idempotency_conflict; a retry while the first "
+                                              "request with the key is still running is 409 conflict."})
         if parameters:
             operation["parameters"] = parameters
         if route.body is not None:

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields
 
-from services.common.schemas import StrictSchema
-
 
 class ErrorBodySchema(Schema):
     code = fields.String(required=True, metadata={"description": "stable machine code"})
@@ -24,7 +22,3 @@ class HealthSchema(Schema):
     status = fields.String(metadata={"enum": ["ok", "failing"]})
     version = fields.String()
     checks = fields.Dict(keys=fields.String(), values=fields.String())
-
-
-class EmptySchema(StrictSchema):
-    """A body with no fields (anything sent is refused as unknown)."""

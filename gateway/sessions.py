@@ -26,8 +26,10 @@ from services.common.clock import clock
 from services.common.config import env_float
 from services.common.rpc import ServiceRpc
 
-# Profile calls after which a token that worked may no longer work.
-ACCESS_CHANGING = frozenset({"log_out", "end_other_sessions", "change_password", "set_ip_restriction", "freeze"})
+# Profile calls after which a token that worked may no longer work. Each names the account first,
+# except log_out (the token) and confirm_password_reset (no session: its answer names the account).
+ACCESS_CHANGING = frozenset({"log_out", "end_other_sessions", "end_session", "change_password",
+                             "set_ip_restriction", "freeze", "confirm_password_reset"})
 
 
 def _digest(token: str) -> str:
@@ -77,6 +79,11 @@ class VouchedSessions:
             if key[0] == digest or who["account_id"] == account_id:
                 self._answers.pop(key, None)
 
+    def forget_all(self) -> None:
+        """Drop every answer: for a change whose account is not known here (a reset that failed midway)."""
+        self.epoch += 1
+        self._answers.clear()
+
 
 class ProfileRpc(ServiceRpc):
     """The gateway's profile proxy: calls that change access forget the vouched tokens."""
@@ -100,12 +107,19 @@ class _ForgettingProxy:
             return method
 
         def invoke(*args, **kwargs):
+            answer = None
             try:
-                return method(*args, **kwargs)
+                answer = method(*args, **kwargs)
+                return answer
             finally:
                 # Also after a failure or a timeout: the change may have happened anyway.
                 if name == "log_out":
                     self._vouched.forget(token=args[0] if args else kwargs.get("token"))
+                elif name == "confirm_password_reset":
+                    if isinstance(answer, dict) and answer.get("account_id"):
+                        self._vouched.forget(account_id=answer["account_id"])
+                    else:
+                        self._vouched.forget_all()  # a refusal changed nothing, but a timeout may have
                 else:
                     self._vouched.forget(account_id=args[0] if args else kwargs.get("account_id"))
         return invoke

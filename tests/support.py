@@ -1,8 +1,9 @@
-"""What the integration and end-to-end tests share: a private vhost, databases, a stack."""
+"""What the tests share: a private vhost, databases, an HTTP client, waiting, refusals."""
 from __future__ import annotations
 
 import os
 import shutil
+import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,9 +18,11 @@ from sqlalchemy.pool import NullPool
 
 from deploy.bus import ManagementApi, definitions
 from services.common.config import SERVICES
+from services.common.errors import DomainError
 from services.common.roles import ROLES, local_login_uri
 from services.common.rpc import ClusterRpcProxy
 
+RABBIT_AMQP = os.environ.get("TEST_AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/")
 RABBIT_API = os.environ.get("RABBIT_MANAGEMENT_URL", "http://127.0.0.1:15672/api")
 RABBIT_AUTH = ("guest", "guest")
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -51,7 +54,7 @@ def rabbit_vhost(topic_permissions: bool = True):
     ManagementApi(RABBIT_API, RABBIT_AUTH).import_definitions(document)
     _ROLE_USERS_MADE = True
     try:
-        yield f"amqp://guest:guest@127.0.0.1:5672/{name}"
+        yield RABBIT_AMQP.rstrip("/") + f"/{name}"
     finally:
         requests.delete(f"{RABBIT_API}/vhosts/{quote(name, safe='')}", auth=RABBIT_AUTH, timeout=10)
 
@@ -155,3 +158,26 @@ def error_code(response) -> str:
     assert set(body) == {"error"}, body
     assert set(body["error"]) == {"code", "message", "fields", "details"}, body
     return body["error"]["code"]
+
+
+def eventually(probe, timeout: float = 15.0, interval: float = 0.2):
+    """Ask ``probe`` until it answers something truthy and return that; fail after ``timeout`` seconds.
+
+    For what another process or a timer does in its own time (a mail sent, an order paid).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = probe()
+        if answer or time.monotonic() > deadline:
+            assert answer, f"still {answer!r} after {timeout:.0f} s"
+            return answer
+        time.sleep(interval)
+
+
+def refusal_of(call, *args) -> DomainError | None:
+    """The refusal a customer would be answered with (a DomainError), or None: the request goes through."""
+    try:
+        call(*args)
+    except DomainError as refused:
+        return refused
+    return None

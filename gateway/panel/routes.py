@@ -113,7 +113,7 @@ def qr_svg(text: str) -> str:
 
 
 class PanelRoutes:
-    """Pages of the web panel (SPEC P, S, N, O, B, I), each a shell filled from the public API."""
+    """Pages of the web panel (docs/requirements.md P, S, N, O, B, I), each a shell filled from the public API."""
 
     @page("/")
     def panel_home(self, request):
@@ -130,6 +130,15 @@ class PanelRoutes:
     @page("/confirm-email")
     def panel_confirm_email(self, request):
         return render(request, "confirm_email.html", "confirm-email")
+
+    @page("/forgot-password")
+    def panel_forgot_password(self, request):
+        return render(request, "forgot_password.html", "forgot-password")
+
+    @page("/reset-password")
+    def panel_reset_password(self, request):
+        # The token rides in the link's query; the page takes it out of the address bar at once.
+        return render(request, "reset_password.html", "reset-password")
 
     @page("/profile")
     def panel_profile(self, request):

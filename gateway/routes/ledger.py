@@ -1,4 +1,4 @@
-"""Balance, transactions, invoices and payment methods (SPEC B, H1, I)."""
+"""Balance, transactions, invoices and payment methods (docs/requirements.md B, H1, I)."""
 from __future__ import annotations
 
 import base64

@@ -1,4 +1,4 @@
-"""Plans and orders (SPEC O1 to O7); see gateway/http.py for how a route is declared."""
+"""Plans and orders (docs/requirements.md O1 to O7); see gateway/http.py for how a route is declared."""
 from __future__ import annotations
 
 from gateway.http import route

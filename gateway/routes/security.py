@@ -1,4 +1,4 @@
-"""Security settings, login history and the security timeline (SPEC S2-S6)."""
+"""Security settings, login history and the security timeline (docs/requirements.md S2-S6)."""
 from __future__ import annotations
 
 from gateway.http import route
@@ -11,13 +11,21 @@ from services.profile.schemas import (IpRestrictionSchema, LoginAttemptSchema, O
 TAGS = ("security",)
 
 
+def with_your_ip(call, view: dict) -> dict:
+    """The security settings and the address the customer is at, so the IP page can offer to add it."""
+    return {**view, "your_ip": call.ip}
+
+
 class SecurityRoutes:
     @route("GET", "/api/v1/security", response=SecuritySchema, tags=TAGS, summary="Security settings",
            errors=(401,),
-           description="Whether a security code and 2FA are set (never their values), the IP restriction "
-                       "lines as stored, and the most recent successful login.")
+           description="Whether a security code and 2FA are set (never their values) and the IP restriction "
+                       "lines as stored. `last_login` is the previous successful login, not the one that "
+                       "opened this session: the newest login other than this session's own (so a later "
+                       "login from elsewhere shows too), null when there is none. `your_ip` is the address "
+                       "this request came from, the one the IP restriction must cover.")
     def get_security(self, call):
-        return 200, self.profile.security_overview(call.account_id)
+        return 200, with_your_ip(call, self.profile.security_overview(call.account_id, call.session_id))
 
     @route("PUT", "/api/v1/security/password", body=PasswordChangeSchema, status=204, tags=TAGS,
            summary="Change the password", errors=(400, 401, 422, 429),
@@ -47,8 +55,9 @@ class SecurityRoutes:
                        "longer covered answer 403 `ip_not_allowed` from then on.")
     def set_ip_restriction(self, call):
         body = call.body
-        return 200, self.profile.set_ip_restriction(call.account_id, body["rules"], body["password"],
-                                                    body["confirm_lockout"], call.ip, body.get("verification_id"))
+        return 200, with_your_ip(call, self.profile.set_ip_restriction(
+            call.account_id, body["rules"], body["password"], body["confirm_lockout"], call.ip,
+            body.get("verification_id"), session_id=call.session_id))
 
     @route("PUT", "/api/v1/security/operation-confirmation", body=OperationConfirmationSchema,
            response=SecuritySchema, tags=TAGS, errors=(400, 401, 422, 429),
@@ -60,8 +69,9 @@ class SecurityRoutes:
                        "(422 `phone_missing`); turning it off also needs such a proof.")
     def set_operation_confirmation(self, call):
         body = call.body
-        return 200, self.profile.set_operation_confirmation(call.account_id, body["enabled"], body["password"],
-                                                            body.get("verification_id"), call.ip)
+        return 200, with_your_ip(call, self.profile.set_operation_confirmation(
+            call.account_id, body["enabled"], body["password"], body.get("verification_id"), call.ip,
+            session_id=call.session_id))
 
     @route("GET", "/api/v1/security/logins", query=PageQuerySchema, response=LoginAttemptSchema, many=True,
            tags=TAGS, summary="Login history", errors=(400, 401),

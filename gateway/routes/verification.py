@@ -1,4 +1,4 @@
-"""Phone verification by flash call, voice call or SMS (SPEC S7, P6)."""
+"""Phone verification by flash call, voice call or SMS (docs/requirements.md S7, P6)."""
 from __future__ import annotations
 
 from gateway.http import route
@@ -29,6 +29,13 @@ class VerificationRoutes:
            errors=(400, 401, 404, 410, 422),
            description="422 `wrong_code` with `details.attempts_left`; 410 `verification_expired` once "
                        "the code is 5 minutes old or 5 wrong codes were typed (`details.reason`). Another "
-                       "customer's verification is 404. Purpose `phone` marks the profile's phone verified.")
+                       "customer's verification is 404. Purpose `phone` marks the profile's phone verified "
+                       "before this answer: the next `GET /api/v1/profile` says `phone_verified: true` (when the "
+                       "number is still the profile's). Checking the right code again answers 200 again.")
     def check_verification(self, call, verification_id):
-        return 200, self.verification.check(verification_id, call.body["code"], account_id=call.account_id)
+        checked = self.verification.check(verification_id, call.body["code"], account_id=call.account_id)
+        if checked.get("purpose") == "phone":
+            # Read-your-writes: profile records it now, having asked the verification service itself;
+            # its phone_verified event stays the fallback and finds it done.
+            self.profile.record_phone_verification(call.account_id, verification_id)
+        return 200, checked

@@ -1,1 +1,1 @@
-"""What every service shares and nothing else (DESIGN.md)."""
+"""What every service shares and nothing else."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# Where the packages are: the checkout, or site-packages when installed from the wheel.
 ROOT = Path(__file__).resolve().parents[2]
 
 SERVICES = ("profile", "orders", "ledger", "notifier", "verification")
@@ -29,7 +30,12 @@ def env_bool(name: str, default: bool = False) -> bool:
 
 
 def var_dir() -> Path:
-    return Path(env("VAR_DIR", str(ROOT / "var")))
+    """``VAR_DIR``, else ``var/`` of the checkout; installed (no checkout), ``var/`` of the working directory.
+
+    Never inside site-packages: it may not be writable, and it is no place for logs or databases.
+    """
+    checkout = (ROOT / "pyproject.toml").is_file()
+    return Path(env("VAR_DIR") or (ROOT if checkout else Path.cwd()) / "var")
 
 
 def amqp_uri() -> str:

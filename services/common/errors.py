@@ -1,7 +1,7 @@
 """Error codes shared by RPC and HTTP: one table, one exception type.
 
 A refused RPC raises :class:`DomainError`; Nameko serialises it so that the caller sees
-``exc_args == [code, message, fields, details, status]`` (API.md: ``exc_args[0]`` is the
+``exc_args == [code, message, fields, details, status]`` (docs/CONTRACTS.md: ``exc_args[0]`` is the
 code, ``exc_args[1]`` the message). The gateway turns the same arguments back into the
 HTTP error shape with :data:`HTTP_STATUS`.
 """
@@ -35,6 +35,7 @@ HTTP_STATUS = {
     "not_renewable": 409,
     "not_changeable": 409,
     "not_cancellable": 409,
+    "nothing_to_confirm": 409,
     # 410
     "token_expired": 410,
     "verification_expired": 410,
@@ -118,7 +119,7 @@ class DomainError(Exception):
         return int(self.args[4] or HTTP_STATUS.get(self.args[0], 422))
 
     def to_body(self) -> dict:
-        """The API.md error shape."""
+        """The error shape of docs/CONTRACTS.md."""
         return {"error": {"code": self.error_code, "message": self.message,
                           "fields": self.fields, "details": self.details}}
 

@@ -7,7 +7,7 @@ the handler's queue when the TTL expires. Every hop goes through the service's o
 ``<service>.parking`` exchange, never the default exchange: a login that may publish to the
 default exchange (or declare a queue that dead-letters to it) can put a message into any
 queue by its name, a forged event included, so none may. After ``EVENT_MAX_ATTEMPTS`` it goes to
-``<queue>.dead``, where an operator lists and replays it (``deploy/deadletters.py``).
+``<queue>.dead``, where an operator lists and replays it (``introserv-ops deadletters``, clients/).
 The message behind it is never blocked: the failed one is acked once it is safely parked.
 """
 from __future__ import annotations

@@ -1,16 +1,24 @@
-"""VAT ids: format and check digits (python-stdnum), shared by profile (input) and ledger (tax).
+"""VAT ids: format and check digits (python-stdnum), shared by profile (input) and ledger (tax),
+and the EU's VIES register, which profile asks whether a company's VAT id is registered.
 
-Offline only; the online VIES check is the ledger's adapter (services/ledger/tax.py).
+What VIES said is kept with the profile as ``vat_id_check``: ``valid``, ``invalid`` (not
+registered), ``unavailable`` (VIES or the member state did not answer) or ``not_checked`` (the
+check is off, or there is nothing to ask about); the ledger's tax treatment reads it.
 """
 from __future__ import annotations
 
 import re
 
+import requests
 import stdnum.eu.vat
+import structlog
 from stdnum.exceptions import (InvalidChecksum, InvalidComponent, InvalidFormat, InvalidLength,
                                ValidationError as StdnumValidationError)
 
+from services.common.config import env, env_bool, env_float
 from services.common.errors import DomainError
+
+log = structlog.get_logger(__name__)
 
 EU_MEMBERS = frozenset("AT BE BG CY CZ DE DK EE ES FI FR GR HR HU IE IT LT LU LV MT NL PL PT RO SE SI SK".split())
 # Greece is GR in ISO 3166 but EL in VAT ids (and in VIES).
@@ -57,3 +65,53 @@ def validate_vat_id(vat_id: str | None, country: str, members: frozenset[str] = 
 def invalid_vat_id(reason: str, country: str) -> DomainError:
     return DomainError("invalid_vat_id", f"The VAT id is not valid: {reason}.",
                        fields={"vat_id": [reason]}, details={"reason": reason, "country": country})
+
+
+# --- the VIES register -------------------------------------------------------------------
+
+VALID, INVALID, UNAVAILABLE, NOT_CHECKED = "valid", "invalid", "unavailable", "not_checked"
+VAT_ID_CHECKS = (VALID, INVALID, UNAVAILABLE, NOT_CHECKED)
+
+
+class ViesRegister:
+    """The EU's VIES register over its REST API: is a VAT id that passed the offline check registered?
+
+    Asked only when ``VIES_ENABLED`` is on, each request within ``VIES_TIMEOUT`` seconds. An
+    answer that is neither yes nor no (VIES or the member state down, a timeout, a garbled
+    reply) is ``unavailable``: a customer is never refused because a tax office is down.
+    """
+
+    URL = "https://ec.europa.eu/taxation_customs/vies/rest-api/ms/{prefix}/vat/{number}"
+    _NOT_REGISTERED = {"INVALID", "INVALID_INPUT"}
+
+    def __init__(self, url: str = URL, timeout: float = 5.0):
+        self.url = url
+        self.timeout = timeout
+
+    @classmethod
+    def from_env(cls) -> "ViesRegister | None":
+        """The register as configured (``VIES_URL``, ``VIES_TIMEOUT``), or None unless ``VIES_ENABLED``."""
+        if not env_bool("VIES_ENABLED"):
+            return None
+        return cls(url=env("VIES_URL", cls.URL), timeout=env_float("VIES_TIMEOUT", 5.0))
+
+    def check(self, vat_id: str) -> str:
+        """``valid``, ``invalid`` or ``unavailable`` for a normalised EU VAT id (``DE136695976``)."""
+        url = self.url.format(prefix=vat_id[:2], number=vat_id[2:])
+        try:
+            response = requests.get(url, timeout=self.timeout)
+            response.raise_for_status()
+            answer = response.json()
+        except (requests.RequestException, ValueError) as exc:  # ValueError: not JSON
+            log.warning("vies_unavailable", vat_id=vat_id, error=repr(exc))
+            return UNAVAILABLE
+        if not isinstance(answer, dict):
+            log.warning("vies_unavailable", vat_id=vat_id, error="not a VIES answer")
+            return UNAVAILABLE
+        if answer.get("isValid") is True:
+            return VALID
+        user_error = answer.get("userError")
+        if user_error in self._NOT_REGISTERED or (answer.get("isValid") is False and not user_error):
+            return INVALID
+        log.warning("vies_unavailable", vat_id=vat_id, error=user_error)
+        return UNAVAILABLE

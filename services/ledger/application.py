@@ -38,7 +38,7 @@ def default_currency() -> str:
 class Ledger:
     def __init__(self, uow, profiles, clock, seller: tax.Seller, currency: str | None = None):
         self.uow = uow
-        self.profiles = profiles  # anything with get(account_id) -> API.md's Profile shape
+        self.profiles = profiles  # anything with get(account_id) -> the Profile shape (docs/CONTRACTS.md)
         self.clock = clock
         self.seller = seller
         self.currency = currency or default_currency()

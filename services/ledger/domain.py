@@ -193,7 +193,7 @@ def check_idempotency_key(key) -> str:
 
 
 def transaction_view(tx) -> dict:
-    """API.md's Transaction shape (plus ``invoice_id`` of the document it issued)."""
+    """The Transaction shape of docs/CONTRACTS.md (plus ``invoice_id`` of the document it issued)."""
     view = {
         "id": tx.id,
         "at": iso(tx.created_at),

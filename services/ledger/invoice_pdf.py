@@ -1,6 +1,6 @@
 """The invoice as a PDF document, in English or Polish.
 
-Draws an invoice or credit note dict of :mod:`services.ledger.invoicing` (API.md's Invoice
+Draws an invoice or credit note dict of :mod:`services.ledger.invoicing` (docs/CONTRACTS.md's Invoice
 shape). Embeds DejaVu Sans, so Polish letters (and any Latin name a customer types)
 render. Every text printed comes from :data:`MESSAGES`.
 """

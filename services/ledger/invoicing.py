@@ -1,4 +1,4 @@
-"""Invoice documents: numbers, invoices and credit notes in API.md's Invoice shape.
+"""Invoice documents: numbers, invoices and credit notes in the Invoice shape of docs/CONTRACTS.md.
 
 The documents are plain dicts, ready to store as JSON and to answer over RPC and HTTP.
 Their amounts always add up: the line nets sum to ``net``, the line VATs to ``vat``, the
@@ -70,7 +70,7 @@ class InvoiceLine:
 def build_invoice(*, invoice_id: str, number: str, seller: Seller, buyer: Buyer,
                   lines: Sequence[InvoiceLine], treatment: TaxTreatment, currency: str,
                   order_id: str | None, issued_at: datetime) -> dict:
-    """The invoice for a charge, with the buyer's data as they are now (API.md, Invoice).
+    """The invoice for a charge, with the buyer's data as they are now (docs/CONTRACTS.md, Invoice).
 
     Every line is split at the treatment's rate; the totals are the sums of the lines.
     """
@@ -190,7 +190,7 @@ def _document(*, invoice_id, number, kind, issued_at, seller, buyer, lines, part
         "tax_treatment": tax_treatment,
         "order_id": None if order_id is None else str(order_id),
         "corrects": corrects,
-        # Not in API.md's shape, allowed as an extra: the PDF prints the corrected number.
+        # Not in the contract's Invoice shape, allowed as an extra: the PDF prints the corrected number.
         "corrects_number": corrects_number,
     }
 

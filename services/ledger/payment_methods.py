@@ -1,7 +1,7 @@
 """Payment methods: which are offered to a customer, and whether they can pay with them now.
 
 The catalogue is ``data/payment_methods.yml`` (countries and profile types per method).
-On top of it one rule holds for every method (SPEC I3): none is available while a
+On top of it one rule holds for every method (docs/requirements.md I3): none is available while a
 company awaits review of its data, or while the postal address is missing.
 """
 from __future__ import annotations

@@ -39,7 +39,7 @@ class LedgerService:
     def ping(self):
         return "pong"
 
-    # -- money movements (API.md and docs/CONTRACTS.md)
+    # -- money movements (docs/CONTRACTS.md)
     @rpc(roles=PAYMENTS)
     def credit_payment(self, account_id, amount, idempotency_key, reference, method=None):
         return self.ledger.credit_payment(account_id, amount, idempotency_key, reference, method)

@@ -1,17 +1,16 @@
 """Taxes: which VAT a buyer pays, and how a price splits into net and VAT.
 
-Plan prices are what an individual pays, VAT included, wherever they live (API.md, Plan).
+Plan prices are what an individual pays, VAT included, wherever they live (docs/CONTRACTS.md, Plan).
 So the gross stays the list price and only its split changes with the buyer's country;
 a company under the EU reverse charge pays the net at the seller's rate, and outside the
 EU the whole price is net.
 
-Everything here is pure apart from reading the shipped rate file and, only when
-``VIES_ENABLED`` is set, :class:`ViesVatIdCheck` asking the EU's VIES service.
+Everything here is pure apart from reading the shipped rate file. Whether VIES knows a
+company's VAT id is asked by profile (services/common/vat_ids.py) and comes with the profile.
 """
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -19,14 +18,11 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Mapping
 
-import structlog
 import yaml
 
 from services.common import vat_ids
 from services.common.errors import DomainError
 from services.common.money import Money
-
-log = structlog.get_logger(__name__)
 
 RATES_FILE = Path(__file__).parent / "data" / "vat_rates.yml"
 
@@ -138,7 +134,7 @@ class Seller:
         )
 
     def to_party(self) -> dict:
-        """The seller block of an invoice (API.md, Invoice)."""
+        """The seller block of an invoice (docs/CONTRACTS.md, Invoice)."""
         return {"name": self.name, "address": self.address, "postal_address": None,
                 "company_name": self.name, "vat_id": self.vat_id, "country": self.country}
 
@@ -155,10 +151,11 @@ class Buyer:
     country: str
     profile_type: str = INDIVIDUAL
     company_verification: str = "none"
+    vat_id_check: str = vat_ids.NOT_CHECKED
 
     @classmethod
     def from_profile(cls, profile: Mapping) -> Buyer:
-        """Build the buyer from the profile shape of API.md (``profile.get`` over RPC)."""
+        """Build the buyer from the Profile shape of docs/CONTRACTS.md (``profile.get`` over RPC)."""
         name = " ".join(part for part in (profile.get("first_name"), profile.get("last_name")) if part)
         address = ", ".join(part for part in (profile.get("address"), profile.get("city")) if part)
         return cls(
@@ -170,6 +167,7 @@ class Buyer:
             country=(profile.get("country") or "").upper(),
             profile_type=profile.get("profile_type") or INDIVIDUAL,
             company_verification=profile.get("company_verification") or "none",
+            vat_id_check=profile.get("vat_id_check") or vat_ids.NOT_CHECKED,
         )
 
     @property
@@ -177,7 +175,7 @@ class Buyer:
         return self.profile_type == COMPANY
 
     def to_party(self) -> dict:
-        """The buyer block of an invoice (API.md, Invoice)."""
+        """The buyer block of an invoice (docs/CONTRACTS.md, Invoice)."""
         return {"name": self.name, "address": self.address,
                 "postal_address": dict(self.postal_address) if self.postal_address else None,
                 "company_name": self.company_name, "vat_id": self.vat_id, "country": self.country}
@@ -202,7 +200,7 @@ class TaxTreatment:
 
     @property
     def vat_rate(self) -> str:
-        """The rate as API.md writes it on invoice lines: ``"23.00"``."""
+        """The rate as the contract writes it on invoice lines: ``"23.00"``."""
         return f"{self.rate:.2f}"
 
 
@@ -216,13 +214,17 @@ def tax_treatment(buyer: Buyer, seller: Seller, on: date | datetime | None = Non
         return TaxTreatment(STANDARD, rates.standard_rate(country, on), country)
     if _reverse_charge_applies(buyer, rates):
         return TaxTreatment(REVERSE_CHARGE, Decimal(0))
-    # An individual, or a company whose VAT id is missing, invalid or not yet reviewed,
-    # pays the VAT of its own country (the One-Stop Shop).
+    # An individual, or a company whose VAT id is missing, invalid (by its check digits or by
+    # VIES) or not yet reviewed, pays the VAT of its own country (the One-Stop Shop).
     return TaxTreatment(STANDARD, rates.standard_rate(country, on), country)
 
 
 def _reverse_charge_applies(buyer: Buyer, rates: VatRates) -> bool:
     if not buyer.is_company or buyer.company_verification != VERIFIED or not buyer.vat_id:
+        return False
+    # VIES said the number is not registered (recorded only while VIES_ENABLED is on); an
+    # unavailable or skipped check leaves it to the operator's review.
+    if buyer.vat_id_check == vat_ids.INVALID:
         return False
     try:
         validate_vat_id(buyer.vat_id, buyer.country, rates)
@@ -300,64 +302,3 @@ def price_for(list_gross: Money, treatment: TaxTreatment, seller: Seller,
 def validate_vat_id(vat_id: str | None, country: str, rates: VatRates = VAT_RATES) -> str:
     """The shared VAT id check (services/common/vat_ids.py) against this rate table's members."""
     return vat_ids.validate_vat_id(vat_id, country, rates.members)
-
-
-def _invalid_vat_id(reason: str, country: str) -> DomainError:
-    return vat_ids.invalid_vat_id(reason, country)
-
-
-class OfflineVatIdCheck:
-    """The default VAT id check: format and check digits, no network."""
-
-    def validate(self, vat_id: str | None, country: str) -> str:
-        """The normalised VAT id, or ``DomainError("invalid_vat_id")``."""
-        return validate_vat_id(vat_id, country)
-
-
-class ViesVatIdCheck(OfflineVatIdCheck):
-    """The offline check, then the EU's VIES register: is the number actually registered?
-
-    When VIES (or the member state behind it) does not answer, the offline result stands:
-    a company's VAT id is reviewed by staff anyway, and a customer must not be refused
-    because a tax office is down.
-    """
-
-    URL = "https://ec.europa.eu/taxation_customs/vies/rest-api/ms/{prefix}/vat/{number}"
-    _NOT_REGISTERED = {"INVALID", "INVALID_INPUT"}
-
-    def __init__(self, http=None, timeout: float = 5.0, url: str = URL):
-        if http is None:
-            import requests
-            http = requests.Session()
-        self.http = http
-        self.timeout = timeout
-        self.url = url
-
-    def validate(self, vat_id: str | None, country: str) -> str:
-        normalised = super().validate(vat_id, country)
-        if not VAT_RATES.is_member(country):
-            return normalised
-        url = self.url.format(prefix=normalised[:2], number=normalised[2:])
-        try:
-            response = self.http.get(url, timeout=self.timeout)
-            response.raise_for_status()
-            answer = response.json()
-        except (OSError, ValueError) as exc:  # requests' errors are OSErrors; bad JSON a ValueError
-            log.warning("vies_unavailable", vat_id=normalised, error=repr(exc))
-            return normalised
-        if answer.get("isValid") is True:
-            return normalised
-        user_error = answer.get("userError")
-        if user_error in self._NOT_REGISTERED or (answer.get("isValid") is False and not user_error):
-            raise _invalid_vat_id("it is not registered in the EU VIES register", country.upper())
-        log.warning("vies_unavailable", vat_id=normalised, error=user_error)
-        return normalised
-
-
-def vat_id_check_from_env(environ: Mapping[str, str] | None = None) -> OfflineVatIdCheck:
-    """The configured VAT id check: VIES when ``VIES_ENABLED`` is true, else offline."""
-    environ = os.environ if environ is None else environ
-    if environ.get("VIES_ENABLED", "").strip().lower() in {"1", "true", "yes", "on"}:
-        return ViesVatIdCheck(timeout=float(environ.get("VIES_TIMEOUT", "5")),
-                              url=environ.get("VIES_URL", ViesVatIdCheck.URL))
-    return OfflineVatIdCheck()

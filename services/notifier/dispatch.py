@@ -30,7 +30,8 @@ def occasion_for(event_type: str, payload: dict[str, Any]) -> Occasion:
 
     ``email_confirmation_requested`` is a confirmation of the registration address or of a
     new address (``purpose``), sent to the address being confirmed; ``email_changed`` is
-    told to the OLD address (P3). Every other event is the kind of the same name.
+    told to the OLD address (P3); ``password_reset_requested`` is the reset link, sent to the
+    main address the event names (A1). Every other event is the kind of the same name.
     """
     account_id = payload.get("account_id")
     if not isinstance(account_id, str) or not account_id:
@@ -41,6 +42,8 @@ def occasion_for(event_type: str, payload: dict[str, Any]) -> Occasion:
             data = {**payload, "new_email": payload.get("new_email") or to}
             return Occasion("email_change_requested", account_id, data, to)
         return Occasion("email_confirmation", account_id, dict(payload), to)
+    if event_type == "password_reset_requested":
+        return Occasion("password_reset", account_id, dict(payload), _address(payload, "to", event_type))
     kind_named(event_type)
     if event_type == "email_changed":
         return Occasion(event_type, account_id, dict(payload), _address(payload, "old_email", event_type))

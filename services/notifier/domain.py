@@ -1,4 +1,4 @@
-"""What the customer hears about, where it goes, and how it reads (SPEC N, P3).
+"""What the customer hears about, where it goes, and how it reads (docs/requirements.md N, P3).
 
 No I/O apart from reading the Jinja templates beside this module: the notifier
 service decides *when* to send, this module decides *to whom* and *what*.
@@ -35,7 +35,8 @@ Every kind also takes ``first_name``.
 | email_confirmation     | main       | token                                                                                       |
 | email_change_requested | named      | token, new_email                                                                            |
 | email_changed          | named      | old_email, new_email, at:time                                                               |
-| password_changed       | main       | at:time, ip_address?                                                                        |
+| password_reset         | main       | login, token, expires_at:time, ip_address?                                                  |
+| password_changed       | main       | at:time, ip_address?, reset?:bool                                                           |
 | ip_restriction_changed | main       | rules:list, at:time, ip_address?                                                            |
 | two_factor_enabled     | main       | at:time, ip_address?                                                                        |
 | two_factor_disabled    | main       | at:time, ip_address?                                                                        |
@@ -54,7 +55,9 @@ OLD one); *consent* is the main e-mail, only with newsletter consent.
 Notes on single fields: ``order_created.status`` is the order's status
 (``active`` or ``pending_payment``); ``order_cancelled.when`` is ``now`` or
 ``end_of_period``; ``invoice_issued.kind`` is ``invoice`` or ``credit_note``;
-``renewal_due.auto_renew`` is a bool. Links (``confirm_url``, ``order_url``,
+``renewal_due.auto_renew`` is a bool; ``password_changed.reset`` is true when a reset link set the
+password (every session ended, not only the others); ``password_reset`` goes to the main address
+the event names (``to``), the token of a "forgot password" request. Links (``confirm_url``, ``order_url``,
 ``invoice_url`` ...) are built here from ``PANEL_URL``; an event's own
 ``confirm_url`` wins over the built one.
 """
@@ -81,6 +84,7 @@ TEMPLATES = Path(__file__).with_name("templates")
 # Where the panel shows each thing; one place to change if the panel's routes move.
 PANEL_PAGES = {
     "confirm_url": "/confirm-email?token={token}",
+    "reset_url": "/reset-password?token={token}",
     "order_url": "/orders/{order_id}",
     "invoice_url": "/invoices/{invoice_id}",
     "balance_url": "/balance",
@@ -108,10 +112,6 @@ class Kind:
     route: Route
     required: tuple[str, ...]
     optional: tuple[str, ...] = ()
-
-    @property
-    def is_security(self) -> bool:
-        return self.route in (Route.MAIN, Route.NAMED)
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -145,7 +145,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     _kind("email_confirmation", Route.MAIN, "token"),
     _kind("email_change_requested", Route.NAMED, "token, new_email"),
     _kind("email_changed", Route.NAMED, "old_email, new_email, at"),
-    _kind("password_changed", Route.MAIN, _SECURITY_NOTICE),
+    _kind("password_reset", Route.MAIN, "login, token, expires_at, ip_address?"),
+    _kind("password_changed", Route.MAIN, _SECURITY_NOTICE + ", reset?"),
     _kind("ip_restriction_changed", Route.MAIN, "rules, " + _SECURITY_NOTICE),
     _kind("two_factor_enabled", Route.MAIN, _SECURITY_NOTICE),
     _kind("two_factor_disabled", Route.MAIN, _SECURITY_NOTICE),

@@ -45,7 +45,7 @@ class NotifierService:
     def ping(self):
         return "pong"
 
-    # -- for support staff and operators (API.md)
+    # -- for support staff and operators (docs/CONTRACTS.md, RPC)
     @rpc(roles=GATEWAY | STAFF)
     def list_sent(self, account_id, limit=50, cursor=None):
         return self.notifications.list_sent(account_id, limit, cursor)
@@ -121,6 +121,10 @@ class NotifierService:
     @handle_event("profile", "email_changed")
     def email_changed(self, payload):
         self.notifications.on_event("email_changed", payload)
+
+    @handle_event("profile", "password_reset_requested")
+    def password_reset_requested(self, payload):
+        self.notifications.on_event("password_reset_requested", payload)
 
     @handle_event("profile", "password_changed")
     def password_changed(self, payload):

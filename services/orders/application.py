@@ -57,7 +57,7 @@ ORDER_IDS = uuid.UUID("5d0c6f4e-8b1f-4a57-9a51-6f7f3c1b2a90")  # uuid5 namespace
 
 
 def lifecycle_settings() -> LifecycleSettings:
-    """The lifecycle's day counts, configurable for a deployment (defaults: SPEC O7 and issue 4)."""
+    """The lifecycle's day counts, configurable for a deployment (defaults: docs/requirements.md O7 and issue 4)."""
     return LifecycleSettings(grace_days=env_int("ORDERS_GRACE_DAYS", 3),
                              close_after_days=env_int("ORDERS_CLOSE_AFTER_DAYS", 14),
                              pending_payment_days=env_int("ORDERS_PENDING_PAYMENT_DAYS", 7))
@@ -793,7 +793,7 @@ class Orders:
                 "plan_name": loaded.state.plan.name}
 
     def _view(self, loaded: Loaded) -> dict:
-        """API.md's Order shape; days_left and actions are computed from the clock and the status."""
+        """The Order shape of docs/CONTRACTS.md; days_left and actions are computed from the clock and the status."""
         row, state = loaded.row, loaded.state
         today = self.clock.today()
         shown_ip = None if state.status == Status.PENDING_PAYMENT else row.ip_address

@@ -58,7 +58,7 @@ class OrderField:
         return None
 
     def to_wire(self) -> dict:
-        """API.md's required field: {name, type, options} for a choice, {name, type, pattern?} for a string."""
+        """A Plan's required field (docs/CONTRACTS.md): {name, type, options} or {name, type, pattern?}."""
         wire: dict = {"name": self.name, "type": self.type}
         if self.type == "choice":
             wire["options"] = list(self.options)
@@ -125,7 +125,7 @@ class Plan:
         return {spec.name: fields[spec.name] for spec in self.required_fields}
 
     def to_wire(self) -> dict:
-        """API.md's Plan shape."""
+        """The Plan shape of docs/CONTRACTS.md."""
         return {
             "id": self.id,
             "kind": self.kind,

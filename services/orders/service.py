@@ -66,7 +66,7 @@ class OrdersService:
     def ping(self):
         return "pong"
 
-    # -- for other Introserv systems (API.md)
+    # -- for other Introserv systems (docs/CONTRACTS.md, RPC)
     @rpc(roles=GATEWAY | STAFF)
     def list_plans(self, kind=None):
         return self.orders.list_plans(kind)

@@ -16,7 +16,7 @@ from services.profile.application import (account_or_not_found, buyer_fields, ha
                                           issue_email_token, record_security_event, verify_secret)
 from services.profile.models import Account, EmailToken, LoginAttempt, SecurityCodeCheck, SecurityEvent
 from services.profile.schemas import EmailChangeSchema, PasswordChangeSchema
-from services.profile.sessions import accept_second_factor, consecutive_failures, end_sessions
+from services.profile.sessions import accept_second_factor, consecutive_failures, end_sessions, previous_login
 
 
 class AccountSecurity:
@@ -50,7 +50,7 @@ class AccountSecurity:
         return {"required": True, "verification_id": proof["verification_id"]}
 
     def set_operation_confirmation(self, account_id: str, enabled, password, verification_id=None,
-                                   ip: str | None = None) -> dict:
+                                   ip: str | None = None, session_id: str | None = None) -> dict:
         """Turn it on (needs a verified phone) or off (needs a proof: a thief with the password cannot)."""
         if not isinstance(enabled, bool):
             raise ValidationError({"enabled": ["must be true or false"]})
@@ -66,11 +66,12 @@ class AccountSecurity:
                 account.confirm_operations = enabled
                 record_security_event(session, account, "operation_confirmation_changed", ip, now,
                                       {"enabled": enabled}, notify=False)
-            return domain.security_view(account)
+            return _security_view(session, account, session_id)
 
-    def overview(self, account_id: str) -> dict:
+    def overview(self, account_id: str, session_id: str | None = None) -> dict:
+        """The security settings; ``last_login`` is the newest login other than ``session_id``'s."""
         with self.uow.transaction() as session:
-            return domain.security_view(account_or_not_found(session, account_id))
+            return _security_view(session, account_or_not_found(session, account_id), session_id)
 
     def _reauthenticate(self, account_id: str, password) -> Account:
         """The account, if ``password`` is its current password (422 ``wrong_password``).
@@ -208,7 +209,7 @@ class AccountSecurity:
 
     # -- IP allow list (S3)
     def set_ip_restriction(self, account_id: str, rules, password, confirm_lockout, ip: str,
-                           verification_id=None) -> dict:
+                           verification_id=None, session_id: str | None = None) -> dict:
         if not isinstance(rules, list):
             raise ValidationError({"rules": ["must be a list of lines"]})
         allowed = security.IpAllowList.parse(rules)
@@ -223,7 +224,7 @@ class AccountSecurity:
             account.updated_at = now
             record_security_event(session, account, "ip_restriction_changed", ip, now,
                                   {"rules": allowed.lines()})
-            return domain.security_view(account)
+            return _security_view(session, account, session_id)
 
     # -- two-factor authentication (S6)
     def start_two_factor(self, account_id: str) -> dict:
@@ -288,11 +289,29 @@ class AccountSecurity:
             ended = end_sessions(session, account.id, now)
             record_security_event(session, account, "account_frozen", ip, now, {"sessions_ended": ended})
 
+    def freeze_by_operator(self, account_id: str, operator, caller: str | None = None) -> dict:
+        """Support freezes an account (a caller says someone else is in it): as the customer's own freeze.
+
+        The timeline names the operator and the broker login that asked; the customer gets no "as you
+        asked" e-mail, since they did not ask. Freezing a frozen account changes nothing.
+        """
+        operator = domain.operator_name(operator)
+        now = self.clock.now()
+        with self.uow.transaction() as session:
+            account = account_or_not_found(session, account_id, lock=True)
+            if not account.frozen:
+                account.frozen = True
+                account.updated_at = now
+                ended = end_sessions(session, account.id, now)
+                record_security_event(session, account, "account_frozen", None, now,
+                                      {"operator": operator, "caller": caller, "sessions_ended": ended},
+                                      notify=False)
+            return {"account_id": account.id, "frozen": True}
+
     def unfreeze(self, account_id: str, operator, caller: str | None = None) -> dict:
         """Support lets the account log in again; the timeline keeps the operator's name and
         the broker login that asked."""
-        if not isinstance(operator, str) or not operator.strip() or len(operator) > 100:
-            raise ValidationError({"operator": ["required"]})
+        operator = domain.operator_name(operator)
         now = self.clock.now()
         with self.uow.transaction() as session:
             account = account_or_not_found(session, account_id, lock=True)
@@ -300,8 +319,17 @@ class AccountSecurity:
                 account.frozen = False
                 account.updated_at = now
                 record_security_event(session, account, "account_unfrozen", None, now,
-                                      {"operator": operator.strip(), "caller": caller}, notify=False)
+                                      {"operator": operator, "caller": caller}, notify=False)
             return {"account_id": account.id, "frozen": False}
+
+    def account_overview(self, account_id: str) -> dict:
+        """For support staff: the profile, whether the account is frozen, and what security is set."""
+        with self.uow.transaction() as session:
+            return domain.account_overview(account_or_not_found(session, account_id))
+
+
+def _security_view(session, account: Account, session_id: str | None) -> dict:
+    return domain.security_view(account, previous_login(session, account.id, session_id))
 
 
 def _refuse_enabled(account: Account) -> None:

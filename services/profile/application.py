@@ -5,20 +5,21 @@ tokens). Sessions live in sessions.py, security settings in account_security.py.
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from eventlet import tpool
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from services.common.clock import iso
+from services.common.clock import as_utc, iso
 from services.common.config import env_float, env_int
 from services.common.money import Money
 from services.common.errors import DomainError, NotFound
 from services.common.outbox import first_delivery, publish_later
 from services.common.schemas import load
+from services.common.vat_ids import INVALID, NOT_CHECKED, VALID, ViesRegister
 from services.profile import domain, security
-from services.profile.models import Account, EmailToken, SecurityEvent
+from services.profile.models import Account, EmailToken, SecurityEvent, ViesAnswer
 from services.profile.schemas import NotificationSettingsSchema, ProfilePatchSchema, RegistrationSchema
 
 
@@ -66,11 +67,54 @@ def issue_email_token(session, account: Account, address: str, purpose: str, now
     publish_later(session, "email_confirmation_requested", data)
 
 
+# An address shared by more accounts than this is not a customer's; support narrows it down by login.
+FOUND_BY_EMAIL_AT_MOST = 100
+
+
+class VatIdChecks:
+    """Asks VIES whether a company's VAT id is registered (only with ``VIES_ENABLED``), reusing a
+    yes or no for ``VIES_CACHE_HOURS``. Never inside a transaction: VIES may take ``VIES_TIMEOUT``.
+    """
+
+    def __init__(self, uow, register: ViesRegister | None, clock, cache_hours: float):
+        self.uow = uow
+        self.register = register
+        self.clock = clock
+        self.cache_hours = cache_hours
+
+    @classmethod
+    def from_env(cls, uow, clock) -> "VatIdChecks":
+        return cls(uow, ViesRegister.from_env(), clock, env_float("VIES_CACHE_HOURS", 24))
+
+    def check(self, company: domain.CompanyState, country: str | None) -> tuple[str | None, str, datetime | None]:
+        """(the VAT id asked about or None, the answer, when it was given)."""
+        vat_id = domain.vat_id_for_vies(company, country)
+        if self.register is None or vat_id is None:
+            return vat_id, NOT_CHECKED, None
+        with self.uow.transaction() as session:
+            kept = session.get(ViesAnswer, vat_id)
+            if kept is not None and domain.vies_answer_reusable(kept.answer, kept.checked_at, self.clock.now(),
+                                                                self.cache_hours):
+                return vat_id, kept.answer, as_utc(kept.checked_at)
+        answer = self.register.check(vat_id)
+        now = self.clock.now()
+        if answer in (VALID, INVALID):
+            try:
+                with self.uow.transaction() as session:
+                    session.merge(ViesAnswer(vat_id=vat_id, answer=answer, checked_at=now))
+            except IntegrityError:
+                pass  # another worker kept its answer about this id a moment ago
+        return vat_id, answer, now
+
+
 class Profiles:
-    def __init__(self, uow, hasher: security.PasswordHasher, clock):
+    def __init__(self, uow, hasher: security.PasswordHasher, clock, verification=None,
+                 vat_id_checks: VatIdChecks | None = None):
         self.uow = uow
         self.hasher = hasher
         self.clock = clock
+        self.verification = verification
+        self.vat_id_checks = vat_id_checks or VatIdChecks.from_env(uow, clock)
 
     # -- registration and personal data
     def register(self, data: dict) -> dict:
@@ -81,6 +125,8 @@ class Profiles:
         individual = domain.CompanyState("individual", None, None, "none")
         company = domain.company_after(individual, data, data["country"]) \
             if data.get("profile_type") == "company" else individual
+        vat_id_check, vat_id_checked_at = domain.vat_id_check_after(
+            company, *self.vat_id_checks.check(company, data["country"]))
         password_hash = hash_secret(self.hasher, password)
         now = self.clock.now()
         account = Account(
@@ -89,7 +135,8 @@ class Profiles:
             city=data["city"], address=data["address"], country=data["country"],
             phone=data.get("phone"), phone_verified=False, postal_address=data.get("postal_address"),
             profile_type=company.profile_type, company_name=company.company_name, vat_id=company.vat_id,
-            company_verification=company.company_verification, language=data.get("language", "en"),
+            company_verification=company.company_verification, vat_id_check=vat_id_check,
+            vat_id_checked_at=vat_id_checked_at, language=data.get("language", "en"),
             frozen=False, created_at=now, updated_at=now)
         try:
             with self.uow.transaction() as session:
@@ -121,14 +168,29 @@ class Profiles:
                 raise NotFound("account")
             return domain.profile_view(account)
 
+    def find_by_email(self, email: str) -> dict:
+        """Every account whose main e-mail is this address (one address may serve several), newest first."""
+        key = domain.email_search_key(email)
+        with self.uow.transaction() as session:
+            accounts = session.scalars(select(Account).where(func.lower(Account.email) == key)
+                                       .order_by(Account.created_at.desc()).limit(FOUND_BY_EMAIL_AT_MOST)).all()
+            return {"items": [domain.profile_view(account) for account in accounts], "next_cursor": None}
+
     def update(self, account_id: str, changes: dict) -> dict:
         domain.refuse_immutable(changes if isinstance(changes, dict) else {})
         changes = load(ProfilePatchSchema(), changes)
         domain.refuse_emptied_mandatory(changes)
+        company_submitted = bool({"profile_type", "company_name", "vat_id"} & changes.keys())
+        if company_submitted:
+            # VIES is asked before the row is locked, about the company data as they will be.
+            with self.uow.transaction() as session:
+                account = account_or_not_found(session, account_id)
+                planned, country = domain.company_after(_company(account), changes, account.country), account.country
+            vies = self.vat_id_checks.check(planned, country)
         with self.uow.transaction() as session:
             account = account_or_not_found(session, account_id, lock=True)
             company = domain.company_after(_company(account), changes, account.country) \
-                if {"profile_type", "company_name", "vat_id"} & changes.keys() else _company(account)
+                if company_submitted else _company(account)
             for name in ("first_name", "last_name", "city", "address", "postal_address", "language"):
                 if name in changes:
                     setattr(account, name, changes[name])
@@ -142,13 +204,16 @@ class Profiles:
             account.company_name = company.company_name
             account.vat_id = company.vat_id
             account.company_verification = company.company_verification
+            if company_submitted:
+                account.vat_id_check, account.vat_id_checked_at = domain.vat_id_check_after(company, *vies)
             account.updated_at = self.clock.now()
             publish_later(session, "profile_changed", {
                 "account_id": account.id, "fields": sorted(changes), **buyer_fields(account)})
             if review_needed:
                 publish_later(session, "company_review_requested", {"account_id": account.id,
                                                                     "company_name": account.company_name,
-                                                                    "vat_id": account.vat_id})
+                                                                    "vat_id": account.vat_id,
+                                                                    "vat_id_check": account.vat_id_check})
             return domain.profile_view(account)
 
     def change_country(self, account_id: str, country: str, ticket_id: str, caller: str | None = None) -> dict:
@@ -221,6 +286,20 @@ class Profiles:
             publish_later(session, "notification_settings_changed", {"account_id": account.id, **view})
             return view
 
+    # -- the phone verified (P6): told by the gateway right after the check, and by the event
+    def record_phone_verification(self, account_id: str, verification_id) -> dict:
+        """Mark the phone verified now, once the verification service confirms that this verification
+        verified this account's current number; so the next read of the profile says so.
+
+        The gateway calls it before answering the customer's check; ``phone_verified`` (the event)
+        comes later and finds it done.
+        """
+        proof = self.verification.verified_phone(account_id, verification_id)
+        with self.uow.transaction() as session:
+            account = account_or_not_found(session, account_id, lock=True)
+            _mark_phone_verified(account, proof.get("phone"), self.clock.now())
+            return {"phone": account.phone, "phone_verified": account.phone_verified}
+
     # -- events from other services
     def phone_verified(self, payload: dict) -> None:
         """verification.phone_verified: the number is verified if it is still the account's number."""
@@ -229,9 +308,15 @@ class Profiles:
                 return
             account = session.scalar(select(Account).where(Account.id == payload.get("account_id"))
                                      .with_for_update())
-            if account is not None and account.phone and account.phone == payload.get("phone"):
-                account.phone_verified = True
-                account.updated_at = self.clock.now()
+            if account is not None:
+                _mark_phone_verified(account, payload.get("phone"), self.clock.now())
+
+
+def _mark_phone_verified(account: Account, phone, now) -> None:
+    """The number is verified if it is still the account's number; again is a no-op."""
+    if account.phone and account.phone == phone and not account.phone_verified:
+        account.phone_verified = True
+        account.updated_at = now
 
 
 def _login_taken() -> DomainError:

@@ -4,11 +4,14 @@ notification settings (N1-N3): no I/O here. The security rules proper live in se
 from __future__ import annotations
 
 import base64
+import binascii
+import json
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from services.common.clock import as_utc, iso
 from services.common.errors import DomainError, ValidationError
-from services.common.vat_ids import validate_vat_id
+from services.common.vat_ids import EU_MEMBERS, INVALID, NOT_CHECKED, VALID, validate_vat_id
 from services.common.money import Money
 
 IMMUTABLE = ("login", "email", "country")
@@ -27,7 +30,7 @@ def refuse_immutable(changes: dict) -> None:
 
 
 def refuse_emptied_mandatory(changes: dict) -> None:
-    """A mandatory field may be changed, never emptied (API.md: 400)."""
+    """A mandatory field may be changed, never emptied (docs/CONTRACTS.md: 400)."""
     emptied = {name: ["required"] for name in MANDATORY if name in changes and changes[name] in (None, "")}
     if emptied:
         raise ValidationError(emptied)
@@ -64,6 +67,26 @@ def company_after(current: CompanyState, changes: dict, country: str | None = No
     return CompanyState("company", name, vat_id, state)
 
 
+def vat_id_for_vies(company: CompanyState, country: str | None) -> str | None:
+    """The VAT id VIES is asked about when company data are submitted: a company's, in the EU."""
+    if company.profile_type != "company" or not company.vat_id or (country or "").upper() not in EU_MEMBERS:
+        return None
+    return company.vat_id
+
+
+def vies_answer_reusable(answer: str, checked_at: datetime, now: datetime, cache_hours: float) -> bool:
+    """A yes or no from VIES stands for ``VIES_CACHE_HOURS``; an unavailable one is asked again."""
+    return answer in (VALID, INVALID) and now - as_utc(checked_at) < timedelta(hours=cache_hours)
+
+
+def vat_id_check_after(company: CompanyState, asked: str | None, answer: str,
+                       checked_at: datetime | None) -> tuple[str, datetime | None]:
+    """What the profile keeps of VIES's answer: about the VAT id the company now has, else not_checked."""
+    if asked is None or company.profile_type != "company" or company.vat_id != asked:
+        return NOT_CHECKED, None
+    return answer, checked_at
+
+
 def payments_blocked(profile_type: str, company_verification: str) -> bool:
     """An unreviewed (or rejected) company cannot pay invoices (P8)."""
     return profile_type == "company" and company_verification != "verified"
@@ -76,7 +99,7 @@ def review_outcome(current: CompanyState, approved: bool) -> str:
 
 
 def profile_view(account) -> dict:
-    """The API.md Profile shape."""
+    """The Profile shape of docs/CONTRACTS.md."""
     return {
         "id": account.id,
         "login": account.login,
@@ -94,19 +117,40 @@ def profile_view(account) -> dict:
         "company_name": account.company_name,
         "vat_id": account.vat_id,
         "company_verification": account.company_verification,
+        "vat_id_check": account.vat_id_check,
+        "vat_id_checked_at": iso(account.vat_id_checked_at),
         "payments_blocked": payments_blocked(account.profile_type, account.company_verification),
         "language": account.language,
         "created_at": iso(account.created_at),
     }
 
 
+def account_overview(account) -> dict:
+    """What support staff see of an account: the Profile shape, whether it is frozen, its security settings."""
+    return {**profile_view(account), "frozen": account.frozen, "security": security_view(account)}
+
+
+def operator_name(operator) -> str:
+    """The support operator an action is recorded under: required, one line, at most 100 characters."""
+    if not isinstance(operator, str) or not operator.strip() or len(operator) > 100 or not operator.isprintable():
+        raise ValidationError({"operator": ["required"]})
+    return operator.strip()
+
+
+def email_search_key(email) -> str:
+    """An address as support searches for it: whatever its case and surrounding spaces."""
+    if not isinstance(email, str) or not email.strip() or len(email) > 254:
+        raise ValidationError({"email": ["must be an e-mail address"]})
+    return email.strip().lower()
+
+
 # --------------------------------------------------------------------------- security (S1-S6)
 
-def security_view(account) -> dict:
-    """GET /api/v1/security: what is set, never the secrets themselves (S2)."""
-    last_login = None
-    if account.last_login_at is not None:
-        last_login = {"ip": account.last_login_ip, "at": iso(account.last_login_at)}
+def security_view(account, last_login: dict | None = None) -> dict:
+    """GET /api/v1/security: what is set, never the secrets themselves (S2).
+
+    ``last_login`` is :func:`previous_login_view` of the login before the caller's own (S4).
+    """
     return {
         "login": account.login,
         "security_code_set": account.security_code_hash is not None,
@@ -123,6 +167,17 @@ def verification_required(operation: str, reason: str) -> DomainError:
                        "Confirm this operation by phone first: start a verification with purpose "
                        "'operation' and send its id as verification_id.",
                        fields={"verification_id": [reason]}, details={"operation": operation})
+
+
+def previous_login_view(session_row) -> dict | None:
+    """S4 "last login": the newest login other than the one that opened the caller's session.
+
+    Every session is one successful login, so the newest other session is that login: the one
+    before the caller's, or a later one from somewhere else, which is what the customer must see.
+    """
+    if session_row is None:
+        return None
+    return {"ip": session_row.ip, "at": iso(as_utc(session_row.created_at))}
 
 
 def login_view(attempt) -> dict:
@@ -177,7 +232,7 @@ NOTIFICATION_KINDS = ("invoices", "support", "complaints")
 
 
 def notification_settings_view(account) -> dict:
-    """The API.md shape of N1-N3: null addresses fall back to the main e-mail when sending."""
+    """N1-N3 as docs/CONTRACTS.md shapes them: null addresses fall back to the main e-mail when sending."""
     threshold = None
     if account.low_balance_minor is not None:
         threshold = Money(account.low_balance_minor, account.low_balance_currency).to_wire()
@@ -222,3 +277,85 @@ def decode_cursor(cursor: str | None) -> int | None:
     except (ValueError, UnicodeDecodeError):
         pass
     raise ValidationError({"cursor": ["is not a cursor from this list"]})
+
+
+# --------------------------------------------------------------------------- sessions (A2)
+
+SEEN_EVERY = timedelta(minutes=1)
+
+
+def seen_again(last_seen_at: datetime | None, now: datetime) -> bool:
+    """Whether a request now should move a session's ``last_seen_at``: at most once a minute,
+    so checking a token stays a read on all but one request a minute."""
+    return last_seen_at is None or as_utc(last_seen_at) + SEEN_EVERY <= now
+
+
+def session_view(row, current_session_id: str | None) -> dict:
+    """One live session of the account, as the customer sees it in the list."""
+    return {"id": row.id, "created_at": iso(as_utc(row.created_at)),
+            "last_seen_at": iso(as_utc(row.last_seen_at or row.created_at)), "ip": row.ip,
+            "user_agent": row.user_agent, "current": row.id == current_session_id}
+
+
+def encode_time_cursor(at: datetime, row_id: str) -> str:
+    """An opaque cursor for a list ordered by (time, id), newest first: rows below this one."""
+    raw = json.dumps([iso(as_utc(at)), row_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_time_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    """The (time, id) a cursor of :func:`encode_time_cursor` points below; any other is a validation error."""
+    if cursor is None:
+        return None
+    try:
+        at, row_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        moment = datetime.fromisoformat(at.replace("Z", "+00:00"))
+        if isinstance(row_id, str) and moment.tzinfo is not None:
+            return moment, row_id
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        pass
+    raise ValidationError({"cursor": ["is not a cursor from this list"]})
+
+
+# --------------------------------------------------------------------------- password reset (A1)
+
+RESET_TOKEN_LIFETIME = timedelta(hours=1)
+# What ends every reset link issued before it: a new password (by reset or change) or a freeze.
+RESET_ENDING_EVENTS = ("password_changed", "password_reset", "account_frozen")
+
+
+def reset_token_refusal(token_row, now: datetime, ended_since: bool) -> DomainError | None:
+    """Why a password reset token cannot be used now, or None.
+
+    Unknown: 404 ``token_unknown``; used, expired, or issued before the password changed or the
+    account was frozen (``ended_since``): 410 ``token_expired``.
+    """
+    if token_row is None:
+        return DomainError("token_unknown", "This password reset link is not valid.")
+    if token_row.used_at is not None or ended_since:
+        return DomainError("token_expired", "This password reset link was already used; ask for a new one.")
+    if as_utc(token_row.expires_at) <= now:
+        return DomainError("token_expired", "This password reset link has expired; ask for a new one.")
+    return None
+
+
+def reset_requested_for(login: str | None, email: str | None) -> str:
+    """What a reset request names, as one key for the per-name limit: ``login:anna`` or ``email:a@b.pl``."""
+    return f"login:{login}" if login is not None else f"email:{email.casefold()}"
+
+
+def frozen_refusal() -> DomainError:
+    return DomainError("account_frozen", "This account is frozen; please contact support.")
+
+
+# --------------------------------------------------------------------------- the confirmation mail again (P3)
+
+def address_awaiting_confirmation(account, pending_change) -> tuple[str, str]:
+    """(address, purpose) the confirmation mail goes to again: a pending new address first, else the
+    unconfirmed registration address; 409 ``nothing_to_confirm`` when neither waits."""
+    if pending_change is not None:
+        return pending_change.email, "change"
+    if not account.email_confirmed:
+        return account.email, "registration"
+    raise DomainError("nothing_to_confirm", "Your e-mail address is confirmed and no new address awaits "
+                                            "confirmation.")

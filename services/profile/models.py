@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, false
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, false, func, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.common.outbox import add_messaging_tables
@@ -36,19 +36,22 @@ class Account(Base):
     company_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
     vat_id: Mapped[str | None] = mapped_column(String(20), nullable=True)
     company_verification: Mapped[str] = mapped_column(String(10), default="none")
+    # What VIES said of vat_id when the company data were last submitted (services/common/vat_ids.py).
+    vat_id_check: Mapped[str] = mapped_column(String(12), default="not_checked", server_default="not_checked")
+    vat_id_checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     language: Mapped[str] = mapped_column(String(2), default="en")
     # "Confirm sensitive operations by call" (issue 8): cancel, password and IP list need a proof.
     confirm_operations: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     frozen: Mapped[bool] = mapped_column(Boolean, default=False)
     # security settings (S2, S3, S6); secrets are only ever stored hashed, the TOTP seed excepted
     security_code_hash: Mapped[str | None] = mapped_column(Text, nullable=True)
-    ip_rules: Mapped[list] = mapped_column(JSON, default=list)
+    ip_rules: Mapped[list] = mapped_column(JSON, default=list, server_default=text("'[]'"))
     totp_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
     totp_pending_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    recovery_code_hashes: Mapped[list] = mapped_column(JSON, default=list)
+    recovery_code_hashes: Mapped[list] = mapped_column(JSON, default=list, server_default=text("'[]'"))
     # notification settings (N1-N3)
-    newsletter: Mapped[bool] = mapped_column(Boolean, default=False)
+    newsletter: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     low_balance_minor: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     low_balance_currency: Mapped[str | None] = mapped_column(String(3), nullable=True)
     invoices_email: Mapped[str | None] = mapped_column(String(254), nullable=True)
@@ -58,6 +61,9 @@ class Account(Base):
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    # support finds customers by e-mail whatever its case (profile.find_by_email)
+    __table_args__ = (Index("ix_accounts_email_lower", func.lower(email)),)
 
 
 class Session(Base):
@@ -73,6 +79,11 @@ class Session(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # When a request last came with this token, to the minute: written at most once a minute
+    # (sessions.SEEN_EVERY), never on every request.
+    last_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    __table_args__ = (Index("ix_sessions_account_created", "account_id", "created_at"),)
 
 
 class LoginAttempt(Base):
@@ -136,3 +147,47 @@ class SecurityCodeCheck(Base):
     matched: Mapped[bool] = mapped_column(Boolean)
 
     __table_args__ = (Index("ix_security_code_checks_account_at", "account_id", "at"),)
+
+
+class ViesAnswer(Base):
+    """What VIES last said of a VAT id (valid or invalid), reused for ``VIES_CACHE_HOURS``."""
+
+    __tablename__ = "vies_answers"
+
+    vat_id: Mapped[str] = mapped_column(String(20), primary_key=True)
+    answer: Mapped[str] = mapped_column(String(12))
+    checked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PasswordResetRequest(Base):
+    """A "forgot password" request (A1), kept for the rate limits whether or not an account matched.
+
+    ``requested_for`` is the SHA-256 of what was typed (``login:anna`` or ``email:anna@...``), so
+    the names strangers try are not kept in the clear.
+    """
+
+    __tablename__ = "password_reset_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    requested_for: Mapped[str] = mapped_column(String(64))
+    ip: Mapped[str] = mapped_column(String(45))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_password_reset_requests_ip_at", "ip", "at"),
+        Index("ix_password_reset_requests_for_at", "requested_for", "at"),
+    )
+
+
+class PasswordResetToken(Base):
+    """A single-use password reset token mailed to an account (A1), kept only as its SHA-256."""
+
+    __tablename__ = "password_reset_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    __table_args__ = (Index("ix_password_reset_tokens_account_created", "account_id", "created_at"),)

@@ -5,9 +5,10 @@ import phonenumbers
 import pycountry
 from email_validator import EmailNotValidError, validate_email
 from marshmallow import ValidationError as FieldError
-from marshmallow import fields, validate, validates
+from marshmallow import fields, validate, validates, validates_schema
 
 from services.common.schemas import MESSAGES, MoneyField, StrictBoolean, StrictSchema, TrimmedString, text
+from services.common.vat_ids import VAT_ID_CHECKS
 
 PROFILE_TYPES = ("individual", "company")
 LANGUAGES = ("en", "pl")
@@ -122,7 +123,7 @@ class SessionSchema(StrictSchema):
 
 
 class ProfileSchema(StrictSchema):
-    """The Profile shape of API.md (response only)."""
+    """The Profile shape of docs/CONTRACTS.md (response only)."""
 
     id = fields.String()
     login = fields.String()
@@ -140,6 +141,12 @@ class ProfileSchema(StrictSchema):
     company_name = fields.String(allow_none=True)
     vat_id = fields.String(allow_none=True)
     company_verification = fields.String(validate=validate.OneOf(("none", "pending", "verified", "rejected")))
+    vat_id_check = fields.String(
+        validate=validate.OneOf(VAT_ID_CHECKS),
+        metadata={"description": "What the EU's VIES register said of vat_id when the company data were last "
+                                 "submitted: valid, invalid (not registered), unavailable (VIES did not answer) "
+                                 "or not_checked (the check is off, or no EU VAT id to check)"})
+    vat_id_checked_at = fields.String(allow_none=True, metadata={"description": "when VIES answered"})
     payments_blocked = fields.Boolean()
     language = fields.String(validate=validate.OneOf(LANGUAGES))
     created_at = fields.String()
@@ -220,9 +227,59 @@ class SecuritySchema(StrictSchema):
     security_code_set = fields.Boolean()
     ip_restriction = fields.List(fields.String())
     two_factor_enabled = fields.Boolean()
-    last_login = fields.Nested(LastLoginSchema, allow_none=True)
+    last_login = fields.Nested(LastLoginSchema, allow_none=True, metadata={
+        "description": "the newest successful login other than the one that opened this session: the one "
+                       "before it, or a later one from elsewhere; null when this session's login is the only one"})
     operation_confirmation = fields.Boolean(metadata={
         "description": "cancelling an order, changing the password and the IP list need a phone verification"})
+    your_ip = fields.String(metadata={
+        "description": "the address this request came from, as the IP restriction judges it (the gateway's client IP)"})
+
+
+# --------------------------------------------------------------------------- sessions (A2)
+
+class LiveSessionSchema(StrictSchema):
+    id = fields.String()
+    created_at = fields.String(metadata={"description": "when the login opened it"})
+    last_seen_at = fields.String(metadata={"description": "the last request made with it, to the minute: "
+                                                          "updated at most once a minute"})
+    ip = fields.String(metadata={"description": "the address it was opened from"})
+    user_agent = fields.String()
+    current = fields.Boolean(metadata={"description": "true for the session making this request"})
+
+
+# --------------------------------------------------------------------------- password reset and resend (A1)
+
+class PasswordResetRequestSchema(StrictSchema):
+    """Exactly one of login and email."""
+
+    login = fields.String(error_messages=MESSAGES, validate=validate.Length(min=1, max=64),
+                          metadata={"description": "the billing login (or send email instead)"})
+    email = email(metadata={"description": "the account's e-mail address (or send login instead)"})
+
+    @validates_schema
+    def _one_of_them(self, data, **_):
+        if ("login" in data) == ("email" in data):
+            raise FieldError({"login": ["send login or email, not both"]} if data
+                             else {"login": ["send login or email"]})
+
+
+class PasswordResetConfirmSchema(StrictSchema):
+    token = secret(256, required=True)
+    new_password = secret(required=True)
+    new_password_confirmation = secret(required=True)
+    otp = fields.String(load_default=None, allow_none=True, error_messages=MESSAGES,
+                        validate=validate.Length(max=64),
+                        metadata={"description": "a TOTP code or a recovery code; required when 2FA is on"})
+
+
+class ResetAcceptedSchema(StrictSchema):
+    status = fields.String(metadata={"enum": ["accepted"]})
+
+
+class ConfirmationResentSchema(StrictSchema):
+    email = fields.String(metadata={"description": "the address the confirmation mail went to"})
+    purpose = fields.String(metadata={"enum": ["registration", "change"]})
 
 
 class TwoFactorEnrolmentSchema(StrictSchema):

@@ -1,4 +1,4 @@
-"""The profile service's security rules (SPEC.md S, API.md "Formats" and "Limits").
+"""The profile service's security rules (docs/requirements.md S; docs/CONTRACTS.md, "Formats" and "Limits").
 
 Pure rules: no database, no broker, no clock of its own. Time comes in as ``now``
 arguments; the only I/O is reading the shipped list of common passwords, once.
@@ -471,6 +471,11 @@ def ip_limited(failure_times: Iterable[datetime], now: datetime, limit: int = IP
                window: timedelta = IP_FAILURE_WINDOW) -> int:
     """Seconds one client IP must wait after too many failed logins (30 a minute), or 0."""
     return _window_retry_after(failure_times, now, limit, window)
+
+
+def requests_limited(times: Iterable[datetime], now: datetime, limit: int, window: timedelta) -> int:
+    """Seconds before one more request fits ``limit`` requests per rolling ``window`` (429 Retry-After), or 0."""
+    return _window_retry_after(times, now, limit, window)
 
 
 def security_code_check_limited(failures: Iterable[datetime], now: datetime) -> int:

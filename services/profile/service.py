@@ -13,6 +13,8 @@ from services.common.roles import EVERYONE, GATEWAY, LEDGER, NOTIFIER, OPERATOR,
 from services.common.rpc import Caller, ServiceRpc, rpc
 from services.profile.account_security import AccountSecurity
 from services.profile.application import Profiles, make_hasher
+from services.profile.confirmation_mail import ConfirmationMail
+from services.profile.password_reset import PasswordResets
 from services.profile.sessions import Sessions
 from services.profile.models import Base
 
@@ -31,7 +33,7 @@ class ProfileService:
 
     @property
     def profiles(self) -> Profiles:
-        return Profiles(self.db, HASHER, clock)
+        return Profiles(self.db, HASHER, clock, self.verification)
 
     @property
     def sessions(self) -> Sessions:
@@ -41,6 +43,14 @@ class ProfileService:
     def security(self) -> AccountSecurity:
         return AccountSecurity(self.db, HASHER, clock, self.verification)
 
+    @property
+    def password_resets(self) -> PasswordResets:
+        return PasswordResets(self.db, HASHER, clock)
+
+    @property
+    def confirmation_mail(self) -> ConfirmationMail:
+        return ConfirmationMail(self.db, clock)
+
     @http("GET", "/health")
     def health_check(self, request):
         return self.health.response()
@@ -49,7 +59,7 @@ class ProfileService:
     def ping(self):
         return "pong"
 
-    # -- for other Introserv systems (API.md)
+    # -- for other Introserv systems (docs/CONTRACTS.md, RPC)
     @rpc(roles=GATEWAY | ORDERS | LEDGER | STAFF)
     def get(self, account_id):
         return self.profiles.get(account_id)
@@ -74,6 +84,19 @@ class ProfileService:
     def unfreeze(self, account_id, operator):
         return self.security.unfreeze(account_id, operator, caller=self.caller)
 
+    # -- for support staff's tools (the operator CLI)
+    @rpc(roles=STAFF)
+    def find_by_email(self, email):
+        return self.profiles.find_by_email(email)
+
+    @rpc(roles=OPERATOR)
+    def account_overview(self, account_id):
+        return self.security.account_overview(account_id)
+
+    @rpc(roles=OPERATOR)
+    def freeze_by_operator(self, account_id, operator):
+        return self.security.freeze_by_operator(account_id, operator, caller=self.caller)
+
     # -- for the notifier and the ledger (docs/CONTRACTS.md)
     @rpc(roles=NOTIFIER | OPERATOR)
     def notification_settings(self, account_id):
@@ -82,6 +105,11 @@ class ProfileService:
     @handle_event("verification", "phone_verified")
     def on_phone_verified(self, payload):
         self.profiles.phone_verified(payload)
+
+    # -- for the gateway, right after a phone check answered verified (read-your-writes)
+    @rpc(roles=GATEWAY)
+    def record_phone_verification(self, account_id, verification_id):
+        return self.profiles.record_phone_verification(account_id, verification_id)
 
     # -- for the gateway
     @rpc(roles=GATEWAY)
@@ -121,10 +149,31 @@ class ProfileService:
     def login_history(self, account_id, limit=50, cursor=None):
         return self.sessions.login_history(account_id, limit, cursor)
 
+    @rpc(roles=GATEWAY | OPERATOR)
+    def list_sessions(self, account_id, current_session_id=None, limit=50, cursor=None):
+        return self.sessions.live_sessions(account_id, current_session_id, limit, cursor)
+
+    @rpc(roles=GATEWAY)
+    def end_session(self, account_id, session_id, ip=None):
+        return self.sessions.end_session(account_id, session_id, ip)
+
+    # -- password reset by e-mail and the confirmation mail again (for the gateway)
+    @rpc(roles=GATEWAY)
+    def request_password_reset(self, login=None, email=None, ip=None):
+        return self.password_resets.request(login, email, ip)
+
+    @rpc(roles=GATEWAY)
+    def confirm_password_reset(self, token, new_password, new_password_confirmation, otp=None, ip=None):
+        return self.password_resets.confirm(token, new_password, new_password_confirmation, otp, ip)
+
+    @rpc(roles=GATEWAY)
+    def resend_email_confirmation(self, account_id):
+        return self.confirmation_mail.resend(account_id)
+
     # -- security settings (for the gateway)
     @rpc(roles=GATEWAY | OPERATOR)
-    def security_overview(self, account_id):
-        return self.security.overview(account_id)
+    def security_overview(self, account_id, session_id=None):
+        return self.security.overview(account_id, session_id)
 
     @rpc(roles=GATEWAY)
     def request_email_change(self, account_id, email, password, ip=None):
@@ -145,12 +194,16 @@ class ProfileService:
         return self.security.set_security_code(account_id, code, ip)
 
     @rpc(roles=GATEWAY)
-    def set_ip_restriction(self, account_id, rules, password, confirm_lockout, ip, verification_id=None):
-        return self.security.set_ip_restriction(account_id, rules, password, confirm_lockout, ip, verification_id)
+    def set_ip_restriction(self, account_id, rules, password, confirm_lockout, ip, verification_id=None,
+                           session_id=None):
+        return self.security.set_ip_restriction(account_id, rules, password, confirm_lockout, ip, verification_id,
+                                                session_id)
 
     @rpc(roles=GATEWAY)
-    def set_operation_confirmation(self, account_id, enabled, password, verification_id=None, ip=None):
-        return self.security.set_operation_confirmation(account_id, enabled, password, verification_id, ip)
+    def set_operation_confirmation(self, account_id, enabled, password, verification_id=None, ip=None,
+                                   session_id=None):
+        return self.security.set_operation_confirmation(account_id, enabled, password, verification_id, ip,
+                                                        session_id)
 
     @rpc(roles=ORDERS)
     def require_operation_proof(self, account_id, operation, verification_id=None, reference=None):

@@ -10,11 +10,11 @@ import uuid
 from datetime import timedelta
 from functools import lru_cache
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from services.common.clock import as_utc, iso
 from services.common.config import env_float
-from services.common.errors import DomainError
+from services.common.errors import DomainError, NotFound, ValidationError
 from services.profile import domain, security
 from services.profile.application import account_or_not_found, record_security_event, verify_secret
 from services.profile.models import Account, LoginAttempt, Session
@@ -101,26 +101,37 @@ class Sessions:
         token, digest = security.new_token()
         expires = now + timedelta(hours=env_float("SESSION_HOURS", 12))
         session.add(Session(id=str(uuid.uuid4()), account_id=account.id, token_hash=digest, ip=ip,
-                            user_agent=user_agent, created_at=now, expires_at=expires))
+                            user_agent=user_agent, created_at=now, expires_at=expires, last_seen_at=now))
         session.execute(update(Account).where(Account.id == account.id)
                         .values(last_login_ip=ip, last_login_at=now))
         return {"token": token, "expires_at": iso(expires)}
 
     def authenticate(self, token, ip: str) -> dict:
-        """The account behind a bearer token, checked on every request: one indexed query."""
+        """The account behind a bearer token, checked on every request: one indexed query.
+
+        A2: the session's ``last_seen_at`` moves at most once a minute (``domain.seen_again``),
+        so all but one request a minute per session stay reads.
+        """
         if not isinstance(token, str) or not token or len(token) > 200:
             raise _unauthenticated()
         now = self.clock.now()
         with self.uow.transaction() as session:
             row = session.execute(
-                select(Session.id, Session.account_id, Session.expires_at, Account.frozen, Account.ip_rules)
+                select(Session.id, Session.account_id, Session.expires_at, Session.last_seen_at, Account.frozen,
+                       Account.ip_rules)
                 .join(Account, Account.id == Session.account_id)
                 .where(Session.token_hash == security.token_hash(token), Session.ended_at.is_(None))).first()
-        if row is None or as_utc(row.expires_at) <= now or row.frozen:
-            raise _unauthenticated()
-        # S3: a session opened from an address the list no longer covers stops working.
-        if not allow_list(tuple(row.ip_rules or ())).covers(ip):
-            raise ip_not_allowed(ip)
+            if row is None or as_utc(row.expires_at) <= now or row.frozen:
+                raise _unauthenticated()
+            # S3: a session opened from an address the list no longer covers stops working.
+            if not allow_list(tuple(row.ip_rules or ())).covers(ip):
+                raise ip_not_allowed(ip)
+            if domain.seen_again(row.last_seen_at, now):
+                # Conditional, so concurrent requests of one session write it once.
+                session.execute(update(Session).where(
+                    Session.id == row.id,
+                    or_(Session.last_seen_at.is_(None), Session.last_seen_at <= now - domain.SEEN_EVERY))
+                    .values(last_seen_at=now))
         # expires_at: the gateway remembers this answer for a moment, never past it.
         return {"account_id": row.account_id, "session_id": row.id, "expires_at": iso(as_utc(row.expires_at))}
 
@@ -141,6 +152,42 @@ class Sessions:
                 record_security_event(session, account, "sessions_ended", ip, now, {"count": ended})
             return ended
 
+    def live_sessions(self, account_id: str, current_session_id: str | None = None, limit: int = 50,
+                      cursor: str | None = None) -> dict:
+        """The account's sessions that still work, newest first; ``current`` marks the caller's (A2)."""
+        below = domain.decode_time_cursor(cursor)
+        limit = _page_limit(limit)
+        now = self.clock.now()
+        with self.uow.transaction() as session:
+            query = select(Session).where(Session.account_id == account_id, Session.ended_at.is_(None),
+                                          Session.expires_at > now)
+            if below is not None:
+                at, below_id = below
+                query = query.where(or_(Session.created_at < at, (Session.created_at == at) & (Session.id < below_id)))
+            rows = session.scalars(query.order_by(Session.created_at.desc(), Session.id.desc())
+                                   .limit(limit + 1)).all()
+        page = rows[:limit]
+        return {"items": [domain.session_view(row, current_session_id) for row in page],
+                "next_cursor": domain.encode_time_cursor(page[-1].created_at, page[-1].id)
+                if len(rows) > limit else None}
+
+    def end_session(self, account_id: str, session_id, ip: str | None = None) -> None:
+        """End one live session of the account (A2); another account's, or one already ended, is not_found."""
+        if not isinstance(session_id, str) or len(session_id) > 36:
+            raise NotFound("session")
+        now = self.clock.now()
+        with self.uow.transaction() as session:
+            row = session.scalar(select(Session).where(
+                Session.id == session_id, Session.account_id == account_id, Session.ended_at.is_(None),
+                Session.expires_at > now).with_for_update())
+            if row is None:
+                raise NotFound("session")
+            row.ended_at = now
+            account = account_or_not_found(session, account_id)
+            # On the timeline, not mailed: the customer did it from a session of their own.
+            record_security_event(session, account, "session_ended", ip, now,
+                                  {"session_ip": row.ip, "user_agent": row.user_agent}, notify=False)
+
     def login_history(self, account_id: str, limit: int = 50, cursor: str | None = None) -> dict:
         """Every login attempt on the account, newest first (S4)."""
         below = domain.decode_cursor(cursor)
@@ -151,6 +198,21 @@ class Sessions:
                 query = query.where(LoginAttempt.id < below)
             rows = session.scalars(query.order_by(LoginAttempt.id.desc()).limit(limit + 1)).all()
         return _page([domain.login_view(row) for row in rows[:limit]], rows, limit)
+
+
+def previous_login(session, account_id: str, current_session_id: str | None) -> dict | None:
+    """S4 "last login" for the caller: the newest login other than the one that opened its session."""
+    query = select(Session).where(Session.account_id == account_id)
+    if current_session_id is not None:
+        query = query.where(Session.id != current_session_id)
+    return domain.previous_login_view(session.scalar(
+        query.order_by(Session.created_at.desc(), Session.id.desc()).limit(1)))
+
+
+def _page_limit(limit) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100:
+        raise ValidationError({"limit": ["must be 1 to 100"]})
+    return limit
 
 
 def end_sessions(session, account_id: str, now, keep: str | None = None) -> int:

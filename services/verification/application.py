@@ -128,6 +128,25 @@ class Verifications:
                     "reference": proof.used_reference, "phone": row.phone, "verified_at": iso(proof.verified_at),
                     "used_at": iso(proof.used_at)}
 
+    def verified_phone(self, account_id: str, verification_id) -> dict:
+        """The number a verification of purpose ``phone`` of this account verified, for profile to
+        record before the customer's next read; ``not_found`` for another account's, 422
+        ``verification_required`` when it is not a verified phone verification."""
+        _ensure_account_id(account_id)
+        if not isinstance(verification_id, str) or len(verification_id) > 36:
+            raise NotFound("verification")
+        with self.uow.transaction() as session:
+            row = session.scalar(select(Verification).where(Verification.id == verification_id,
+                                                            Verification.account_id == account_id))
+            if row is None:
+                raise NotFound("verification")
+            if row.purpose != domain.PHONE or row.verified_at is None:
+                raise DomainError("verification_required", "This is not a verified phone verification.",
+                                  details={"reason": "not_verified" if row.purpose == domain.PHONE
+                                           else "not_a_phone_verification"})
+            return {"verification_id": row.id, "account_id": row.account_id, "phone": row.phone,
+                    "verified_at": iso(as_utc(row.verified_at))}
+
     # -- the steps of a start
     def _book(self, account_id: str, callee: domain.Phone, request: dict) -> str:
         """Record the start before any call, refusing it when a start limit is reached."""

@@ -1,4 +1,4 @@
-"""The rules of phone verification (SPEC S7, P6): pure, no I/O.
+"""The rules of phone verification (docs/requirements.md S7, P6): pure, no I/O.
 
 Which numbers we may call and how, what code to expect, how long it lives, how many
 tries a customer gets, how often a verification may start, and when to stop trying the

@@ -1,4 +1,4 @@
-"""The telephony gateways over HTTP, and the routing between primary and fallback (SPEC S7).
+"""The telephony gateways over HTTP, and the routing between primary and fallback (docs/requirements.md S7).
 
 The provider API is the one in ``deploy/dev/README.md`` (the dev stand-in speaks it):
 ``POST {base_url}/v1/calls`` with a bearer key and ``{"to", "channel", "text"?}``,

@@ -30,8 +30,10 @@ class StartVerificationSchema(StrictSchema):
 
 
 class CheckVerificationSchema(StrictSchema):
+    # The pattern is published in the OpenAPI document, so it is one that Python and JSON Schema
+    # (ECMA-262) read alike: ASCII digits, "$" (the value is trimmed, so no newline can end it).
     code = TrimmedString(required=True, error_messages=MESSAGES,
-                         validate=validate.Regexp(r"^\d{4}\Z", error="enter the 4 digits"),
+                         validate=validate.Regexp(r"^[0-9]{4}$", error="enter the 4 digits"),
                          metadata={"description": "the 4 digits: a flash call's last caller-id digits, the "
                                                   "spoken code, or the code in the SMS"})
 

@@ -1,4 +1,4 @@
-"""The verification service: phone verification by flash call, voice call or SMS (SPEC S7, P6)."""
+"""The verification service: phone verification by flash call, voice call or SMS (docs/requirements.md S7, P6)."""
 from __future__ import annotations
 
 from nameko.extensions import DependencyProvider
@@ -55,7 +55,7 @@ class VerificationService:
     def ping(self):
         return "pong"
 
-    # -- API.md: for the gateway and other Introserv systems
+    # -- docs/CONTRACTS.md: for the gateway and other Introserv systems
     @rpc(roles=GATEWAY)
     def start(self, account_id, phone, channel, purpose, operation=None, language="en"):
         return self.verifications.start(account_id, phone, channel, purpose, operation, language)
@@ -63,6 +63,11 @@ class VerificationService:
     @rpc(roles=GATEWAY)
     def check(self, verification_id, code, account_id=None):
         return self.verifications.check(verification_id, code, account_id)
+
+    # -- docs/CONTRACTS.md: for profile, to record a verified phone before the customer reads it
+    @rpc(roles=PROFILE)
+    def verified_phone(self, account_id, verification_id):
+        return self.verifications.verified_phone(account_id, verification_id)
 
     # -- docs/CONTRACTS.md: for the services that guard sensitive operations
     @rpc(roles=PROFILE)

@@ -13,14 +13,14 @@ warnings.filterwarnings("ignore", message="\\s*Eventlet is deprecated")
 import os
 import re
 import shutil
-import time
 from pathlib import Path
 
 import pytest
 import requests
+
 from services.common.config import ROOT
 from tests.e2e.conftest import stack  # noqa: F401  (the session's stack, shared with the e2e tests)
-from tests.support import bus_client
+from tests.support import bus_client, eventually
 
 SCREENSHOTS = ROOT / "var" / "screenshots"
 # The machine has no network: Chromium must not try to reach Google's services either.
@@ -101,16 +101,6 @@ def payments(stack):
         yield client
 
 
-def eventually(probe, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        answer = probe()
-        if answer or time.monotonic() > deadline:
-            assert answer, "gave up waiting"
-            return answer
-        time.sleep(0.3)
-
-
 @pytest.fixture
 def confirmation_link(stack):
     """``confirmation_link(address)``: the panel link in the newest confirmation mail to ``address``."""
@@ -122,7 +112,7 @@ def confirmation_link(stack):
                 if found:
                     return found.group(0)
             return None
-        return eventually(probe)
+        return eventually(probe, timeout=30, interval=0.3)
     return find
 
 
@@ -135,7 +125,7 @@ def telephony(stack):
             def probe():
                 items = requests.get(f"{urls[gateway]}/calls", params={"to": to}, timeout=5).json()["items"]
                 return items[0] if items else None
-            return eventually(probe, timeout=10)
+            return eventually(probe, timeout=10, interval=0.3)
 
         def mode(self, gateway: str, mode: str) -> None:
             requests.put(f"{urls[gateway]}/control", json={"mode": mode}, timeout=5).raise_for_status()

@@ -15,8 +15,10 @@ import uuid
 import pyotp
 import pytest
 import requests
+from playwright.sync_api import expect
 
-from tests.browser.conftest import eventually, ready, screenshot
+from tests.browser.conftest import ready, screenshot
+from tests.support import eventually
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "a long and unusual passphrase 7"
@@ -95,7 +97,7 @@ def test_register_confirm_log_in_edit_the_profile_and_verify_the_phone(open_pane
     page.locator("#phone-code-form #f-code").fill(code)
     page.keyboard.press("Enter")
     page.get_by_text("The phone number is verified").wait_for()
-    eventually(lambda: page.locator("#phone-state").inner_text() == "verified", timeout=10)
+    eventually(lambda: page.locator("#phone-state").inner_text() == "verified", timeout=10, interval=0.3)
     screenshot(page, "profile")
 
     profile = requests.get(f"{page.url.split('/profile')[0]}/api/v1/profile",
@@ -104,15 +106,18 @@ def test_register_confirm_log_in_edit_the_profile_and_verify_the_phone(open_pane
     assert profile["postal_address"]["postcode"] == "30-001" and profile["phone_verified"] is True
 
 
-def test_both_call_gateways_failing_tells_the_customer_to_contact_support(open_panel, telephony):
+def test_both_call_gateways_failing_tells_the_customer_to_contact_support(open_panel, telephony, stack):
     page = open_panel()
-    login = f"b{uuid.uuid4().hex[:10]}"
-    register(page, login, mobile())
+    login, phone = f"b{uuid.uuid4().hex[:10]}", mobile()
+    register(page, login, phone)
     log_in(page, login)
     telephony.mode("primary", "fail")
     telephony.mode("fallback", "fail")
     page.get_by_role("button", name="Verify").click()
-    page.get_by_text("Please contact support").wait_for()
+    expect(page.get_by_text("Please contact support")).to_be_visible(timeout=15_000)
+    profile = requests.get(f"{stack.gateway_url}/api/v1/profile", headers={"Authorization": f"Bearer {token_of(page)}"},
+                           timeout=5).json()
+    assert profile["phone"] == phone and profile["phone_verified"] is False
 
 
 def test_ip_restriction_warns_before_locking_out_and_2fa_logs_in_with_a_code(open_panel):
@@ -149,6 +154,8 @@ def test_ip_restriction_warns_before_locking_out_and_2fa_logs_in_with_a_code(ope
     assert page.locator("#tfa-code-list li").count() == 10
     page.locator("#tfa-on").wait_for()
     screenshot(page, "security")
+    page.get_by_label("I have saved these codes").check()
+    page.get_by_role("button", name="Done").click()
 
     page.get_by_role("button", name="Log out").click()
     page.wait_for_url("**/login")
@@ -220,7 +227,8 @@ def test_order_a_vps_change_its_plan_cancel_it_and_find_the_refund_and_credit_no
 
     ready(page, "/invoices")
     credit_notes = page.locator("#invoices tbody tr", has_text="Credit note")
-    eventually(lambda: credit_notes.count() >= 1 or page.reload() or ready(page, "/invoices") and False, timeout=20)
+    eventually(lambda: credit_notes.count() >= 1 or page.reload() or ready(page, "/invoices") and False, timeout=20,
+               interval=0.3)
     screenshot(page, "invoices")
     with page.expect_download() as download:
         credit_notes.first.get_by_role("button", name="Download PDF").click()
@@ -271,7 +279,7 @@ def test_polish_customer_sees_the_panel_in_polish_and_a_503_as_a_message(open_pa
     screenshot(page, "balance-503-pl")
 
 
-def test_a_password_change_is_confirmed_by_a_call_once_the_customer_asks_for_it(open_panel, telephony):
+def test_a_password_change_is_confirmed_by_a_call_once_the_customer_asks_for_it(open_panel, telephony, stack):
     page = open_panel()
     login = f"b{uuid.uuid4().hex[:10]}"
     phone = mobile()
@@ -300,7 +308,11 @@ def test_a_password_change_is_confirmed_by_a_call_once_the_customer_asks_for_it(
     screenshot(page, "security-operation-call")
     page.locator("#f-operation-code").fill(telephony.last_call(phone)["caller_id"][-4:])
     page.locator("#operation-check-form").get_by_role("button", name="Confirm the code").click()
-    passwords.locator(".form-done").filter(has_text="The password is changed").wait_for()
+    expect(passwords.locator(".form-done").filter(has_text="The password is changed")).to_be_visible(timeout=15_000)
+    # From now on the customer logs in with the new password, and no longer with the old one.
+    sessions = f"{stack.gateway_url}/api/v1/sessions"
+    assert requests.post(sessions, json={"login": login, "password": new_password}, timeout=10).status_code == 201
+    assert requests.post(sessions, json={"login": login, "password": PASSWORD}, timeout=10).status_code == 401
 
 
 def test_a_long_list_shows_its_first_page_and_the_rest_on_asking(open_panel, rpc, payments):
@@ -317,7 +329,7 @@ def test_a_long_list_shows_its_first_page_and_the_rest_on_asking(open_panel, rpc
     more = page.get_by_role("button", name="Show more")
     assert rows.count() == 20 and more.is_visible()
     more.click()
-    eventually(lambda: rows.count() == 25)
+    eventually(lambda: rows.count() == 25, timeout=30, interval=0.3)
     assert more.is_hidden()
     amounts = [Decimal(row.locator("td").nth(4).inner_text().split()[0]) for row in rows.all()]
     assert amounts == [Decimal(n) for n in range(25, 0, -1)]   # newest first, each once

@@ -7,7 +7,8 @@ from collections import Counter
 
 import pytest
 import requests
-from tests.support import error_code
+
+from tests.support import error_code, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -21,16 +22,6 @@ def mailbox(stack):
     def to(address):
         return requests.get(f"{url}/messages", params={"to": address}, timeout=5).json()["items"]
     return to
-
-
-def eventually(probe, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        answer = probe()
-        if answer or time.monotonic() > deadline:
-            assert answer, "gave up waiting"
-            return answer
-        time.sleep(0.3)
 
 
 def sent_list(me, **query):
@@ -61,12 +52,12 @@ def test_placing_an_order_mails_the_invoices_address_once(customer, payments, ma
 
     def order_mail():
         return [m for m in mailbox(billing) if order_id in m["text"] and "VPS S" in m["subject"] + m["text"]]
-    eventually(order_mail)
+    eventually(order_mail, timeout=30)
     time.sleep(3)  # several sender ticks: a second copy would have arrived by now
     subjects = Counter(m["subject"] for m in mailbox(billing))
     assert subjects and all(count == 1 for count in subjects.values()), subjects
     # The invoice for the order comes with its PDF.
-    [invoice_mail] = eventually(lambda: [m for m in mailbox(billing) if m["attachments"]])
+    [invoice_mail] = eventually(lambda: [m for m in mailbox(billing) if m["attachments"]], timeout=30)
     assert [a["content_type"] for a in invoice_mail["attachments"]] == ["application/pdf"]
     created = [i for i in sent_list(anna)["items"] if i["kind"] == "order_created"]
     assert [(i["to"], i["state"]) for i in created] == [(billing, "sent")]
@@ -76,9 +67,9 @@ def test_placing_an_order_mails_the_invoices_address_once(customer, payments, ma
 
 def test_a_new_customer_gets_one_confirmation_and_sees_it_in_the_sent_list(customer, mailbox):
     anna = customer(language="pl")
-    [mail] = eventually(lambda: mailbox(anna.profile["email"]))
+    [mail] = eventually(lambda: mailbox(anna.profile["email"]), timeout=30)
     assert "Dzień dobry" in mail["text"] and "/confirm-email?token=" in mail["text"]
-    items = eventually(lambda: [i for i in sent_list(anna)["items"] if i["state"] == "sent"])
+    items = eventually(lambda: [i for i in sent_list(anna)["items"] if i["state"] == "sent"], timeout=30)
     assert [(i["kind"], i["to"], i["subject"]) for i in items] == \
         [("email_confirmation", anna.profile["email"], mail["subject"])]
     assert set(items[0]) == {"id", "at", "kind", "to", "subject", "state", "sent_at"}

@@ -4,13 +4,12 @@ Payments arrive over RPC, as they do from Introserv's payment systems.
 """
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import date, datetime, timezone
 
 import pytest
 from services.common.money import Money
-from tests.support import error_code
+from tests.support import error_code, eventually
 
 POSTAL = {"line1": "ul. Prosta 1", "city": "Warszawa", "postcode": "00-001", "country": "PL"}
 VPS = {"plan_id": "vps-s", "period_months": 1, "fields": {"hostname": "web1.example.com", "os_template": "debian-12"}}
@@ -118,13 +117,11 @@ def test_bad_input_and_another_customers_order(customer, payments):
 
 
 def wait_for_status(api, order_id: str, status: str, seconds: float = 20.0) -> dict:
-    deadline = time.monotonic() + seconds
-    while True:
+    """The order once the clock has moved it to ``status``."""
+    def moved():
         order = api.get(f"/api/v1/orders/{order_id}").json()
-        if order.get("status") == status or time.monotonic() > deadline:
-            assert order.get("status") == status, order
-            return order
-        time.sleep(0.3)
+        return order if order.get("status") == status else None
+    return eventually(moved, timeout=seconds)
 
 
 def test_the_clock_makes_an_unrenewed_order_overdue_then_suspended_then_closed(customer, api, rpc, payments,

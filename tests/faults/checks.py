@@ -164,13 +164,11 @@ def books(world, clients: list) -> dict:
 
 
 def parked_events(world) -> list[dict]:
-    """Every event parked in a dead-letter queue (deploy/deadletters.py), left where it is."""
-    from kombu import Connection
+    """Every event parked in a dead-letter queue (introserv-ops deadletters), left where it is."""
+    from introserv_clients.deadletters import HANDLER_QUEUES, DeadLetters
 
-    from deploy.deadletters import dead_count, handler_queues, parked
-    with Connection(world.rabbit.amqp_uri) as connection:
-        return [item for queue in handler_queues() if dead_count(connection, queue)
-                for item in parked(connection, queue)]
+    with DeadLetters(world.rabbit.amqp_uri) as dead:
+        return [event.to_dict() for queue in HANDLER_QUEUES for event in dead.parked(queue)]
 
 
 def settled(world, clients: list, seconds: float = 120.0) -> dict:

@@ -111,20 +111,21 @@ def test_a_poison_event_is_dead_lettered_and_does_not_block_the_events_behind_it
     counts = settled(world, [client], seconds=30)   # its activation e-mail arrives while the poison retries
     assert counts["activation_emails"] == 1
 
-    env = {**os.environ, "AMQP_URI": world.rabbit.amqp_uri}
+    env = {**os.environ, "OPERATOR_AMQP_URI": world.rabbit.amqp_uri}
+    deadletters = [sys.executable, "-m", "introserv_clients", "deadletters"]   # introserv-ops deadletters
     deadline = time.monotonic() + 120
     while True:
-        listed = subprocess.run([sys.executable, "-m", "deploy.deadletters", "list", "--queue", queue, "--json"],
+        listed = subprocess.run([*deadletters, "list", "--queue", queue, "--json"],
                                 env=env, capture_output=True, text=True, check=True).stdout
-        parked = [json.loads(line) for line in listed.splitlines() if line.startswith("{")]
+        parked = json.loads(listed)["items"]
         if parked or time.monotonic() > deadline:
             break
         time.sleep(1)
     assert [item["payload"] for item in parked] == [[POISON, poison_id]]
     assert parked[0]["attempts"] == int(STACK_ENV["EVENT_MAX_ATTEMPTS"]) and parked[0]["error"]
-    replayed = subprocess.run([sys.executable, "-m", "deploy.deadletters", "replay", "--queue", queue],
+    replayed = subprocess.run([*deadletters, "replay", "--queue", queue, "--json"],
                               env=env, capture_output=True, text=True, check=True).stdout
-    assert "replayed 1" in replayed
+    assert json.loads(replayed) == {"replayed": 1}
     assert order["status"] == "active"
     print(f"\npoison event: dead-lettered after {parked[0]['attempts']} attempts, replayed; {counts}")
 

@@ -21,7 +21,7 @@ from services.common.errors import DomainError
 from services.common.events import handle_event
 from services.common.outbox import add_messaging_tables, first_delivery, publish_later
 from services.common.rpc import ServiceRpc
-from tests.support import POSTGRES_ADMIN_URL, databases, kill_together, rabbit_vhost
+from tests.support import POSTGRES_ADMIN_URL, databases, eventually, kill_together, rabbit_vhost
 
 metadata = MetaData()
 add_messaging_tables(metadata)
@@ -110,16 +110,6 @@ def rows(url, table=received):
     return result
 
 
-def wait_for(predicate, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
-
-
 def call(container, method, *args):
     from nameko.standalone.rpc import ServiceRpcProxy
     with ServiceRpcProxy(container.service_name, container.config, timeout=10) as proxy:
@@ -137,8 +127,8 @@ def test_event_committed_while_the_relay_was_down_is_published_when_it_returns(s
             created_at=__import__("datetime").datetime.now(__import__("datetime").timezone.utc)))
     engine.dispose()
     start(Producer)
-    assert wait_for(lambda: rows(urls["consumer"]))[0].value == "survivor"
-    assert wait_for(lambda: all(r.published_at for r in rows(urls["producer"], metadata.tables["outbox"])))
+    assert eventually(lambda: rows(urls["consumer"]))[0].value == "survivor"
+    assert eventually(lambda: all(r.published_at for r in rows(urls["producer"], metadata.tables["outbox"])))
 
 
 def test_events_are_published_in_order_and_a_redelivery_has_no_second_effect(stack):
@@ -156,7 +146,7 @@ def test_events_are_published_in_order_and_a_redelivery_has_no_second_effect(sta
             call(producer, "record", f"v{n}")
         assert [probe.get(timeout=10).payload["value"] for _ in range(5)] == [f"v{n}" for n in range(5)]
         probe.close()
-    wait_for(lambda: len(rows(urls["consumer"])) == 5)
+    eventually(lambda: len(rows(urls["consumer"])) == 5)
     assert sorted(r.value for r in rows(urls["consumer"])) == [f"v{n}" for n in range(5)]
     # the broker delivers the first event again (a relay crash after publish does this)
     first = rows(urls["producer"], metadata.tables["outbox"])[0]
@@ -172,7 +162,7 @@ def test_a_failing_handler_is_retried_until_it_succeeds(stack):
     start(Consumer)
     producer = start(Producer)
     call(producer, "record", "flaky-1")
-    assert wait_for(lambda: rows(urls["consumer"]))[0].value == "flaky-1"
+    assert eventually(lambda: rows(urls["consumer"]))[0].value == "flaky-1"
     assert FAILURES["flaky-1"] == 2
 
 
@@ -182,7 +172,7 @@ def test_a_poison_event_is_dead_lettered_and_does_not_block_the_next(stack):
     producer = start(Producer)
     call(producer, "record", "poison-1")
     call(producer, "record", "after-poison")
-    assert wait_for(lambda: rows(urls["consumer"]))[0].value == "after-poison"
+    assert eventually(lambda: rows(urls["consumer"]))[0].value == "after-poison"
     queue = "evt-producer-thing_happened--consumer.on_thing.dead"
     vhost = amqp.rsplit("/", 1)[1]
 
@@ -190,7 +180,7 @@ def test_a_poison_event_is_dead_lettered_and_does_not_block_the_next(stack):
         info = requests.get(f"http://127.0.0.1:15672/api/queues/{vhost}/{queue}", auth=("guest", "guest"),
                             timeout=5).json()
         return info.get("messages", 0)
-    assert wait_for(dead_count, timeout=20) == 1
+    assert eventually(dead_count, timeout=20) == 1
 
 
 def test_rpc_to_a_silent_or_missing_service_is_unavailable_within_its_timeout(stack):

@@ -1,6 +1,6 @@
 """The ledger's use cases on a real database (SQLite, or PostgreSQL with TEST_DATABASE=postgres).
 
-No broker here: profile is a fake that answers ``get`` like the profile service. The RPC,
+No broker here: profile is the shared fake (tests/fakes.py) that answers ``get`` like the profile service. The RPC,
 outbox relay and concurrency tests over RabbitMQ are in test_ledger_service.py.
 """
 from __future__ import annotations
@@ -22,6 +22,7 @@ from services.common.money import Money
 from services.ledger.application import Ledger
 from services.ledger.models import Base, Posting, Transaction
 from services.ledger.tax import Seller
+from tests.fakes import FakeProfile
 from tests.support import databases
 
 pytestmark = pytest.mark.integration
@@ -29,33 +30,6 @@ pytestmark = pytest.mark.integration
 
 def eur(amount: str) -> dict:
     return {"amount": amount, "currency": "EUR"}
-
-
-def profile(account_id: str, **overrides) -> dict:
-    return {"id": account_id, "first_name": "Anna", "last_name": "Nowak", "address": "ul. Prosta 1",
-            "city": "Warszawa", "country": "PL", "profile_type": "individual", "company_name": None,
-            "vat_id": None, "company_verification": "none", "language": "en",
-            "postal_address": {"line1": "ul. Prosta 1", "city": "Warszawa", "postcode": "00-001", "country": "PL"},
-            **overrides}
-
-
-class FakeProfiles:
-    """Answers like profile's ``get``: known accounts, others are not_found."""
-
-    def __init__(self):
-        self.accounts: dict[str, dict] = {}
-        self.calls = 0
-
-    def add(self, account_id: str | None = None, **overrides) -> str:
-        account_id = account_id or str(uuid.uuid4())
-        self.accounts[account_id] = profile(account_id, **overrides)
-        return account_id
-
-    def get(self, account_id):
-        self.calls += 1
-        if account_id not in self.accounts:
-            raise DomainError("not_found", "No such account.")
-        return dict(self.accounts[account_id])
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +43,8 @@ def database(tmp_path_factory):
 
 @pytest.fixture
 def profiles():
-    return FakeProfiles()
+    """profile's ``get`` for the accounts a test adds (tests/fakes.py)."""
+    return FakeProfile()
 
 
 @pytest.fixture
@@ -98,7 +73,7 @@ class LedgerAgainstModel(RuleBasedStateMachine):
     """Random payments, charges, refunds, adjustments and replays against a simple model."""
 
     ledger: Ledger = None
-    profiles: FakeProfiles = None
+    profiles: FakeProfile = None
     charges = Bundle("charges")
     keys = Bundle("keys")
 

@@ -16,32 +16,18 @@ from sqlalchemy import select
 
 from services.common.database import Database
 from services.common.errors import DomainError
-from services.common.roles import LEDGER
-from services.common.rpc import rpc
 from services.ledger.models import Base
 from services.ledger.service import LedgerService
+from tests.fakes import FakeProfile
 
 pytestmark = pytest.mark.integration
+
+# profile's ``get`` for any account, a Polish individual; ``ghost-*`` accounts do not exist.
+PROFILE = FakeProfile(anyone=True, language="pl")
 
 
 def eur(amount: str) -> dict:
     return {"amount": amount, "currency": "EUR"}
-
-
-class FakeProfile:
-    """profile's ``get`` for any account, a Polish individual; ``ghost-*`` accounts do not exist."""
-
-    name = "profile"
-
-    @rpc(roles=LEDGER)
-    def get(self, account_id):
-        if account_id.startswith("ghost"):
-            raise DomainError("not_found", "No such account.")
-        return {"id": account_id, "first_name": "Anna", "last_name": "Nowak", "address": "ul. Prosta 1",
-                "city": "Warszawa", "country": "PL", "profile_type": "individual", "company_name": None,
-                "vat_id": None, "company_verification": "none", "language": "pl",
-                "postal_address": {"line1": "ul. Prosta 1", "city": "Warszawa", "postcode": "00-001",
-                                   "country": "PL"}}
 
 
 @contextmanager
@@ -77,7 +63,7 @@ def orders_caller(rpc_as):
 
 @pytest.fixture
 def ledger(run_service):
-    run_service(FakeProfile)
+    run_service(PROFILE.service())
     return run_service(LedgerService, OUTBOX_POLL_SECONDS="0.2")
 
 
@@ -142,7 +128,7 @@ def test_refusals_arrive_as_remote_errors_with_the_api_code(ledger, rpc_client, 
 
 def test_an_event_committed_while_the_relay_is_down_is_published_when_it_comes_back(run_service, amqp_uri,
                                                                                     payment_system):
-    run_service(FakeProfile)
+    run_service(PROFILE.service())
     first = run_service(LedgerService, OUTBOX_POLL_SECONDS="0.2")
     database = next(d for d in first.extensions if isinstance(d, Database))
     database.relay.stop()

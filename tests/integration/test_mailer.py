@@ -10,9 +10,8 @@ import socket
 import time
 
 import pytest
-import requests
 
-from deploy.dev import StandIn, free_port
+from deploy.dev import free_port
 from services.notifier.domain import Attachment, Message, compose
 from services.notifier.mailer import (
     DEFAULT_SENDER,
@@ -22,6 +21,7 @@ from services.notifier.mailer import (
     TemporaryFailure,
     retry_delay,
 )
+from tests.fakes import MailRelay
 
 CUSTOMER = "jan.kowalski@example.com"
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 8
@@ -29,31 +29,20 @@ PDF = b"%PDF-1.4\n" + bytes(range(256)) * 8
 
 @pytest.fixture(scope="module")
 def relay():
-    smtp_port, http_port = free_port(), free_port()
-    base = f"http://127.0.0.1:{http_port}"
-    with StandIn("deploy.dev.mail", ["--smtp-port", str(smtp_port), "--http-port", str(http_port)], f"{base}/health"):
-        yield {"port": smtp_port, "url": base}
+    with MailRelay() as stand_in:
+        yield stand_in
 
 
 @pytest.fixture
 def stand_in(relay):
-    requests.delete(f"{relay['url']}/messages", timeout=5)
-    requests.put(f"{relay['url']}/control", json={"mode": "ok"}, timeout=5)
+    relay.reset()
     yield relay
-    requests.put(f"{relay['url']}/control", json={"mode": "ok"}, timeout=5)
+    relay.refuse("ok")
 
 
 @pytest.fixture
 def mailer(stand_in):
-    return SmtpMailer(port=stand_in["port"], timeout=5)
-
-
-def received(stand_in, to):
-    return requests.get(f"{stand_in['url']}/messages", params={"to": to}, timeout=5).json()["items"]
-
-
-def refuse_with(stand_in, mode):
-    requests.put(f"{stand_in['url']}/control", json={"mode": mode}, timeout=5).raise_for_status()
+    return SmtpMailer(port=stand_in.port, timeout=5)
 
 
 def invoice_message(to=CUSTOMER, key="invoice_issued:inv-77") -> Message:
@@ -72,7 +61,7 @@ def plain_message(to=CUSTOMER) -> Message:
 
 def test_an_invoice_mail_arrives_with_polish_subject_both_bodies_and_the_pdf(mailer, stand_in):
     mailer.send(invoice_message())
-    [item] = received(stand_in, CUSTOMER)
+    [item] = stand_in.to(CUSTOMER)
     assert item["from"] == DEFAULT_SENDER
     assert item["subject"] == "Faktura 2026/000123"
     assert "24,48 EUR" in item["text"] and "Dzień dobry," in item["text"]
@@ -83,33 +72,33 @@ def test_an_invoice_mail_arrives_with_polish_subject_both_bodies_and_the_pdf(mai
 
 def test_a_text_only_message_arrives_as_text(mailer, stand_in):
     mailer.send(plain_message())
-    [item] = received(stand_in, CUSTOMER)
+    [item] = stand_in.to(CUSTOMER)
     assert item["text"] == "Dzień dobry,\nsaldo: 8,00 EUR.\n" and item["html"] is None
 
 
 def test_an_address_with_non_ascii_letters_is_delivered(mailer, stand_in):
     mailer.send(plain_message(to="józef@przykład.pl"))
-    assert [item["subject"] for item in received(stand_in, "józef@przykład.pl")] == ["Saldo poniżej progu"]
+    assert [item["subject"] for item in stand_in.to("józef@przykład.pl")] == ["Saldo poniżej progu"]
 
 
 def test_the_sender_comes_from_mail_from(stand_in):
-    mailer = SmtpMailer.from_env({"SMTP_PORT": str(stand_in["port"]), "MAIL_FROM": "Introserv Billing <billing@introserv.example>"})
+    mailer = SmtpMailer.from_env({"SMTP_PORT": str(stand_in.port), "MAIL_FROM": "Introserv Billing <billing@introserv.example>"})
     mailer.send(plain_message())
-    assert received(stand_in, CUSTOMER)[0]["from"] == "Introserv Billing <billing@introserv.example>"
+    assert stand_in.to(CUSTOMER)[0]["from"] == "Introserv Billing <billing@introserv.example>"
 
 
 # --- failures ------------------------------------------------------------------------------------
 
 def test_a_relay_answering_451_is_a_temporary_failure_with_its_answer(mailer, stand_in):
-    refuse_with(stand_in, "tempfail")
+    stand_in.refuse("tempfail")
     with pytest.raises(TemporaryFailure) as failure:
         mailer.send(invoice_message())
     assert failure.value.code == 451 and "4.3.0" in failure.value.text
-    assert received(stand_in, CUSTOMER) == []
+    assert stand_in.to(CUSTOMER) == []
 
 
 def test_a_relay_answering_550_is_a_permanent_failure_with_its_answer(mailer, stand_in):
-    refuse_with(stand_in, "permfail")
+    stand_in.refuse("permfail")
     with pytest.raises(PermanentFailure) as failure:
         mailer.send(invoice_message())
     assert failure.value.code == 550 and "5.7.1" in failure.value.text
@@ -117,12 +106,12 @@ def test_a_relay_answering_550_is_a_permanent_failure_with_its_answer(mailer, st
 
 
 def test_a_message_deferred_once_goes_through_when_the_relay_recovers(mailer, stand_in):
-    refuse_with(stand_in, "tempfail")
+    stand_in.refuse("tempfail")
     with pytest.raises(TemporaryFailure):
         mailer.send(invoice_message())
-    refuse_with(stand_in, "ok")
+    stand_in.refuse("ok")
     mailer.send(invoice_message())
-    assert len(received(stand_in, CUSTOMER)) == 1
+    assert len(stand_in.to(CUSTOMER)) == 1
 
 
 def test_no_relay_listening_is_a_temporary_failure():
@@ -142,15 +131,15 @@ def test_a_relay_that_never_answers_is_a_temporary_failure_within_the_timeout():
 
 
 def test_credentials_for_a_relay_without_auth_are_a_permanent_failure(stand_in):
-    mailer = SmtpMailer(port=stand_in["port"], username="introserv", password="secret", timeout=5)
+    mailer = SmtpMailer(port=stand_in.port, username="introserv", password="secret", timeout=5)
     with pytest.raises(PermanentFailure):
         mailer.send(plain_message())
-    assert received(stand_in, CUSTOMER) == []
+    assert stand_in.to(CUSTOMER) == []
 
 
 def test_starttls_with_a_relay_without_tls_is_a_permanent_failure(stand_in):
     with pytest.raises(PermanentFailure):
-        SmtpMailer(port=stand_in["port"], starttls=True, timeout=5).send(plain_message())
+        SmtpMailer(port=stand_in.port, starttls=True, timeout=5).send(plain_message())
 
 
 # --- the MIME message, the Message-ID, the settings and the backoff (no server) ----------------------

@@ -1,57 +1,34 @@
 """The notifier service in-process, fed real events over RabbitMQ, sending to the mail stand-in.
 
-Profile and the ledger are small fakes answering ``notification_settings`` and
-``get_invoice_pdf``; the mail relay is the team's stand-in as its own process, broken on
+Profile and the ledger are the shared fakes (tests/fakes.py) answering ``notification_settings``
+and ``get_invoice_pdf``; the mail relay is the team's stand-in as its own process, broken on
 purpose with ``PUT /control``. Retries wait on the shared clock, which the tests move.
 """
 from __future__ import annotations
 
-import base64
 import time
 import uuid
 
 import pytest
-import requests
 from nameko.standalone.events import event_dispatcher
 
-from deploy.dev import StandIn, free_port
 from services.common.clock import clock, move_clock
 from services.common.errors import DomainError
-from services.common.roles import NOTIFIER
-from services.common.rpc import rpc
 from services.notifier.mailer import MAX_ATTEMPTS
 from services.notifier.service import NotifierService
+from tests.fakes import FakeLedger, FakeProfile, MailRelay
+from tests.support import eventually
 
 PDF = b"%PDF-1.4\n" + b"invoice body " * 50
-PROFILES: dict[str, dict] = {}
-
-
-class FakeProfile:
-    name = "profile"
-
-    @rpc(roles=NOTIFIER)
-    def notification_settings(self, account_id):
-        if account_id not in PROFILES:
-            raise DomainError("not_found", "No such account.")
-        return PROFILES[account_id]
-
-
-class FakeLedger:
-    name = "ledger"
-
-    @rpc(roles=NOTIFIER)
-    def get_invoice_pdf(self, invoice_id, account_id=None):
-        if invoice_id != "inv-77":
-            raise DomainError("not_found", "No such invoice.")
-        return base64.b64encode(PDF).decode()
+PROFILE = FakeProfile()   # answers notification_settings for the customers the tests add
+LEDGER = FakeLedger()     # answers get_invoice_pdf
+LEDGER.invoice_pdfs["inv-77"] = PDF
 
 
 @pytest.fixture(scope="module")
 def relay():
-    smtp_port, http_port = free_port(), free_port()
-    base = f"http://127.0.0.1:{http_port}"
-    with StandIn("deploy.dev.mail", ["--smtp-port", str(smtp_port), "--http-port", str(http_port)], f"{base}/health"):
-        yield {"port": smtp_port, "url": base}
+    with MailRelay() as stand_in:
+        yield stand_in
 
 
 @pytest.fixture
@@ -62,21 +39,9 @@ def support_desk(rpc_as):
 
 @pytest.fixture
 def mailbox(relay):
-    requests.delete(f"{relay['url']}/messages", timeout=5)
-    requests.put(f"{relay['url']}/control", json={"mode": "ok"}, timeout=5)
-    yield Mailbox(relay["url"])
-    requests.put(f"{relay['url']}/control", json={"mode": "ok"}, timeout=5)
-
-
-class Mailbox:
-    def __init__(self, url):
-        self.url = url
-
-    def to(self, address):
-        return requests.get(f"{self.url}/messages", params={"to": address}, timeout=5).json()["items"]
-
-    def refuse(self, mode):
-        requests.put(f"{self.url}/control", json={"mode": mode}, timeout=5).raise_for_status()
+    relay.reset()
+    yield relay
+    relay.refuse("ok")
 
 
 @pytest.fixture
@@ -94,24 +59,19 @@ def time_machine(tmp_path, monkeypatch):
 
 @pytest.fixture
 def notifier(run_service, relay, amqp_uri, time_machine):
-    run_service(FakeProfile)
-    run_service(FakeLedger)
-    run_service(NotifierService, SMTP_PORT=relay["port"], SMTP_TIMEOUT=5)
+    run_service(PROFILE.service())
+    run_service(LEDGER.service())
+    run_service(NotifierService, SMTP_PORT=relay.port, SMTP_TIMEOUT=5)
     return event_dispatcher({"AMQP_URI": amqp_uri, "serializer": "json"})
 
 
-def customer(**settings) -> str:
-    account_id = str(uuid.uuid4())
-    PROFILES[account_id] = {
-        "account_id": account_id, "email": f"{account_id[:8]}@example.com", "email_confirmed": True,
-        "first_name": "Anna", "last_name": "Nowak", "language": settings.pop("language", "en"),
-        "newsletter": settings.pop("newsletter", False), "low_balance_threshold": None,
-        "emails": {"invoices": None, "support": None, "complaints": None, **settings}}
-    return account_id
+def customer(language: str = "en", newsletter: bool = False, **emails) -> str:
+    """A customer profile knows; ``emails`` are its invoices, support and complaints addresses."""
+    return PROFILE.add(language=language, newsletter=newsletter, emails=emails)
 
 
 def main_email(account_id):
-    return PROFILES[account_id]["email"]
+    return PROFILE.accounts[account_id]["email"]
 
 
 def event(account_id, **fields):
@@ -126,17 +86,6 @@ def password_changed(account_id):
 def order_created(account_id):
     return event(account_id, order_id="ord-1042", plan_name="VPS S", period_months=1,
                  cost={"amount": "24.48", "currency": "EUR"}, status="active")
-
-
-def eventually(probe, timeout=15.0):
-    """Poll ``probe`` until it returns something truthy; fail with its last answer."""
-    deadline = time.monotonic() + timeout
-    while True:
-        answer = probe()
-        if answer or time.monotonic() > deadline:
-            assert answer, "gave up waiting"
-            return answer
-        time.sleep(0.2)
 
 
 def sent(rpc_client, account_id):
@@ -234,7 +183,7 @@ def test_an_event_for_an_account_profile_does_not_know_sends_nothing(notifier, r
 
 
 def test_two_replicas_send_each_message_once(notifier, run_service, relay, rpc_client, mailbox):
-    run_service(NotifierService, SMTP_PORT=relay["port"], SMTP_TIMEOUT=5)
+    run_service(NotifierService, SMTP_PORT=relay.port, SMTP_TIMEOUT=5)
     accounts = [customer() for _ in range(8)]
     for account in accounts:
         notifier("profile", "password_changed", password_changed(account))

@@ -6,6 +6,7 @@ TEST_DATABASE=postgres) and a ledger stand-in that keeps idempotency keys like t
 answer (the ledger killed after its commit) or the worker can die right after the charge; the
 lifecycle timer's tick must then complete the operation with the money already taken, and a
 retry of the request with its Idempotency-Key must get that answer and move nothing again.
+The ledger and profile stand-ins are the shared ones (tests/fakes.py), called in-process.
 """
 from __future__ import annotations
 
@@ -19,54 +20,16 @@ from sqlalchemy import event, select
 from services.common.clock import Clock
 from services.common.database import UnitOfWork, make_engine
 from services.common.errors import DomainError, ServiceUnavailable
-from services.common.money import Money
 from services.orders.application import Orders
 from services.orders.models import Base
 from services.orders.service import CatalogueProvider
+from tests.fakes import FakeLedger, FakeProfile
 
 VPS = {"plan_id": "vps-s", "period_months": 1, "fields": {"hostname": "web1.example.com", "os_template": "debian-12"}}
 
 
 class WorkerKilled(BaseException):
     """What a kill -9 looks like from inside: nothing after it runs, no handler catches it."""
-
-
-class Ledger:
-    """Charges with idempotency keys; ``fail_after_charge`` makes the next charge lose its answer."""
-
-    def __init__(self, balance: str):
-        self.balance = Money.of(balance, "EUR").minor
-        self.keys: dict[str, tuple] = {}
-        self.charges: list[str] = []
-        self.fail_after_charge: BaseException | None = None
-
-    def price(self, account_id, amount):
-        return {"gross": amount}
-
-    def charge(self, account_id, amount, key, reference, description, lines=None):
-        arguments = (account_id, amount, reference, description, lines)
-        if key in self.keys:
-            first, result = self.keys[key]
-            if first != arguments:
-                raise DomainError("idempotency_conflict", "key reused")
-            return result
-        minor = Money.from_wire(amount).minor
-        if self.balance < minor:
-            raise DomainError("insufficient_funds", "not enough money")
-        self.balance -= minor
-        result = {"id": f"t-{len(self.charges) + 1}", "invoice_id": None}
-        self.keys[key] = (arguments, result)
-        self.charges.append(key)
-        failure, self.fail_after_charge = self.fail_after_charge, None
-        if failure is not None:
-            raise failure
-        return result
-
-
-class Profile:
-    def get(self, account_id):
-        return {"id": account_id, "payments_blocked": False,
-                "postal_address": {"line1": "ul. Prosta 1", "city": "Warszawa", "postcode": "00-001", "country": "PL"}}
 
 
 class MovableClock(Clock):
@@ -85,8 +48,9 @@ def world(service_databases, monkeypatch, tmp_path):
     engine = make_engine(url, green=False)
     provider = CatalogueProvider()
     provider.setup()
-    clock, ledger = MovableClock(), Ledger("50.00")
-    orders = Orders(UnitOfWork(engine, "orders", Base.metadata), provider.catalogue, ledger, Profile(), clock)
+    clock, ledger = MovableClock(), FakeLedger()
+    orders = Orders(UnitOfWork(engine, "orders", Base.metadata), provider.catalogue, ledger, FakeProfile(anyone=True),
+                    clock)
     orders.sync_plans()
     yield orders, ledger, clock
     engine.dispose()
@@ -108,6 +72,7 @@ def published(orders: Orders, order_id: str) -> list[str]:
 def test_a_charge_whose_answer_was_lost_is_completed_by_the_next_tick_and_not_charged_again(world):
     orders, ledger, clock = world
     account = str(uuid.uuid4())
+    ledger.fund(account, "50.00")
     order = orders.place_order(account, VPS, "new-1")
     ledger.fail_after_charge = ServiceUnavailable("ledger")
     with pytest.raises(DomainError) as refused:
@@ -120,16 +85,17 @@ def test_a_charge_whose_answer_was_lost_is_completed_by_the_next_tick_and_not_ch
     renewed = orders.get_order(order["id"], account)
     assert renewed["paid_until"] > order["paid_until"]
     assert [e["kind"] for e in renewed["events"]] == ["created", "paid", "renewed"]
-    assert ledger.charges == [f"order:{order['id']}:activate", f"order:{order['id']}:renew:1"]
+    assert ledger.charged_keys(account) == [f"order:{order['id']}:activate", f"order:{order['id']}:renew:1"]
 
     retry = orders.renew(account, order["id"], {"period_months": 1}, "renew-1")
     assert retry["paid_until"] == renewed["paid_until"]
-    assert len(ledger.charges) == 2 and Money(ledger.balance, "EUR").amount == "30.20"
+    assert len(ledger.charged_keys(account)) == 2 and ledger.balance(account) == "30.20"
 
 
 def test_a_worker_killed_after_the_charge_leaves_the_order_to_the_timer_once_its_lease_expires(world):
     orders, ledger, clock = world
     account = str(uuid.uuid4())
+    ledger.fund(account, "50.00")
     ledger.fail_after_charge = WorkerKilled()
     with pytest.raises(WorkerKilled):
         orders.place_order(account, VPS, "new-1")
@@ -145,17 +111,16 @@ def test_a_worker_killed_after_the_charge_leaves_the_order_to_the_timer_once_its
     active = orders.get_order(order["id"], account)
     assert active["status"] == "active" and active["ip_address"] is not None
     assert orders.place_order(account, VPS, "new-1")["status"] == "active"  # the retry sees the same order
-    assert ledger.charges == [f"order:{order['id']}:activate"]
+    assert ledger.charged_keys(account) == [f"order:{order['id']}:activate"]
     # The customer hears of the order the timer finished: received, then active, once each.
     assert published(orders, order["id"]) == ["order_created", "order_activated"]
-    assert Money(ledger.balance, "EUR").amount == "40.10"
+    assert ledger.balance(account) == "40.10"
 
 
 def test_an_interrupted_operation_the_ledger_then_refuses_is_undone(world):
     orders, ledger, clock = world
     account = str(uuid.uuid4())
-    ledger.balance = 0
-    ledger.fail_after_charge = None
+    ledger.fund(account, "0.00")
     order = orders.place_order(account, VPS, "new-1")
     assert order["status"] == "pending_payment"
     # The worker died before its ledger call: the charge is refused when the timer tries it.
@@ -169,17 +134,18 @@ def test_an_interrupted_operation_the_ledger_then_refuses_is_undone(world):
                         .values(pending_operation=operation, busy_until=clock.now() - timedelta(seconds=1)))
     assert orders.tick()["finished"] == 0
     left = orders.get_order(order["id"], account)
-    assert left["status"] == "pending_payment" and ledger.charges == []
-    ledger.balance = Money.of("9.90", "EUR").minor
+    assert left["status"] == "pending_payment" and ledger.charged_keys(account) == []
+    ledger.fund(account, "9.90")
     assert orders.pay_pending(account) == 1  # nothing is left claimed: the order can still be paid
 
 
 def test_a_new_order_is_announced_once_with_its_status_paid_or_not(world):
     orders, ledger, clock = world
     account = str(uuid.uuid4())
+    ledger.fund(account, "50.00")
     paid = orders.place_order(account, VPS, "new-1")
     assert published(orders, paid["id"]) == ["order_created", "order_activated"]
-    ledger.balance = 0
+    ledger.fund(account, "0.00")
     waiting = orders.place_order(account, VPS, "new-2")
     assert waiting["status"] == "pending_payment"
     assert published(orders, waiting["id"]) == ["order_created"]
@@ -194,6 +160,7 @@ def test_a_late_background_payment_takes_no_lease_on_an_order_already_active(wor
     # lease, even briefly, would answer the customer's next step (cancel, renew) with a 409.
     orders, ledger, clock = world
     account = str(uuid.uuid4())
+    ledger.fund(account, "50.00")
     order = orders.place_order(account, VPS, "new-1")
     assert order["status"] == "active"
     leases = []

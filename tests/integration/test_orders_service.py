@@ -1,152 +1,38 @@
 """The orders service over real RabbitMQ and a real database, with stand-ins for ledger and profile.
 
-The stand-ins keep to docs/CONTRACTS.md: ``ledger.price/charge/refund`` with idempotency keys
-(same key and arguments: the first result; other arguments: idempotency_conflict), refunds
+The stand-ins (tests/fakes.py) keep to docs/CONTRACTS.md: ``ledger.price/charge/refund`` with
+idempotency keys (same key and arguments: the first result; other arguments: idempotency_conflict), refunds
 never beyond their charge, ``balance_changed`` after every movement; ``profile.get`` with
 ``payments_blocked`` and ``postal_address``. Run on PostgreSQL with TEST_DATABASE=postgres.
 """
 from __future__ import annotations
 
-import threading
-import uuid
 from datetime import date, timedelta
 
 import eventlet
 import pytest
-from nameko.events import EventDispatcher
 from sqlalchemy import create_engine, text
 
 from services.common.clock import clock
 from services.common.errors import DomainError
 from services.common.money import Money
-from services.common.roles import GATEWAY, ORDERS, PAYMENTS, STAFF
-from services.common.rpc import rpc
 from services.orders.service import OrdersService
+from tests.fakes import FakeLedger, FakeProfile
+from tests.support import eventually
 
 
-class Books:
-    """The stand-in ledger's state, shared by its workers (one test at a time)."""
-
-    lock = threading.Lock()
-
-    def __init__(self):
-        self.balances: dict[str, int] = {}
-        self.keys: dict[str, tuple] = {}
-        self.charges: dict[str, dict] = {}
-        self.refunded: dict[str, int] = {}
-        self.journal: list[dict] = []
-        self.reverse_charge: set[str] = set()
-
-
-BOOKS = Books()
-PROFILES: dict[str, dict] = {}
-
-
-class FakeLedger:
-    name = "ledger"
-    dispatch = EventDispatcher()
-
-    def _move(self, kind, account_id, minor, key, args, extra):
-        with BOOKS.lock:
-            if key in BOOKS.keys:
-                first_args, result = BOOKS.keys[key]
-                if first_args != args:
-                    raise DomainError("idempotency_conflict", "key reused")
-                return result, False
-            balance = BOOKS.balances.get(account_id, 0)
-            if kind == "charge" and balance - minor < 0:
-                raise DomainError("insufficient_funds", "not enough money")
-            if kind == "refund":
-                charge = BOOKS.charges.get(extra["charge_id"])
-                if charge is None or charge["account_id"] != account_id:
-                    raise DomainError("not_found", "no such charge")
-                if BOOKS.refunded.get(extra["charge_id"], 0) + minor > charge["minor"]:
-                    raise DomainError("refund_exceeds_charge", "too much")
-                BOOKS.refunded[extra["charge_id"]] = BOOKS.refunded.get(extra["charge_id"], 0) + minor
-            signed = -minor if kind == "charge" else minor
-            BOOKS.balances[account_id] = balance + signed
-            transaction = {"id": f"t-{uuid.uuid4().hex[:12]}", "kind": kind,
-                           "amount": Money(signed, "EUR").to_wire(),
-                           "balance_after": Money(balance + signed, "EUR").to_wire(), **extra}
-            if kind == "charge":
-                BOOKS.charges[transaction["id"]] = {"account_id": account_id, "minor": minor}
-            BOOKS.journal.append({"account_id": account_id, "minor": signed, "key": key, **transaction})
-            BOOKS.keys[key] = (args, transaction)
-            return transaction, True
-
-    def _changed(self, account_id, transaction):
-        self.dispatch("balance_changed", {"event_id": str(uuid.uuid4()), "account_id": account_id,
-                                          "transaction_id": transaction["id"], "kind": transaction["kind"],
-                                          "amount": transaction["amount"],
-                                          "balance": transaction["balance_after"]})
-
-    @rpc(roles=ORDERS)
-    def price(self, account_id, amount):
-        gross = Money.from_wire(amount)
-        if account_id in BOOKS.reverse_charge:  # the net at 23 % VAT
-            gross = gross.times(100 / 123)
-        return {"net": gross.to_wire(), "vat": Money.zero("EUR").to_wire(), "gross": gross.to_wire(),
-                "vat_rate": "0.00", "tax_treatment": "standard"}
-
-    @rpc(roles=ORDERS)
-    def charge(self, account_id, amount, idempotency_key, reference, description, lines=None):
-        minor = Money.from_wire(amount).minor
-        if lines:
-            assert sum(Money.from_wire(line["gross"]).minor for line in lines) == minor, lines
-        transaction, new = self._move("charge", account_id, minor, idempotency_key,
-                                      (account_id, minor, reference), {"reference": reference})
-        if new:
-            self._changed(account_id, transaction)
-        return transaction
-
-    @rpc(roles=ORDERS)
-    def refund(self, account_id, amount, idempotency_key, reference, charge_id, description):
-        minor = Money.from_wire(amount).minor
-        transaction, new = self._move("refund", account_id, minor, idempotency_key,
-                                      (account_id, minor, reference, charge_id),
-                                      {"reference": reference, "charge_id": charge_id})
-        if new:
-            self._changed(account_id, transaction)
-        return transaction
-
-    @rpc(roles=PAYMENTS)
-    def credit_payment(self, account_id, amount, idempotency_key, reference, method=None):
-        transaction, new = self._move("payment", account_id, Money.from_wire(amount).minor, idempotency_key,
-                                      (account_id, amount["amount"]), {"reference": reference})
-        if new:
-            self._changed(account_id, transaction)
-        return transaction
-
-    @rpc(roles=GATEWAY | PAYMENTS | STAFF)
-    def get_balance(self, account_id):
-        return Money(BOOKS.balances.get(account_id, 0), "EUR").to_wire()
-
-
-class FakeProfile:
-    name = "profile"
-
-    @rpc(roles=ORDERS)
-    def get(self, account_id):
-        if account_id not in PROFILES:
-            raise DomainError("not_found", "No such account.")
-        return PROFILES[account_id]
-
-    @rpc(roles=ORDERS)
-    def require_operation_proof(self, account_id, operation, verification_id=None, reference=None):
-        return {"required": False}  # these customers do not confirm operations by call
+LEDGER = FakeLedger()     # each test gets fresh ones (the ``orders`` fixture)
+PROFILE = FakeProfile()
 
 
 def customer(balance="0.00", **profile) -> str:
-    account_id = str(uuid.uuid4())
-    PROFILES[account_id] = {"id": account_id, "payments_blocked": False, "country": "PL",
-                            "postal_address": {"line1": "ul. Prosta 1", "city": "Warszawa",
-                                               "postcode": "00-001", "country": "PL"}, **profile}
-    BOOKS.balances[account_id] = Money.of(balance, "EUR").minor
+    account_id = PROFILE.add(**profile)
+    LEDGER.fund(account_id, balance)
     return account_id
 
 
 def balance(account_id) -> str:
-    return Money(BOOKS.balances[account_id], "EUR").amount
+    return LEDGER.balance(account_id)
 
 
 def remote_code(excinfo) -> str:
@@ -160,11 +46,10 @@ VPS = {"plan_id": "vps-s", "period_months": 1, "fields": {"hostname": "web1.exam
 def orders(run_service, rpc_as, monkeypatch, tmp_path):
     """The orders service beside the stand-ins; a slow clock tick unless a test calls it. Called as
     the gateway calls it (the staff's reads go through ``rpc_client``)."""
-    global BOOKS
-    BOOKS = Books()
-    PROFILES.clear()
-    run_service(FakeLedger)
-    run_service(FakeProfile)
+    global LEDGER, PROFILE
+    LEDGER, PROFILE = FakeLedger(), FakeProfile()
+    run_service(LEDGER.service())
+    run_service(PROFILE.service())
     run_service(OrdersService, ORDERS_TICK_SECONDS=3600,
                 ORDERS_IP_POOLS="WAW1=192.0.2.10-192.0.2.12;FRA1=198.51.100.10")
     return rpc_as("gateway").orders
@@ -212,22 +97,14 @@ def test_without_funds_the_order_waits_and_is_paid_when_money_arrives_oldest_fir
     assert first["actions"] == ["cancel"]
     # 20.00 pays either order, not both; the older one goes first.
     payment_system.ledger.credit_payment(account, {"amount": "15.00", "currency": "EUR"}, "pay-1", "p1")
-    wait_for(lambda: rpc_client.orders.get_order(first["id"])["status"] == "active")
+    eventually(lambda: rpc_client.orders.get_order(first["id"])["status"] == "active", timeout=10)
     eventlet.sleep(1)
     assert rpc_client.orders.get_order(second["id"])["status"] == "pending_payment"
     assert balance(account) == "1.10"
     payment_system.ledger.credit_payment(account, {"amount": "10.00", "currency": "EUR"}, "pay-2", "p2")
-    wait_for(lambda: rpc_client.orders.get_order(second["id"])["status"] == "active")
+    eventually(lambda: rpc_client.orders.get_order(second["id"])["status"] == "active", timeout=10)
     assert balance(account) == "1.20"
     assert rpc_client.orders.get_order(first["id"])["ip_address"] is not None
-
-
-def wait_for(condition, seconds=10.0):
-    for _ in range(int(seconds * 10)):
-        if condition():
-            return
-        eventlet.sleep(0.1)
-    assert condition()
 
 
 def test_blocked_company_and_missing_postal_address_are_refused_before_anything_is_written(orders, rpc_client):
@@ -418,10 +295,10 @@ def test_change_plan_racing_cancel_leaves_order_and_money_consistent(orders, rpc
     cancel = orders.cancel.call_async(account, order["id"], {"when": "now"}, None)
     outcomes = {"change": outcome(change), "cancel": outcome(cancel)}
     final = rpc_client.orders.get_order(order["id"])
-    mine = [t for t in BOOKS.journal if t["account_id"] == account]
+    mine = [t for t in LEDGER.journal if t["account_id"] == account]
     charged = sum(-t["minor"] for t in mine if t["minor"] < 0)
     refunded = sum(t["minor"] for t in mine if t["minor"] > 0)
-    assert BOOKS.balances[account] == 10000 - charged + refunded
+    assert LEDGER.balances[account] == 10000 - charged + refunded
     kinds = [e["kind"] for e in final["events"]]
     if isinstance(outcomes["cancel"], dict):
         assert final["status"] == "cancelled" and final["ip_address"] == order["ip_address"]
@@ -474,10 +351,10 @@ def _tick():
 
 def test_auto_renew_pays_from_the_balance_on_the_last_paid_day_by_the_timer(run_service, rpc_client, monkeypatch,
                                                                             rpc_as):
-    global BOOKS
-    BOOKS = Books()
-    run_service(FakeLedger)
-    run_service(FakeProfile)
+    global LEDGER, PROFILE
+    LEDGER, PROFILE = FakeLedger(), FakeProfile()
+    run_service(LEDGER.service())
+    run_service(PROFILE.service())
     run_service(OrdersService, ORDERS_TICK_SECONDS=0.3)
     orders = rpc_as("gateway").orders
     account = customer("19.80")
@@ -485,7 +362,7 @@ def test_auto_renew_pays_from_the_balance_on_the_last_paid_day_by_the_timer(run_
     assert order["auto_renew"] is True
     paid_until = date.fromisoformat(order["paid_until"])
     set_today(monkeypatch, paid_until - timedelta(days=1))
-    wait_for(lambda: rpc_client.orders.get_order(order["id"])["paid_until"] != order["paid_until"])
+    eventually(lambda: rpc_client.orders.get_order(order["id"])["paid_until"] != order["paid_until"], timeout=10)
     renewed = rpc_client.orders.get_order(order["id"])
     assert renewed["status"] == "active" and balance(account) == "0.00"
     assert [e for e in renewed["events"] if e["kind"] == "renewed"][0]["details"]["automatic"] is True

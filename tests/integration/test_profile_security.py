@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 import pyotp
@@ -13,6 +12,7 @@ from sqlalchemy.pool import NullPool
 
 from services.common.errors import DomainError
 from services.profile.service import ProfileService
+from tests.support import eventually
 
 PASSWORD = "a long and unusual passphrase 7"
 HOME = "198.51.100.7"
@@ -246,8 +246,5 @@ def test_phone_verified_event_marks_the_number_only_if_it_is_still_current(profi
     for who, phone in ((account, "+48601234567"), (other, "+48601234568")):
         dispatch("verification", "phone_verified", {"event_id": str(uuid.uuid4()), "account_id": who["id"],
                                                     "phone": phone, "verification_id": "v1"})
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not profile.rpc.get(account["id"])["phone_verified"]:
-        time.sleep(0.1)
-    assert profile.rpc.get(account["id"])["phone_verified"] is True
+    eventually(lambda: profile.rpc.get(account["id"])["phone_verified"], timeout=10)
     assert profile.rpc.get(other["id"])["phone_verified"] is False

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import yaml
 
+from deploy.serve import RUNS, config_file
 from services.common.config import HEALTH_PORTS, ROOT, SERVICES
 from services.common.roles import ROLES
 
@@ -21,11 +21,11 @@ def test_compose_runs_every_service_with_a_health_check_on_its_port():
         port = HEALTH_PORTS[name]
         assert f"localhost:{port}/health" in " ".join(spec["healthcheck"]["test"]), name
         assert spec["environment"][f"{name.upper()}_HTTP_ADDRESS"].endswith(f":{port}")
-        module, _, cls = spec["command"][-1].partition(":")
-        assert (ROOT / module.replace(".", "/")).with_suffix(".py").exists(), spec["command"]
+        # The image runs the installed package: deploy.serve finds the config inside it.
+        assert spec["command"] == ["python", "-m", "deploy.serve", name]
+        module, _, cls = RUNS[name].partition(":")
         assert f"class {cls}" in (ROOT / module.replace(".", "/")).with_suffix(".py").read_text()
-        config = spec["command"][spec["command"].index("--config") + 1]
-        assert (ROOT / config).exists()
+        assert config_file(name).is_file()
 
 
 def test_compose_gives_each_service_its_own_postgres_database_and_the_brokers():
@@ -38,13 +38,18 @@ def test_compose_gives_each_service_its_own_postgres_database_and_the_brokers():
     assert document["services"]["migrate"]["command"] == ["python", "-m", "deploy.migrate"]
 
 
-def test_the_dockerfile_builds_from_the_files_that_exist():
-    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
-    for line in dockerfile.splitlines():
+def test_the_dockerfile_builds_a_wheel_and_the_image_installs_it_without_the_source_folders():
+    _, *stages = re.split(r"^FROM ", (ROOT / "deploy" / "Dockerfile").read_text(), flags=re.MULTILINE)
+    assert len(stages) == 2, "a stage that builds the wheel, then the image"
+    build, image = stages
+    for line in build.splitlines():
         if line.startswith("COPY "):
-            source = line.split()[1]
-            assert (ROOT / source).exists(), source
-    assert Path(ROOT / "pyproject.toml").exists()
+            assert (ROOT / line.split()[1]).exists(), line
+    assert "pip wheel --no-cache-dir --no-deps --wheel-dir /wheels ." in build
+    assert "COPY --from=wheel /wheels /wheels" in image
+    assert "pip install --no-cache-dir /wheels/*.whl" in image
+    assert not [line for line in image.splitlines() if line.startswith("COPY ") and "--from=wheel" not in line]
+    assert 'CMD ["python", "-m", "deploy.serve", "gateway"]' in image
 
 
 def test_compose_publishes_no_broker_port_and_knows_no_guest():
@@ -85,6 +90,6 @@ def test_compose_makes_the_broker_s_users_from_the_secrets_before_it_starts():
 
 def test_every_process_logs_in_as_itself_by_default():
     for name in (*SERVICES, "gateway"):
-        config = ROOT / ("gateway" if name == "gateway" else f"services/{name}") / "config.yml"
+        config = config_file(name)
         [line] = [line for line in config.read_text().splitlines() if line.startswith("AMQP_URI:")]
         assert line == f"AMQP_URI: ${{{name.upper()}_AMQP_URI:amqp://{name}:{name}@127.0.0.1:5672/}}", line

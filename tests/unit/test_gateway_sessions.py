@@ -78,7 +78,10 @@ def test_the_oldest_answers_go_first_beyond_the_size():
     assert sessions.lookup("t1", "ip") is None and sessions.lookup("t3", "ip")
 
 
-class FakeProfile:
+class EchoProxy:
+    """Stands for the gateway's RPC proxy to profile, whatever is called: each call answers the
+    method's name, or with ``fail`` times out. (Not a profile: the proxy's wrapping is under test.)"""
+
     def __init__(self, fail=False):
         self.fail = fail
 
@@ -95,7 +98,7 @@ def test_every_call_that_changes_access_forgets_even_when_it_fails():
         for method in ACCESS_CHANGING:
             sessions, _ = vouched()
             sessions.remember("token", "ip", anna(), sessions.epoch)
-            proxy = _ForgettingProxy(FakeProfile(fail), sessions)
+            proxy = _ForgettingProxy(EchoProxy(fail), sessions)
             argument = "token" if method == "log_out" else "a-1"
             try:
                 getattr(proxy, method)(argument, "more")
@@ -107,5 +110,5 @@ def test_every_call_that_changes_access_forgets_even_when_it_fails():
 def test_reads_go_through_untouched():
     sessions, _ = vouched()
     sessions.remember("token", "ip", anna(), sessions.epoch)
-    assert _ForgettingProxy(FakeProfile(), sessions).get("a-1") == "get"
+    assert _ForgettingProxy(EchoProxy(), sessions).get("a-1") == "get"
     assert sessions.lookup("token", "ip")

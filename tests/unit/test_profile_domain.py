@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.common.errors import DomainError
+from services.common.errors import DomainError, ValidationError
+from services.profile import domain
 from services.profile.domain import CompanyState, company_after, payments_blocked, refuse_emptied_mandatory, refuse_immutable
 
 INDIVIDUAL = CompanyState("individual", None, None, "none")
@@ -50,3 +51,17 @@ def test_an_invalid_vat_id_is_refused_with_the_reason():
     assert refused.value.details["reason"] == "its check digits do not match"
     valid = company_after(INDIVIDUAL, {"profile_type": "company", "company_name": "ACME", "vat_id": "DE 136 695 976"}, "DE")
     assert valid.vat_id == "DE136695976"
+
+
+def test_support_finds_an_address_whatever_its_case_and_spaces():
+    assert domain.email_search_key("  Anna.Nowak@Example.COM ") == "anna.nowak@example.com"
+    for not_an_address in ("", "   ", None, 42, "a" * 255):
+        with pytest.raises(ValidationError):
+            domain.email_search_key(not_an_address)
+
+
+def test_an_operator_action_needs_a_printable_operator_name():
+    assert domain.operator_name(" support:ola ") == "support:ola"
+    for bad in ("", "  ", None, "x" * 101, "ola\nroot"):
+        with pytest.raises(ValidationError):
+            domain.operator_name(bad)

@@ -7,9 +7,8 @@ from hypothesis import strategies as st
 
 from services.common.errors import DomainError
 from services.common.money import Money
-from services.ledger.tax import (OUTSIDE_SCOPE, REVERSE_CHARGE, STANDARD, VAT_RATES, Buyer, OfflineVatIdCheck,
-                                 RateEdition, Seller, TaxTreatment, VatRates, ViesVatIdCheck, price_for,
-                                 split_gross, tax_treatment, validate_vat_id, vat_id_check_from_env)
+from services.ledger.tax import (OUTSIDE_SCOPE, REVERSE_CHARGE, STANDARD, VAT_RATES, Buyer, RateEdition, Seller,
+                                 TaxTreatment, VatRates, price_for, split_gross, tax_treatment, validate_vat_id)
 
 SELLER = Seller.from_env({})
 GERMAN_VAT_ID = "DE136695976"
@@ -23,10 +22,11 @@ def individual(country: str, **overrides) -> Buyer:
     return Buyer(**{"name": "Anna Nowak", "address": "Main St 1, Town", "country": country, **overrides})
 
 
-def company(country: str, vat_id: str | None, verification: str = "verified") -> Buyer:
+def company(country: str, vat_id: str | None, verification: str = "verified",
+            vat_id_check: str = "not_checked") -> Buyer:
     return Buyer(name="Hans Schmidt", address="Hauptstraße 1, Berlin", country=country,
                  company_name="Schmidt GmbH", vat_id=vat_id, profile_type="company",
-                 company_verification=verification)
+                 company_verification=verification, vat_id_check=vat_id_check)
 
 
 def pays(buyer: Buyer, list_price: str) -> dict:
@@ -74,6 +74,16 @@ def test_german_company_not_yet_reviewed_pays_like_a_german_individual(verificat
 @pytest.mark.parametrize("vat_id", [None, "DE136695978", "FR40303265045"])
 def test_german_company_without_a_valid_german_vat_id_pays_like_a_german_individual(vat_id):
     assert pays(company("DE", vat_id), "123.00") == pays(individual("DE"), "123.00")
+
+
+def test_german_company_whose_vat_id_vies_does_not_know_pays_like_a_german_individual_even_when_reviewed():
+    assert pays(company("DE", GERMAN_VAT_ID, vat_id_check="invalid"), "123.00") == pays(individual("DE"), "123.00")
+
+
+@pytest.mark.parametrize("vat_id_check", ["valid", "unavailable", "not_checked"])
+def test_a_reviewed_german_company_keeps_the_reverse_charge_unless_vies_said_invalid(vat_id_check):
+    buyer = company("DE", GERMAN_VAT_ID, vat_id_check=vat_id_check)
+    assert pays(buyer, "123.00") == {"net": "100.00", "vat": "0.00", "gross": "100.00"}
 
 
 @pytest.mark.parametrize("country", ["US", "GB", "CH", "NO", "UA"])
@@ -213,62 +223,10 @@ def test_buyer_is_taken_from_the_profile_as_it_is_now():
                "country": "pl", "postal_address": {"line1": "skr. 12", "city": "Łódź", "postcode": "90-001",
                                                    "country": "PL"},
                "profile_type": "company", "company_name": "Kowalski sp.j.", "vat_id": "PL1234563218",
-               "company_verification": "pending", "email": "jan@example.com"}
+               "company_verification": "pending", "vat_id_check": "valid", "email": "jan@example.com"}
     buyer = Buyer.from_profile(profile)
     assert buyer.to_party() == {"name": "Jan Kowalski", "address": "ul. Polna 3, Łódź",
                                 "postal_address": profile["postal_address"], "company_name": "Kowalski sp.j.",
                                 "vat_id": "PL1234563218", "country": "PL"}
-    assert buyer.is_company and buyer.company_verification == "pending"
-
-
-# --- the optional VIES check -----------------------------------------------------------
-
-class FakeVies:
-    """Answers like VIES's REST API, or fails like a network."""
-
-    def __init__(self, answer=None, failure=None):
-        self.answer, self.failure, self.asked = answer, failure, []
-
-    def get(self, url, timeout):
-        self.asked.append(url)
-        if self.failure:
-            raise self.failure
-        return self
-
-    def raise_for_status(self):
-        pass
-
-    def json(self):
-        return self.answer
-
-
-def test_vies_check_accepts_a_registered_vat_id():
-    vies = FakeVies({"isValid": True, "userError": "VALID"})
-    assert ViesVatIdCheck(http=vies).validate("de136695976", "DE") == GERMAN_VAT_ID
-    assert vies.asked == ["https://ec.europa.eu/taxation_customs/vies/rest-api/ms/DE/vat/136695976"]
-
-
-def test_vies_check_refuses_a_vat_id_not_in_the_register():
-    with pytest.raises(DomainError) as refused:
-        ViesVatIdCheck(http=FakeVies({"isValid": False, "userError": "INVALID"})).validate(GERMAN_VAT_ID, "DE")
-    assert refused.value.error_code == "invalid_vat_id"
-    assert "not registered" in refused.value.message
-
-
-def test_vies_check_falls_back_to_the_offline_result_when_vies_does_not_answer():
-    down = FakeVies(failure=ConnectionError("no route"))
-    assert ViesVatIdCheck(http=down).validate(GERMAN_VAT_ID, "DE") == GERMAN_VAT_ID
-    member_state_down = FakeVies({"isValid": False, "userError": "MS_UNAVAILABLE"})
-    assert ViesVatIdCheck(http=member_state_down).validate(GERMAN_VAT_ID, "DE") == GERMAN_VAT_ID
-
-
-def test_vies_check_never_asks_about_an_id_that_fails_offline():
-    vies = FakeVies({"isValid": True})
-    with pytest.raises(DomainError):
-        ViesVatIdCheck(http=vies).validate("DE136695978", "DE")
-    assert vies.asked == []
-
-
-def test_vies_is_off_unless_enabled():
-    assert type(vat_id_check_from_env({})) is OfflineVatIdCheck
-    assert isinstance(vat_id_check_from_env({"VIES_ENABLED": "true"}), ViesVatIdCheck)
+    assert buyer.is_company and buyer.company_verification == "pending" and buyer.vat_id_check == "valid"
+    assert Buyer.from_profile({**profile, "vat_id_check": None}).vat_id_check == "not_checked"

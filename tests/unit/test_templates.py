@@ -50,7 +50,9 @@ EVENTS = {
     "email_confirmation": {"token": "Qm9vayB0b2tlbg"},
     "email_change_requested": {"token": "Q2hhbmdlIHRva2Vu", "new_email": "jan@nowa-firma.example"},
     "email_changed": {"old_email": "jan@stara-firma.example", "new_email": "jan@nowa-firma.example", "at": AT},
-    "password_changed": {"at": AT, "ip_address": "198.51.100.23"},
+    "password_reset": {"login": "jan.kowalski", "token": "UmVzZXQgdG9rZW4", "expires_at": AT,
+                       "ip_address": "198.51.100.23"},
+    "password_changed": {"at": AT, "ip_address": "198.51.100.23", "reset": False},
     "ip_restriction_changed": {"rules": ["192.15.3.2", "192.168.0.1-192.168.0.10", "2001:db8::/64"],
                                "at": AT, "ip_address": "198.51.100.23"},
     "two_factor_enabled": {"at": AT, "ip_address": "198.51.100.23"},
@@ -97,6 +99,8 @@ ESSENTIALS = {
     "new_ip_login": {"*": ["198.51.100.99", "Firefox 133 on Linux", f"{PANEL}/security"],
                      "en": ["2026-11-29 10:00 UTC"], "pl": ["29.11.2026, 10:00 UTC"]},
     "newsletter": {"*": ["Our new NVMe VPS plans are live.", f"{PANEL}/profile/notifications"]},
+    "password_reset": {"*": ["jan.kowalski", f"{PANEL}/reset-password?token=UmVzZXQgdG9rZW4", "198.51.100.23"],
+                       "en": ["2026-11-29 10:00 UTC"], "pl": ["29.11.2026, 10:00 UTC"]},
 }
 for _kind in ("password_changed", "two_factor_enabled", "two_factor_disabled", "security_code_set",
               "account_frozen", "sessions_ended"):
@@ -194,6 +198,13 @@ def test_cancellation_at_end_of_period_names_the_last_day_and_promises_no_refund
     assert "active until 2026-11-29" in text and "EUR 0.00" not in text
     assert "29.11.2026" in rendered("order_cancelled", "pl", when="end_of_period", cancel_at="2026-11-29",
                                     refund=eur("0.00")).subject
+
+
+def test_a_password_set_by_a_reset_link_says_every_session_ended():
+    assert "every other session" in rendered("password_changed", "en").text.replace("\n", " ")
+    reset = rendered("password_changed", "en", reset=True).text.replace("\n", " ")
+    assert "reset with a link" in reset and "every session has been signed out" in reset
+    assert "wszystkie sesje zostały zakończone" in rendered("password_changed", "pl", reset=True).text.replace("\n", " ")
 
 
 def test_a_downgrade_tells_the_credit_instead_of_a_charge():

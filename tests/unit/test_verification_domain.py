@@ -13,6 +13,7 @@ from services.verification.domain import (
     begin_attempt, check_code, code_to_expect, ensure_channel, ensure_start_allowed, new_sms_code,
     parse_phone, sms_text,
 )
+from tests.support import refusal_of
 
 NOW = datetime(2026, 11, 29, 10, 0, tzinfo=timezone.utc)
 PL_MOBILE = "+48 600 100 200"
@@ -50,8 +51,8 @@ def test_a_number_not_in_international_form_is_a_validation_error_on_phone(raw):
 
 def test_mobile_number_takes_every_channel():
     phone = parse_phone(PL_MOBILE)
-    for channel in ("flash_call", "voice", "sms"):
-        ensure_channel(phone, channel)
+    assert phone.kind == "mobile" and phone.channels == ("flash_call", "voice", "sms")
+    assert [refusal_of(ensure_channel, phone, channel) for channel in ("flash_call", "voice", "sms")] == [None] * 3
 
 
 @pytest.mark.parametrize("channel", ["sms", "flash_call"])
@@ -63,7 +64,9 @@ def test_landline_is_refused_for_sms_and_flash_call_and_offered_voice(channel):
 
 
 def test_landline_takes_a_voice_call():
-    ensure_channel(parse_phone(PL_LANDLINE), "voice")
+    phone = parse_phone(PL_LANDLINE)
+    assert phone.channels == ("voice",)
+    assert refusal_of(ensure_channel, phone, "voice") is None
 
 
 def test_us_number_that_may_be_mobile_takes_every_channel():
@@ -74,10 +77,15 @@ def test_unknown_channel_is_a_validation_error():
     assert "channel" in refusal(ensure_channel, parse_phone(PL_MOBILE), "fax").fields
 
 
-@pytest.mark.parametrize("raw", ["+41 44 668 18 00", "+44 7400 123456", "+380 50 123 4567", "+1 514 555 0123",
-                                 "+47 412 34 567"])
-def test_default_list_admits_eea_uk_switzerland_ukraine_and_north_america(raw):
-    parse_phone(raw)
+@pytest.mark.parametrize("raw, region, e164", [("+41 44 668 18 00", "CH", "+41446681800"),
+                                               ("+44 7400 123456", "GB", "+447400123456"),
+                                               ("+380 50 123 4567", "UA", "+380501234567"),
+                                               ("+1 514 555 0123", "CA", "+15145550123"),
+                                               ("+47 412 34 567", "NO", "+4741234567")])
+def test_default_list_admits_eea_uk_switzerland_ukraine_and_north_america(raw, region, e164):
+    phone = parse_phone(raw)
+    assert (phone.region, phone.e164) == (region, e164)
+    assert phone.channels   # a number we call, on at least one channel
 
 
 @pytest.mark.parametrize("raw, region", [("+7 912 345 67 89", "RU"), ("+1 876 555 0123", "JM")])
@@ -224,7 +232,9 @@ def test_three_starts_per_number_in_ten_minutes_then_rate_limited_until_the_olde
 
 
 def test_starts_older_than_ten_minutes_no_longer_count_for_the_number():
-    ensure_start_allowed(NOW, minutes_ago(1, 2, 10, 11, 30), [])
+    assert refusal_of(ensure_start_allowed, NOW, minutes_ago(1, 2, 10, 11, 30), []) is None
+    # one of them nine minutes ago instead: three within ten minutes, refused until it is ten
+    assert refusal(ensure_start_allowed, NOW, minutes_ago(1, 2, 9, 11, 30), []).details["retry_after"] == 60
 
 
 def test_ten_starts_per_account_a_day():

@@ -6,6 +6,7 @@ import pytest
 from services.common.errors import DomainError, ValidationError
 from services.verification.domain import (OPERATIONS, PROOF_LIFETIME, OperationProof, ensure_purpose,
                                           use_proof)
+from tests.support import refusal_of
 
 NOW = datetime(2026, 11, 29, 10, 0, tzinfo=timezone.utc)
 
@@ -23,7 +24,7 @@ def refusal(call, *args) -> DomainError:
 @pytest.mark.parametrize("purpose, operation", [("phone", None), ("operation", None),
                                                 *(("operation", name) for name in OPERATIONS)])
 def test_known_purposes_and_operations_are_accepted(purpose, operation):
-    ensure_purpose(purpose, operation)
+    assert refusal_of(ensure_purpose, purpose, operation) is None
 
 
 @pytest.mark.parametrize("purpose, operation, field", [

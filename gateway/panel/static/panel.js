@@ -6,7 +6,7 @@
 const MESSAGES = JSON.parse(document.getElementById("messages").textContent);
 const TOKEN_KEY = "introserv.token";
 const LANGUAGE_COOKIE = "panel_lang";
-const PUBLIC_PAGES = ["login", "register", "confirm-email"];
+const PUBLIC_PAGES = ["login", "register", "confirm-email", "forgot-password", "reset-password"];
 
 function t(key, values) {
   let text = MESSAGES[key] ?? key;
@@ -185,6 +185,11 @@ function showErrors(form, error) {
   if (first) first.focus();
 }
 
+// A 429's wait in whole seconds (the API sends it in details and in Retry-After).
+function waitOf(error) {
+  return String(Math.max(1, Number(error.details && error.details.retry_after) || 1));
+}
+
 function done(form, text) {
   const line = $(".form-done", form);
   if (line) line.textContent = text;
@@ -294,7 +299,7 @@ function fillTable(table, items, toRow) {
 
 const PAGE_SIZE = 20;
 
-// A list the API hands out in pages (API.md: ?limit=&cursor=, next_cursor): the first page in
+// A list the API hands out in pages (docs/CONTRACTS.md, Lists: ?limit=&cursor=, next_cursor): the first page in
 // the table, and under it a "Show more" button that appends the next page while there is one.
 async function fillPagedTable(table, path, toRow) {
   const pageOf = (cursor) => api("GET", `${path}${path.includes("?") ? "&" : "?"}limit=${PAGE_SIZE}` +
@@ -340,6 +345,7 @@ pages.login = () => {
   const params = new URLSearchParams(location.search);
   if (params.get("frozen")) Object.assign($("#login-message"), { hidden: false, textContent: t("security.frozen") });
   if (params.get("registered")) Object.assign($("#login-message"), { hidden: false, textContent: t("register.done") });
+  if (params.get("reset")) Object.assign($("#login-message"), { hidden: false, textContent: t("login.reset_done") });
   onSubmit(form, async (data) => {
     if (!data.otp) delete data.otp;
     try {
@@ -383,9 +389,70 @@ pages["confirm-email"] = () => {
   }
 };
 
+// A1: "forgot password" names the account by login or by e-mail; the answer never says which exist.
+pages["forgot-password"] = () => {
+  const form = $("#forgot-form");
+  onSubmit(form, async (data) => {
+    const name = data.name || "";
+    const body = name.includes("@") ? { email: name } : { login: name };
+    try {
+      await api("POST", "/api/v1/password-reset", body);
+    } catch (error) {
+      if (error.status === 429) {
+        showErrors(form, error);
+        $('[data-error-for=""]', form).textContent = t("forgot.wait", { seconds: waitOf(error) });
+        return;
+      }
+      if (error.fields) error.fields = { name: Object.values(error.fields).flat() };  // login or email: one field
+      throw error;
+    }
+    form.hidden = true;
+    $("#forgot-sent").hidden = false;
+  });
+};
+
+pages["reset-password"] = () => {
+  const form = $("#reset-form");
+  // The token came in the mailed link: keep it for this tab only and take it out of the address bar.
+  const fromLink = new URLSearchParams(location.search).get("token");
+  if (fromLink) {
+    sessionStorage.setItem("introserv.reset", fromLink);
+    history.replaceState(null, "", "/reset-password");
+  }
+  const token = sessionStorage.getItem("introserv.reset");
+  const askAgain = (text) => {
+    $('[data-error-for=""]', form).textContent = text;
+    $("#reset-again").hidden = false;
+  };
+  if (!token) { askAgain(t("reset.no_token")); $('button[type="submit"]', form).disabled = true; return; }
+  onSubmit(form, async (data) => {
+    const body = { token, new_password: data.new_password, new_password_confirmation: data.new_password_confirmation };
+    if (data.otp) body.otp = data.otp;
+    try {
+      await api("POST", "/api/v1/password-reset/confirm", body);
+    } catch (error) {
+      if (error.code === "otp_required") {
+        $("#reset-otp-step").hidden = false;
+        $("#f-otp").focus();
+        error.fields = { otp: [t("errors.otp_required")] };
+      } else if (error.code === "invalid_otp") {
+        error.fields = { otp: [t("errors.invalid_otp")] };
+      } else if (error.code === "token_unknown" || error.code === "token_expired") {
+        showErrors(form, error);
+        askAgain(t(`reset.${error.code}`));
+        return;
+      }
+      throw error;
+    }
+    sessionStorage.removeItem("introserv.reset");
+    location.assign("/login?reset=1");
+  });
+};
+
 pages.profile = async (profile) => {
   const form = $("#profile-form");
   const countryNames = Object.fromEntries(JSON.parse($("#country-names").textContent));
+  let changeRequested = false;
   const show = (current) => {
     fillForm(form, current);
     $("#f-country_name").value = countryNames[current.country] || current.country;
@@ -394,6 +461,7 @@ pages.profile = async (profile) => {
     const emailState = $("#email-state");
     emailState.textContent = t(current.email_confirmed ? "profile.email_confirmed" : "profile.email_unconfirmed");
     emailState.className = `badge ${current.email_confirmed ? "ok" : "pending"}`;
+    $("#email-resend").hidden = current.email_confirmed && !changeRequested;
     const phoneState = $("#phone-state");
     phoneState.textContent = current.phone ? t(current.phone_verified ? "profile.phone_verified" : "profile.phone_unverified") : "";
     phoneState.className = `badge ${current.phone_verified ? "ok" : "pending"}`;
@@ -424,6 +492,24 @@ pages.profile = async (profile) => {
   onSubmit(emailForm, async (data) => {
     await api("POST", "/api/v1/profile/email-change", data);
     done(emailForm, t("profile.email_change_sent", { email: data.email }));
+    changeRequested = true;
+    $("#email-resend").hidden = false;
+  });
+  // A1: the confirmation mail again, to the new address a change waits on or the unconfirmed one.
+  $("#email-resend").addEventListener("click", async () => {
+    const sent = $("#email-resend-done");
+    const refused = $("#email-resend-error");
+    sent.hidden = true;
+    refused.hidden = true;
+    try {
+      const answer = await api("POST", "/api/v1/profile/email/resend");
+      Object.assign(sent, { hidden: false, textContent: t("profile.email_resend_sent", { email: answer.email }) });
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      if (error.status >= 500) return;  // api() has said so already
+      const text = error.status === 429 ? t("profile.email_resend_wait", { seconds: waitOf(error) }) : errorText(error);
+      Object.assign(refused, { hidden: false, textContent: text });
+    }
   });
 
   // Phone verification (S7): a flash call first; the customer may ask for a voice call or an SMS.
@@ -468,10 +554,8 @@ pages.profile = async (profile) => {
     }
     codeForm.hidden = true;
     Object.assign($("#phone-done"), { hidden: false, textContent: t("verify.done") });
-    for (let tries = 0; tries < 25 && !profile.phone_verified; tries += 1) {
-      await new Promise((resolve) => setTimeout(resolve, 200));
-      profile = await api("GET", "/api/v1/profile");
-    }
+    // The gateway has the profile record it before answering: one read shows it verified.
+    profile = await api("GET", "/api/v1/profile");
     show(profile);
   });
 };
@@ -497,10 +581,32 @@ pages.security = async () => {
     $("#tfa-disable-form").hidden = !overview.two_factor_enabled;
     const last = overview.last_login;
     $("#last-login").textContent = last ? t("security.last_ip_value", { ip: last.ip, at: showTime(last.at) }) : "–";
+    if (overview.your_ip) {
+      $("#ip-current").textContent = t("security.ip_yours", { ip: overview.your_ip });
+      $("#ip-yours").hidden = false;
+    }
     return loadLists();
   };
+  // A2: every live session; any but this one can be ended from here.
+  const endSession = async (item) => {
+    $("#session-ended").hidden = true;
+    try {
+      await api("DELETE", `/api/v1/sessions/${encodeURIComponent(item.id)}`);
+      $("#session-ended").hidden = false;
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      if (error.status < 500 && error.code !== "not_found") notice(errorText(error));  // not_found: it ended already
+    }
+    await loadLists();
+  };
+  const sessionRow = (item) => row(showTime(item.created_at), showTime(item.last_seen_at), item.ip, item.user_agent || "",
+    el("td", {}, item.current
+      ? el("span", { class: "badge ok", text: t("security.session_this") })
+      : el("button", { type: "button", class: "small secondary", text: t("security.session_end"),
+        "aria-label": `${t("security.session_end")}: ${item.ip}, ${showTime(item.created_at)}`, onclick: () => endSession(item) })));
   const loadLists = async () => {
     await Promise.all([
+      fillPagedTable($("#sessions"), "/api/v1/sessions", sessionRow),
       fillPagedTable($("#logins"), "/api/v1/security/logins", (item) => row(showTime(item.at), item.ip,
         t(item.success ? "security.login_ok" : "security.login_failed"), item.user_agent || "")),
       fillPagedTable($("#events"), "/api/v1/security/events", (item) => row(showTime(item.at),
@@ -508,9 +614,14 @@ pages.security = async () => {
   };
   await show();
 
+  // S2: set once and never shown again, so it is typed twice before it goes.
   const codeForm = $("#code-form");
   onSubmit(codeForm, async (data) => {
-    await api("POST", "/api/v1/security/code", data);
+    if (data.code !== data.code_confirmation) {
+      throw new ApiError(400, { code: "validation_error", message: "", fields: { code_confirmation: [t("security.code_mismatch")] } });
+    }
+    await api("POST", "/api/v1/security/code", { code: data.code });
+    codeForm.reset();
     overview = await api("GET", "/api/v1/security");
     show();
   });
@@ -518,6 +629,13 @@ pages.security = async () => {
   // IP restriction (S3): one rule per line; the API answers per-line errors as "line N: ...".
   const ipForm = $("#ip-form");
   const lineErrors = $("#ip-line-errors");
+  $("#ip-add-mine").addEventListener("click", () => {
+    const area = $("#f-rules");
+    const lines = area.value.split("\n").map((line) => line.trim()).filter(Boolean);
+    if (!lines.includes(overview.your_ip)) lines.push(overview.your_ip);
+    area.value = lines.join("\n");
+    area.focus();
+  });
   onSubmit(ipForm, async (data) => {
     lineErrors.hidden = true;
     const lines = $("#f-rules").value.split("\n").map((line) => line.trim());
@@ -576,6 +694,7 @@ pages.security = async () => {
   $("#end-others").addEventListener("click", async () => {
     await api("DELETE", "/api/v1/sessions/others");
     $("#end-others-done").hidden = false;
+    await loadLists();
   });
 
   // 2FA (S6): the QR code is drawn by the panel's server as SVG; recovery codes are shown once.
@@ -591,14 +710,46 @@ pages.security = async () => {
     $("#tfa-start").hidden = true;
     $("#f-tfa-otp").focus();
   });
+  // The recovery codes are shown once, in a dialog that closes only after "I have saved them".
+  const codesDialog = $("#tfa-codes");
+  let codesText = "";
   onSubmit(confirmForm, async (data) => {
     const answer = await api("POST", "/api/v1/security/2fa/confirm", data);
     confirmForm.hidden = true;
     $("#tfa-code-list").replaceChildren(...answer.recovery_codes.map((code) => el("li", {}, el("code", { text: code }))));
-    $("#tfa-codes").hidden = false;
+    codesText = [t("security.tfa_codes_file", { login: overview.login }), "", ...answer.recovery_codes, ""].join("\n");
+    $("#tfa-codes-saved").checked = false;
+    $("#tfa-codes-close").disabled = true;
+    $("#tfa-codes-done").textContent = "";
+    codesDialog.showModal();
     overview = await api("GET", "/api/v1/security");
     show();
     $("#tfa-disable-form").hidden = true;
+  });
+  $("#tfa-codes-copy").addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText(codesText);
+      $("#tfa-codes-done").textContent = t("security.tfa_codes_copied");
+    } catch (refused) {
+      // No clipboard (permission or an old browser): select them for the customer to copy.
+      getSelection().selectAllChildren($("#tfa-code-list"));
+    }
+  });
+  $("#tfa-codes-download").addEventListener("click", () => {
+    const link = el("a", { href: URL.createObjectURL(new Blob([codesText], { type: "text/plain;charset=utf-8" })),
+      download: "introserv-recovery-codes.txt" });
+    codesDialog.append(link);
+    link.click();
+    link.remove();
+    $("#tfa-codes-done").textContent = t("security.tfa_codes_downloaded");
+  });
+  $("#tfa-codes-saved").addEventListener("change", (event) => { $("#tfa-codes-close").disabled = !event.target.checked; });
+  codesDialog.addEventListener("cancel", (event) => { if (!$("#tfa-codes-saved").checked) event.preventDefault(); });
+  $("#tfa-codes-close").addEventListener("click", () => {
+    codesDialog.close();
+    $("#tfa-code-list").replaceChildren();
+    codesText = "";
+    $("#tfa-disable-form").hidden = !overview.two_factor_enabled;
   });
   const disableForm = $("#tfa-disable-form");
   onSubmit(disableForm, async (data) => {

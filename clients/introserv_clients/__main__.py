@@ -1,0 +1,4 @@
+"""``python -m introserv_clients ...`` is ``introserv-ops ...``."""
+from introserv_clients.ops import main
+
+main()

@@ -1,0 +1,40 @@
+"""Run one process of the suite from wherever the package is installed: ``python -m deploy.serve <name>``.
+
+``name`` is a service (profile, orders, ledger, notifier, verification) or ``gateway``. The
+container image runs this from the installed wheel, the local runner from the checkout: it finds
+the process's ``config.yml`` inside the package and becomes ``nameko run`` with it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from importlib.resources import files
+from pathlib import Path
+
+from services.common.config import SERVICES
+
+RUNS = {**{service: f"services.{service}.service:{service.capitalize()}Service" for service in SERVICES},
+        "gateway": "gateway.service:Gateway"}
+
+
+def config_file(name: str) -> Path:
+    """The Nameko config of ``name``, inside the installed package."""
+    package = RUNS[name].partition(".service:")[0]
+    return Path(str(files(package) / "config.yml"))
+
+
+def nameko_argv(name: str) -> list[str]:
+    """The command line that runs ``name`` with this interpreter."""
+    return [sys.executable, "-m", "nameko", "run", "--config", str(config_file(name)), RUNS[name]]
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deploy.serve")
+    parser.add_argument("name", choices=sorted(RUNS))
+    argv = nameko_argv(parser.parse_args(argv).name)
+    os.execv(argv[0], argv)  # nameko gets this process: its pid and its signals (SIGTERM stops it)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""The profile service: accounts, sessions, personal data, security and notification settings."""
