@@ -7,10 +7,14 @@ no ``user_id`` at all.
 """
 from __future__ import annotations
 
+import time
 import uuid
+from urllib.parse import quote
 
 import pyotp
 import pytest
+import requests
+from kombu import Connection, Producer
 from nameko.standalone.rpc import ClusterRpcProxy as UnsignedClusterRpcProxy
 from nameko.exceptions import IncorrectSignature
 from sqlalchemy import create_engine, text
@@ -26,7 +30,7 @@ from services.notifier.service import NotifierService
 from services.orders.service import OrdersService
 from services.profile.service import ProfileService
 from services.verification.service import VerificationService
-from tests.support import rabbit_vhost
+from tests.support import RABBIT_API, RABBIT_AUTH, rabbit_vhost, role_uri
 
 PASSWORD = "a long and unusual passphrase 7"
 
@@ -53,11 +57,11 @@ def guest(amqp_uri):
 
 
 def answer(call, *args):
-    """The error code of a call, or "answered" when it got through to the method."""
+    """"forbidden", or "answered" when the call got through to the method (which may refuse it)."""
     try:
         call(*args)
     except DomainError as refusal:
-        return refusal.error_code
+        return "forbidden" if refusal.error_code == "forbidden" else "answered"
     except IncorrectSignature:
         pass   # past the role check: the method itself found no arguments
     return "answered"
@@ -181,3 +185,24 @@ def test_operator_actions_keep_the_broker_login_beside_the_operator_s_name(servi
     assert timeline["account_unfrozen"] == {"operator": "support:ola", "caller": "operator"}
     assert timeline["country_changed"] == {"from": "PL", "to": "DE", "ticket_id": "TICKET-42", "caller": "operator"}
     assert timeline["company_reviewed"] == {"approved": False, "operator": "support:jan", "caller": "operator"}
+
+
+def test_a_request_whose_reply_could_not_be_sent_is_dropped_and_blocks_nothing(services, rpc_as, amqp_uri):
+    # A reply to "ledger.adjust" would be refused by the broker (services answer on reply keys
+    # only) and leave the request unacked, holding a worker's place, for ever.
+    with Connection(role_uri(amqp_uri, "gateway"), transport_options={"confirm_publish": True}) as connection:
+        Producer(connection.channel()).publish(
+            {"args": ["acct-1"], "kwargs": {}}, exchange="nameko-rpc", routing_key="profile.get",
+            reply_to="ledger.adjust", correlation_id="c-1", user_id="gateway", serializer="json")
+    vhost = quote(amqp_uri.rsplit("/", 1)[1], safe="")
+    deadline = time.monotonic() + 10
+    while True:
+        queue = requests.get(f"{RABBIT_API}/queues/{vhost}/rpc-profile", auth=RABBIT_AUTH, timeout=5).json()
+        if queue.get("messages_unacknowledged") == 0 and queue.get("messages_ready") == 0 or \
+                time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert (queue["messages_ready"], queue["messages_unacknowledged"]) == (0, 0)
+    with pytest.raises(DomainError) as answer:
+        rpc_as("gateway").profile.get(str(uuid.uuid4()))
+    assert answer.value.error_code == "not_found"   # the service answers as before
