@@ -45,8 +45,9 @@ class Ledger:
 
     # -- money in and out ---------------------------------------------------------------
 
-    def credit_payment(self, account_id, amount, idempotency_key, reference, method=None) -> dict:
-        """Another Introserv system reports a payment; a method must be offered to the customer."""
+    def credit_payment(self, account_id, amount, idempotency_key, reference, method=None, caller=None) -> dict:
+        """The payment system (or support staff, matching a transfer by hand: ``caller`` keeps which)
+        reports a payment; a method must be offered to the customer."""
         data = _load(PaymentSchema(), account_id=account_id, amount=amount, idempotency_key=idempotency_key,
                      reference=reference, method=method)
         request = _Request("credit_payment", data)
@@ -63,7 +64,7 @@ class Ledger:
             balance = self._lock_balance(session, data["account_id"])
             if (replay := self._replay(request, session)) is not None:
                 return replay
-            tx = self._move(session, balance, domain.PAYMENT, request, method=data["method"],
+            tx = self._move(session, balance, domain.PAYMENT, request, method=data["method"], caller=caller,
                             description=data["description"] or "Payment received")
             publish_later(session, "payment_received", {
                 "account_id": tx.account_id, "transaction_id": tx.id, "amount": _money(tx.amount_minor, tx),

@@ -40,9 +40,9 @@ class LedgerService:
         return "pong"
 
     # -- money movements (docs/CONTRACTS.md)
-    @rpc(roles=PAYMENTS)
+    @rpc(roles=PAYMENTS | OPERATOR)
     def credit_payment(self, account_id, amount, idempotency_key, reference, method=None):
-        return self.ledger.credit_payment(account_id, amount, idempotency_key, reference, method)
+        return self.ledger.credit_payment(account_id, amount, idempotency_key, reference, method, caller=self.caller)
 
     @rpc(roles=ORDERS)
     def charge(self, account_id, amount, idempotency_key, reference, description, lines=None):

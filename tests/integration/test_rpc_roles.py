@@ -163,6 +163,8 @@ def test_operator_actions_keep_the_broker_login_beside_the_operator_s_name(servi
     gateway, staff = rpc_as("gateway"), rpc_as("operator")
     anna = register(gateway, profile_type="company", company_name="Nowak sp. z o.o.", vat_id="PL5260250274")
     account = anna["id"]
+    rpc_as("payments").ledger.credit_payment(account, eur("10.00"), f"bank-{account}", "2026/12/0001")
+    staff.ledger.credit_payment(account, eur("5.00"), f"matched-{account}", "transfer matched by hand")
     staff.ledger.adjust(account, eur("25.00"), f"goodwill-{account}", "goodwill for the outage", "support:ola")
     staff.ledger.set_credit_limit(account, eur("10.00"), "support:jan")
     staff.profile.change_country(account, "DE", "TICKET-42")
@@ -173,12 +175,14 @@ def test_operator_actions_keep_the_broker_login_beside_the_operator_s_name(servi
     ledger = create_engine(service_databases["ledger"], poolclass=NullPool)
     with ledger.connect() as connection:
         journal = connection.execute(text(
-            "SELECT kind, operator, caller FROM transactions WHERE account_id = :a"), {"a": account}).all()
+            "SELECT kind, operator, caller FROM transactions WHERE account_id = :a ORDER BY seq"),
+            {"a": account}).all()
         limit = connection.execute(text(
             "SELECT credit_limit_operator, credit_limit_caller FROM balances WHERE account_id = :a"),
             {"a": account}).one()
     ledger.dispose()
-    assert [tuple(row) for row in journal] == [("adjustment", "support:ola", "operator")]
+    assert [tuple(row) for row in journal] == [("payment", None, "payments"), ("payment", None, "operator"),
+                                               ("adjustment", "support:ola", "operator")]
     assert tuple(limit) == ("support:jan", "operator")
 
     timeline = {event["kind"]: event["details"] for event in staff.profile.security_events(account)["items"]}
