@@ -122,9 +122,14 @@ def topic_permissions(role: str) -> list[dict]:
     return found
 
 
-def password_hash(password: str) -> str:
-    """RabbitMQ's salted SHA-256 password hash (``rabbit_password_hashing_sha256``)."""
-    salt = os.urandom(4)
+def password_hash(user: str, password: str) -> str:
+    """RabbitMQ's ``rabbit_password_hashing_sha256``: base64(salt + sha256(salt + password)).
+
+    The 4-byte salt follows from the user and the password, so the same passwords give the same
+    file (no needless change of a Secret, no restart of the broker) while two users with one
+    password still get different hashes.
+    """
+    salt = hashlib.sha256(f"{user}:{password}".encode()).digest()[:4]
     return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
 
 
@@ -141,7 +146,7 @@ def definitions(vhost: str, passwords: dict[str, str] | None = None, *, roles=RO
                               for role in sorted(roles) for grant in topic_permissions(role)] if topic else [],
     }
     if passwords:
-        document["users"] = [{"name": role, "password_hash": password_hash(password),
+        document["users"] = [{"name": role, "password_hash": password_hash(role, password),
                               "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": []}
                              for role, password in sorted(passwords.items())]
     return document
@@ -281,7 +286,7 @@ def main(argv: list[str]) -> int:
         secret = os.environ.get("RABBITMQ_ADMIN_PASSWORD")
         if not secret:
             parser.error("--admin needs RABBITMQ_ADMIN_PASSWORD")
-        document["users"].append({"name": args.admin, "password_hash": password_hash(secret),
+        document["users"].append({"name": args.admin, "password_hash": password_hash(args.admin, secret),
                                   "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": ["administrator"]})
         document["permissions"].append({"user": args.admin, "vhost": args.vhost,
                                         "configure": ".*", "write": ".*", "read": ".*"})

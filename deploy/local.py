@@ -30,6 +30,7 @@ from services.common.config import HEALTH_PORTS, ROOT, SERVICES, amqp_uri, var_d
 from services.common.roles import ROLES, LocalLoginRefused, local_login_uri, on_loopback
 
 DEV_PORTS = {"mail_smtp": 1025, "mail_http": 8025, "telephony_primary": 8010, "telephony_fallback": 8011}
+GATEWAY_METRICS_PORT = 8006   # the gateway's /metrics, away from its public port
 
 
 @dataclass
@@ -53,6 +54,8 @@ class Stack:
                  replicas: dict | None = None):
         self.var_dir = Path(var_dir)
         self.ports = {**HEALTH_PORTS, **DEV_PORTS, **(ports or {})}
+        # A private stack (its ports chosen) must not take the default one of `make run`.
+        self.ports.setdefault("gateway_metrics", GATEWAY_METRICS_PORT if ports is None else free_port())
         self.replicas = replicas or {}
         self.replica_ports: dict[str, int] = {}  # chosen once: wait_healthy and stop list processes again
         self.env = {**os.environ, **(env or {})}
@@ -70,6 +73,7 @@ class Stack:
         self.env.setdefault("PANEL_URL", f"http://127.0.0.1:{self.ports['gateway']}")
         for name in (*SERVICES, "gateway"):
             self.env.setdefault(f"{name.upper()}_HTTP_ADDRESS", f"127.0.0.1:{self.ports[name]}")
+        self.env.setdefault("GATEWAY_METRICS_ADDRESS", f"127.0.0.1:{self.ports['gateway_metrics']}")
         broker = self.env.setdefault("AMQP_URI", amqp_uri())
         # The roles that log in with password = name (make run creates them): those without a URI.
         self.local_logins = [role for role in sorted(ROLES) if not self.env.get(f"{role.upper()}_AMQP_URI")]
@@ -118,8 +122,11 @@ class Stack:
         extra = []
         for index in range(2, self.replicas.get(name, 1) + 1):
             port = self.replica_ports.setdefault(f"{name}-{index}", free_port())
-            extra.append(Process(f"{name}-{index}", argv, f"http://127.0.0.1:{port}/health",
-                                 env={f"{name.upper()}_HTTP_ADDRESS": f"127.0.0.1:{port}"}))
+            env = {f"{name.upper()}_HTTP_ADDRESS": f"127.0.0.1:{port}"}
+            if name == "gateway":
+                metrics_port = self.replica_ports.setdefault(f"{name}-{index}-metrics", free_port())
+                env["GATEWAY_METRICS_ADDRESS"] = f"127.0.0.1:{metrics_port}"
+            extra.append(Process(f"{name}-{index}", argv, f"http://127.0.0.1:{port}/health", env=env))
         return [first, *extra]
 
     # -- lifecycle
@@ -280,6 +287,7 @@ def main(argv: list[str]) -> int:
         print(f"gateway:  {stack.gateway_url}  (OpenAPI: {stack.gateway_url}/api/v1/openapi.json)")
         for name in (*SERVICES, "gateway"):
             print(f"health:   {stack.url(name)}/health  ({name})")
+        print(f"metrics:  /metrics on each service's health port; the gateway's: {stack.url('gateway_metrics')}/metrics")
         print(f"mail:     {stack.url('mail_http')}/messages   telephony: {stack.url('telephony_primary')}/calls, "
               f"{stack.url('telephony_fallback')}/calls")
         print(f"logs in {stack.log_dir}; stop with: make stop")

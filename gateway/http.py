@@ -21,6 +21,7 @@ from werkzeug.wrappers import Request, Response
 from services.common.config import env
 from services.common.errors import DomainError, ValidationError
 from services.common.logging import REQUEST_ID
+from services.common.metrics import MeasuredHttp
 from services.common.schemas import load
 
 log = structlog.get_logger("gateway")
@@ -66,7 +67,7 @@ class JsonWsgiApp(WsgiApp):
 
 class ApiWebServer(WebServer):
     def get_wsgi_app(self):
-        return JsonWsgiApp(self)
+        return MeasuredHttp(JsonWsgiApp(self))
 
 
 class ApiEntrypoint(HttpRequestHandler):

@@ -16,6 +16,7 @@ from gateway.sessions import ProfileRpc, VouchedSessions
 from services.common.config import order_write_timeout
 from services.common.errors import DomainError
 from services.common.logging import LogContext, configure
+from services.common.metrics import serve_metrics_on_own_port
 from services.common.rpc import ServiceRpc
 
 configure("gateway")
@@ -37,6 +38,12 @@ class Gateway(ProfileRoutes, SecurityRoutes, NotificationRoutes, VerificationRou
     log = LogContext()
 
     proxies = trusted_proxies()
+
+    # Not on the API's port: the figures (traffic, refusals, volumes) are for operators, and
+    # the public port is whatever the ingress exposes (README "Metrics").
+    @serve_metrics_on_own_port()
+    def metrics(self, request):
+        """Prometheus metrics on ``GATEWAY_METRICS_ADDRESS``, answered by the entrypoint itself."""
 
     def authenticate(self, call) -> None:
         """Bearer token -> account, checked by the profile service (expiry, IP list, freeze)."""

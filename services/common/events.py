@@ -13,12 +13,14 @@ The message behind it is never blocked: the failed one is acked once it is safel
 from __future__ import annotations
 
 import structlog
-from kombu import Exchange, Queue, binding
+from amqp.exceptions import NotFound as QueueMissing
+from kombu import Connection, Exchange, Queue, binding
 from nameko.amqp.publish import Publisher
 from nameko.events import EventHandler
 
 from services.common.config import env_float, env_int
 from services.common.consumer import ResilientQueueConsumer
+from services.common.metrics import EVENTS
 
 log = structlog.get_logger(__name__)
 
@@ -70,6 +72,7 @@ class ReliableEventHandler(EventHandler):
     def handle_message_processed(self, message, result=None, exc_info=None):
         if exc_info is None:
             self.queue_consumer.ack_message(message)
+            self.count("handled")
             return
         attempts = int((message.headers or {}).get(ATTEMPTS_HEADER, 1))
         headers = dict(message.headers or {})
@@ -83,6 +86,7 @@ class ReliableEventHandler(EventHandler):
                 self.parking.publish(message.payload, exchange=self.parking_exchange,
                                      routing_key=self.retry.name, headers=headers,
                                      expiration=delay, message_id=message.properties.get("message_id"))
+                self.count("retried")
             else:
                 headers["x-error"] = error
                 headers["x-original-queue"] = self.queue.name
@@ -91,12 +95,36 @@ class ReliableEventHandler(EventHandler):
                 self.parking.publish(message.payload, exchange=self.parking_exchange,
                                      routing_key=self.dead.name, headers=headers,
                                      message_id=message.properties.get("message_id"))
+                self.count("dead_lettered")
         except Exception as exc:  # KombuError, amqp's connection errors, OSError: none may kill the service
             # Could not park it: give it back to the broker rather than lose it.
             log.error("could not park a failed event; requeueing", error=repr(exc))
             self.queue_consumer.requeue_message(message)
+            self.count("requeued")
             return
         self.queue_consumer.ack_message(message)
+
+    def count(self, outcome: str) -> None:
+        EVENTS.labels(self.container.service_name, self.queue.name, outcome).inc()
+
+
+def dead_letters_waiting(handlers: list[ReliableEventHandler]) -> dict[str, int]:
+    """Events waiting in each handler's ``<queue>.dead`` (0 for one never declared), for ``/metrics``.
+
+    One connection and a passive declare per queue: it asks the broker for the count and
+    creates nothing.
+    """
+    waiting = {}
+    with Connection(handlers[0].container.config["AMQP_URI"], connect_timeout=2) as connection:
+        connection.ensure_connection(max_retries=1, timeout=2)
+        channel = connection.channel()
+        for handler in handlers:
+            try:
+                _, waiting[handler.queue.name], _ = channel.queue_declare(handler.dead.name, passive=True)
+            except QueueMissing:
+                waiting[handler.queue.name] = 0  # nothing was ever dead-lettered there
+                channel = connection.channel()  # the broker closed the last one with its 404
+    return waiting
 
 
 handle_event = ReliableEventHandler.decorator

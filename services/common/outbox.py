@@ -12,14 +12,14 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 from nameko.amqp.publish import Publisher
 from nameko.constants import HEADER_PREFIX
 from nameko.standalone.events import get_event_exchange
 from sqlalchemy import (BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table,
-                        Text, delete, insert, select, update)
+                        Text, delete, func, insert, select, update)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -80,6 +80,19 @@ def first_delivery(session: Session, consumer: str, message_id: str) -> bool:
     except IntegrityError:
         return False  # a concurrent redelivery won the race
     return True
+
+
+def unpublished_events(uow) -> tuple[int, datetime | None]:
+    """How many committed events wait for the relay, and when the oldest was written (``/metrics``).
+
+    Reads the pending rows only, through the ``ix_outbox_pending`` partial index: cheap at
+    every scrape while the relay keeps up, and it is the number to watch when it does not.
+    """
+    with uow.transaction() as session:
+        t = _table(session, "outbox")
+        count, oldest = session.execute(select(func.count(), func.min(t.c.created_at))
+                                        .where(t.c.published_at.is_(None))).one()
+    return count, oldest
 
 
 def _table(session: Session, name: str) -> Table:

@@ -30,6 +30,7 @@ from nameko.standalone import rpc as standalone
 from services.common.config import rpc_timeout
 from services.common.consumer import ResilientReplyListener, ResilientRpcConsumer
 from services.common.errors import DomainError, ServiceUnavailable
+from services.common.metrics import RPC_CALLS, MeasuredRpc
 from services.common.roles import ROLES, login_of
 
 log = structlog.get_logger(__name__)
@@ -40,7 +41,7 @@ CALLER = "caller"
 REPLY_KEY = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
-class Rpc(NamekoRpc):
+class Rpc(MeasuredRpc, NamekoRpc):   # every call counted and timed (services/common/metrics.py)
     """Nameko's RPC entrypoint, answering only its roles, and outliving a broker outage.
 
     The caller's role is checked before any worker starts. Nameko lets the reply's publish
@@ -80,6 +81,7 @@ class Rpc(NamekoRpc):
             return
         if caller not in self.roles:
             log.warning("RPC refused: the caller has no role for it", method=self.qualified_name, caller=caller)
+            RPC_CALLS.labels(self.container.service_name, self.method_name, "refused", "forbidden").inc()
             raise DomainError("forbidden", f"{caller or 'A request without user_id'} may not call "
                                            f"{self.qualified_name}.")
         super().handle_message(body, message)

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from services.common.clock import as_utc
 from services.common.config import env
+from services.common.database import is_postgres, try_lock
 from services.common.errors import NotFound, ValidationError
 from services.common.money import Money
 from services.common.outbox import first_delivery, publish_later
@@ -33,6 +34,17 @@ from services.ledger.schemas import (AdjustmentSchema, ChargeSchema, CreditLimit
 def default_currency() -> str:
     """Every new account's currency: ``LEDGER_CURRENCY``, EUR unless configured."""
     return env("LEDGER_CURRENCY", "EUR").upper()
+
+
+def _one_snapshot(session) -> None:
+    """Let every query of this transaction see the same committed state (PostgreSQL).
+
+    The audit reads the journal, then the balances: under READ COMMITTED a payment committed
+    between the two reads would look like a discrepancy, and the periodic audit runs while
+    money moves. SQLite's one writer makes its transactions serializable already.
+    """
+    if is_postgres(session):
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
 
 
 class Ledger:
@@ -227,23 +239,35 @@ class Ledger:
     def audit(self) -> list[dict]:
         """Recompute every balance from the journal; the discrepancies, empty when sound."""
         with self.uow.transaction() as session:
-            legs: dict[str, list] = {}
-            customers: dict[str, list] = {}
-            for row in session.execute(select(Posting.transaction_id, Posting.ledger_account, Posting.amount_minor,
-                                              Posting.currency, Posting.balance_after_minor).order_by(Posting.id)):
-                legs.setdefault(row.transaction_id, []).append((row.ledger_account, row.amount_minor, row.currency))
-                if row.ledger_account.startswith(domain.CUSTOMER_PREFIX):
-                    account = row.ledger_account[len(domain.CUSTOMER_PREFIX):]
-                    customers.setdefault(account, []).append((row.amount_minor, row.balance_after_minor))
-            for tx_id in session.scalars(select(Transaction.id).where(Transaction.id.not_in(select(Posting.transaction_id)))):
-                legs[tx_id] = []
-            stored = {row.account_id: row.balance_minor for row in session.execute(select(Balance.account_id, Balance.balance_minor))}
-            last_seq = select(Transaction.account_id, func.max(Transaction.seq).label("seq")) \
-                .group_by(Transaction.account_id).subquery()
-            last = {row.account_id: row.balance_after_minor for row in session.execute(
-                select(Transaction.account_id, Transaction.balance_after_minor)
-                .join(last_seq, Transaction.seq == last_seq.c.seq))}
-            return domain.audit_discrepancies(legs, customers, stored, last)
+            _one_snapshot(session)
+            return self._audit(session)
+
+    def audit_unless_running(self) -> list[dict] | None:
+        """The audit, or None when another replica is running it right now (the periodic one)."""
+        with self.uow.transaction() as session:
+            _one_snapshot(session)
+            if not try_lock(session, "ledger.audit"):
+                return None
+            return self._audit(session)
+
+    def _audit(self, session) -> list[dict]:
+        legs: dict[str, list] = {}
+        customers: dict[str, list] = {}
+        for row in session.execute(select(Posting.transaction_id, Posting.ledger_account, Posting.amount_minor,
+                                          Posting.currency, Posting.balance_after_minor).order_by(Posting.id)):
+            legs.setdefault(row.transaction_id, []).append((row.ledger_account, row.amount_minor, row.currency))
+            if row.ledger_account.startswith(domain.CUSTOMER_PREFIX):
+                account = row.ledger_account[len(domain.CUSTOMER_PREFIX):]
+                customers.setdefault(account, []).append((row.amount_minor, row.balance_after_minor))
+        for tx_id in session.scalars(select(Transaction.id).where(Transaction.id.not_in(select(Posting.transaction_id)))):
+            legs[tx_id] = []
+        stored = {row.account_id: row.balance_minor for row in session.execute(select(Balance.account_id, Balance.balance_minor))}
+        last_seq = select(Transaction.account_id, func.max(Transaction.seq).label("seq")) \
+            .group_by(Transaction.account_id).subquery()
+        last = {row.account_id: row.balance_after_minor for row in session.execute(
+            select(Transaction.account_id, Transaction.balance_after_minor)
+            .join(last_seq, Transaction.seq == last_seq.c.seq))}
+        return domain.audit_discrepancies(legs, customers, stored, last)
 
     # -- what profile tells us ----------------------------------------------------------
 

@@ -1,13 +1,16 @@
 """The ledger service: balances, the journal of money movements, invoices (B, I)."""
 from __future__ import annotations
 
+from nameko.timer import timer
 from nameko.web.handlers import http
 
 from services.common.clock import clock
+from services.common.config import env_float
 from services.common.database import Database
 from services.common.events import handle_event
 from services.common.health import HealthCheck
 from services.common.logging import LogContext, configure
+from services.common.metrics import LEDGER_AUDIT_DISCREPANCIES, LEDGER_AUDIT_FINISHED, serve_metrics
 from services.common.roles import EVERYONE, GATEWAY, NOTIFIER, OPERATOR, ORDERS, PAYMENTS, STAFF
 from services.common.rpc import Caller, ServiceRpc, rpc
 from services.ledger.application import Ledger
@@ -16,6 +19,7 @@ from services.ledger.tax import Seller
 
 configure("ledger")
 SELLER = Seller.from_env()
+AUDIT_SECONDS = env_float("LEDGER_AUDIT_SECONDS", 300.0)
 
 
 class LedgerService:
@@ -30,6 +34,18 @@ class LedgerService:
     @property
     def ledger(self) -> Ledger:
         return Ledger(self.db, self.profile, clock, SELLER)
+
+    @serve_metrics()
+    def metrics(self, request):
+        """Prometheus metrics: answered by the entrypoint itself (services/common/metrics.py)."""
+
+    @timer(interval=AUDIT_SECONDS, eager=True)
+    def audit_regularly(self):
+        """The audit for the alert on /metrics; a replica that finds another one auditing skips its turn."""
+        found = self.ledger.audit_unless_running()
+        if found is not None:
+            LEDGER_AUDIT_DISCREPANCIES.set(len(found))
+            LEDGER_AUDIT_FINISHED.set_to_current_time()
 
     @http("GET", "/health")
     def health_check(self, request):

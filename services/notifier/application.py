@@ -267,6 +267,14 @@ class Sender:
         return int(failure is None)
 
 
+def mail_by_state(uow) -> dict[str, int]:
+    """How many messages wait for the relay and how many failed or died (one grouped count, ``/metrics``)."""
+    with uow.transaction() as session:
+        rows = session.execute(select(Delivery.state, func.count())
+                               .where(Delivery.state.in_(("pending", "failed", "dead"))).group_by(Delivery.state))
+        return {state: count for state, count in rows}
+
+
 def sent_view(delivery: Delivery) -> dict:
     """A delivery as support staff and the customer see it."""
     return {"id": delivery.id, "at": iso(as_utc(delivery.created_at)), "kind": delivery.kind,

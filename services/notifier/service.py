@@ -14,14 +14,20 @@ from services.common.database import Database
 from services.common.events import handle_event
 from services.common.health import HealthCheck
 from services.common.logging import LogContext, configure
+from services.common.metrics import mail_deliveries, serve_metrics
 from services.common.roles import EVERYONE, GATEWAY, OPERATOR, STAFF, SUPPORT_DESK
 from services.common.rpc import ServiceRpc, rpc
-from services.notifier.application import Notifications, Sender
+from services.notifier.application import Notifications, Sender, mail_by_state
 from services.notifier.mailer import SmtpMailer
 from services.notifier.models import Base
 
 configure("notifier")
 TICK_SECONDS = env_float("NOTIFIER_TICK_SECONDS", 2.0)
+
+
+def mail_waiting_and_failed(uow):
+    """Read at each scrape of ``/metrics``: mail waiting for the relay, and mail that failed."""
+    return [mail_deliveries(mail_by_state(uow))]
 
 
 class NotifierService:
@@ -36,6 +42,10 @@ class NotifierService:
     @property
     def notifications(self) -> Notifications:
         return Notifications(self.db, self.profile, self.ledger, clock)
+
+    @serve_metrics(mail_waiting_and_failed)
+    def metrics(self, request):
+        """Prometheus metrics: answered by the entrypoint itself (services/common/metrics.py)."""
 
     @http("GET", "/health")
     def health_check(self, request):

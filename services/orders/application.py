@@ -767,7 +767,9 @@ class Orders:
             plan=self.catalogue.plan(row.plan_id), period_months=row.period_months,
             created_on=as_utc(row.created_at).date(), status=Status(row.status),
             periods=tuple(PaidPeriod(p.starts, p.ends, p.months, _money(p.paid_minor, row.currency),
-                                     _money(p.price_minor, row.currency)) for p in periods),
+                                     _money(p.price_minor, row.currency), _money(p.charged_minor, row.currency),
+                                     _money(p.adjustment_minor, row.currency), p.adjusted_from)
+                          for p in periods),
             cancel_at=row.cancel_at, auto_renew=row.auto_renew, fields=row.fields or {})
         return Loaded(row, state)
 
@@ -780,7 +782,9 @@ class Orders:
         session.execute(delete(OrderPeriod).where(OrderPeriod.order_id == row.id))
         for period in state.periods:
             session.add(OrderPeriod(order_id=row.id, starts=period.starts, ends=period.ends, months=period.months,
-                                    paid_minor=period.paid.minor, price_minor=period.price.minor))
+                                    paid_minor=period.paid.minor, price_minor=period.price.minor,
+                                    charged_minor=period.charged.minor, adjustment_minor=period.adjustment.minor,
+                                    adjusted_from=period.adjusted_from))
 
     def _free_ip(self, session, order_id: str) -> None:
         session.execute(delete(IpAssignment).where(IpAssignment.order_id == order_id))

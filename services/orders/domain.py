@@ -19,8 +19,13 @@ Money
     Every amount in an OrderState is what this customer pays: the list price (VAT
     included) for an individual or outside the EU, the net for a company under the EU
     reverse charge. Each paid period keeps ``paid`` (the money actually taken for it: its
-    charge, plus plan-change charges, minus plan-change credits) and ``price`` (what the
-    whole period is worth on the order's current plan).
+    charge, plus plan-change charges, minus plan-change credits), ``price`` (what the
+    whole period is worth on the order's current plan) and what the customer paid for its
+    days not used yet: its own charge (``charged``) spread evenly over all its days, plus
+    ``adjustment``, the net of its plan changes, spread evenly over the days from
+    ``adjusted_from`` (the first unused day at the last change) to its end. On any day,
+    what was paid for the days after it is those two shares, exact to a fraction of a cent
+    (:meth:`PaidPeriod.paid_for_unused_days`), and never more than ``paid``.
 
 Plan change (proration)
     Only to another plan of the same kind, only while the order is active and not
@@ -29,24 +34,40 @@ Plan change (proration)
     today up to paid_until (the same days a cancellation would refund). For each paid
     period with such days:
 
-        daily price = period price / days in the period
-                      (old: the period's price; new: the new plan's price for as many months)
-        amount      = (new daily price - old daily price) x unused whole days
+        worth  = the new plan's price for the period (as many months) x unused days / days in the period
+        amount = worth - what was paid for the unused days
 
-    A positive amount is charged, a negative one credited to the balance. Each line is
-    rounded to the cent in the customer's favour: a charge down, a credit up. No credit
-    exceeds what was paid for its period. The quote's charge (or credit) is the sum of
-    its lines. Example: VPS S (9.90 a month) paid for March 2026 (31 days), changed to
-    VPS M (18.90) on March 15: 16 unused days (16 to 31 March), charge
-    (18.90 - 9.90) x 16 / 31 = 4.6451... = 4.64; the opposite change credits 4.65.
+    A positive amount is charged, a negative one credited to the balance, each line
+    rounded to the cent in the customer's favour: a charge down, a credit up, and a credit
+    never more than was paid for those days. The quote's charge (or credit) is the sum of
+    its lines. Afterwards the period holds, for its unused days, what was paid for them
+    plus the amount; the plan changes' share is kept to the cent below, so the fraction
+    of a cent an earlier day's change left goes with the days already used.
+
+    Each change starts from what was actually paid, not from the old plan's price, so a
+    rounding in the customer's favour is granted once and taken into account by the next
+    change, never granted again on the way back. What the customer could walk away with
+    (the balance plus what cancelling now would refund) never grows, whatever the order
+    of renewals, changes and cancellations. A change and the change back the same day
+    leave the balance exactly where it was on an order with no change on an earlier day
+    (after one, they may cost the customer a cent or two, never pay them). A change to an
+    order with no earlier change costs or credits what it always did.
+
+    Example: VPS S (9.90 a month) paid for March 2026 (31 days), changed to VPS M (18.90)
+    on March 15: 16 unused days (16 to 31 March), paid for them 9.90 x 16 / 31 =
+    5.1096..., worth 18.90 x 16 / 31 = 9.7548..., charge 4.6451... = 4.64; the period
+    then holds 5.1096... + 4.64 = 9.7496... for those days. Back to VPS S the same day:
+    credit 9.7496... - 5.1096... = 4.64, and the balance is where it was (the rule before
+    this one credited 4.65). VPS M bought for March and changed to VPS S on March 15
+    credits 9.7548... - 5.1096... = 4.6451... = 4.65.
 
 Refund (cancel now)
-    The unused whole days of each paid period at the period's daily price, rounded up to
-    the cent (the customer's favour), never more than was paid for that period; a period
-    paid ahead is refunded whole. Example: VPS S for March cancelled on March 15:
-    9.90 x 16 / 31 = 5.109... = 5.11. A pending_payment order was never charged and
-    refunds nothing. Cancelling at the end of the period refunds nothing: the order runs
-    until paid_until and is closed then.
+    What was paid for the unused whole days of each paid period, rounded up to the cent
+    (the customer's favour, once: the order ends), never more than was paid for that
+    period; a period paid ahead is refunded whole. Example: VPS S for March cancelled on
+    March 15: 9.90 x 16 / 31 = 5.109... = 5.11; after the upgrade above, 9.7496... = 9.75.
+    A pending_payment order was never charged and refunds nothing. Cancelling at the end
+    of the period refunds nothing: the order runs until paid_until and is closed then.
 
 Lifecycle (a daily timer calls :func:`advance`)
     pending_payment -> cancelled after 7 days unpaid; active -> overdue on paid_until ->
@@ -145,12 +166,23 @@ class PaidPeriod:
     months: int
     paid: Money                 # taken for these days, after plan-change charges and credits
     price: Money | None = None  # the whole period's worth on the current plan; default: paid
+    # What was paid for the days not used yet (see "Money" above): the period's own charge,
+    # spread over all its days, and its plan changes' net, spread over the days from
+    # adjusted_from on. Defaults: paid, nothing, starts.
+    charged: Money | None = None
+    adjustment: Money | None = None
+    adjusted_from: date | None = None
 
     def __post_init__(self):
         if self.ends <= self.starts:
             raise ValueError("a paid period ends after it starts")
-        if self.price is None:
-            object.__setattr__(self, "price", self.paid)
+        defaults = {"price": self.paid, "charged": self.paid,
+                    "adjustment": Money.zero(self.paid.currency), "adjusted_from": self.starts}
+        for name, value in defaults.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+        if not self.starts <= self.adjusted_from <= self.ends:
+            raise ValueError("a period's plan changes are spread over days of the period")
 
     @property
     def days(self) -> int:
@@ -159,6 +191,18 @@ class PaidPeriod:
     def unused_days(self, today: date) -> int:
         """Whole days of the period after today (today has begun, so it is used)."""
         return max(0, (self.ends - max(self.starts, today + timedelta(days=1))).days)
+
+    def own_charge_share(self, today: date) -> Fraction:
+        """The part of the period's own charge for the days after today, in cents, exact."""
+        return Fraction(self.charged.minor * self.unused_days(today), self.days)
+
+    def paid_for_unused_days(self, today: date) -> Fraction:
+        """What the customer paid for the days after today, in cents, exact: never below 0 nor above ``paid``."""
+        unused = self.unused_days(today)
+        spread_over = (self.ends - self.adjusted_from).days
+        # The days before adjusted_from were already used when the last change was made.
+        changes = Fraction(self.adjustment.minor * min(unused, spread_over), spread_over) if spread_over else 0
+        return max(min(self.own_charge_share(today) + changes, Fraction(self.paid.minor)), Fraction(0))
 
 
 @dataclass(frozen=True)
@@ -340,8 +384,9 @@ def advance(order: OrderState, today: date, settings: LifecycleSettings = DEFAUL
 
 # --- plan change ------------------------------------------------------------------------
 
-def _daily(price: Money, days: int) -> str:
-    return str((Decimal(price.minor) / days / 100).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP))
+def _per_day(cents: Fraction) -> str:
+    per_day = Decimal(cents.numerator) / cents.denominator / 100
+    return str(per_day.quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP))
 
 
 @dataclass(frozen=True)
@@ -352,8 +397,8 @@ class QuoteLine:
     first_day: date
     last_day: date
     days: int
-    old_daily_price: str   # decimal string, 4 places: a daily price is rarely whole cents
-    new_daily_price: str
+    old_daily_price: str   # what was paid per unused day; decimal string, 4 places: rarely whole cents
+    new_daily_price: str   # the new plan's price per day of the period
     amount: Money
 
     def to_wire(self) -> dict:
@@ -412,20 +457,30 @@ def _prorate(order: OrderState, new_plan: Plan, today: date,
                               details={"plan_id": new_plan.id, "period_months": period.months})
         new_price = customer_price(new_plan.price_for(period.months))
         unused = period.unused_days(today)
-        amount = Money.zero(period.paid.currency)
-        if unused:
-            exact = Fraction(new_price.minor - period.price.minor, period.days) * unused
-            # Towards minus infinity: a charge rounds down, a credit rounds up: both favour the customer.
-            amount = Money(max(math.floor(exact), -period.paid.minor), period.paid.currency)
-            first_day = max(period.starts, today + timedelta(days=1))
-            what = "Upgrade" if exact >= 0 else "Downgrade"
-            lines.append(QuoteLine(
-                description=(f"{what} from {order.plan.name} to {new_plan.name}: {unused} days "
-                             f"({first_day.isoformat()} to {(period.ends - timedelta(days=1)).isoformat()})"),
-                first_day=first_day, last_day=period.ends - timedelta(days=1), days=unused,
-                old_daily_price=_daily(period.price, period.days),
-                new_daily_price=_daily(new_price, period.days), amount=amount))
-        periods.append(replace(period, price=new_price, paid=period.paid + amount))
+        if not unused:
+            periods.append(replace(period, price=new_price))
+            continue
+        paid_for_unused = period.paid_for_unused_days(today)
+        own = period.own_charge_share(today)
+        # The plan changes' share to the cent below: what is left of a cent goes with the used days.
+        adjustment = math.floor(paid_for_unused - own)
+        exact = Fraction(new_price.minor * unused, period.days) - paid_for_unused
+        # In the customer's favour: a charge rounded down, a credit up, but never more than was
+        # paid for these days. The next change starts from what is then paid, so a rounding is
+        # granted once, not again on every change back and forth.
+        minor = math.floor(exact) if exact >= 0 else -min(math.ceil(-exact), max(0, math.floor(own + adjustment)))
+        amount = Money(minor, period.paid.currency)
+        first_day = max(period.starts, today + timedelta(days=1))
+        what = "Upgrade" if new_price >= period.price else "Downgrade"
+        lines.append(QuoteLine(
+            description=(f"{what} from {order.plan.name} to {new_plan.name}: {unused} days "
+                         f"({first_day.isoformat()} to {(period.ends - timedelta(days=1)).isoformat()})"),
+            first_day=first_day, last_day=period.ends - timedelta(days=1), days=unused,
+            old_daily_price=_per_day(paid_for_unused / unused),
+            new_daily_price=_per_day(Fraction(new_price.minor, period.days)), amount=amount))
+        periods.append(replace(period, price=new_price, paid=period.paid + amount,
+                               adjustment=Money(adjustment + minor, amount.currency),
+                               adjusted_from=first_day))
     total = sum((line.amount.minor for line in lines), 0)
     zero = order._zero()
     quote = ChangeQuote(charge=Money(total, zero.currency) if total > 0 else zero,
@@ -465,11 +520,9 @@ class Cancellation:
 
 
 def _period_refund(period: PaidPeriod, today: date) -> int:
-    unused = period.unused_days(today)
-    if not unused or period.paid.minor <= 0:
-        return 0
-    # Rounded up: the customer's favour; capped: a refund never returns more than was paid.
-    return min(math.ceil(Fraction(period.price.minor * unused, period.days)), period.paid.minor)
+    # Rounded up: the customer's favour, granted once since the order ends; never more than was
+    # paid for the period (paid_for_unused_days is capped by it, and paid is whole cents).
+    return math.ceil(period.paid_for_unused_days(today))
 
 
 def refund_for_unused_days(order: OrderState, today: date) -> Money:
@@ -513,7 +566,8 @@ def cancel(order: OrderState, today: date, when: str = CANCEL_NOW) -> Cancellati
         if period.starts >= tomorrow:
             continue  # paid ahead and refunded whole
         if period.ends > tomorrow:
-            period = replace(period, ends=tomorrow, paid=period.paid - Money(part, period.paid.currency))
+            period = replace(period, ends=tomorrow, paid=period.paid - Money(part, period.paid.currency),
+                             adjusted_from=min(period.adjusted_from, tomorrow))
         kept.append(period)
     cancelled = replace(order, status=Status.CANCELLED, periods=tuple(kept))
     return Cancellation(order=cancelled, refund=Money(refund, zero.currency))

@@ -78,6 +78,11 @@ class OrderPeriod(Base):
     months: Mapped[int] = mapped_column(Integer)
     paid_minor: Mapped[int] = mapped_column(BigInteger)
     price_minor: Mapped[int] = mapped_column(BigInteger)
+    # What was paid for the days not used yet (domain.PaidPeriod): the period's own charge over
+    # all its days, and the net of its plan changes over the days from adjusted_from on.
+    charged_minor: Mapped[int] = mapped_column(BigInteger)
+    adjustment_minor: Mapped[int] = mapped_column(BigInteger)
+    adjusted_from: Mapped[date] = mapped_column(Date)
 
 
 class OrderCharge(Base):

@@ -143,8 +143,9 @@ class QuoteLineSchema(StrictSchema):
     period_from = fields.Date()
     period_to = fields.Date()
     days = fields.Integer()
-    old_daily_price = fields.String()
-    new_daily_price = fields.String()
+    old_daily_price = fields.String(metadata={"description": "what was paid per unused day, 4 decimal places"})
+    new_daily_price = fields.String(metadata={"description": "the new plan's price per day of the period, "
+                                                             "4 decimal places"})
     amount = fields.Nested(MoneySchema, metadata={"description": "positive: charged; negative: credited"})
 
 

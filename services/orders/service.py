@@ -11,6 +11,7 @@ from services.common.database import Database
 from services.common.events import handle_event
 from services.common.health import HealthCheck
 from services.common.logging import LogContext, configure
+from services.common.metrics import serve_metrics
 from services.common.roles import EVERYONE, GATEWAY, OPERATOR, STAFF
 from services.common.rpc import ServiceRpc, rpc
 from services.orders.application import Orders, tick_seconds
@@ -57,6 +58,10 @@ class OrdersService:
     @property
     def orders(self) -> Orders:
         return Orders(self.db, self.catalogue, self.ledger, self.profile, clock)
+
+    @serve_metrics()
+    def metrics(self, request):
+        """Prometheus metrics: answered by the entrypoint itself (services/common/metrics.py)."""
 
     @http("GET", "/health")
     def health_check(self, request):

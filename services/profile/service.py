@@ -9,6 +9,7 @@ from services.common.database import Database
 from services.common.events import handle_event
 from services.common.health import HealthCheck
 from services.common.logging import LogContext, configure
+from services.common.metrics import serve_metrics
 from services.common.roles import EVERYONE, GATEWAY, LEDGER, NOTIFIER, OPERATOR, ORDERS, STAFF
 from services.common.rpc import Caller, ServiceRpc, rpc
 from services.profile.account_security import AccountSecurity
@@ -50,6 +51,10 @@ class ProfileService:
     @property
     def confirmation_mail(self) -> ConfirmationMail:
         return ConfirmationMail(self.db, clock)
+
+    @serve_metrics()
+    def metrics(self, request):
+        """Prometheus metrics: answered by the entrypoint itself (services/common/metrics.py)."""
 
     @http("GET", "/health")
     def health_check(self, request):

@@ -13,6 +13,7 @@ import requests
 import structlog
 
 from services.common.errors import DomainError
+from services.common.metrics import VERIFICATION_CALLS, VERIFICATION_SECONDS
 from services.verification.domain import FLASH_CALL, SMS, VOICE, CircuitBreaker, code_to_expect
 
 log = structlog.get_logger(__name__)
@@ -33,11 +34,12 @@ class ProviderResult:
 class ProviderFailed(Exception):
     """A gateway did not place the call: unreachable, too slow, refused, or answered nonsense."""
 
-    def __init__(self, gateway: str, reason: str, status: int | None = None):
+    def __init__(self, gateway: str, reason: str, status: int | None = None, outcome: str = "refused"):
         super().__init__(gateway, reason, status)
         self.gateway = gateway
         self.reason = reason
         self.status = status
+        self.outcome = outcome  # for the metrics: timeout, unreachable, refused or unusable
 
 
 class TelephonyProvider:
@@ -64,16 +66,16 @@ class TelephonyProvider:
             response = self.session.post(f"{self.base_url}/v1/calls", json=body, timeout=self.timeout,
                                          headers={"Authorization": f"Bearer {self.api_key}"})
         except requests.Timeout:
-            raise ProviderFailed(self.name, "timeout") from None
+            raise ProviderFailed(self.name, "timeout", outcome="timeout") from None
         except requests.RequestException as exc:
-            raise ProviderFailed(self.name, f"unreachable: {type(exc).__name__}") from None
+            raise ProviderFailed(self.name, f"unreachable: {type(exc).__name__}", outcome="unreachable") from None
         if response.status_code not in (200, 201):
             raise ProviderFailed(self.name, f"answered {response.status_code}", response.status_code)
         try:
             answer = response.json()
             call_id = str(answer["id"])
         except (ValueError, TypeError, KeyError):
-            raise ProviderFailed(self.name, "unreadable answer", response.status_code) from None
+            raise ProviderFailed(self.name, "unreadable answer", response.status_code, outcome="unusable") from None
         result = ProviderResult(self.name, answer.get("caller_id"), answer.get("code"), call_id)
         try:
             # A call whose code we cannot tell is a call the customer cannot use.
@@ -82,7 +84,7 @@ class TelephonyProvider:
             elif channel == VOICE:
                 code_to_expect(channel, spoken_code=result.code)
         except ValueError:
-            raise ProviderFailed(self.name, f"no usable code in the answer to a {channel}") from None
+            raise ProviderFailed(self.name, f"no usable code in the answer to a {channel}", outcome="unusable") from None
         return result
 
 
@@ -100,6 +102,7 @@ class ProviderRouter:
         tried = []
         if self.breaker.skip_primary():
             log.info("telephony_primary_skipped", gateway=self.primary.name, channel=channel)
+            VERIFICATION_CALLS.labels(self.primary.name, channel, "skipped").inc()
         else:
             try:
                 result = self._attempt(self.primary, to, channel, text)
@@ -122,9 +125,17 @@ class ProviderRouter:
     def _attempt(provider: TelephonyProvider, to: str, channel: str, text: str | None) -> ProviderResult:
         started = time.monotonic()
         try:
-            return provider.place(to, channel, text)
+            result = provider.place(to, channel, text)
         except ProviderFailed as failure:
             log.warning("telephony_gateway_failed", gateway=failure.gateway, reason=failure.reason,
                         status=failure.status, channel=channel,
                         seconds=round(time.monotonic() - started, 3))
+            measure_call(provider.name, channel, failure.outcome, started)
             raise
+        measure_call(provider.name, channel, "ok", started)
+        return result
+
+
+def measure_call(gateway: str, channel: str, outcome: str, started: float) -> None:
+    VERIFICATION_CALLS.labels(gateway, channel, outcome).inc()
+    VERIFICATION_SECONDS.labels(gateway).observe(time.monotonic() - started)

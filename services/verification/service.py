@@ -8,6 +8,7 @@ from services.common.clock import clock
 from services.common.database import Database
 from services.common.health import HealthCheck
 from services.common.logging import LogContext, configure
+from services.common.metrics import serve_metrics
 from services.common.roles import EVERYONE, GATEWAY, PROFILE
 from services.common.rpc import rpc
 from services.verification.application import (Verifications, countries_from_environment,
@@ -46,6 +47,10 @@ class VerificationService:
     @property
     def verifications(self) -> Verifications:
         return Verifications(self.db, self.telephony, clock, self.countries)
+
+    @serve_metrics()
+    def metrics(self, request):
+        """Prometheus metrics: answered by the entrypoint itself (services/common/metrics.py)."""
 
     @http("GET", "/health")
     def health_check(self, request):

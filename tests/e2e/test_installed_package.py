@@ -40,10 +40,16 @@ def wheel(tmp_path_factory) -> Path:
     return built
 
 
+# What builds or deploys the image and is no part of it: the Dockerfile, and the Kubernetes,
+# Prometheus and Grafana files (pyproject.toml excludes them).
+NOT_PACKED = ("deploy/Dockerfile", "deploy/k8s/", "deploy/grafana/", "deploy/prometheus/")
+
+
 def source_files() -> set[str]:
-    """What the packages are made of; the Dockerfile builds the image and is no part of it."""
+    """What the packages are made of."""
     return {path.relative_to(ROOT).as_posix() for package in PACKAGES for path in (ROOT / package).rglob("*")
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"} - {"deploy/Dockerfile"}
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+            and not path.relative_to(ROOT).as_posix().startswith(NOT_PACKED)}
 
 
 def test_the_wheel_holds_every_service_with_its_config_migrations_templates_fonts_and_data(wheel):

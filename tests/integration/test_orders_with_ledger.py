@@ -2,15 +2,18 @@
 
 Order, renew, upgrade, downgrade and cancel with refund; afterwards the balance is what the
 answers said, each charge has its invoice and each refund its credit note, and the ledger's
-audit is clean.
+audit is clean. A hundred upgrades each followed at once by the downgrade back leave the
+balance where it was (issue 16, item 8).
 """
 from __future__ import annotations
 
 import uuid
+from datetime import date, datetime, timezone
 from types import SimpleNamespace
 
 import pytest
 
+from services.common.clock import clock
 from services.common.errors import DomainError
 from services.common.money import Money
 from services.ledger.service import LedgerService
@@ -41,6 +44,12 @@ def register(stack, **overrides) -> str:
 
 def money(wire) -> Money:
     return Money.from_wire(wire)
+
+
+def set_today(monkeypatch, day: date):
+    """Move every in-process service's clock (the one module-level clock) to ``day``, noon UTC."""
+    target = datetime(day.year, day.month, day.day, 12, tzinfo=timezone.utc)
+    monkeypatch.setattr(clock, "offset", lambda: (target - datetime.now(timezone.utc)).total_seconds())
 
 
 def test_order_renew_upgrade_downgrade_cancel_keep_the_books_sound(stack):
@@ -103,3 +112,35 @@ def test_unreviewed_company_is_refused_and_nothing_is_charged(stack):
     assert excinfo.value.error_code == "payments_blocked"
     assert stack.staff.ledger.get_balance(account) == {"amount": "50.00", "currency": "EUR"}
     assert stack.staff.orders.list_orders(account)["items"] == []
+
+
+def test_a_hundred_upgrades_each_downgraded_at_once_leave_the_balance_where_it_was(stack, monkeypatch):
+    orders, ledger = stack.gateway.orders, stack.staff.ledger
+    # Bought on March 1 (31 days) and changed on March 15: 16 unused days, where the old
+    # rule charged 9.00 x 16 / 31 = 4.6451... as 4.64 and credited it back as 4.65.
+    set_today(monkeypatch, date(2026, 3, 1))
+    account = register(stack)
+    stack.payments.ledger.credit_payment(account, {"amount": "279.00", "currency": "EUR"}, f"pay-{account}", "bank-1")
+    order = orders.place_order(account, VPS, "new-1")
+    set_today(monkeypatch, date(2026, 3, 15))
+    before = money(ledger.get_balance(account))
+    refund_before = orders.cancel_quote(account, order["id"], "now")
+    assert before == Money.of("269.10", "EUR") and refund_before["refund"]["amount"] == "5.11"
+
+    for trip in range(100):
+        up = orders.change_plan(account, order["id"], {"plan_id": "vps-m"}, f"up-{trip}")
+        down = orders.change_plan(account, order["id"], {"plan_id": "vps-s"}, f"down-{trip}")
+        assert (up["charge"]["amount"], down["credit"]["amount"]) == ("4.64", "4.64")
+
+    assert money(ledger.get_balance(account)) == before
+    assert orders.cancel_quote(account, order["id"], "now") == refund_before
+    invoices, cursor = [], None
+    while True:
+        page = ledger.list_invoices(account, 100, cursor)
+        invoices += page["items"]
+        if not (cursor := page["next_cursor"]):
+            break
+    # one invoice for the order and one per upgrade; one credit note per downgrade, not two
+    assert sum(i["kind"] == "invoice" for i in invoices) == 101
+    assert sum(i["kind"] == "credit_note" for i in invoices) == 100
+    assert ledger.audit() == []

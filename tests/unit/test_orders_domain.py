@@ -352,10 +352,11 @@ def test_plan_change_for_a_reverse_charge_company_prorates_what_it_pays():
 
 
 def test_a_credit_never_exceeds_what_was_paid_for_the_period():
-    # Worth 18.90 on VPS M, but only 1.00 was paid for it (a promotion): the credit stops there.
-    order = active_order(VPS_M, periods=(PaidPeriod(MARCH_1, APRIL_1, 1, eur("1.00"), price=eur("18.90")),))
-    quote = quote_plan_change(order, VPS_S, MARCH_1)
-    assert quote.credit == eur("1.00")   # not (18.90 - 9.90) x 30 / 31 = 8.71
+    # Worth 18.90 on VPS M, but only 12.00 was taken for it: the credit stops at what is left of
+    # that after VPS S's worth of the 30 unused days (9.5806...): 2.42, not 8.71.
+    period = PaidPeriod(MARCH_1, APRIL_1, 1, eur("12.00"), price=eur("18.90"), charged=eur("18.90"))
+    quote = quote_plan_change(active_order(VPS_M, periods=(period,)), VPS_S, MARCH_1)
+    assert quote.credit == eur("2.42")
 
 
 @pytest.mark.parametrize("changes, new_plan", [
@@ -406,7 +407,7 @@ def test_a_period_paid_ahead_is_refunded_whole():
 def test_a_refund_after_an_upgrade_is_at_the_new_plan_and_below_what_was_paid():
     upgraded = change_plan(active_order(VPS_S), VPS_M, MARCH_15).order
     refund = quote_cancellation(upgraded, MARCH_15)
-    assert refund == eur("9.76")               # 18.90 x 16 / 31 = 9.754...
+    assert refund == eur("9.75")               # paid for the 16 days: 9.90 x 16 / 31 + 4.64 = 9.749...
     assert refund < eur("9.90") + eur("4.64")
 
 
