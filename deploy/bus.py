@@ -15,7 +15,8 @@ per login and vhost:
 
 The result is a RabbitMQ definitions document, imported into a running broker through the
 management API or ``rabbitmqctl import_definitions`` (``make run``, the tests), or written to
-a file that RabbitMQ loads at boot (``python -m deploy.bus definitions``, docker-compose).
+a file that RabbitMQ loads at boot (``python -m deploy.bus definitions``, docker-compose;
+deploy/bus_definitions.py writes Kubernetes' from the same permissions).
 
     python -m deploy.bus definitions [--vhost /] [--out FILE]   # passwords from <ROLE>_AMQP_URI
     python -m deploy.bus roles                                   # every RPC method and its roles

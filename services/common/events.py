@@ -25,7 +25,6 @@ from services.common.metrics import EVENTS
 log = structlog.get_logger(__name__)
 
 ATTEMPTS_HEADER = "x-attempts"
-DEFAULT_EXCHANGE = Exchange("", type="direct")
 
 
 def retry_delay(attempt: int) -> float:
