@@ -39,7 +39,6 @@ from urllib.parse import unquote, urlsplit
 import requests
 from nameko.events import EventHandler
 
-from services.common.config import SERVICES
 from services.common.roles import ROLES, login_of
 from services.common.roles import SERVICES as SERVICE_ROLES
 
@@ -49,10 +48,13 @@ UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 
 def service_classes() -> dict[str, type]:
+    """Every process that serves RPC or handles events (deploy/serve.py's, but the gateway)."""
+    from deploy.serve import RUNS
     classes = {}
-    for service in SERVICES:
-        module = importlib.import_module(f"services.{service}.service")
-        classes[service] = getattr(module, f"{service.capitalize()}Service")
+    for name, target in RUNS.items():
+        if name != "gateway":
+            module, _, cls = target.partition(":")
+            classes[name] = getattr(importlib.import_module(module), cls)
     return classes
 
 

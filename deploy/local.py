@@ -25,8 +25,8 @@ from urllib.parse import urlparse
 import requests
 
 from deploy.bus import ProvisioningFailed, provision_local_logins
-from deploy.serve import nameko_argv
-from services.common.config import HEALTH_PORTS, ROOT, SERVICES, amqp_uri, var_dir
+from deploy.serve import RUNS, nameko_argv
+from services.common.config import HEALTH_PORTS, ROOT, amqp_uri, var_dir
 from services.common.roles import ROLES, LocalLoginRefused, local_login_uri, on_loopback
 
 DEV_PORTS = {"mail_smtp": 1025, "mail_http": 8025, "telephony_primary": 8010, "telephony_fallback": 8011}
@@ -48,7 +48,7 @@ def free_port() -> int:
 
 
 class Stack:
-    """Five services, the gateway and the dev stand-ins, started and stopped together."""
+    """Five services, the ledger's document worker, the gateway and the dev stand-ins, started and stopped together."""
 
     def __init__(self, var_dir: Path, env: dict | None = None, ports: dict | None = None,
                  replicas: dict | None = None):
@@ -71,7 +71,7 @@ class Stack:
         self.env.setdefault("TELEPHONY_PRIMARY_URL", f"http://127.0.0.1:{self.ports['telephony_primary']}")
         self.env.setdefault("TELEPHONY_FALLBACK_URL", f"http://127.0.0.1:{self.ports['telephony_fallback']}")
         self.env.setdefault("PANEL_URL", f"http://127.0.0.1:{self.ports['gateway']}")
-        for name in (*SERVICES, "gateway"):
+        for name in RUNS:
             self.env.setdefault(f"{name.upper()}_HTTP_ADDRESS", f"127.0.0.1:{self.ports[name]}")
         self.env.setdefault("GATEWAY_METRICS_ADDRESS", f"127.0.0.1:{self.ports['gateway_metrics']}")
         broker = self.env.setdefault("AMQP_URI", amqp_uri())
@@ -112,7 +112,7 @@ class Stack:
                                            "--port", str(self.ports["telephony_fallback"])],
                     f"{self.url('telephony_fallback')}/health"),
         ]
-        for name in (*SERVICES, "gateway"):
+        for name in RUNS:
             items.extend(self._nameko(name))
         return items
 
@@ -285,7 +285,7 @@ def main(argv: list[str]) -> int:
         started = stack.start()
         print(f"started: {', '.join(started) or 'nothing (all were running)'}")
         print(f"gateway:  {stack.gateway_url}  (OpenAPI: {stack.gateway_url}/api/v1/openapi.json)")
-        for name in (*SERVICES, "gateway"):
+        for name in RUNS:
             print(f"health:   {stack.url(name)}/health  ({name})")
         print(f"metrics:  /metrics on each service's health port; the gateway's: {stack.url('gateway_metrics')}/metrics")
         print(f"mail:     {stack.url('mail_http')}/messages   telephony: {stack.url('telephony_primary')}/calls, "

@@ -1,8 +1,9 @@
 """Run one process of the suite from wherever the package is installed: ``python -m deploy.serve <name>``.
 
-``name`` is a service (profile, orders, ledger, notifier, verification) or ``gateway``. The
-container image runs this from the installed wheel, the local runner from the checkout: it finds
-the process's ``config.yml`` inside the package and becomes ``nameko run`` with it.
+``name`` is a service (profile, orders, ledger, notifier, verification), the ledger's document
+worker (``ledger_documents``) or ``gateway``. The container image runs this from the installed
+wheel, the local runner from the checkout: it finds the process's ``config.yml`` inside the package
+and becomes ``nameko run`` with it.
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from pathlib import Path
 from services.common.config import SERVICES
 
 RUNS = {**{service: f"services.{service}.service:{service.capitalize()}Service" for service in SERVICES},
+        # The ledger's PDFs, rendered by a process of the ledger that answers no price or charge.
+        "ledger_documents": "services.ledger.documents.service:LedgerDocumentsService",
         "gateway": "gateway.service:Gateway"}
 
 

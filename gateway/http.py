@@ -27,8 +27,20 @@ from services.common.schemas import load
 log = structlog.get_logger("gateway")
 
 MAX_BODY = 1024 * 1024
+# The API's own shapes nest a few levels (an order's fields, a postal address): deeper is an attack
+# on the parser (a thousand levels made json raise RecursionError), refused before parsing.
+MAX_DEPTH = 32
 ROUTES: list["RouteSpec"] = []
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def with_safe_headers(response: Response) -> Response:
+    """Every answer: never kept by a cache (tokens, 2FA secrets, recovery codes travel in bodies)
+    and never content-sniffed into something other than its declared type. A response that set
+    its own caching (the panel's static files) keeps it."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
 
 
 def json_response(status: int, body, headers: dict | None = None) -> Response:
@@ -53,6 +65,7 @@ class JsonWsgiApp(WsgiApp):
     """Unknown paths and methods answer in the error shape too, not werkzeug's HTML."""
 
     def __call__(self, environ, start_response):
+        mark_terminated_input(environ)
         request = Request(environ, shallow=True)
         adapter = self.url_map.bind_to_environ(environ)
         try:
@@ -60,7 +73,7 @@ class JsonWsgiApp(WsgiApp):
         except HTTPException as exc:
             code = {404: "not_found", 405: "method_not_allowed"}.get(exc.code, "validation_error")
             response = error_response(DomainError(code, exc.description or exc.name, status=exc.code))
-            return response(environ, start_response)
+            return with_safe_headers(response)(environ, start_response)
         request.path_values = values
         return provider.handle_request(request)(environ, start_response)
 
@@ -91,7 +104,7 @@ class ApiEntrypoint(HttpRequestHandler):
         except Exception as exc:
             response = self.response_from_exception(exc, request.request_id)
         response.headers["X-Request-Id"] = request.request_id
-        return response
+        return with_safe_headers(response)
 
     def response_from_result(self, result):
         if isinstance(result, Response):
@@ -152,16 +165,90 @@ class Call:
         return key
 
 
-def read_json(request) -> object:
-    """The request body as JSON: 413 over 1 MB, 400 ``malformed_json`` when it does not parse."""
+def mark_terminated_input(environ) -> None:
+    """Let werkzeug read a chunked body: the server (eventlet) takes the chunks off and ends the
+    stream at the last one, but without ``wsgi.input_terminated`` werkzeug hands out an empty
+    stream for a body with no Content-Length, and a PATCH would change nothing and answer 200."""
+    if environ.get("HTTP_TRANSFER_ENCODING", "").strip().lower() == "chunked":
+        environ["wsgi.input_terminated"] = True
+
+
+def request_body(request) -> bytes:
+    """The whole body, chunked or not: 413 over 1 MB; 411 for a transfer coding we cannot read."""
+    coding = request.headers.get("Transfer-Encoding", "").strip().lower()
+    if coding and coding != "chunked":
+        # eventlet reads only plain chunked bodies; anything else it would take as empty
+        raise DomainError("length_required", "Send the body with Content-Length or as plain chunked "
+                                             "transfer coding.")
     length = request.content_length
-    if length is not None and length > MAX_BODY:
+    if not coding and length is not None and length > MAX_BODY:
         raise DomainError("payload_too_large", "The request body is larger than 1 MB.")
-    raw = request.stream.read(MAX_BODY + 1)
+    try:
+        raw = request.stream.read(MAX_BODY + 1)
+    except ValueError:  # a chunk size that is not a number
+        raise DomainError("malformed_json", "The chunked body could not be read.") from None
     if len(raw) > MAX_BODY:
         raise DomainError("payload_too_large", "The request body is larger than 1 MB.")
+    return raw
+
+
+def refuse_other_media_types(request) -> None:
+    """A body must say it is JSON (any charset parameter must be UTF-8): 415 otherwise.
+
+    A form or text/plain post is what a browser sends cross-site without asking; parsing it
+    as JSON anyway would make such a request work.
+    """
+    charset = request.mimetype_params.get("charset", "utf-8").lower()
+    if request.mimetype != "application/json" or charset not in ("utf-8", "utf8"):
+        raise DomainError("unsupported_media_type", "The body must be JSON: send it with "
+                                                    "Content-Type: application/json.",
+                          details={"content_type": (request.content_type or "")[:100]})
+
+
+_STRUCTURE = re.compile(rb'[\[\]{}"\\]')
+
+
+def nested_deeper_than(raw: bytes, limit: int) -> bool:
+    """Whether a JSON text opens more than ``limit`` arrays or objects inside one another.
+
+    Read before parsing, so that a deep body never reaches the recursive parser. Only the
+    structural characters are visited (brackets outside strings, quotes, backslashes), and
+    a body with no more than ``limit`` brackets in all is answered without a scan.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    depth, in_string, escaped_at = 0, False, -1
+    for found in _STRUCTURE.finditer(raw):
+        at = found.start()
+        if at == escaped_at:
+            continue
+        char = raw[at:at + 1]
+        if in_string:
+            if char == b"\\":
+                escaped_at = at + 1
+            elif char == b'"':
+                in_string = False
+        elif char == b'"':
+            in_string = True
+        elif char in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in (b"]", b"}"):
+            depth -= 1
+    return False
+
+
+def read_json(request) -> object:
+    """The request body as JSON: 400 ``malformed_json`` when it does not parse or nests deeper
+    than :data:`MAX_DEPTH`, 415 when it is not sent as JSON, 413 over 1 MB; no body is ``{}``."""
+    raw = request_body(request)
     if not raw.strip():
         return {}
+    refuse_other_media_types(request)
+    if nested_deeper_than(raw, MAX_DEPTH):
+        raise DomainError("malformed_json", f"The body nests deeper than {MAX_DEPTH} levels.",
+                          details={"max_depth": MAX_DEPTH})
     try:
         return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError) as exc:

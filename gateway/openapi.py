@@ -17,7 +17,9 @@ STATUS_TEXT = {
     404: "not_found (also for another customer's resource)",
     409: "conflict with the current state",
     410: "gone: expired or used",
+    411: "length_required: a transfer coding other than plain chunked",
     413: "payload_too_large: body over 1 MB",
+    415: "unsupported_media_type: a body not sent as application/json",
     422: "valid JSON that breaks a business rule",
     429: "rate limited; see the Retry-After header",
     503: "a service behind the gateway is down or timed out",
@@ -37,6 +39,13 @@ sent a sane one). The client IP is the TCP peer, or the right-most untrusted X-F
 hop when the peer is in TRUSTED_PROXIES (empty by default); a malformed hop ends the walk at
 the last trusted address. Unknown paths answer 404 not_found and wrong methods 405
 method_not_allowed in the same error shape; an unexpected fault is 500 internal_error.
+Every answer carries Cache-Control: no-store and X-Content-Type-Options: nosniff. A request
+body is JSON sent as Content-Type: application/json (a charset parameter must be UTF-8; any
+other type is 415 unsupported_media_type), nested at most 32 levels deep (deeper is 400
+malformed_json), at most 1 MB (413); a chunked body is read whole, another transfer coding is
+411. Text that is one line on a page, an invoice or an e-mail (names, city, address, company
+name, reasons) must be printable: line breaks, control characters and bidi controls are 400
+naming the field. Money amounts are ASCII digits.
 """
 
 
@@ -132,7 +141,7 @@ def openapi_document() -> dict:
             responses[str(route.status)] = {"description": "success", "content": {"application/json": {"schema": {"type": "object"}}}}
         statuses = set(route.errors) | ({401} if route.auth else set()) | {503}
         if route.body is not None:
-            statuses |= {400, 413}
+            statuses |= {400, 411, 413, 415}
         for status in sorted(statuses):
             responses[str(status)] = {"description": STATUS_TEXT.get(status, "error"),
                                       "content": {"application/json": {"schema": error}}}

@@ -8,6 +8,7 @@ service named like the real one: ``run_service(FakeLedger().service())``.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import threading
@@ -164,10 +165,12 @@ class FakeLedger:
     def get_balance(self, account_id) -> dict:
         return Money(self.balances.get(account_id, 0), "EUR").to_wire()
 
-    def get_invoice_pdf(self, invoice_id, account_id=None) -> str:
+    def get_invoice_pdf(self, invoice_id, account_id=None) -> dict:
         if invoice_id not in self.invoice_pdfs:
             raise DomainError("not_found", "No such invoice.")
-        return base64.b64encode(self.invoice_pdfs[invoice_id]).decode()
+        content = self.invoice_pdfs[invoice_id]
+        return {"invoice_id": invoice_id, "number": None, "kind": "invoice",
+                "content": base64.b64encode(content).decode(), "sha256": hashlib.sha256(content).hexdigest()}
 
     def _move(self, kind, account_id, minor, key, arguments, extra) -> tuple[dict, bool]:
         """(the transaction, whether it is new) of one movement under an idempotency key."""

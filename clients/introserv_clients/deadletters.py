@@ -27,7 +27,8 @@ _NOT_FOUND = 404
 HANDLER_QUEUES = (
     "evt-ledger-balance_changed--orders.on_balance_changed",
     "evt-ledger-balance_low--notifier.balance_low",
-    "evt-ledger-invoice_issued--notifier.invoice_issued",
+    "evt-ledger-invoice_issued--ledger_documents.on_invoice_issued",
+    "evt-ledger-invoice_pdf_ready--notifier.invoice_pdf_ready",
     "evt-ledger-refund_issued--notifier.refund_issued",
     "evt-orders-order_activated--notifier.order_activated",
     "evt-orders-order_cancelled--notifier.order_cancelled",
@@ -50,6 +51,7 @@ HANDLER_QUEUES = (
     "evt-profile-notification_settings_changed--notifier.remember_consent",
     "evt-profile-password_changed--notifier.password_changed",
     "evt-profile-password_reset_requested--notifier.password_reset_requested",
+    "evt-profile-phone_changed--notifier.phone_changed",
     "evt-profile-profile_changed--notifier.remember_profile_change",
     "evt-profile-security_code_set--notifier.security_code_set",
     "evt-profile-sessions_ended--notifier.sessions_ended",

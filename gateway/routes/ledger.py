@@ -36,11 +36,12 @@ class LedgerRoutes:
 
     @route("GET", "/api/v1/invoices/<invoice_id>/pdf", summary="One invoice as a PDF document", tags=TAGS,
            errors=(404,), content_type="application/pdf",
-           description="In the customer's language at the time of issue (English or Polish).")
+           description="In the customer's language at the time of issue (English or Polish); the same "
+                       "bytes every time (rendered once and kept).")
     def get_invoice_pdf(self, call, invoice_id):
-        pdf = base64.b64decode(self.ledger.get_invoice_pdf(invoice_id, call.account_id))
-        number = self.ledger.get_invoice(invoice_id, call.account_id)["number"].replace("/", "-")
-        return Response(pdf, status=200, content_type="application/pdf",
+        stored = self.ledger.get_invoice_pdf(invoice_id, call.account_id)
+        number = stored["number"].replace("/", "-")
+        return Response(base64.b64decode(stored["content"]), status=200, content_type="application/pdf",
                         headers={"Content-Disposition": f'inline; filename="invoice-{number}.pdf"'})
 
     @route("GET", "/api/v1/payment-methods", response=PaymentMethodSchema, many=True,

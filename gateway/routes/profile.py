@@ -15,15 +15,21 @@ class ProfileRoutes:
            summary="Register a customer account", tags=TAGS,
            errors=(400, 409, 422, 429),
            description="409 `login_taken`; 422 `weak_password`. Country is an ISO 3166 alpha-2 code, "
-                       "phone an international number normalised to E.164.")
+                       "phone an international number normalised to E.164. Names, city, address and company "
+                       "name are one line of printable text (400 naming the field). 429 `rate_limited` with "
+                       "Retry-After once one client address registered `REGISTRATIONS_PER_IP_HOUR` accounts "
+                       "(600 by default) in the last hour.")
     def register(self, call):
-        return 201, self.profile.register(call.body)
+        return 201, self.profile.register(call.body, call.ip)
 
     @route("POST", "/api/v1/sessions", auth=False, body=LoginSchema, response=SessionSchema, status=201,
            summary="Log in", tags=TAGS, errors=(400, 401, 403, 429),
            description="401 `invalid_credentials` (the same for an unknown login), `otp_required`, "
                        "`invalid_otp`; 403 `ip_not_allowed`, `account_frozen`; 429 with Retry-After "
-                       "after 5 consecutive failures (exponential backoff) or 30 failures a minute from one IP.")
+                       "after 5 consecutive failures (exponential backoff, at most 15 minutes) or 30 failures "
+                       "a minute from one IP, decided atomically (40 wrong passwords sent at once are judged "
+                       "5 times). An address the account logged in from successfully in the last 30 days "
+                       "keeps its own count of failures, so a stranger's failures never keep the owner out.")
     def log_in(self, call):
         body = call.body
         return 201, self.profile.log_in(body["login"], body["password"], body.get("otp"), call.ip,
@@ -95,13 +101,18 @@ class ProfileRoutes:
         return 200, self.profile.get(call.account_id)
 
     @route("PATCH", "/api/v1/profile", body=ProfilePatchSchema, response=ProfileSchema, tags=TAGS,
-           summary="Edit personal data", errors=(400, 401, 422),
+           summary="Edit personal data", errors=(400, 401, 422, 429),
            description="422 `field_immutable` for login, email and country; 400 for an emptied mandatory "
-                       "field. Becoming a company, or changing a company's name or VAT id, sets "
-                       "company_verification to `pending` and payments_blocked to true until support reviews it. "
-                       "A new phone number is unverified.")
+                       "field, and for a line break, control or bidi character in a name, the city, the "
+                       "address or the company name. Becoming a company, or changing a company's name or VAT "
+                       "id, sets company_verification to `pending` and payments_blocked to true until support "
+                       "reviews it. A new phone number (or removing it) needs the current `password` in the "
+                       "same body (400 naming `password` without it, 422 `wrong_password`, 429 after 5 wrong "
+                       "ones, like logins) and, when the customer confirms sensitive operations by call, a "
+                       "`verification_id` for `change_phone` (422 `verification_required`); the new number is "
+                       "unverified, the change is on the security timeline and mailed to the main address.")
     def update_profile(self, call):
-        return 200, self.profile.update(call.account_id, call.body)
+        return 200, self.profile.update(call.account_id, call.body, call.ip)
 
     @route("POST", "/api/v1/profile/email-change", body=EmailChangeSchema, status=202, tags=TAGS,
            summary="Ask to change the e-mail address", errors=(400, 401, 422, 429),
@@ -141,6 +152,7 @@ class ProfileRoutes:
            response=NotificationSettingsSchema, tags=TAGS, summary="Change notification settings",
            errors=(400, 401),
            description="The same shape as GET; a field left out keeps its value, null clears it. "
-                       "400 for a bad address, a negative threshold or a float amount.")
+                       "400 for a bad address, a negative threshold, a float amount, an amount in other "
+                       "than ASCII digits, or a threshold in another currency than the balance's.")
     def update_notifications(self, call):
         return 200, self.profile.update_notifications(call.account_id, call.body)

@@ -6,7 +6,7 @@ from services.profile.schemas import (IpRestrictionSchema, LoginAttemptSchema, O
                                       OtpSchema, PageQuerySchema,
                                       PasswordChangeSchema, RecoveryCodesSchema, SecurityCodeSchema,
                                       SecurityEventSchema, SecuritySchema, TwoFactorDisableSchema,
-                                      TwoFactorEnrolmentSchema)
+                                      TwoFactorEnrolmentSchema, TwoFactorStartSchema)
 
 TAGS = ("security",)
 
@@ -62,8 +62,8 @@ class SecurityRoutes:
     @route("PUT", "/api/v1/security/operation-confirmation", body=OperationConfirmationSchema,
            response=SecuritySchema, tags=TAGS, errors=(400, 401, 422, 429),
            summary="Confirm sensitive operations by phone call (on/off)",
-           description="When on, cancelling an order, changing the password and changing the IP list each "
-                       "need `verification_id`: a verification of purpose `operation` (POST "
+           description="When on, cancelling an order, changing the password, the IP list and the phone number "
+                       "each need `verification_id`: a verification of purpose `operation` (POST "
                        "/api/v1/verifications) checked within 10 minutes, used once; without it they answer "
                        "422 `verification_required`. Turning it on needs the password and a verified phone "
                        "(422 `phone_missing`); turning it off also needs such a proof.")
@@ -93,23 +93,27 @@ class SecurityRoutes:
         self.profile.freeze(call.account_id, call.ip)
         return 204, None
 
-    @route("POST", "/api/v1/security/2fa", response=TwoFactorEnrolmentSchema, status=201,
-           tags=TAGS, summary="Start TOTP enrolment", errors=(401, 409),
-           description="Answers the secret and an otpauth:// URI for an authenticator app; 2FA is on only "
-                       "after POST /api/v1/security/2fa/confirm. 409 `already_enabled`.")
+    @route("POST", "/api/v1/security/2fa", body=TwoFactorStartSchema, response=TwoFactorEnrolmentSchema,
+           status=201, tags=TAGS, summary="Start TOTP enrolment", errors=(400, 401, 409, 422, 429),
+           description="Needs the current password (400 without it, 422 `wrong_password`, 429 after 5 wrong "
+                       "ones), so that a stolen session cannot turn 2FA on with a secret of its own. Answers "
+                       "the secret and an otpauth:// URI for an authenticator app; 2FA is on only after POST "
+                       "/api/v1/security/2fa/confirm. 409 `already_enabled`.")
     def start_two_factor(self, call):
-        return 201, self.profile.start_two_factor(call.account_id)
+        return 201, self.profile.start_two_factor(call.account_id, call.body["password"], call.ip)
 
     @route("POST", "/api/v1/security/2fa/confirm", body=OtpSchema, response=RecoveryCodesSchema, tags=TAGS,
-           summary="Turn 2FA on with a code from the app", errors=(400, 401, 409, 422),
-           description="422 `invalid_otp`. Answers ten single-use recovery codes, shown only this once.")
+           summary="Turn 2FA on with a code from the app", errors=(400, 401, 409, 422, 429),
+           description="422 `invalid_otp`; wrong codes count like failed logins (429 with Retry-After after 5). "
+                       "Answers ten single-use recovery codes, shown only this once.")
     def confirm_two_factor(self, call):
         return 200, self.profile.confirm_two_factor(call.account_id, call.body["otp"], call.ip)
 
     @route("DELETE", "/api/v1/security/2fa", body=TwoFactorDisableSchema, status=204, tags=TAGS,
            summary="Turn 2FA off", errors=(400, 401, 409, 422, 429),
            description="Needs the password and a valid code (TOTP or recovery): 422 `wrong_password`, "
-                       "`invalid_otp`.")
+                       "`invalid_otp`; wrong passwords and wrong codes count like failed logins (429 with "
+                       "Retry-After after 5).")
     def disable_two_factor(self, call):
         self.profile.disable_two_factor(call.account_id, call.body["password"], call.body["otp"], call.ip)
         return 204, None

@@ -8,8 +8,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 SERVICES = ("profile", "orders", "ledger", "notifier", "verification")
+# 8006 is the gateway's metrics port; ledger_documents is the ledger's PDF worker (deploy/serve.py).
 HEALTH_PORTS = {"gateway": 8000, "profile": 8001, "orders": 8002, "ledger": 8003,
-                "notifier": 8004, "verification": 8005}
+                "notifier": 8004, "verification": 8005, "ledger_documents": 8007}
 
 
 def env(name: str, default: str | None = None) -> str | None:

@@ -132,17 +132,24 @@ class UnitOfWork:
 
 
 class Database(DependencyProvider):
-    """``self.db.transaction()`` in a service; starts the outbox relay when it has an outbox."""
+    """``self.db.transaction()`` in a service; starts the outbox relay when it has an outbox.
 
-    def __init__(self, metadata):
+    ``service``: whose database this is, when the process is a worker of another service (the
+    ledger's document worker works on the ledger's database); ``relay=False`` leaves that
+    service's outbox to the service's own processes, which relay it under their lock.
+    """
+
+    def __init__(self, metadata, service: str | None = None, relay: bool = True):
         self.metadata = metadata
+        self.service = service
+        self.relays = relay
         self.engine = None
         self.relay = None
 
     def setup(self):
-        service = self.container.service_name
+        service = self.service_name
         self.engine = make_engine(database_url(service))
-        if "outbox" in self.metadata.tables:
+        if self.relays and "outbox" in self.metadata.tables:
             from services.common.outbox import OutboxRelay
             self.relay = OutboxRelay(self.engine, self.container.config, service,
                                      self.metadata.tables["outbox"])
@@ -156,8 +163,12 @@ class Database(DependencyProvider):
             self.relay.stop()
         self.engine.dispose()
 
+    @property
+    def service_name(self) -> str:
+        return self.service or self.container.service_name
+
     def unit_of_work(self) -> UnitOfWork:
-        return UnitOfWork(self.engine, self.container.service_name, self.metadata,
+        return UnitOfWork(self.engine, self.service_name, self.metadata,
                           on_commit=self.relay.kick if self.relay else None)
 
     def get_dependency(self, worker_ctx):

@@ -39,8 +39,12 @@ HTTP_STATUS = {
     # 410
     "token_expired": 410,
     "verification_expired": 410,
+    # 411
+    "length_required": 411,
     # 413
     "payload_too_large": 413,
+    # 415
+    "unsupported_media_type": 415,
     # 422
     "business_rule": 422,
     "weak_password": 422,

@@ -195,7 +195,7 @@ class ScrapeTimeReadings:
 
         service = self.container.service_name
         database = next((d for d in self.container.dependencies if isinstance(d, Database)), None)
-        if database is not None and "outbox" in database.metadata.tables:
+        if database is not None and database.relay is not None:   # reported by the processes that relay it
             yield from self._read("outbox", lambda: outbox_backlog(service,
                                                                    *unpublished_events(database.unit_of_work())))
         handlers = [e for e in self.container.entrypoints if isinstance(e, ReliableEventHandler)]

@@ -8,7 +8,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from services.common.errors import ValidationError
 
 CURRENCIES = {"EUR", "PLN", "USD", "GBP", "CZK", "SEK", "DKK", "HUF", "CHF", "NOK", "RON", "BGN"}
-_AMOUNT = re.compile(r"^-?\d{1,15}(\.\d{1,2})?$")
+# ASCII digits only: Python's \d and Decimal would also take "１２.５０" (full-width) or Arabic-Indic digits.
+_AMOUNT = re.compile(r"-?[0-9]{1,15}(\.[0-9]{1,2})?")
 
 
 @dataclass(frozen=True, order=True)
@@ -31,7 +32,7 @@ class Money:
     @classmethod
     def of(cls, amount: str, currency: str) -> Money:
         """``Money.of("12.50", "EUR")``: from a decimal string, exactly."""
-        if not isinstance(amount, str) or not _AMOUNT.match(amount):
+        if not isinstance(amount, str) or not _AMOUNT.fullmatch(amount):
             raise ValueError(f"not a money amount: {amount!r}")
         return cls(int(Decimal(amount) * 100), currency)
 
@@ -48,7 +49,8 @@ class Money:
         try:
             return cls.of(amount, currency)
         except ValueError:
-            raise ValidationError({field: ["amount must have at most two decimal places"]}) from None
+            raise ValidationError({field: ["amount must be digits 0-9 with at most two decimal places, "
+                                           "such as \"12.50\""]}) from None
 
     def to_wire(self) -> dict:
         return {"amount": self.amount, "currency": self.currency}

@@ -2,8 +2,9 @@
 
 RabbitMQ authenticates every connection, and every RPC request carries the AMQP ``user_id``
 property, which the broker refuses unless it is the connection's login: so ``user_id`` is who
-really called. Each caller logs in as its own user, named after its role: one per service,
-``gateway``, and the outside callers ``operator`` (support staff's tools), ``payments`` (the
+really called. Each caller logs in as its own user, named after its role: one per service (and
+``ledger_documents``, the ledger's document worker, a process of its own), ``gateway``, and the
+outside callers ``operator`` (support staff's tools), ``payments`` (the
 payment system) and ``support_desk``. Every ``@rpc`` method names the roles it answers
 (:mod:`services.common.rpc`); everyone else, ``guest`` included, is ``forbidden``.
 docs/rpc-roles.md gives each method's roles and why.
@@ -18,12 +19,14 @@ ORDERS = frozenset({"orders"})
 LEDGER = frozenset({"ledger"})
 NOTIFIER = frozenset({"notifier"})
 VERIFICATION = frozenset({"verification"})
+LEDGER_DOCUMENTS = frozenset({"ledger_documents"})
 GATEWAY = frozenset({"gateway"})
 OPERATOR = frozenset({"operator"})
 PAYMENTS = frozenset({"payments"})
 SUPPORT_DESK = frozenset({"support_desk"})
 
-SERVICES = PROFILE | ORDERS | LEDGER | NOTIFIER | VERIFICATION
+# The logins that serve RPC and handle events (the services and the ledger's document worker).
+SERVICES = PROFILE | ORDERS | LEDGER | NOTIFIER | VERIFICATION | LEDGER_DOCUMENTS
 OUTSIDE_CALLERS = OPERATOR | PAYMENTS | SUPPORT_DESK
 ROLES = SERVICES | GATEWAY | OUTSIDE_CALLERS
 

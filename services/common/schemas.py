@@ -1,6 +1,8 @@
 """marshmallow at every boundary: strict types, unknown fields refused, errors in the API shape."""
 from __future__ import annotations
 
+import unicodedata
+
 import marshmallow as ma
 from marshmallow import RAISE, Schema, fields, validate
 
@@ -47,6 +49,41 @@ def text(max_length: int, *, required: bool = False, allow_none: bool = False, m
          **kwargs) -> fields.String:
     """A string that must not be blank (after trimming) and has a length limit."""
     return TrimmedString(
+        required=required, allow_none=allow_none, error_messages=MESSAGES,
+        validate=validate.Length(min=min_length, max=max_length,
+                                 error=f"must be {min_length} to {max_length} characters"),
+        **kwargs)
+
+
+# Zero-width joiners shape letters in Persian, the Indic scripts and emoji: the only format
+# characters a name may need. Every other one (bidi overrides and isolates above all, which
+# reorder what a reader sees around them) has no place in one line of text.
+_JOINERS = frozenset("\u200c\u200d")
+_NOT_PRINTABLE = frozenset(("Cc", "Cf", "Cs", "Zl", "Zp"))
+
+
+def printable_line(value: str) -> bool:
+    """Whether ``value`` is one line of printable text: no line breaks, control or bidi characters."""
+    return not any(unicodedata.category(char) in _NOT_PRINTABLE and char not in _JOINERS for char in value)
+
+
+class OneLineText(TrimmedString):
+    """Text shown as one line on a page, an invoice or in an e-mail (names, city, address, company
+    name, reasons): a line break there would let a customer write a paragraph of their own into
+    a genuine Introserv mail, and a bidi override would show a reader something else."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if not printable_line(text):
+            raise ma.ValidationError("must be one line of printable text: no line breaks, control "
+                                     "characters or bidi controls")
+        return text
+
+
+def one_line(max_length: int, *, required: bool = False, allow_none: bool = False, min_length: int = 1,
+             **kwargs) -> fields.String:
+    """Like :func:`text`, and one line of printable text (:class:`OneLineText`)."""
+    return OneLineText(
         required=required, allow_none=allow_none, error_messages=MESSAGES,
         validate=validate.Length(min=min_length, max=max_length,
                                  error=f"must be {min_length} to {max_length} characters"),

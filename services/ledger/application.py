@@ -9,11 +9,9 @@ no transaction is ever held across an RPC call.
 """
 from __future__ import annotations
 
-import base64
 import uuid
 from datetime import datetime
 
-from eventlet import tpool
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
@@ -25,7 +23,6 @@ from services.common.money import Money
 from services.common.outbox import first_delivery, publish_later
 from services.common.schemas import load
 from services.ledger import domain, invoicing, payment_methods, tax
-from services.ledger.invoice_pdf import render_invoice_pdf
 from services.ledger.models import Balance, Invoice, InvoiceCounter, Posting, Transaction
 from services.ledger.schemas import (AdjustmentSchema, ChargeSchema, CreditLimitSchema, PaymentSchema,
                                      PriceSchema, RefundSchema)
@@ -208,14 +205,6 @@ class Ledger:
         """One invoice; with ``account_id`` another customer's invoice is not found."""
         with self.uow.transaction() as session:
             return self._invoice(session, invoice_id, account_id).document
-
-    def get_invoice_pdf(self, invoice_id, account_id=None) -> str:
-        """The invoice as a PDF in the buyer's language at issue time, base64-encoded."""
-        with self.uow.transaction() as session:
-            invoice = self._invoice(session, invoice_id, account_id)
-            document, language = invoice.document, invoice.language
-        pdf = tpool.execute(render_invoice_pdf, document, language)
-        return base64.b64encode(pdf).decode("ascii")
 
     def price(self, account_id, amount) -> dict:
         """What this customer pays for a list price, split into net, VAT and gross (I2)."""

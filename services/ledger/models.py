@@ -1,7 +1,7 @@
 """The ledger service's tables: balances, the journal, and invoice documents.
 
-The journal (``transactions`` and their ``postings``) and the invoices are append-only;
-migration 0002 installs triggers that refuse UPDATE and DELETE on them. Only the running
+The journal (``transactions`` and their ``postings``), the invoices and their PDFs are
+append-only; migrations 0002 and 0003 install triggers that refuse UPDATE and DELETE on them. Only the running
 balance of ``balances`` (and its alert state) changes, in the same transaction as the
 entries that change it, and ``audit`` checks it against the journal.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String,
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, String,
                         UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -138,3 +138,32 @@ class Invoice(Base):
         Index("ix_invoices_account_seq", "account_id", "seq"),
         Index("ix_invoices_corrects", "corrects"),
     )
+
+
+class InvoicePdf(Base):
+    """An invoice's or credit note's PDF, rendered once by the document worker; never changed.
+
+    ``sha256`` is the content's, so that a copy (a mail's attachment, an archive) can be checked
+    against the books.
+    """
+
+    __tablename__ = "invoice_pdfs"
+
+    invoice_id: Mapped[str] = mapped_column(ForeignKey("invoices.id"), primary_key=True)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[str] = mapped_column(String(64))
+    rendered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PdfBackfill(Base):
+    """Which invoices were issued before the ledger kept PDFs, and how far the backfill has come.
+
+    One row, written by migration 0003: ``through_seq`` is the last invoice issued before (their
+    mail went out then, with a PDF rendered for it, so theirs are stored without a word), and
+    every invoice up to ``rendered_seq`` has its PDF.
+    """
+
+    __tablename__ = "pdf_backfill"
+
+    through_seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    rendered_seq: Mapped[int] = mapped_column(BigInteger)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from services.common.schemas import MESSAGES, MoneyField, StrictSchema, text
+from services.common.schemas import MESSAGES, MoneyField, StrictSchema, one_line, text
 
 
 # --- RPC arguments ----------------------------------------------------------------------
@@ -41,14 +41,14 @@ class RefundSchema(MovementSchema):
 
 
 class AdjustmentSchema(MovementSchema):
-    reason = text(500, required=True)
-    operator = text(100, required=True)
+    reason = one_line(500, required=True)
+    operator = one_line(100, required=True)
 
 
 class CreditLimitSchema(StrictSchema):
     account_id = text(64, required=True)
     limit = MoneyField(required=True, error_messages=MESSAGES)
-    operator = text(100, required=True)
+    operator = one_line(100, required=True)
 
 
 class PriceSchema(StrictSchema):

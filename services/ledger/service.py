@@ -5,15 +5,16 @@ from nameko.timer import timer
 from nameko.web.handlers import http
 
 from services.common.clock import clock
-from services.common.config import env_float
+from services.common.config import env_float, rpc_timeout
 from services.common.database import Database
 from services.common.events import handle_event
 from services.common.health import HealthCheck
 from services.common.logging import LogContext, configure
 from services.common.metrics import LEDGER_AUDIT_DISCREPANCIES, LEDGER_AUDIT_FINISHED, serve_metrics
-from services.common.roles import EVERYONE, GATEWAY, NOTIFIER, OPERATOR, ORDERS, PAYMENTS, STAFF
+from services.common.roles import EVERYONE, GATEWAY, NOTIFIER, OPERATOR, ORDERS, PAYMENTS, PROFILE, STAFF
 from services.common.rpc import Caller, ServiceRpc, rpc
 from services.ledger.application import Ledger
+from services.ledger.documents.application import InvoicePdfs
 from services.ledger.models import Base
 from services.ledger.tax import Seller
 
@@ -27,6 +28,8 @@ class LedgerService:
 
     db = Database(Base.metadata)
     profile = ServiceRpc("profile")
+    # The document worker renders a PDF not stored yet; it answers (or is given up) before the caller's own wait ends.
+    documents = ServiceRpc("ledger_documents", timeout=lambda: max(1.0, rpc_timeout() - 1.0))
     health = HealthCheck()
     log = LogContext()
     caller = Caller()
@@ -34,6 +37,11 @@ class LedgerService:
     @property
     def ledger(self) -> Ledger:
         return Ledger(self.db, self.profile, clock, SELLER)
+
+    @property
+    def pdfs(self) -> InvoicePdfs:
+        """The kept PDFs; one not kept yet is asked of the document worker (never rendered here)."""
+        return InvoicePdfs(self.db, clock, worker=self.documents)
 
     @serve_metrics()
     def metrics(self, request):
@@ -77,7 +85,7 @@ class LedgerService:
         return self.ledger.set_credit_limit(account_id, limit, operator, caller=self.caller)
 
     # -- reading
-    @rpc(roles=GATEWAY | PAYMENTS | STAFF)
+    @rpc(roles=GATEWAY | PAYMENTS | PROFILE | STAFF)
     def get_balance(self, account_id):
         return self.ledger.get_balance(account_id)
 
@@ -103,7 +111,7 @@ class LedgerService:
 
     @rpc(roles=GATEWAY | NOTIFIER | STAFF)
     def get_invoice_pdf(self, invoice_id, account_id=None):
-        return self.ledger.get_invoice_pdf(invoice_id, account_id)
+        return self.pdfs.get(invoice_id, account_id)
 
     @rpc(roles=GATEWAY | OPERATOR)
     def payment_methods(self, account_id):

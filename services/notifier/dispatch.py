@@ -31,7 +31,9 @@ def occasion_for(event_type: str, payload: dict[str, Any]) -> Occasion:
     ``email_confirmation_requested`` is a confirmation of the registration address or of a
     new address (``purpose``), sent to the address being confirmed; ``email_changed`` is
     told to the OLD address (P3); ``password_reset_requested`` is the reset link, sent to the
-    main address the event names (A1). Every other event is the kind of the same name.
+    main address the event names (A1); ``invoice_pdf_ready`` is the invoice mail
+    (``invoice_issued``), sent once the ledger has the invoice's PDF to attach. Every other event
+    is the kind of the same name.
     """
     account_id = payload.get("account_id")
     if not isinstance(account_id, str) or not account_id:
@@ -44,6 +46,8 @@ def occasion_for(event_type: str, payload: dict[str, Any]) -> Occasion:
         return Occasion("email_confirmation", account_id, dict(payload), to)
     if event_type == "password_reset_requested":
         return Occasion("password_reset", account_id, dict(payload), _address(payload, "to", event_type))
+    if event_type == "invoice_pdf_ready":
+        return Occasion("invoice_issued", account_id, dict(payload))
     kind_named(event_type)
     if event_type == "email_changed":
         return Occasion(event_type, account_id, dict(payload), _address(payload, "old_email", event_type))
@@ -93,7 +97,7 @@ def invoice_filename(kind: str, number: str, language: str) -> str:
 
 
 def pdf_from_base64(value: Any) -> bytes | None:
-    """The PDF the ledger sent as base64 (a string, or ``{"content": ...}``); None if it is not one."""
+    """The PDF in the ledger's answer (``{"content": base64, ...}``, or the bare base64); None if it is not one."""
     if isinstance(value, dict):
         value = value.get("content") or value.get("pdf")
     if not isinstance(value, str):

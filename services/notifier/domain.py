@@ -37,6 +37,7 @@ Every kind also takes ``first_name``.
 | email_changed          | named      | old_email, new_email, at:time                                                               |
 | password_reset         | main       | login, token, expires_at:time, ip_address?                                                  |
 | password_changed       | main       | at:time, ip_address?, reset?:bool                                                           |
+| phone_changed          | main       | phone?, at:time, ip_address?                                                                |
 | ip_restriction_changed | main       | rules:list, at:time, ip_address?                                                            |
 | two_factor_enabled     | main       | at:time, ip_address?                                                                        |
 | two_factor_disabled    | main       | at:time, ip_address?                                                                        |
@@ -57,7 +58,8 @@ Notes on single fields: ``order_created.status`` is the order's status
 ``end_of_period``; ``invoice_issued.kind`` is ``invoice`` or ``credit_note``;
 ``renewal_due.auto_renew`` is a bool; ``password_changed.reset`` is true when a reset link set the
 password (every session ended, not only the others); ``password_reset`` goes to the main address
-the event names (``to``), the token of a "forgot password" request. Links (``confirm_url``, ``order_url``,
+the event names (``to``), the token of a "forgot password" request; ``phone_changed.phone`` is the
+new number masked (``+48 … 567``), null when the number was removed. Links (``confirm_url``, ``order_url``,
 ``invoice_url`` ...) are built here from ``PANEL_URL``; an event's own
 ``confirm_url`` wins over the built one.
 """
@@ -147,6 +149,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     _kind("email_changed", Route.NAMED, "old_email, new_email, at"),
     _kind("password_reset", Route.MAIN, "login, token, expires_at, ip_address?"),
     _kind("password_changed", Route.MAIN, _SECURITY_NOTICE + ", reset?"),
+    _kind("phone_changed", Route.MAIN, "phone?, " + _SECURITY_NOTICE),
     _kind("ip_restriction_changed", Route.MAIN, "rules, " + _SECURITY_NOTICE),
     _kind("two_factor_enabled", Route.MAIN, _SECURITY_NOTICE),
     _kind("two_factor_disabled", Route.MAIN, _SECURITY_NOTICE),

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from marshmallow import fields, post_load, validate
 
-from services.common.schemas import MESSAGES, StrictInteger, StrictSchema
+from services.common.schemas import MESSAGES, StrictInteger, StrictSchema, one_line
 from services.common.schemas import text as words  # the newsletter has a field named text
 
 MAX_PAGE = 100
 
 
 class NewsletterSchema(StrictSchema):
-    subject = words(200, required=True)
+    subject = one_line(200, required=True)  # a mail's Subject line
     text = words(50_000, required=True)
     idempotency_key = words(200, allow_none=True)
 
@@ -19,7 +19,7 @@ class SupportReplySchema(StrictSchema):
     """``notify(..., "support_reply", data)``: the support desk answered a customer's request (N3b)."""
 
     ticket_id = words(64, required=True)
-    ticket_subject = words(200, required=True)
+    ticket_subject = one_line(200, required=True)
     reply = words(20_000, required=True)
 
 

@@ -119,9 +119,10 @@ class NotifierService:
     def balance_low(self, payload):
         self.notifications.on_event("balance_low", payload)
 
-    @handle_event("ledger", "invoice_issued")
-    def invoice_issued(self, payload):
-        self.notifications.on_event("invoice_issued", payload)
+    # The invoice mail waits for the invoice's PDF, which the ledger's document worker announces.
+    @handle_event("ledger", "invoice_pdf_ready")
+    def invoice_pdf_ready(self, payload):
+        self.notifications.on_event("invoice_pdf_ready", payload)
 
     # -- profile: security mail, to the main or the named address, never rerouted
     @handle_event("profile", "email_confirmation_requested")
@@ -139,6 +140,10 @@ class NotifierService:
     @handle_event("profile", "password_changed")
     def password_changed(self, payload):
         self.notifications.on_event("password_changed", payload)
+
+    @handle_event("profile", "phone_changed")
+    def phone_changed(self, payload):
+        self.notifications.on_event("phone_changed", payload)
 
     @handle_event("profile", "ip_restriction_changed")
     def ip_restriction_changed(self, payload):

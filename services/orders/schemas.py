@@ -4,7 +4,7 @@ from __future__ import annotations
 from marshmallow import ValidationError as FieldError
 from marshmallow import fields, validate
 
-from services.common.schemas import MESSAGES, StrictBoolean, StrictInteger, StrictSchema, text
+from services.common.schemas import MESSAGES, StrictBoolean, StrictInteger, StrictSchema, one_line, text
 
 KINDS = ("dedicated", "vps")
 CANCEL_WHEN = ("now", "end_of_period")
@@ -46,7 +46,7 @@ class ChangePlanSchema(StrictSchema):
 class CancelSchema(StrictSchema):
     when = fields.String(required=True, error_messages=MESSAGES,
                          validate=validate.OneOf(CANCEL_WHEN, error="must be now or end_of_period"))
-    reason = text(500, allow_none=True, load_default=None)
+    reason = one_line(500, allow_none=True, load_default=None)
     verification_id = text(64, allow_none=True, load_default=None, metadata={
         "description": "a phone verification of purpose operation; required when the customer "
                        "confirms sensitive operations by call (422 verification_required)"})

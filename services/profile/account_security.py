@@ -11,12 +11,12 @@ from services.common.clock import iso
 from services.common.errors import DomainError, ValidationError
 from services.common.outbox import publish_later
 from services.common.schemas import load
-from services.profile import domain, security
+from services.profile import domain, limits, security
 from services.profile.application import (account_or_not_found, buyer_fields, hash_secret,
                                           issue_email_token, record_security_event, verify_secret)
-from services.profile.models import Account, EmailToken, LoginAttempt, SecurityCodeCheck, SecurityEvent
+from services.profile.models import Account, EmailToken, SecurityCodeCheck, SecurityEvent
 from services.profile.schemas import EmailChangeSchema, PasswordChangeSchema
-from services.profile.sessions import accept_second_factor, consecutive_failures, end_sessions, previous_login
+from services.profile.sessions import accept_second_factor, end_sessions, previous_login
 
 
 class AccountSecurity:
@@ -54,7 +54,7 @@ class AccountSecurity:
         """Turn it on (needs a verified phone) or off (needs a proof: a thief with the password cannot)."""
         if not isinstance(enabled, bool):
             raise ValidationError({"enabled": ["must be true or false"]})
-        account = self._reauthenticate(account_id, password)
+        account = self._reauthenticate(account_id, password, ip)
         if enabled and not (account.phone and account.phone_verified):
             raise DomainError("phone_missing", "Verify your mobile phone first: the confirmations call it.")
         if not enabled and account.confirm_operations:
@@ -73,31 +73,59 @@ class AccountSecurity:
         with self.uow.transaction() as session:
             return _security_view(session, account_or_not_found(session, account_id), session_id)
 
-    def _reauthenticate(self, account_id: str, password) -> Account:
+    def _reauthenticate(self, account_id: str, password, ip: str | None) -> Account:
         """The account, if ``password`` is its current password (422 ``wrong_password``).
 
-        A wrong password here counts like a failed login, so a stolen session cannot be used
-        to guess the password faster than the login form allows (429 with Retry-After).
+        A wrong password here counts like a failed login from ``ip``, decided as atomically, so a
+        stolen session cannot be used to guess the password faster than the login form allows
+        (429 with Retry-After).
         """
+        with self.uow.transaction() as session:
+            account = account_or_not_found(session, account_id)
+        attempt = limits.admit(self.uow, self.clock, account.login, ip, account_id=account.id)
+        if not verify_secret(self.hasher, account.password_hash, password):
+            with self.uow.transaction() as session:
+                limits.settle(session, attempt, "reauth_wrong_password")
+            raise domain.wrong_password()
+        with self.uow.transaction() as session:
+            limits.forget(session, attempt)
+        return account
+
+    def _check_second_factor(self, account_id: str, otp, ip: str | None, change) -> None:
+        """Lock the account and let ``change(session, account, now)`` check ``otp`` and act on it (it
+        answers whether the code matched); a wrong code counts like a failed login from ``ip``:
+        429 after 5 in a row, as at the login form."""
         now = self.clock.now()
         with self.uow.transaction() as session:
             account = account_or_not_found(session, account_id)
-            failures, last_failure = consecutive_failures(session, account.login)
-        wait = security.login_backoff(failures, last_failure, now)
-        if wait:
-            raise DomainError("rate_limited", "Too many wrong passwords; wait and try again.",
-                              details={"retry_after": wait})
-        if not verify_secret(self.hasher, account.password_hash, password):
-            with self.uow.transaction() as session:
-                session.add(LoginAttempt(account_id=account.id, login=account.login, ip="", user_agent="",
-                                         at=now, success=False, reason="reauth_wrong_password"))
-            raise domain.wrong_password()
-        return account
+            familiar = limits.hold(session, account.login, ip, now)  # before the row lock, as every path
+            account = account_or_not_found(session, account_id, lock=True)
+            matched = change(session, account, now)
+            if not matched:
+                limits.record(session, account.login, ip, now, familiar=familiar, account_id=account.id,
+                              success=False, reason="invalid_otp")
+        if not matched:
+            raise _invalid_otp()
+
+    # -- the phone (P6): it receives the calls that confirm operations (S7)
+    def allow_phone_change(self, account_id: str, password, verification_id, ip: str | None,
+                           phone_changes: bool) -> None:
+        """Re-authenticate a profile edit that sends a password or changes the phone, and spend the
+        phone proof a customer who confirms operations by call must bring to change it.
+
+        Without this a stolen session set its own number, verified it, and confirmed operations.
+        """
+        if not password:
+            raise ValidationError({"password": ["required to change the phone number"]},
+                                  "Changing the phone number needs your current password.")
+        account = self._reauthenticate(account_id, password, ip)
+        if phone_changes and account.confirm_operations:
+            self._spend_proof(account, "change_phone", verification_id, None)
 
     # -- e-mail (P3)
     def request_email_change(self, account_id: str, email, password, ip: str | None = None) -> dict:
         data = load(EmailChangeSchema(), {"email": email, "password": password})
-        account = self._reauthenticate(account_id, data["password"])
+        account = self._reauthenticate(account_id, data["password"], ip)
         if data["email"].casefold() == account.email.casefold():
             raise ValidationError({"email": ["is already the address of this account"]})
         now = self.clock.now()
@@ -149,7 +177,7 @@ class AccountSecurity:
         data = load(PasswordChangeSchema(), {"current_password": current_password, "new_password": new_password,
                                              "new_password_confirmation": confirmation,
                                              "verification_id": verification_id})
-        account = self._reauthenticate(account_id, data["current_password"])
+        account = self._reauthenticate(account_id, data["current_password"], ip)
         domain.refuse_mismatched_password(data["new_password"], data["new_password_confirmation"])
         security.check_password_policy(data["new_password"], account.login)
         if account.confirm_operations:
@@ -213,7 +241,7 @@ class AccountSecurity:
         if not isinstance(rules, list):
             raise ValidationError({"rules": ["must be a list of lines"]})
         allowed = security.IpAllowList.parse(rules)
-        account = self._reauthenticate(account_id, password)
+        account = self._reauthenticate(account_id, password, ip)
         domain.refuse_lockout(allowed, ip, confirm_lockout is True)
         if account.confirm_operations:
             self._spend_proof(account, "change_ip_restriction", verification_id, None)
@@ -227,7 +255,13 @@ class AccountSecurity:
             return _security_view(session, account, session_id)
 
     # -- two-factor authentication (S6)
-    def start_two_factor(self, account_id: str) -> dict:
+    def start_two_factor(self, account_id: str, password, ip: str | None = None) -> dict:
+        """The secret to scan; needs the password, or a stolen session could turn 2FA on with a
+        secret of its own and lock the owner out."""
+        if not password:
+            raise ValidationError({"password": ["required"]}, "Starting two-factor authentication needs "
+                                                              "your current password.")
+        self._reauthenticate(account_id, password, ip)
         secret = security.new_totp_secret()
         with self.uow.transaction() as session:
             account = account_or_not_found(session, account_id, lock=True)
@@ -236,34 +270,38 @@ class AccountSecurity:
             return {"secret": secret, "otpauth_uri": security.otpauth_uri(secret, account.login)}
 
     def confirm_two_factor(self, account_id: str, otp, ip: str | None = None) -> dict:
-        now = self.clock.now()
         codes, hashes = security.new_recovery_codes()
-        with self.uow.transaction() as session:
-            account = account_or_not_found(session, account_id, lock=True)
+
+        def turn_on(session, account: Account, now) -> bool:
             _refuse_enabled(account)
             if account.totp_pending_secret is None:
                 raise DomainError("conflict", "Start the enrolment first (POST /api/v1/security/2fa).")
             step = security.verify_totp(account.totp_pending_secret, otp, now, None)
             if step is None:
-                raise _invalid_otp()
+                return False
             account.totp_secret, account.totp_pending_secret = account.totp_pending_secret, None
             account.totp_last_step = step
             account.recovery_code_hashes = hashes
             record_security_event(session, account, "two_factor_enabled", ip, now)
+            return True
+
+        self._check_second_factor(account_id, otp, ip, turn_on)
         return {"recovery_codes": codes}
 
     def disable_two_factor(self, account_id: str, password, otp, ip: str | None = None) -> None:
-        self._reauthenticate(account_id, password)
-        now = self.clock.now()
-        with self.uow.transaction() as session:
-            account = account_or_not_found(session, account_id, lock=True)
+        self._reauthenticate(account_id, password, ip)
+
+        def turn_off(session, account: Account, now) -> bool:
             if account.totp_secret is None:
                 raise DomainError("conflict", "Two-factor authentication is not on.")
             if not accept_second_factor(account, otp, now):
-                raise _invalid_otp()
+                return False
             account.totp_secret = account.totp_pending_secret = account.totp_last_step = None
             account.recovery_code_hashes = []
             record_security_event(session, account, "two_factor_disabled", ip, now)
+            return True
+
+        self._check_second_factor(account_id, otp, ip, turn_off)
 
     # -- timeline, freeze
     def events(self, account_id: str, limit: int = 50, cursor: str | None = None) -> dict:

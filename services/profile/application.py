@@ -18,7 +18,7 @@ from services.common.errors import DomainError, NotFound
 from services.common.outbox import first_delivery, publish_later
 from services.common.schemas import load
 from services.common.vat_ids import INVALID, NOT_CHECKED, VALID, ViesRegister
-from services.profile import domain, security
+from services.profile import domain, limits, security
 from services.profile.models import Account, EmailToken, SecurityEvent, ViesAnswer
 from services.profile.schemas import NotificationSettingsSchema, ProfilePatchSchema, RegistrationSchema
 
@@ -108,16 +108,22 @@ class VatIdChecks:
 
 
 class Profiles:
+    """``guard`` re-authenticates a phone change (AccountSecurity); ``ledger`` tells the balance's currency."""
+
     def __init__(self, uow, hasher: security.PasswordHasher, clock, verification=None,
-                 vat_id_checks: VatIdChecks | None = None):
+                 vat_id_checks: VatIdChecks | None = None, guard=None, ledger=None):
         self.uow = uow
         self.hasher = hasher
         self.clock = clock
         self.verification = verification
         self.vat_id_checks = vat_id_checks or VatIdChecks.from_env(uow, clock)
+        self.guard = guard
+        self.ledger = ledger
 
     # -- registration and personal data
-    def register(self, data: dict) -> dict:
+    def register(self, data: dict, ip: str | None = None) -> dict:
+        """A new account; ``ip`` (the client's, from the gateway) is limited to
+        ``REGISTRATIONS_PER_IP_HOUR`` registrations an hour (429)."""
         data = load(RegistrationSchema(), data)
         login = security.normalise_login(data.pop("login"))
         password = data.pop("password")
@@ -137,9 +143,10 @@ class Profiles:
             profile_type=company.profile_type, company_name=company.company_name, vat_id=company.vat_id,
             company_verification=company.company_verification, vat_id_check=vat_id_check,
             vat_id_checked_at=vat_id_checked_at, language=data.get("language", "en"),
-            frozen=False, created_at=now, updated_at=now)
+            frozen=False, registration_ip=ip or None, created_at=now, updated_at=now)
         try:
             with self.uow.transaction() as session:
+                limits.refuse_too_many_registrations(session, ip, now)
                 if session.scalar(select(Account.id).where(Account.login == login)):
                     raise _login_taken()
                 session.add(account)
@@ -176,17 +183,23 @@ class Profiles:
                                        .order_by(Account.created_at.desc()).limit(FOUND_BY_EMAIL_AT_MOST)).all()
             return {"items": [domain.profile_view(account) for account in accounts], "next_cursor": None}
 
-    def update(self, account_id: str, changes: dict) -> dict:
+    def update(self, account_id: str, changes: dict, ip: str | None = None) -> dict:
         domain.refuse_immutable(changes if isinstance(changes, dict) else {})
         changes = load(ProfilePatchSchema(), changes)
+        password, verification_id = changes.pop("password", None), changes.pop("verification_id", None)
         domain.refuse_emptied_mandatory(changes)
         company_submitted = bool({"profile_type", "company_name", "vat_id"} & changes.keys())
+        with self.uow.transaction() as session:
+            account = account_or_not_found(session, account_id)
+            phone_changes = domain.phone_changes(changes, account.phone)
+            if company_submitted:
+                planned, country = domain.company_after(_company(account), changes, account.country), account.country
         if company_submitted:
             # VIES is asked before the row is locked, about the company data as they will be.
-            with self.uow.transaction() as session:
-                account = account_or_not_found(session, account_id)
-                planned, country = domain.company_after(_company(account), changes, account.country), account.country
             vies = self.vat_id_checks.check(planned, country)
+        if phone_changes or password:
+            self.guard.allow_phone_change(account_id, password, verification_id, ip, phone_changes)
+        now = self.clock.now()
         with self.uow.transaction() as session:
             account = account_or_not_found(session, account_id, lock=True)
             company = domain.company_after(_company(account), changes, account.country) \
@@ -194,9 +207,13 @@ class Profiles:
             for name in ("first_name", "last_name", "city", "address", "postal_address", "language"):
                 if name in changes:
                     setattr(account, name, changes[name])
-            if "phone" in changes and changes["phone"] != account.phone:
+            if domain.phone_changes(changes, account.phone):
+                if not phone_changes:  # changed by another request since it was read: check again
+                    raise DomainError("conflict", "The phone number changed meanwhile; send the edit again.")
                 account.phone = changes["phone"]
                 account.phone_verified = False  # P6: a new number must be verified again
+                record_security_event(session, account, "phone_changed", ip, now,
+                                      {"phone": domain.masked_phone(account.phone)})
             review_needed = company.company_verification == "pending" and (
                 account.company_verification != "pending" or company.company_name != account.company_name
                 or company.vat_id != account.vat_id)
@@ -206,7 +223,7 @@ class Profiles:
             account.company_verification = company.company_verification
             if company_submitted:
                 account.vat_id_check, account.vat_id_checked_at = domain.vat_id_check_after(company, *vies)
-            account.updated_at = self.clock.now()
+            account.updated_at = now
             publish_later(session, "profile_changed", {
                 "account_id": account.id, "fields": sorted(changes), **buyer_fields(account)})
             if review_needed:
@@ -276,8 +293,9 @@ class Profiles:
     def update_notifications(self, account_id: str, settings: dict) -> dict:
         settings = load(NotificationSettingsSchema(), settings)
         if settings.get("low_balance_threshold") is not None:
-            settings["low_balance_threshold"] = Money.from_wire(settings["low_balance_threshold"],
-                                                                "low_balance_threshold")
+            threshold = Money.from_wire(settings["low_balance_threshold"], "low_balance_threshold")
+            domain.refuse_other_currency(threshold, self._balance_currency(account_id), "low_balance_threshold")
+            settings["low_balance_threshold"] = threshold
         with self.uow.transaction() as session:
             account = account_or_not_found(session, account_id, lock=True)
             domain.apply_notification_settings(account, settings)
@@ -285,6 +303,13 @@ class Profiles:
             view = domain.notification_settings_view(account)
             publish_later(session, "notification_settings_changed", {"account_id": account.id, **view})
             return view
+
+    def _balance_currency(self, account_id: str) -> str:
+        """The currency the ledger keeps this account's balance in (it owns the balance; one read,
+        asked only when a threshold is set: the threshold is ours, the currency is the ledger's)."""
+        with self.uow.transaction() as session:
+            account_or_not_found(session, account_id)
+        return Money.from_wire(self.ledger.get_balance(account_id), "balance").currency
 
     # -- the phone verified (P6): told by the gateway right after the check, and by the event
     def record_phone_verification(self, account_id: str, verification_id) -> dict:

@@ -36,6 +36,20 @@ def refuse_emptied_mandatory(changes: dict) -> None:
         raise ValidationError(emptied)
 
 
+def phone_changes(changes: dict, current_phone: str | None) -> bool:
+    """Whether an edit sets another phone number (or removes it): that number receives the calls
+    that confirm operations (S7), so the change is re-authenticated and told to the customer."""
+    return "phone" in changes and changes["phone"] != current_phone
+
+
+def masked_phone(phone: str | None) -> str | None:
+    """A number as the timeline and the e-mail show it: the country code and the last three digits."""
+    if not phone:
+        return None
+    country = phone[:3] if phone.startswith("+") else ""
+    return f"{country} … {phone[-3:]}".strip()
+
+
 @dataclass
 class CompanyState:
     profile_type: str
@@ -242,6 +256,16 @@ def notification_settings_view(account) -> dict:
         "emails": {"invoices": account.invoices_email, "support": account.support_email,
                    "complaints": account.complaints_email},
     }
+
+
+def refuse_other_currency(amount: Money, balance_currency: str, field: str) -> None:
+    """A money setting compared with the balance (the low-balance threshold) must be in the
+    balance's currency: one in another currency could never be compared, and would never alert."""
+    if amount.currency != balance_currency:
+        raise DomainError("validation_error", f"Amounts here are in {balance_currency}, the currency of your "
+                                              "balance.",
+                          fields={field: [f"must be in {balance_currency}, the currency of your balance"]},
+                          details={"balance_currency": balance_currency})
 
 
 def apply_notification_settings(account, settings: dict) -> None:

@@ -59,11 +59,15 @@ class Account(Base):
     complaints_email: Mapped[str | None] = mapped_column(String(254), nullable=True)
     last_login_ip: Mapped[str | None] = mapped_column(String(45), nullable=True)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # the client address it was registered from: registrations are limited per address
+    registration_ip: Mapped[str | None] = mapped_column(String(45), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
-    # support finds customers by e-mail whatever its case (profile.find_by_email)
-    __table_args__ = (Index("ix_accounts_email_lower", func.lower(email)),)
+    # support finds customers by e-mail whatever its case (profile.find_by_email); registrations
+    # are limited per address
+    __table_args__ = (Index("ix_accounts_email_lower", func.lower(email)),
+                      Index("ix_accounts_registration_ip_created_at", "registration_ip", "created_at"))
 
 
 class Session(Base):
@@ -99,6 +103,9 @@ class LoginAttempt(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     success: Mapped[bool] = mapped_column(Boolean)
     reason: Mapped[str] = mapped_column(String(32), default="")
+    # Whether the account had logged in from this address in the 30 days before: failures from
+    # such an address count apart from everyone else's (a stranger cannot keep the owner out).
+    familiar: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     __table_args__ = (
         Index("ix_login_attempts_account_at", "account_id", "at"),

@@ -27,11 +27,11 @@ from services.common.errors import DomainError
 from services.common.outbox import publish_later
 from services.common.schemas import load
 from services.profile import domain, security
+from services.profile import limits as login_limits
 from services.profile.application import account_or_not_found, hash_secret, record_security_event
-from services.profile.models import (Account, LoginAttempt, PasswordResetRequest, PasswordResetToken,
-                                     SecurityEvent)
+from services.profile.models import Account, PasswordResetRequest, PasswordResetToken, SecurityEvent
 from services.profile.schemas import PasswordResetConfirmSchema, PasswordResetRequestSchema
-from services.profile.sessions import accept_second_factor, consecutive_failures, end_sessions
+from services.profile.sessions import accept_second_factor, end_sessions
 
 log = structlog.get_logger(__name__)
 
@@ -120,30 +120,36 @@ class PasswordResets:
             if refusal is not None:
                 raise refusal
             account = account_or_not_found(session, row.account_id)
-            failures, last_failure = consecutive_failures(session, account.login)
+            limited = None
+            if account.totp_secret:
+                # wrong codes count like failed logins from this address: checked before the slow hash
+                try:
+                    login_limits.hold(session, account.login, ip, now)
+                except DomainError as too_many:
+                    limited = too_many
         if account.frozen:
             raise domain.frozen_refusal()
         domain.refuse_mismatched_password(data["new_password"], data["new_password_confirmation"])
         security.check_password_policy(data["new_password"], account.login)
         if account.totp_secret:
-            wait = security.login_backoff(failures, last_failure, now)
-            if wait:
-                raise DomainError("rate_limited", "Too many wrong codes; wait and try again.",
-                                  details={"retry_after": wait})
+            if limited is not None:
+                raise limited
             if data["otp"] is None or not data["otp"].strip():
                 raise DomainError("otp_required", "Enter the code from your authenticator app or a recovery code.",
                                   fields={"otp": ["required"]})
         # Outside any transaction: argon2 takes tens of milliseconds on purpose.
         password_hash = hash_secret(self.hasher, data["new_password"])
         with self.uow.transaction() as session:
+            # the limits' locks first, then the rows, as on every path (limits.py)
+            familiar = login_limits.hold(session, account.login, ip, now) if account.totp_secret else False
             row, refusal = _token(session, digest, now, lock_row=True)  # a concurrent confirm may have won
             account = account_or_not_found(session, row.account_id, lock=True) if row else None
             if refusal is None and account.frozen:
                 refusal = domain.frozen_refusal()
             if refusal is None and account.totp_secret and not accept_second_factor(account, data["otp"], now):
                 # A wrong code counts like a failed login: the login backoff guards it too.
-                session.add(LoginAttempt(account_id=account.id, login=account.login, ip=ip or "", user_agent="",
-                                         at=now, success=False, reason="reset_invalid_otp"))
+                login_limits.record(session, account.login, ip, now, familiar=familiar, account_id=account.id,
+                                    success=False, reason="reset_invalid_otp")
                 refusal = DomainError("invalid_otp", "The code is wrong or was already used.",
                                       fields={"otp": ["wrong"]}, status=401)
             if refusal is None:

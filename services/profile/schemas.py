@@ -7,7 +7,8 @@ from email_validator import EmailNotValidError, validate_email
 from marshmallow import ValidationError as FieldError
 from marshmallow import fields, validate, validates, validates_schema
 
-from services.common.schemas import MESSAGES, MoneyField, StrictBoolean, StrictSchema, TrimmedString, text
+from services.common.schemas import (MESSAGES, MoneyField, StrictBoolean, StrictSchema, TrimmedString, one_line,
+                                     text)
 from services.common.vat_ids import VAT_ID_CHECKS
 
 PROFILE_TYPES = ("individual", "company")
@@ -60,26 +61,26 @@ def email(**kwargs):
 
 
 class PostalAddressSchema(StrictSchema):
-    line1 = text(200, required=True)
-    city = text(100, required=True)
-    postcode = text(16, required=True)
+    line1 = one_line(200, required=True)
+    city = one_line(100, required=True)
+    postcode = one_line(16, required=True)
     country = Country(required=True, error_messages=MESSAGES)
 
 
 class EditableProfileSchema(StrictSchema):
     """What the customer may change (PATCH /api/v1/profile)."""
 
-    first_name = text(100)
-    last_name = text(100)
-    city = text(100)
-    address = text(200)
+    first_name = one_line(100)
+    last_name = one_line(100)
+    city = one_line(100)
+    address = one_line(200)
     phone = Phone(allow_none=True, error_messages=MESSAGES,
                   validate=validate.Length(max=32, error="must be at most 32 characters"))
     postal_address = fields.Nested(PostalAddressSchema, allow_none=True, error_messages=MESSAGES)
     profile_type = fields.String(validate=validate.OneOf(PROFILE_TYPES, error="must be individual or company"),
                                  error_messages=MESSAGES)
-    company_name = text(200, allow_none=True)
-    vat_id = text(20, allow_none=True)
+    company_name = one_line(200, allow_none=True)
+    vat_id = one_line(20, allow_none=True)
     language = fields.String(validate=validate.OneOf(LANGUAGES, error="must be en or pl"),
                              error_messages=MESSAGES)
 
@@ -95,10 +96,10 @@ class RegistrationSchema(EditableProfileSchema):
     password = fields.String(required=True, error_messages=MESSAGES,
                              validate=validate.Length(max=1024, error="is too long"))
     email = email(required=True)
-    first_name = text(100, required=True)
-    last_name = text(100, required=True)
-    city = text(100, required=True)
-    address = text(200, required=True)
+    first_name = one_line(100, required=True)
+    last_name = one_line(100, required=True)
+    city = one_line(100, required=True)
+    address = one_line(200, required=True)
     country = Country(required=True, error_messages=MESSAGES)
 
 
@@ -108,6 +109,13 @@ class ProfilePatchSchema(EditableProfileSchema):
     login = fields.Raw()
     email = fields.Raw()
     country = fields.Raw()
+    password = fields.String(error_messages=MESSAGES, validate=validate.Length(max=1024, error="is too long"),
+                             metadata={"description": "the current password: required with a new phone "
+                                                      "number (400 without it, 422 wrong_password), checked "
+                                                      "whenever it is sent"})
+    verification_id = text(64, allow_none=True, metadata={
+        "description": "a phone verification of purpose operation: required with a new phone number when "
+                       "the customer confirms sensitive operations by call (422 verification_required)"})
 
 
 class LoginSchema(StrictSchema):
@@ -205,6 +213,10 @@ class OtpSchema(StrictSchema):
     otp = secret(64, required=True)
 
 
+class TwoFactorStartSchema(StrictSchema):
+    password = secret(required=True)
+
+
 class TwoFactorDisableSchema(StrictSchema):
     password = secret(required=True)
     otp = secret(64, required=True)
@@ -231,7 +243,8 @@ class SecuritySchema(StrictSchema):
         "description": "the newest successful login other than the one that opened this session: the one "
                        "before it, or a later one from elsewhere; null when this session's login is the only one"})
     operation_confirmation = fields.Boolean(metadata={
-        "description": "cancelling an order, changing the password and the IP list need a phone verification"})
+        "description": "cancelling an order, changing the password, the IP list and the phone number need a "
+                       "phone verification"})
     your_ip = fields.String(metadata={
         "description": "the address this request came from, as the IP restriction judges it (the gateway's client IP)"})
 

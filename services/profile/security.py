@@ -426,6 +426,9 @@ LOGIN_BACKOFF_AFTER = 5
 LOGIN_BACKOFF_CAP = timedelta(minutes=15)
 IP_FAILURE_LIMIT = 30
 IP_FAILURE_WINDOW = timedelta(seconds=60)
+# An address the account logged in from successfully this recently keeps its own failure count.
+FAMILIAR_ADDRESS_FOR = timedelta(days=30)
+REGISTRATION_WINDOW = timedelta(hours=1)
 SECURITY_CODE_FAILURE_LIMIT = 5
 SECURITY_CODE_FAILURE_WINDOW = timedelta(hours=1)
 

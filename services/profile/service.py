@@ -28,13 +28,14 @@ class ProfileService:
 
     db = Database(Base.metadata)
     verification = ServiceRpc("verification")
+    ledger = ServiceRpc("ledger")  # the balance's currency, when a low-balance threshold is set
     health = HealthCheck()
     log = LogContext()
     caller = Caller()
 
     @property
     def profiles(self) -> Profiles:
-        return Profiles(self.db, HASHER, clock, self.verification)
+        return Profiles(self.db, HASHER, clock, self.verification, guard=self.security, ledger=self.ledger)
 
     @property
     def sessions(self) -> Sessions:
@@ -118,12 +119,12 @@ class ProfileService:
 
     # -- for the gateway
     @rpc(roles=GATEWAY)
-    def register(self, data):
-        return self.profiles.register(data)
+    def register(self, data, ip=None):
+        return self.profiles.register(data, ip)
 
     @rpc(roles=GATEWAY)
-    def update(self, account_id, changes):
-        return self.profiles.update(account_id, changes)
+    def update(self, account_id, changes, ip=None):
+        return self.profiles.update(account_id, changes, ip)
 
     @rpc(roles=GATEWAY | OPERATOR)
     def get_notifications(self, account_id):
@@ -215,8 +216,8 @@ class ProfileService:
         return self.security.require_operation_proof(account_id, operation, verification_id, reference)
 
     @rpc(roles=GATEWAY)
-    def start_two_factor(self, account_id):
-        return self.security.start_two_factor(account_id)
+    def start_two_factor(self, account_id, password=None, ip=None):
+        return self.security.start_two_factor(account_id, password, ip)
 
     @rpc(roles=GATEWAY)
     def confirm_two_factor(self, account_id, otp, ip=None):

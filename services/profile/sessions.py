@@ -2,7 +2,7 @@
 
 A stranger must learn nothing from trying: an unknown login costs the same argon2 verify
 as a known one and gets the same answer; failures slow the account down (backoff, never a
-permanent lock) and limit the client IP.
+permanent lock) and limit the client IP, both decided atomically (limits.py).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from sqlalchemy import or_, select, update
 from services.common.clock import as_utc, iso
 from services.common.config import env_float
 from services.common.errors import DomainError, NotFound, ValidationError
-from services.profile import domain, security
+from services.profile import domain, limits, security
 from services.profile.application import account_or_not_found, record_security_event, verify_secret
 from services.profile.models import Account, LoginAttempt, Session
 
@@ -64,11 +64,10 @@ class Sessions:
         key = login.strip().lower()[:64] if isinstance(login, str) else ""
         user_agent = user_agent[:300] if isinstance(user_agent, str) else ""
         with self.uow.transaction() as session:
-            wait = _wait_before_login(session, key, ip, now)
             account = session.scalar(select(Account).where(Account.login == key))
-        if wait:
-            raise DomainError("rate_limited", "Too many failed logins; wait and try again.",
-                              details={"retry_after": wait})
+        # 429 here records nothing: an attempt that was not checked is no failure
+        attempt = limits.admit(self.uow, self.clock, key, ip, account_id=account.id if account else None,
+                               user_agent=user_agent)
         # Outside any transaction: argon2 takes tens of milliseconds on purpose.
         matches = verify_secret(self.hasher, account.password_hash if account else None, password)
         refusal = None
@@ -82,9 +81,7 @@ class Sessions:
             if refusal is None and account.totp_secret:
                 account = account_or_not_found(session, account.id, lock=True)
                 refusal = _second_factor_refusal(account, otp, now)
-            session.add(LoginAttempt(account_id=account.id if account else None, login=key, ip=ip,
-                                     user_agent=user_agent, at=now, success=refusal is None,
-                                     reason=refusal.error_code if refusal else "ok"))
+            limits.settle(session, attempt, refusal.error_code if refusal else None)
             if refusal is None:
                 answer = self._open_session(session, account, ip, user_agent, now)
         if refusal is not None:
@@ -235,32 +232,6 @@ def _second_factor_refusal(account: Account, otp, now) -> DomainError | None:
     if not accept_second_factor(account, otp, now):
         return DomainError("invalid_otp", "The code is wrong or was already used.", status=401)
     return None
-
-
-def _wait_before_login(session, login: str, ip: str, now) -> int:
-    """Seconds to wait before this login may be tried (429 Retry-After), or 0."""
-    ip_failures = session.scalars(select(LoginAttempt.at).where(
-        LoginAttempt.ip == ip, LoginAttempt.success.is_(False),
-        LoginAttempt.at > now - security.IP_FAILURE_WINDOW)).all()
-    wait = security.ip_limited(ip_failures, now)
-    if wait:
-        return wait
-    failures, last_failure = consecutive_failures(session, login)
-    return security.login_backoff(failures, last_failure, now)
-
-
-def consecutive_failures(session, login: str):
-    """Failed logins (and wrong re-authentication passwords) for ``login`` since its last
-    success, and when the last one was."""
-    recent = session.execute(select(LoginAttempt.success, LoginAttempt.at)
-                             .where(LoginAttempt.login == login)
-                             .order_by(LoginAttempt.at.desc(), LoginAttempt.id.desc()).limit(30)).all()
-    count = 0
-    for success, _ in recent:
-        if success:
-            break
-        count += 1
-    return count, (recent[0].at if count else None)
 
 
 def _unauthenticated() -> DomainError:

@@ -348,7 +348,8 @@ PURPOSES = (PHONE, OPERATION)
 
 # The sensitive operations a customer may confirm by phone (issue 8, item 6). A verification
 # may name one of them when it starts; a proof that names none serves whichever comes first.
-OPERATIONS = ("cancel_order", "change_password", "change_ip_restriction", "change_operation_confirmation")
+OPERATIONS = ("cancel_order", "change_password", "change_ip_restriction", "change_operation_confirmation",
+              "change_phone")
 
 # A proof is for the operation the customer is about to perform, not for later.
 PROOF_LIFETIME = timedelta(minutes=10)

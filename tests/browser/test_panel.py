@@ -144,6 +144,7 @@ def test_ip_restriction_warns_before_locking_out_and_2fa_logs_in_with_a_code(ope
     page.locator("#ip-form").get_by_role("button", name="Save").click()
     page.locator("#ip-form .form-done").filter(has_text="Saved").wait_for()
 
+    page.locator("#f-tfa-on-password").fill(PASSWORD)
     page.get_by_role("button", name="Turn on two-factor authentication").click()
     page.locator("#tfa-qr img").wait_for()
     secret = page.locator("#tfa-secret").inner_text()

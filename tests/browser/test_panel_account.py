@@ -113,6 +113,7 @@ def test_recovery_codes_copy_and_download_and_the_dialog_waits_for_i_saved_them(
     register(page, login)
     log_in(page, login)
     ready(page, "/security")
+    page.locator("#f-tfa-on-password").fill(PASSWORD)
     page.get_by_role("button", name="Turn on two-factor authentication").click()
     page.locator("#tfa-qr img").wait_for()
     page.locator("#f-tfa-otp").fill(pyotp.TOTP(page.locator("#tfa-secret").inner_text()).now())

@@ -229,7 +229,7 @@ def test_with_two_factor_on_the_link_alone_is_not_enough(gateway, proxied):
     anna = register(gateway)
     here = new_ip()
     me = session_of(gateway, anna, here)
-    enrolment = me.post("/api/v1/security/2fa", headers=at(here)).json()
+    enrolment = me.post("/api/v1/security/2fa", {"password": PASSWORD}, headers=at(here)).json()
     totp = pyotp.TOTP(enrolment["secret"])
     codes = me.post("/api/v1/security/2fa/confirm", {"otp": totp.now()}, headers=at(here)).json()["recovery_codes"]
 
@@ -252,7 +252,7 @@ def test_five_wrong_codes_on_a_reset_are_slowed_down_like_failed_logins(gateway,
     anna = register(gateway)
     here = new_ip()
     me = session_of(gateway, anna, here)
-    secret = me.post("/api/v1/security/2fa", headers=at(here)).json()["secret"]
+    secret = me.post("/api/v1/security/2fa", {"password": PASSWORD}, headers=at(here)).json()["secret"]
     me.post("/api/v1/security/2fa/confirm", {"otp": pyotp.TOTP(secret).now()}, headers=at(here))
     gateway.post(RESET, {"login": anna["login"]}, headers=at(here))
     token = token_in(reset_mail(proxied, anna["email"]), "reset-password")
@@ -492,7 +492,7 @@ def test_what_the_panel_reads_after_each_answer_already_says_it(gateway, proxied
     assert gateway.post("/api/v1/profile/email/confirm", {"token": token}).status_code == 200
     assert me.get("/api/v1/profile", headers=at(here)).json()["email_confirmed"] is True
     # 2FA on
-    secret = me.post("/api/v1/security/2fa", headers=at(here)).json()["secret"]
+    secret = me.post("/api/v1/security/2fa", {"password": PASSWORD}, headers=at(here)).json()["secret"]
     assert me.post("/api/v1/security/2fa/confirm", {"otp": pyotp.TOTP(secret).now()}, headers=at(here)).status_code == 200
     assert me.get("/api/v1/security", headers=at(here)).json()["two_factor_enabled"] is True
     assert error_code(log_in(gateway, anna, here)) == "otp_required"

@@ -50,6 +50,8 @@ def test_a_customer_sees_payments_charges_invoices_and_their_pdf(customer, payme
     assert pdf.status_code == 200 and pdf.headers["Content-Type"] == "application/pdf"
     text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.content)).pages)
     assert invoice["number"] in text and "Anna Nowak" in text
+    assert pdf.headers["Content-Disposition"] == f'inline; filename="invoice-{invoice["number"].replace("/", "-")}.pdf"'
+    assert anna.get(f"/api/v1/invoices/{charge['invoice_id']}/pdf").content == pdf.content   # kept, not redrawn
 
     stranger = customer()
     assert error_code(stranger.get(f"/api/v1/invoices/{charge['invoice_id']}")) == "not_found"
@@ -71,3 +73,19 @@ def test_a_company_awaiting_review_sees_every_method_blocked(customer):
     assert methods["items"] and methods["next_cursor"] is None
     assert all(m["available"] is False and m["reason"] == "blocked until your company data are verified"
                for m in methods["items"])
+
+
+def mapped_libraries(pid: int) -> set[str]:
+    """The shared objects a running process has loaded (a C extension shows here once imported)."""
+    with open(f"/proc/{pid}/maps") as maps:
+        return {line.split()[-1].rsplit("/", 1)[-1] for line in maps if line.rstrip().endswith(".so")}
+
+
+def test_pdfs_are_rendered_by_the_document_worker_never_by_the_ledger_that_charges(customer, rpc, stack):
+    anna = customer()
+    rpc.ledger.credit_payment(anna.profile["id"], eur("20.00"), f"pay-{uuid.uuid4()}", "P-1")
+    charge = rpc.ledger.charge(anna.profile["id"], eur("9.90"), f"charge-{uuid.uuid4()}", "order-2", "VPS S")
+    assert anna.get(f"/api/v1/invoices/{charge['invoice_id']}/pdf").content.startswith(b"%PDF")
+    # ReportLab's C accelerator is loaded with ReportLab: in the worker, and not in the ledger.
+    assert "_rl_accel.abi3.so" in mapped_libraries(stack.pid("ledger_documents"))
+    assert "_rl_accel.abi3.so" not in mapped_libraries(stack.pid("ledger"))

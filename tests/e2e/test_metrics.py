@@ -84,6 +84,15 @@ def test_every_service_exports_its_rpc_calls_outbox_and_process_families(stack, 
             assert "introserv_dead_letters" in found and "introserv_events" in found, service
 
 
+def test_the_document_worker_exports_its_events_and_memory_and_leaves_the_outbox_to_the_ledger(stack):
+    queue = "evt-ledger-invoice_issued--ledger_documents.on_invoice_issued"
+    found = service_metrics(stack, "ledger_documents")
+    assert value(found, "introserv_dead_letters", service="ledger_documents", queue=queue) == 0
+    assert "introserv_events" in found and "process_resident_memory_bytes" in found
+    # It writes to the ledger's outbox, which the ledger's processes relay and report.
+    assert "introserv_outbox_unpublished" not in found
+
+
 def test_rpc_calls_are_counted_by_method_and_outcome_and_timed(stack, api, customer):
     anna = customer()
     login = anna.profile["login"]
@@ -189,7 +198,8 @@ def test_promtool_finds_nothing_to_lint_in_any_exposition(stack, customer):
     if promtool is None:
         pytest.skip("promtool is not installed (Debian package prometheus; .ci/run installs it)")
     customer()
-    urls = [f"{stack.url(service)}/metrics" for service in SERVICES] + [f"{stack.url('gateway_metrics')}/metrics"]
+    urls = [f"{stack.url(service)}/metrics" for service in (*SERVICES, "ledger_documents")] \
+        + [f"{stack.url('gateway_metrics')}/metrics"]
     for url in urls:
         checked = subprocess.run([promtool, "check", "metrics"], input=scrape(url), capture_output=True,
                                  text=True, timeout=60)

@@ -56,9 +56,13 @@ def test_placing_an_order_mails_the_invoices_address_once(customer, payments, ma
     time.sleep(3)  # several sender ticks: a second copy would have arrived by now
     subjects = Counter(m["subject"] for m in mailbox(billing))
     assert subjects and all(count == 1 for count in subjects.values()), subjects
-    # The invoice for the order comes with its PDF.
+    # The invoice for the order comes with its PDF: the one kept, which the panel downloads too.
     [invoice_mail] = eventually(lambda: [m for m in mailbox(billing) if m["attachments"]], timeout=30)
     assert [a["content_type"] for a in invoice_mail["attachments"]] == ["application/pdf"]
+    [invoice] = anna.get("/api/v1/invoices").json()["items"]
+    assert invoice["number"] in invoice_mail["subject"]
+    download = anna.get(f"/api/v1/invoices/{invoice['id']}/pdf").content
+    assert invoice_mail["attachments"][0]["size"] == len(download)
     created = [i for i in sent_list(anna)["items"] if i["kind"] == "order_created"]
     assert [(i["to"], i["state"]) for i in created] == [(billing, "sent")]
     # Order mail never reaches the main address: it only got the registration confirmation.

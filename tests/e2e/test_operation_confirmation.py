@@ -84,3 +84,56 @@ def test_confirmations_guard_password_ip_list_and_cancel_until_turned_off(custom
     assert off.status_code == 200 and off.json()["operation_confirmation"] is False
     assert anna.put("/api/v1/security/ip-restriction", {"rules": [], "password": password}).status_code == 200
     assert rpc.ledger.audit() == []
+
+
+def eventually(probe, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = probe()
+        if answer or time.monotonic() > deadline:
+            assert answer, "gave up waiting"
+            return answer
+        time.sleep(0.3)
+
+
+def test_a_stolen_session_cannot_move_the_confirmation_calls_to_its_own_phone(customer, call_me, rpc, stack):
+    """Issue 17, item 2 replayed: the thief has the token only, sets its own phone, verifies it,
+    gets a proof and cancels the order. Now the phone cannot change without the password (and,
+    for a customer who confirms by call, without a call to the number on file)."""
+    phone, thiefs_phone = (f"+48601{uuid.uuid4().int % 1_000_000:06d}" for _ in range(2))
+    anna = customer(phone=phone, postal_address=POSTAL)
+    call_me(anna, phone, "phone")
+    eventually(lambda: anna.get("/api/v1/profile").json()["phone_verified"], timeout=10)
+    assert anna.put("/api/v1/security/operation-confirmation", {"enabled": True, "password": anna.password}).ok
+    rpc.ledger.credit_payment(anna.profile["id"], {"amount": "100.00", "currency": "EUR"}, f"pay-{uuid.uuid4()}", None)
+    order = anna.post("/api/v1/orders", VPS).json()
+    assert order["status"] == "active"
+
+    thief = anna.as_customer(anna.token)  # the stolen bearer token, and nothing else
+    grab = thief.patch("/api/v1/profile", {"phone": thiefs_phone})
+    assert grab.status_code == 400 and list(grab.json()["error"]["fields"]) == ["password"]
+    guess = thief.patch("/api/v1/profile", {"phone": thiefs_phone, "password": "a guess at the password"})
+    assert guess.status_code == 422 and error_code(guess) == "wrong_password"
+    after = thief.get("/api/v1/profile").json()
+    assert after["phone"] == phone and after["phone_verified"] is True
+    cancel = thief.post(f"/api/v1/orders/{order['id']}/cancel", {"when": "now"})
+    assert cancel.status_code == 422 and error_code(cancel) == "verification_required"
+    # a thief who has the password too still needs a call to the number on file
+    with_password = thief.patch("/api/v1/profile", {"phone": thiefs_phone, "password": anna.password})
+    assert with_password.status_code == 422 and error_code(with_password) == "verification_required"
+    assert thief.get(f"/api/v1/orders/{order['id']}").json()["status"] == "active"
+    assert [e for e in anna.get("/api/v1/security/events").json()["items"] if e["kind"] == "phone_changed"] == []
+
+    # the owner moves to a new number: the password, and a call to the old one
+    new_phone = f"+48601{uuid.uuid4().int % 1_000_000:06d}"
+    proof = call_me(anna, phone, "operation", "change_phone")
+    moved = anna.patch("/api/v1/profile", {"phone": new_phone, "password": anna.password, "verification_id": proof})
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["phone"] == new_phone and moved.json()["phone_verified"] is False
+    [event] = [e for e in anna.get("/api/v1/security/events").json()["items"] if e["kind"] == "phone_changed"]
+    assert event["details"] == {"phone": f"+48 … {new_phone[-3:]}"} and event["ip"] == "127.0.0.1"
+    mail = stack.url("mail_http")
+    [told] = eventually(lambda: [m for m in requests.get(f"{mail}/messages", params={"to": anna.profile["email"]},
+                                                        timeout=5).json()["items"]
+                                 if m["subject"] == "Your mobile phone number has been changed"])
+    assert new_phone[-3:] in told["text"] and new_phone not in told["text"]

@@ -116,7 +116,7 @@ def test_profile_edit_keeps_login_email_and_country(customer):
 
 def test_a_new_phone_number_is_unverified(customer):
     me = customer(phone="+48601234567")
-    changed = me.patch("/api/v1/profile", {"phone": "+48 602 345 678"})
+    changed = me.patch("/api/v1/profile", {"phone": "+48 602 345 678", "password": me.password})
     assert changed.json()["phone"] == "+48602345678" and changed.json()["phone_verified"] is False
 
 

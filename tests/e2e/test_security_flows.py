@@ -24,7 +24,8 @@ PASSWORD = "a long and unusual passphrase 7"
 
 @pytest.fixture(scope="module")
 def proxied(tmp_path_factory):
-    with running_stack(tmp_path_factory.mktemp("proxied-stack"), TRUSTED_PROXIES="127.0.0.1/32") as running:
+    with running_stack(tmp_path_factory.mktemp("proxied-stack"), TRUSTED_PROXIES="127.0.0.1/32",
+                       REGISTRATIONS_PER_IP_HOUR="5") as running:
         yield running
 
 
@@ -47,11 +48,21 @@ def from_ip(ip: str) -> dict:
     return {"X-Forwarded-For": ip}
 
 
-def register(gateway, ip="198.51.100.7"):
+def somewhere() -> str:
+    """A client address of its own (198.18.0.0/15): this stack allows 5 registrations an hour per address."""
+    n = uuid.uuid4().int % 2 ** 17
+    return f"198.{18 + n // 65536}.{n // 256 % 256}.{n % 256}"
+
+
+def registration(gateway, ip: str):
     login = f"s{uuid.uuid4().hex[:12]}"
-    created = gateway.post("/api/v1/accounts", {
+    return gateway.post("/api/v1/accounts", {
         "login": login, "password": PASSWORD, "email": f"{login}@example.com", "first_name": "Anna",
-        "last_name": "Nowak", "city": "Warszawa", "address": "ul. Prosta 1", "country": "PL"})
+        "last_name": "Nowak", "city": "Warszawa", "address": "ul. Prosta 1", "country": "PL"}, headers=from_ip(ip))
+
+
+def register(gateway, ip=None):
+    created = registration(gateway, ip or somewhere())
     assert created.status_code == 201, created.text
     return created.json()
 
@@ -159,7 +170,12 @@ def test_a_stolen_token_stops_working_from_an_address_no_longer_allowed(gateway)
 def test_two_factor_codes_are_single_use(gateway):
     profile, me = customer(gateway)
     here = from_ip("198.51.100.7")
-    enrolment = me.post("/api/v1/security/2fa", headers=here)
+    # a session alone cannot turn 2FA on (with a secret of its own, locking the owner out)
+    bare = me.post("/api/v1/security/2fa", headers=here)
+    assert bare.status_code == 400 and list(bare.json()["error"]["fields"]) == ["password"]
+    guessed = me.post("/api/v1/security/2fa", {"password": "a guess at it"}, headers=here)
+    assert guessed.status_code == 422 and error_code(guessed) == "wrong_password"
+    enrolment = me.post("/api/v1/security/2fa", {"password": PASSWORD}, headers=here)
     assert enrolment.status_code == 201 and enrolment.json()["otpauth_uri"].startswith("otpauth://totp/")
     totp = pyotp.TOTP(enrolment.json()["secret"])
     wrong = me.post("/api/v1/security/2fa/confirm", {"otp": "000000"}, headers=here)
@@ -255,6 +271,17 @@ def test_one_address_may_fail_only_thirty_logins_a_minute(gateway):
     answers = [gateway.post("/api/v1/sessions", {"login": f"nobody{n}", "password": "x" * 12},
                             headers=from_ip("192.0.2.200")).status_code for n in range(31)]
     assert answers[:30] == [401] * 30 and answers[30] == 429
+
+
+def test_one_address_may_register_only_so_many_accounts_an_hour(gateway, clock):
+    here, elsewhere = somewhere(), somewhere()
+    assert [registration(gateway, here).status_code for _ in range(5)] == [201] * 5
+    refused = registration(gateway, here)
+    assert refused.status_code == 429 and error_code(refused) == "rate_limited"
+    assert 3000 < int(refused.headers["Retry-After"]) <= 3600
+    assert registration(gateway, elsewhere).status_code == 201
+    clock(hours=1, seconds=1)
+    assert registration(gateway, here).status_code == 201
 
 
 def test_unknown_login_and_wrong_password_take_the_same_time(gateway):

@@ -6,6 +6,7 @@ left pending or never made, but never charged without being active, nor charged 
 """
 from __future__ import annotations
 
+import base64
 import random
 import threading
 import time
@@ -136,6 +137,15 @@ def books(world, clients: list) -> dict:
             orders = rpc.orders.list_orders(account, None, 100, None)["items"]
             assert set(per_order) <= {o["id"] for o in orders}, "a charge for an order that does not exist"
             mails = requests.get(f"{mail_url}/messages", params={"to": client.profile["email"]}, timeout=10).json()["items"]
+            # Every invoice and credit note: one mail (one Message-ID), with its PDF, the one kept.
+            for document in invoices:
+                subject = f"{'Credit note' if document['kind'] == 'credit_note' else 'Invoice'} {document['number']}"
+                mailed = [m for m in mails if m["subject"] == subject]
+                assert len({m["message_id"] for m in mailed}) == 1, (document["number"], [m["subject"] for m in mails])
+                kept = base64.b64decode(rpc.ledger.get_invoice_pdf(document["id"])["content"])
+                assert [(a["content_type"], a["size"]) for a in mailed[0]["attachments"]] == \
+                    [("application/pdf", len(kept))], (document["number"], mailed[0]["attachments"])
+                counts["invoice_emails"] += 1
             for order in orders:
                 if order["status"] == "pending_payment":
                     assert per_order[order["id"]] == 0, order

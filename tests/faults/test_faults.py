@@ -52,11 +52,12 @@ def load_with_fault(world, fault, killed: str | None = None) -> tuple[Load, dict
     counts = settled(world, clients)
     assert load.server_errors == []
     assert counts["active"] > 0 and counts["activation_emails"] == counts["active"]
+    assert counts["invoice_emails"] == counts["active"] + counts["renewals"]   # one invoice per charge, each mailed
     assert [e for e in parked_events(world) if POISON not in e["payload"]] == []   # nothing dropped aside
     return load, counts
 
 
-@pytest.mark.parametrize("service", ["ledger", "orders", "notifier"])
+@pytest.mark.parametrize("service", ["ledger", "orders", "notifier", "ledger_documents"])
 def test_a_service_killed_mid_load_loses_and_doubles_nothing(world, service):
     def kill_and_restart():
         world.stack.kill(service)

@@ -21,6 +21,7 @@ from prometheus_client import REGISTRY
 from deploy import bus_definitions
 from deploy.local import free_port
 from services.common.rpc import ServiceRpc
+from services.ledger.documents.service import LedgerDocumentsService
 from services.ledger.service import LedgerService
 from services.notifier.service import NotifierService
 from services.profile.service import ProfileService
@@ -42,6 +43,7 @@ class GatewayStandIn:
     name = "gateway"
     profile = ServiceRpc("profile")
     notifier = ServiceRpc("notifier")
+    ledger = ServiceRpc("ledger")
 
     @dummy
     def register(self, data):
@@ -50,6 +52,13 @@ class GatewayStandIn:
     @dummy
     def sent(self, account_id):
         return self.notifier.list_sent(account_id)["items"]
+
+    @dummy
+    def invoice_pdf(self, account_id):
+        """A payment and a charge (here as the payment system and orders would), then its invoice's PDF."""
+        self.ledger.credit_payment(account_id, {"amount": "20.00", "currency": "EUR"}, "pay-1", "P-1")
+        charge = self.ledger.charge(account_id, {"amount": "9.90", "currency": "EUR"}, "charge-1", "order-1", "VPS S")
+        return charge["invoice_id"], self.ledger.get_invoice_pdf(charge["invoice_id"], account_id)
 
 
 @pytest.fixture
@@ -61,7 +70,7 @@ def services_as_themselves(logins, service_databases, monkeypatch, tmp_path):
     for name, value in database_env(service_databases).items():
         monkeypatch.setenv(name, value)
     containers = {}
-    for cls in (ProfileService, LedgerService, NotifierService, GatewayStandIn):
+    for cls in (ProfileService, LedgerService, LedgerDocumentsService, NotifierService, GatewayStandIn):
         container = ServiceContainer(cls, {"AMQP_URI": logins[cls.name], "serializer": "json", "max_workers": 10,
                                            "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}"})
         container.start()
@@ -98,6 +107,21 @@ def test_each_service_logged_in_as_itself_serves_calls_and_events(services_as_th
         with entrypoint_hook(services_as_themselves["gateway"], "sent") as sent:
             return sent(account["id"])
     assert eventually(confirmation_recorded)[0]["kind"] == "email_confirmation"
+
+
+def test_the_ledger_asks_its_document_worker_and_the_worker_takes_the_ledgers_events_each_as_itself(
+        services_as_themselves):
+    worker_queue = "evt-ledger-invoice_issued--ledger_documents.on_invoice_issued"
+    before = handled("ledger_documents", worker_queue)
+    login = f"c{uuid.uuid4().hex[:12]}"
+    with entrypoint_hook(services_as_themselves["gateway"], "register") as register:
+        account = register({"login": login, "password": "a long and unusual passphrase 7",
+                            "email": f"{login}@example.com", "first_name": "Anna", "last_name": "Nowak",
+                            "city": "Warszawa", "address": "ul. Prosta 1", "country": "PL"})
+    with entrypoint_hook(services_as_themselves["gateway"], "invoice_pdf") as invoice_pdf:
+        invoice_id, pdf = invoice_pdf(account["id"])
+    assert pdf["invoice_id"] == invoice_id and pdf["content"].startswith("JVBER")   # base64 of "%PDF"
+    eventually(lambda: handled("ledger_documents", worker_queue) > before)
 
 
 @contextmanager

@@ -149,22 +149,27 @@ def test_a_change_confirmation_goes_to_the_new_address_in_the_customers_language
     assert mailbox.to(main_email(account)) == []
 
 
-def test_the_invoice_mail_carries_the_pdf(notifier, rpc_client, mailbox):
+def test_the_invoice_mail_waits_for_the_pdf_and_carries_it(notifier, rpc_client, mailbox):
     account = customer()
-    notifier("ledger", "invoice_issued", event(account, invoice_id="inv-77", number="2026/000123", kind="invoice",
-                                               gross={"amount": "24.48", "currency": "EUR"},
-                                               issued_at="2026-11-29T10:00:00Z", order_id="ord-1042"))
-    settled(rpc_client, account)
+    invoice = dict(invoice_id="inv-77", number="2026/000123", kind="invoice",
+                   gross={"amount": "24.48", "currency": "EUR"}, issued_at="2026-11-29T10:00:00Z",
+                   order_id="ord-1042")
+    notifier("ledger", "invoice_issued", event(account, **invoice))
+    time.sleep(1.5)
+    assert sent(rpc_client, account) == []   # not before the ledger's worker has stored its PDF
+    notifier("ledger", "invoice_pdf_ready", event(account, **invoice, sha256="0" * 64))
+    [item] = settled(rpc_client, account)
     [mail] = mailbox.to(main_email(account))
+    assert item["kind"] == "invoice_issued" and mail["subject"] == "Invoice 2026/000123"
     assert mail["attachments"] == [{"filename": "invoice-2026-000123.pdf", "content_type": "application/pdf",
                                     "size": len(PDF)}]
 
 
 def test_the_invoice_mail_goes_without_a_pdf_the_ledger_does_not_have(notifier, rpc_client, mailbox):
     account = customer()
-    notifier("ledger", "invoice_issued", event(account, invoice_id="inv-404", number="2026/000124", kind="invoice",
-                                               gross={"amount": "9.90", "currency": "EUR"},
-                                               issued_at="2026-11-29T10:00:00Z"))
+    notifier("ledger", "invoice_pdf_ready", event(account, invoice_id="inv-404", number="2026/000124",
+                                                  kind="invoice", gross={"amount": "9.90", "currency": "EUR"},
+                                                  issued_at="2026-11-29T10:00:00Z"))
     [item] = settled(rpc_client, account)
     [mail] = mailbox.to(main_email(account))
     assert item["state"] == "sent" and "2026/000124" in mail["subject"] and mail["attachments"] == []

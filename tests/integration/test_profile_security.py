@@ -11,6 +11,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from services.common.errors import DomainError
+from services.ledger.service import LedgerService
 from services.profile.service import ProfileService
 from tests.support import eventually
 
@@ -164,7 +165,7 @@ def test_ip_allow_list_applies_to_logins_and_to_open_sessions(profile):
 
 def test_two_factor_login_needs_a_fresh_code_or_an_unused_recovery_code(profile):
     account = profile.register()
-    enrolment = profile.rpc.start_two_factor(account["id"])
+    enrolment = profile.rpc.start_two_factor(account["id"], PASSWORD, HOME)
     assert enrolment["otpauth_uri"].startswith("otpauth://totp/")
     assert code_of(profile.rpc.confirm_two_factor, account["id"], "000000", HOME) == "invalid_otp"
     totp = pyotp.TOTP(enrolment["secret"])
@@ -218,7 +219,8 @@ def test_freeze_ends_every_session_until_support_unfreezes(profile):
 # --------------------------------------------------------------------------- notification settings
 
 
-def test_notification_settings_round_trip_and_reach_the_notifier(profile):
+def test_notification_settings_round_trip_and_reach_the_notifier(profile, run_service):
+    run_service(LedgerService)  # it keeps the balance, whose currency a threshold must be in
     account = profile.register()
     assert profile.rpc.get_notifications(account["id"]) == {
         "newsletter": False, "low_balance_threshold": None,
@@ -241,7 +243,7 @@ def test_notification_settings_round_trip_and_reach_the_notifier(profile):
 def test_phone_verified_event_marks_the_number_only_if_it_is_still_current(profile, amqp_uri):
     account = profile.register(phone="+48601234567")
     other = profile.register(phone="+48601234568")
-    profile.rpc.update(other["id"], {"phone": "+48601234569"})
+    profile.rpc.update(other["id"], {"phone": "+48601234569", "password": PASSWORD}, HOME)
     dispatch = event_dispatcher({"AMQP_URI": amqp_uri, "serializer": "json"})
     for who, phone in ((account, "+48601234567"), (other, "+48601234568")):
         dispatch("verification", "phone_verified", {"event_id": str(uuid.uuid4()), "account_id": who["id"],

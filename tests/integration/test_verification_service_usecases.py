@@ -350,5 +350,5 @@ def test_an_unknown_operation_is_a_validation_error_and_spends_nothing(verificat
     proof = verified_operation(verifications, telephone, customer)
     assert refusal(verifications.use_operation_proof, customer, proof, "delete_everything").fields == {
         "operation": ["must be one of cancel_order, change_password, change_ip_restriction, "
-                      "change_operation_confirmation"]}
+                      "change_operation_confirmation, change_phone"]}
     verifications.use_operation_proof(customer, proof, "cancel_order")

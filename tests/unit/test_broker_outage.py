@@ -8,6 +8,7 @@ from structlog.testing import capture_logs
 
 from gateway.service import Gateway
 from services.common.consumer import ResilientQueueConsumer
+from services.ledger.documents.service import LedgerDocumentsService
 from services.ledger.service import LedgerService
 from services.notifier.service import NotifierService
 from services.orders.service import OrdersService
@@ -44,8 +45,8 @@ def test_an_ack_or_requeue_on_a_reset_socket_is_given_up_for_the_broker_to_redel
         ("warning", "could not requeue a message; the broker will deliver it again")]
 
 
-@pytest.mark.parametrize("service", [Gateway, LedgerService, NotifierService, OrdersService, ProfileService,
-                                     VerificationService])
+@pytest.mark.parametrize("service", [Gateway, LedgerService, LedgerDocumentsService, NotifierService, OrdersService,
+                                     ProfileService, VerificationService])
 def test_every_consumer_of_every_service_is_the_resilient_one(service):
     container = ServiceContainer(service, {"AMQP_URI": "amqp://guest:guest@127.0.0.1:5672/"})
     consumers = {type(extension) for extension in container.extensions if isinstance(extension, QueueConsumer)}

@@ -13,8 +13,8 @@ from introserv_clients import (Conflict, Forbidden, IdempotencyConflict, Money, 
                                RemoteFailure, ServiceUnavailable, ValidationError)
 from introserv_clients.deadletters import HANDLER_QUEUES
 from introserv_clients.errors import error_class, from_remote
+from deploy.serve import RUNS
 from introserv_clients.ops import exit_code
-from services.common.config import SERVICES
 from services.common.errors import HTTP_STATUS, DomainError
 
 
@@ -69,10 +69,10 @@ def test_the_dead_letter_tools_know_every_event_handler_queue_of_every_service()
 
 
 def handler_queues() -> list[str]:
-    """The queue of every service-pool event handler, by Nameko's naming."""
+    """The queue of every service-pool event handler of every process deploy.serve runs, by Nameko's naming."""
     names = []
-    for service in SERVICES:
-        cls = getattr(importlib.import_module(f"services.{service}.service"), f"{service.capitalize()}Service")
+    for module, _, class_name in (run.partition(":") for run in RUNS.values()):
+        cls = getattr(importlib.import_module(module), class_name)
         for method_name, method in inspect.getmembers(cls, inspect.isfunction):
             for entrypoint in getattr(method, "nameko_entrypoints", ()):
                 if isinstance(entrypoint, EventHandler) and entrypoint.handler_type == SERVICE_POOL:

@@ -24,7 +24,7 @@ from services.common.config import HEALTH_PORTS, ROOT, SERVICES
 
 K8S = ROOT / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.30.0"
-PROCESSES = (*SERVICES, "gateway")
+PROCESSES = (*SERVICES, "ledger_documents", "gateway")
 PLACEHOLDER = "REPLACED-BY-THE-OVERLAY"
 
 
@@ -53,6 +53,8 @@ def rendered(tmp_path_factory) -> list[dict]:
 
 
 def find(objects, kind: str, name: str) -> dict:
+    """The object of a process (``ledger_documents``: Kubernetes names have no underscores)."""
+    name = name.replace("_", "-")
     matches = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
     assert len(matches) == 1, (kind, name)
     return matches[0]
@@ -140,6 +142,8 @@ def test_every_process_logs_in_to_the_bus_as_its_own_role_from_secrets(rendered)
         if name in SERVICES:
             url = env[f"{name.upper()}_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
             assert url["key"] in databases
+        if name == "ledger_documents":   # the ledger's worker, on the ledger's database
+            assert env["LEDGER_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == "LEDGER_DATABASE_URL"
     for role in bus_definitions.ROLES:
         assert f"{role.upper()}_AMQP_URI" in amqp
 

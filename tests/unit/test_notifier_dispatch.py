@@ -57,6 +57,11 @@ def test_the_email_changed_notice_goes_to_the_old_address_never_the_invoices_one
         ("email_changed", "old@example.com")
 
 
+def test_the_invoice_mail_goes_out_when_the_ledger_has_the_invoices_pdf_to_the_invoices_address():
+    assert address_for("invoice_pdf_ready", {"invoice_id": "inv-1", "number": "2026/000001", "kind": "invoice"}) == \
+        ("invoice_issued", "billing@firma.example")
+
+
 @pytest.mark.parametrize("event_type, payload", [
     ("password_changed", {"account_id": None}),
     ("password_changed", {"account_id": ""}),

@@ -362,10 +362,19 @@ pages.login = () => {
     }
     const profile = await api("GET", "/api/v1/profile");
     document.cookie = `${LANGUAGE_COOKIE}=${profile.language}; path=/; max-age=31536000; samesite=strict`;
-    const next = params.get("next");
-    location.assign(next && next.startsWith("/") && !next.startsWith("//") ? next : "/profile");
+    location.assign(sameOriginPath(params.get("next")));
   });
 };
+
+// Where to go after logging in: `next` only when it stays on this origin. Parsed the way the
+// browser will follow it, so "/\evil.example" or "/<tab>/evil.example" (both "//evil.example"
+// to a URL parser) cannot pass as a path; the path followed is the one parsed.
+function sameOriginPath(next) {
+  if (!next) return "/profile";
+  let url;
+  try { url = new URL(next, location.origin); } catch (invalid) { return "/profile"; }
+  return url.origin === location.origin ? url.pathname + url.search + url.hash : "/profile";
+}
 
 pages.register = () => {
   onSubmit($("#register-form"), async (data) => {
@@ -515,15 +524,24 @@ pages.profile = async (profile) => {
   // Phone verification (S7): a flash call first; the customer may ask for a voice call or an SMS.
   const phoneForm = $("#phone-form");
   const codeForm = $("#phone-code-form");
+  const phonePassword = $("#f-phone-password");
+  // A new number receives the calls that confirm operations: changing it needs the password.
+  const phoneChanged = () => $("#f-phone").value.trim() !== (profile.phone || "");
+  $("#f-phone").addEventListener("input", () => { $("#phone-password").hidden = !phoneChanged(); });
   let verification = null;
   const start = async (channel) => {
     clearErrors(phoneForm);
     clearErrors(codeForm);
     const phone = $("#f-phone").value.trim();
     try {
-      if (phone !== (profile.phone || "")) {
-        profile = await api("PATCH", "/api/v1/profile", { phone: phone || null });
+      if (phoneChanged()) {
+        const change = { phone: phone || null, password: phonePassword.value };
+        profile = await confirmed((verificationId) => api("PATCH", "/api/v1/profile",
+          verificationId ? { ...change, verification_id: verificationId } : change));
+        phonePassword.value = "";
+        $("#phone-password").hidden = true;
         show(profile);
+        if (!phone) return;
       }
       verification = await api("POST", "/api/v1/verifications", { channel, purpose: "phone" });
       codeForm.hidden = false;
@@ -577,7 +595,7 @@ pages.security = async () => {
     $("#code-form").hidden = overview.security_code_set;
     $("#f-rules").value = (overview.ip_restriction || []).join("\n");
     $("#tfa-on").hidden = !overview.two_factor_enabled;
-    $("#tfa-start").hidden = overview.two_factor_enabled;
+    $("#tfa-start-form").hidden = overview.two_factor_enabled;
     $("#tfa-disable-form").hidden = !overview.two_factor_enabled;
     const last = overview.last_login;
     $("#last-login").textContent = last ? t("security.last_ip_value", { ip: last.ip, at: showTime(last.at) }) : "–";
@@ -699,15 +717,17 @@ pages.security = async () => {
 
   // 2FA (S6): the QR code is drawn by the panel's server as SVG; recovery codes are shown once.
   const confirmForm = $("#tfa-confirm-form");
-  $("#tfa-start").addEventListener("click", async () => {
-    const enrolment = await api("POST", "/api/v1/security/2fa");
+  const startForm = $("#tfa-start-form");
+  onSubmit(startForm, async (data) => {
+    const enrolment = await api("POST", "/api/v1/security/2fa", data);
     const svg = await fetch("/panel/qr.svg", { method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ text: enrolment.otpauth_uri }) });
     const image = el("img", { src: URL.createObjectURL(await svg.blob()), alt: t("security.tfa_qr"), width: 200, height: 200 });
     $("#tfa-qr").replaceChildren(image);
     $("#tfa-secret").textContent = enrolment.secret;
     confirmForm.hidden = false;
-    $("#tfa-start").hidden = true;
+    startForm.reset();
+    startForm.hidden = true;
     $("#f-tfa-otp").focus();
   });
   // The recovery codes are shown once, in a dialog that closes only after "I have saved them".

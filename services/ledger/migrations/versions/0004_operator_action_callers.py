@@ -1,18 +1,18 @@
 """operator action callers
 
-An operator's adjustment and credit limit keep, beside the operator's name the call gives,
-the broker login that made the call (the AMQP user_id RabbitMQ vouches for).
+A payment, an operator's adjustment and a credit limit keep, beside the operator's name the call
+gives, the broker login that made the call (the AMQP user_id RabbitMQ vouches for).
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-04 20:40:00
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0003'
-down_revision = '0002'
+revision = '0004'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 

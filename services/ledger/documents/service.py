@@ -1,0 +1,67 @@
+"""The ledger's document worker: renders each invoice's PDF once, off the hot path (I4).
+
+A process of the ledger (the same code, database and events), not a service of its own: it
+answers no price or charge, so the CPU a PDF takes never delays a customer's order, and it is the
+only process that loads ReportLab and its fonts. It works on the ledger's database, where the PDFs
+are kept beside the invoices (committed, backed up and restored with the books), and leaves the
+ledger's outbox to the ledger's processes, which publish it under their lock.
+"""
+from __future__ import annotations
+
+from nameko.timer import timer
+from nameko.web.handlers import http
+
+from services.common.clock import clock
+from services.common.config import env_float
+from services.common.database import Database
+from services.common.events import handle_event
+from services.common.health import HealthCheck
+from services.common.logging import LogContext, configure
+from services.common.metrics import serve_metrics
+from services.common.roles import EVERYONE, LEDGER
+from services.common.rpc import rpc
+from services.ledger.documents.application import InvoicePdfs
+from services.ledger.invoice_pdf import render_invoice_pdf
+from services.ledger.models import Base
+
+configure("ledger_documents")
+BACKFILL_SECONDS = env_float("PDF_BACKFILL_SECONDS", 2.0)
+
+
+class LedgerDocumentsService:
+    name = "ledger_documents"
+
+    db = Database(Base.metadata, service="ledger", relay=False)
+    health = HealthCheck()
+    log = LogContext()
+
+    @property
+    def pdfs(self) -> InvoicePdfs:
+        return InvoicePdfs(self.db, clock, render=render_invoice_pdf)
+
+    @serve_metrics()
+    def metrics(self, request):
+        """Prometheus metrics: answered by the entrypoint itself (services/common/metrics.py)."""
+
+    @http("GET", "/health")
+    def health_check(self, request):
+        return self.health.response()
+
+    @rpc(roles=EVERYONE)
+    def ping(self):
+        return "pong"
+
+    # -- the ledger, for a download that came before the invoice's event was handled
+    @rpc(roles=LEDGER)
+    def render_invoice_pdf(self, invoice_id):
+        return self.pdfs.render(invoice_id)
+
+    # -- every invoice and credit note the ledger issues
+    @handle_event("ledger", "invoice_issued")
+    def on_invoice_issued(self, event):
+        self.pdfs.render(event["invoice_id"])
+
+    # -- what no event rendered: invoices issued before the ledger kept PDFs, and any whose event was missed
+    @timer(interval=BACKFILL_SECONDS)
+    def backfill(self):
+        self.pdfs.backfill()
