@@ -81,10 +81,11 @@ def mapped_libraries(pid: int) -> set[str]:
         return {line.split()[-1].rsplit("/", 1)[-1] for line in maps if line.rstrip().endswith(".so")}
 
 
-def test_pdfs_are_rendered_by_the_document_worker_never_by_the_ledger_that_charges(customer, rpc, stack):
+def test_pdfs_are_rendered_by_the_document_worker_never_by_the_ledger_that_charges(customer, payments,
+                                                                                  orders_service, stack):
     anna = customer()
-    rpc.ledger.credit_payment(anna.profile["id"], eur("20.00"), f"pay-{uuid.uuid4()}", "P-1")
-    charge = rpc.ledger.charge(anna.profile["id"], eur("9.90"), f"charge-{uuid.uuid4()}", "order-2", "VPS S")
+    payments.ledger.credit_payment(anna.profile["id"], eur("20.00"), f"pay-{uuid.uuid4()}", "P-1")
+    charge = orders_service.ledger.charge(anna.profile["id"], eur("9.90"), f"charge-{uuid.uuid4()}", "order-2", "VPS S")
     assert anna.get(f"/api/v1/invoices/{charge['invoice_id']}/pdf").content.startswith(b"%PDF")
     # ReportLab's C accelerator is loaded with ReportLab: in the worker, and not in the ledger.
     assert "_rl_accel.abi3.so" in mapped_libraries(stack.pid("ledger_documents"))

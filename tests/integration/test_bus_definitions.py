@@ -20,7 +20,7 @@ from prometheus_client import REGISTRY
 
 from deploy import bus_definitions
 from deploy.local import free_port
-from services.common.rpc import ServiceRpc
+from services.common.rpc import ClusterRpcProxy, ServiceRpc
 from services.ledger.documents.service import LedgerDocumentsService
 from services.ledger.service import LedgerService
 from services.notifier.service import NotifierService
@@ -54,11 +54,8 @@ class GatewayStandIn:
         return self.notifier.list_sent(account_id)["items"]
 
     @dummy
-    def invoice_pdf(self, account_id):
-        """A payment and a charge (here as the payment system and orders would), then its invoice's PDF."""
-        self.ledger.credit_payment(account_id, {"amount": "20.00", "currency": "EUR"}, "pay-1", "P-1")
-        charge = self.ledger.charge(account_id, {"amount": "9.90", "currency": "EUR"}, "charge-1", "order-1", "VPS S")
-        return charge["invoice_id"], self.ledger.get_invoice_pdf(charge["invoice_id"], account_id)
+    def invoice_pdf(self, account_id, invoice_id):
+        return self.ledger.get_invoice_pdf(invoice_id, account_id)
 
 
 @pytest.fixture
@@ -110,7 +107,7 @@ def test_each_service_logged_in_as_itself_serves_calls_and_events(services_as_th
 
 
 def test_the_ledger_asks_its_document_worker_and_the_worker_takes_the_ledgers_events_each_as_itself(
-        services_as_themselves):
+        services_as_themselves, logins):
     worker_queue = "evt-ledger-invoice_issued--ledger_documents.on_invoice_issued"
     before = handled("ledger_documents", worker_queue)
     login = f"c{uuid.uuid4().hex[:12]}"
@@ -118,8 +115,14 @@ def test_the_ledger_asks_its_document_worker_and_the_worker_takes_the_ledgers_ev
         account = register({"login": login, "password": "a long and unusual passphrase 7",
                             "email": f"{login}@example.com", "first_name": "Anna", "last_name": "Nowak",
                             "city": "Warszawa", "address": "ul. Prosta 1", "country": "PL"})
+    # A payment and a charge, each by the login whose role it is: the payment system, the orders service.
+    with ClusterRpcProxy({"AMQP_URI": logins["payments"], "serializer": "json"}, timeout=10) as payments:
+        payments.ledger.credit_payment(account["id"], {"amount": "20.00", "currency": "EUR"}, "pay-1", "P-1")
+    with ClusterRpcProxy({"AMQP_URI": logins["orders"], "serializer": "json"}, timeout=10) as orders:
+        invoice_id = orders.ledger.charge(account["id"], {"amount": "9.90", "currency": "EUR"}, "charge-1",
+                                          "order-1", "VPS S")["invoice_id"]
     with entrypoint_hook(services_as_themselves["gateway"], "invoice_pdf") as invoice_pdf:
-        invoice_id, pdf = invoice_pdf(account["id"])
+        pdf = invoice_pdf(account["id"], invoice_id)
     assert pdf["invoice_id"] == invoice_id and pdf["content"].startswith("JVBER")   # base64 of "%PDF"
     eventually(lambda: handled("ledger_documents", worker_queue) > before)
 

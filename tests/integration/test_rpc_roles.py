@@ -25,6 +25,7 @@ from deploy.local import free_port
 from services.common.errors import DomainError
 from services.common.roles import ROLES
 from services.common.rpc import ClusterRpcProxy
+from services.ledger.documents.service import LedgerDocumentsService
 from services.ledger.service import LedgerService
 from services.notifier.service import NotifierService
 from services.orders.service import OrdersService
@@ -45,7 +46,8 @@ def amqp_uri():
 @pytest.fixture
 def services(run_service):
     # No mail relay listens on the port the notifier is given: nothing here is mailed anywhere.
-    for service in (ProfileService, LedgerService, OrdersService, NotifierService, VerificationService):
+    for service in (ProfileService, LedgerService, LedgerDocumentsService, OrdersService, NotifierService,
+                    VerificationService):
         run_service(service, ORDERS_TICK_SECONDS=3600, SMTP_HOST="127.0.0.1", SMTP_PORT=free_port())
 
 
@@ -139,7 +141,7 @@ def test_the_roles_that_are_not_the_customer_s_cannot_turn_on_2fa_for_someone_el
             rpc_as(role).profile.start_two_factor(anna["id"])
         assert refused.value.error_code == "forbidden", role
     # The gateway, which serves the customer, may: the customer's own enrolment.
-    secret = gateway.profile.start_two_factor(anna["id"])["secret"]
+    secret = gateway.profile.start_two_factor(anna["id"], PASSWORD)["secret"]
     gateway.profile.confirm_two_factor(anna["id"], pyotp.TOTP(secret).now())
     assert rpc_as("operator").profile.security_overview(anna["id"])["two_factor_enabled"] is True
 
