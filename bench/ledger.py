@@ -26,16 +26,17 @@ from pathlib import Path  # noqa: E402
 from eventlet import GreenPool  # noqa: E402
 from nameko.containers import ServiceContainer  # noqa: E402
 from nameko.rpc import rpc  # noqa: E402
-from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
+from nameko.standalone.rpc import ClusterRpcProxy as UnsignedClusterRpcProxy  # noqa: E402
 
 from deploy.local import free_port  # noqa: E402
 from services.common.clock import clock  # noqa: E402
 from services.common.database import UnitOfWork, make_engine  # noqa: E402
 from services.common.migrations import upgrade  # noqa: E402
+from services.common.rpc import ClusterRpcProxy  # noqa: E402
 from services.ledger.application import Ledger  # noqa: E402
 from services.ledger.models import Base  # noqa: E402
 from services.ledger.tax import Seller  # noqa: E402
-from tests.support import databases, rabbit_vhost  # noqa: E402
+from tests.support import databases, rabbit_vhost, role_uri  # noqa: E402
 
 POSTINGS_PER_PAYMENT = 2
 
@@ -125,7 +126,10 @@ def main() -> None:
 
         config = {"AMQP_URI": amqp, "serializer": "json", "max_workers": args.concurrency,
                   "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}"}
-        containers = [ServiceContainer(LedgerService, config), ServiceContainer(Echo, config)]
+        # The ledger logs in as itself and is paid by the payment system's login; the echo, bare
+        # Nameko, as guest.
+        containers = [ServiceContainer(LedgerService, {**config, "AMQP_URI": role_uri(amqp, "ledger")}),
+                      ServiceContainer(Echo, config)]
         for container in containers:
             container.start()
         try:
@@ -133,8 +137,10 @@ def main() -> None:
             for account in accounts:
                 with uow.transaction() as session:
                     Ledger(uow, NoProfile(), clock, Seller.from_env({}))._lock_balance(session, account)
-            with ClusterRpcProxy({"AMQP_URI": amqp, "serializer": "json"}, timeout=30) as client:
+            payments = {"AMQP_URI": role_uri(amqp, "payments"), "serializer": "json"}
+            with ClusterRpcProxy(payments, timeout=30) as client:
                 remote = over_rpc(client, accounts, args.payments, args.concurrency)
+            with UnsignedClusterRpcProxy({"AMQP_URI": amqp, "serializer": "json"}, timeout=30) as client:
                 raw = echo(client, args.payments, args.concurrency)
             problems = Ledger(uow, NoProfile(), clock, Seller.from_env({})).audit()
         finally:

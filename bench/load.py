@@ -19,10 +19,11 @@ import time  # noqa: E402
 import uuid  # noqa: E402
 
 import requests  # noqa: E402
-from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
+from nameko.standalone.rpc import ClusterRpcProxy as UnsignedClusterRpcProxy  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
 from services.common.database import make_engine  # noqa: E402
+from services.common.rpc import ClusterRpcProxy  # noqa: E402
 
 BURST = 10  # requests a simulated customer makes before the next one takes over
 VPS = {"plan_id": "vps-s", "period_months": 1, "fields": {"hostname": "bench.example.com", "os_template": "debian-12"}}
@@ -41,14 +42,22 @@ class HttpClient:
 
 
 class RpcClient:
-    """One standalone Nameko proxy (its own reply queue) per simulated caller."""
+    """One standalone Nameko proxy (its own reply queue) per simulated caller: bare Nameko, as guest."""
 
     def __init__(self, setup):
-        self.proxy = ClusterRpcProxy({"AMQP_URI": setup["amqp"], "serializer": "json"}, timeout=30)
+        self.proxy = UnsignedClusterRpcProxy({"AMQP_URI": setup["amqp"], "serializer": "json"}, timeout=30)
         self.rpc = self.proxy.start()
 
     def close(self):
         self.proxy.stop()
+
+
+class PaymentsClient(RpcClient):
+    """The payment system: its own login, each request signed with it."""
+
+    def __init__(self, setup):
+        self.proxy = ClusterRpcProxy({"AMQP_URI": setup["payments_amqp"], "serializer": "json"}, timeout=30)
+        self.rpc = self.proxy.start()
 
 
 class DbClient:
@@ -100,7 +109,7 @@ TARGETS = {
     "orders": (HttpClient, _get("/api/v1/orders")),
     "balance": (HttpClient, _get("/api/v1/balance")),
     "place_order": (HttpClient, place_order),
-    "credit_payment": (RpcClient, credit_payment),
+    "credit_payment": (PaymentsClient, credit_payment),
     "http_hello": (HttpClient, hello),
     "rpc_echo": (RpcClient, echo),
     "db_insert": (DbClient, insert),

@@ -30,13 +30,12 @@ from datetime import datetime, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import requests  # noqa: E402
-from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.pool import NullPool  # noqa: E402
 
 from deploy.local import DEV_PORTS, Stack, free_port  # noqa: E402
 from services.common.config import HEALTH_PORTS, ROOT, SERVICES  # noqa: E402
-from tests.support import database_env, databases, rabbit_vhost  # noqa: E402
+from tests.support import bus_client, database_env, databases, rabbit_vhost  # noqa: E402
 
 CLIENTS = (1, 10, 50)
 SEEDERS = 8  # customers seeded at a time: more outruns orders' 5 s RPC timeout on 2 busy cores
@@ -127,7 +126,7 @@ class Run:
     def seed(self, count: int) -> list[dict]:
         def seeder(first: int) -> list[dict]:
             # One proxy per green thread: a standalone proxy's socket has one reader.
-            with ClusterRpcProxy({"AMQP_URI": self.amqp, "serializer": "json"}, timeout=60) as rpc:
+            with bus_client(self.stack.env, "payments", timeout=60) as rpc:
                 return [self.customer(rpc, n) for n in range(first, count, SEEDERS)]
         accounts = [a for chunk in eventlet.GreenPool(SEEDERS).imap(seeder, range(SEEDERS)) for a in chunk if a]
         say(f"seeded {len(accounts)} customers with 1000.00 EUR each; {sum(a['ordered'] for a in accounts)} "
@@ -190,7 +189,7 @@ class Run:
     # -- the scale check
     def scale_check(self, entries: int) -> dict:
         """Balance and first page of an account with ``entries`` ledger entries against one with 10."""
-        with ClusterRpcProxy({"AMQP_URI": self.amqp, "serializer": "json"}, timeout=60) as rpc:
+        with bus_client(self.stack.env, "payments", timeout=60) as rpc:
             small, big = self.customer(rpc, 10_001), self.customer(rpc, 10_002)
             for n in range(7):  # registration credit, seed payment and order charge are the first three
                 rpc.ledger.credit_payment(small["account_id"], {"amount": "1.00", "currency": "EUR"}, f"small-{n}", "bank")
@@ -299,6 +298,7 @@ def main() -> None:
             accounts = run.seed(args.accounts)
             setup_file = var / "setup.json"
             setup_file.write_text(json.dumps({"gateway": stack.gateway_url, "hello": baselines.url, "amqp": amqp,
+                                              "payments_amqp": stack.env["PAYMENTS_AMQP_URI"],
                                               "database": urls["bench"], "accounts": accounts}))
             for target in [t for t in (*BASELINES, *SYSTEM) if t in targets]:
                 for clients in CLIENTS:

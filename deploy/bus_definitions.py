@@ -12,117 +12,25 @@ writes, into the secrets folder (never committed; deploy/k8s/overlays/production
   permissions on ``nameko-rpc``; the exchanges; a policy for the retry queues);
 - ``erlang.cookie``: the secret RabbitMQ's nodes share to form one cluster.
 
-THE ROLE TABLE BELOW is the one place in the deployment that says which logins exist and what
-each may do on the broker; the services' own check of who may call which method is
-services/common's. Keep the two in step (tests/unit/test_k8s_manifests.py checks this table
-against the services' code: whom each calls, whose events each consumes).
+Which logins exist and what each may do on the broker is deploy/bus.py's, derived from the
+services' own declarations (each method's roles, each service's event handlers): the same
+permissions and topic permissions as ``make run``, the tests and docker-compose give.
 """
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
 import json
-import re
 import secrets
 import sys
 from pathlib import Path
 
+from deploy.bus import RPC_EXCHANGE, password_hash, permissions, topic_permissions
 from services.common.config import ROOT, SERVICES
+from services.common.roles import ROLES as ROLE_SET
 
-# -- the role table ---------------------------------------------------------------------------
-# Every login of the bus. The five services serve RPC and publish their own events; the ledger's
-# document worker serves RPC to the ledger and handles its events (its own events go out through the
-# ledger's outbox and the ledger's login); the rest only call (the gateway; the operator's tools;
-# the payment system; the support desk).
-WORKERS = ("ledger_documents",)
-SERVERS = (*SERVICES, *WORKERS)   # the logins that serve RPC and consume events
-ROLES = (*SERVERS, "gateway", "operator", "payments", "support_desk")
-CALLS = {  # role: the services whose RPC methods it may call (each method's roles are checked in the service)
-    "profile": ("verification", "ledger"),
-    "orders": ("ledger", "profile"),
-    "ledger": ("profile", "ledger_documents"),
-    "ledger_documents": (),
-    "notifier": ("profile", "ledger"),
-    "verification": (),
-    "gateway": SERVICES,
-    "operator": SERVICES,
-    "payments": ("ledger",),
-    "support_desk": ("profile", "orders", "ledger", "notifier"),
-}
-CONSUMES = {  # service: the services whose events it handles
-    "profile": ("verification",),
-    "orders": ("ledger",),
-    "ledger": ("profile",),
-    "notifier": ("orders", "ledger", "profile"),
-    "verification": (),
-    "ledger_documents": ("ledger",),
-}
-# --------------------------------------------------------------------------------------------
-
-RPC_EXCHANGE = "nameko-rpc"
+ROLES = tuple(sorted(ROLE_SET))   # every login of the bus, but the administrator
 ADMIN = "admin"
-UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"   # a reply queue's routing key
 SECRETS = ROOT / "deploy" / "k8s" / "overlays" / "production" / "secrets"
-
-
-def _either(*names: str) -> str:
-    return "|".join(re.escape(name) for name in names)
-
-
-def permissions(role: str) -> dict:
-    """The role's configure, write and read regexes (RabbitMQ's resource permissions) in the vhost.
-
-    A caller declares its reply queue (``rpc.reply-<role>-<uuid>``) and binds it to
-    ``nameko-rpc``; a service also declares and consumes ``rpc-<service>`` and its event
-    queues (``evt-<source>-<type>--<service>.<method>`` with ``.retry`` and ``.dead``),
-    declares the exchanges it publishes to or binds from (Nameko declares every exchange it
-    uses), publishes to ``nameko-rpc`` (requests and replies) and to its own ``<service>.events``,
-    and parks failed events through the default exchange (``amq.default``).
-    """
-    reply = rf"rpc\.reply-{re.escape(role)}-.*"
-    if role not in SERVERS:
-        mine = rf"{re.escape(RPC_EXCHANGE)}|{reply}"
-        if role == "operator":   # lists and replays dead-lettered events (introserv-ops deadletters)
-            return {"configure": f"^({mine})$", "write": rf"^({mine}|amq\.default)$",
-                    "read": rf"^({mine}|evt-.*\.dead)$"}
-        return {"configure": f"^({mine})$", "write": f"^({mine})$", "read": f"^({mine})$"}
-    own_queues = rf"rpc-{re.escape(role)}|{reply}|evt-.*--{re.escape(role)}\..*"
-    sources = _either(*(f"{source}.events" for source in CONSUMES[role]))
-    exchanges = _either(RPC_EXCHANGE, f"{role}.events", *(f"{source}.events" for source in CONSUMES[role]))
-    return {
-        "configure": f"^({exchanges}|{own_queues})$",
-        "write": rf"^({_either(RPC_EXCHANGE, f'{role}.events')}|amq\.default|{own_queues})$",
-        "read": f"^({_either(RPC_EXCHANGE)}{'|' + sources if sources else ''}|{own_queues})$",
-    }
-
-
-def topic_permissions(role: str) -> list[dict]:
-    """Routing keys the role may publish to and bind from, per topic exchange (``nameko-rpc``).
-
-    A request's routing key is ``<service>.<method>``; a reply's is the caller's reply queue
-    key, a UUID. A caller publishes requests to the services it calls and binds its reply
-    queue; a service also replies and binds ``<service>.*``.
-    """
-    calls = CALLS[role]
-    requests = rf"({_either(*calls)})\.[a-z_]+" if calls else None
-    if role in SERVERS:
-        write = "|".join(filter(None, [requests, UUID]))
-        read = rf"{re.escape(role)}\.\*|{UUID}"
-    else:
-        write, read = requests, UUID
-    return [{"exchange": RPC_EXCHANGE, "write": f"^({write})$", "read": f"^({read})$"}]
-
-
-def password_hash(user: str, password: str) -> str:
-    """RabbitMQ's ``rabbit_password_hashing_sha256``: base64(salt + sha256(salt + password)).
-
-    The 4-byte salt follows from the user and the password, so the same passwords give the same
-    file (no needless change of the Secret, no restart of the broker) while two users with one
-    password still get different hashes.
-    """
-    salt = hashlib.sha256(f"{user}:{password}".encode()).digest()[:4]
-    return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
 
 
 def definitions(passwords: dict[str, str], vhost: str) -> dict:
@@ -152,7 +60,7 @@ def definitions(passwords: dict[str, str], vhost: str) -> dict:
         "global_parameters": [],
         # A retry queue dead-letters each event back to its handler when its wait is over:
         # at-least-once (the default for quorum queues is at-most-once), which needs reject-publish.
-        "policies": [{"vhost": vhost, "name": "retry-queues-dead-letter-at-least-once", "pattern": r"\.retry$",
+        "policies": [{"vhost": vhost, "name": "retry-queues-dead-letter-at-least-once", "pattern": r"\.delayed$",
                       "apply-to": "queues", "priority": 1,
                       "definition": {"dead-letter-strategy": "at-least-once", "overflow": "reject-publish"}}],
     }

@@ -3,6 +3,11 @@
 ``python -m deploy.local start|stop|status`` (``make run`` / ``make stop``). The same
 :class:`Stack` starts private stacks for the end-to-end tests and the benchmark, on free
 ports, a RabbitMQ vhost and a var/ directory of their own.
+
+Each process logs in to RabbitMQ as its own role (``<ROLE>_AMQP_URI``). On a broker on this
+machine (``AMQP_URI``, the broker and vhost) a role with no URI of its own gets a login whose
+password is its name, which ``make run`` creates (deploy/bus.py); for any other broker every
+role's URI must be given.
 """
 from __future__ import annotations
 
@@ -19,8 +24,10 @@ from urllib.parse import urlparse
 
 import requests
 
+from deploy.bus import ProvisioningFailed, provision_local_logins
 from deploy.serve import RUNS, nameko_argv
-from services.common.config import HEALTH_PORTS, ROOT, var_dir
+from services.common.config import HEALTH_PORTS, ROOT, amqp_uri, var_dir
+from services.common.roles import ROLES, LocalLoginRefused, local_login_uri, on_loopback
 
 DEV_PORTS = {"mail_smtp": 1025, "mail_http": 8025, "telephony_primary": 8010, "telephony_fallback": 8011}
 GATEWAY_METRICS_PORT = 8006   # the gateway's /metrics, away from its public port
@@ -67,6 +74,16 @@ class Stack:
         for name in RUNS:
             self.env.setdefault(f"{name.upper()}_HTTP_ADDRESS", f"127.0.0.1:{self.ports[name]}")
         self.env.setdefault("GATEWAY_METRICS_ADDRESS", f"127.0.0.1:{self.ports['gateway_metrics']}")
+        broker = self.env.setdefault("AMQP_URI", amqp_uri())
+        # The roles that log in with password = name (make run creates them): those without a URI.
+        self.local_logins = [role for role in sorted(ROLES) if not self.env.get(f"{role.upper()}_AMQP_URI")]
+        if on_loopback(broker):
+            for role in self.local_logins:
+                self.env[f"{role.upper()}_AMQP_URI"] = local_login_uri(broker, role)
+
+    def missing_logins(self) -> list[str]:
+        """The roles with no login: a broker not on this machine needs ``<ROLE>_AMQP_URI`` for each."""
+        return [role for role in sorted(ROLES) if not self.env.get(f"{role.upper()}_AMQP_URI")]
 
     @property
     def log_dir(self) -> Path:
@@ -236,8 +253,9 @@ def ensure_rabbit(amqp_uri: str) -> None:
     if subprocess.run(["which", server], capture_output=True).returncode != 0:
         sys.exit(f"No RabbitMQ answers at {amqp_uri} and rabbitmq-server is not installed.\n"
                  "Install it (Debian: apt-get install rabbitmq-server) or point AMQP_URI at a broker.")
-    print("RabbitMQ is not running; starting rabbitmq-server ...")
-    subprocess.run([server, "-detached"], check=False)
+    print("RabbitMQ is not running; starting rabbitmq-server on the loopback ...")
+    # On the loopback only: the development logins have their names for passwords.
+    subprocess.run([server, "-detached"], check=False, env={**os.environ, "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1"})
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not rabbit_answers(amqp_uri):
         time.sleep(1)
@@ -251,7 +269,18 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     stack = Stack(var_dir())
     if args.command == "start":
-        ensure_rabbit(stack.env.get("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/"))
+        broker = stack.env["AMQP_URI"]
+        if stack.missing_logins():
+            sys.exit(f"The broker {urlparse(broker).hostname} is not on this machine: give each role its own "
+                     "login, " + ", ".join(f"{role.upper()}_AMQP_URI" for role in stack.missing_logins()))
+        ensure_rabbit(broker)
+        try:
+            provision_local_logins(broker, stack.local_logins)
+        except (LocalLoginRefused, ProvisioningFailed) as exc:
+            sys.exit(f"Could not create the RabbitMQ logins: {exc}")
+        if stack.local_logins:
+            print(f"RabbitMQ logins (password = name, this machine only): {', '.join(stack.local_logins)}; "
+                  "guest has no role")
         stack.migrate()
         started = stack.start()
         print(f"started: {', '.join(started) or 'nothing (all were running)'}")

@@ -39,6 +39,12 @@ def profile_of(account_id: str, **overrides) -> dict:
             "created_at": "2026-01-01T00:00:00Z", **overrides}
 
 
+
+def roles_of(method: str) -> frozenset[str]:
+    """The roles the real service's method answers (docs/rpc-roles.md): a stand-in answers the same callers."""
+    from deploy.bus import rpc_methods
+    return rpc_methods()[method]
+
 class FakeProfile:
     """profile as the other services call it: ``get``, ``notification_settings``, ``require_operation_proof``.
 
@@ -85,15 +91,15 @@ class FakeProfile:
         class Profile:
             name = "profile"
 
-            @rpc
+            @rpc(roles=roles_of("profile.get"))
             def get(self, account_id):
                 return fake.get(account_id)
 
-            @rpc
+            @rpc(roles=roles_of("profile.notification_settings"))
             def notification_settings(self, account_id):
                 return fake.notification_settings(account_id)
 
-            @rpc
+            @rpc(roles=roles_of("profile.require_operation_proof"))
             def require_operation_proof(self, account_id, operation, verification_id=None, reference=None):
                 return fake.require_operation_proof(account_id, operation, verification_id, reference)
         return Profile
@@ -214,30 +220,30 @@ class FakeLedger:
                                                   "balance": transaction["balance_after"]})
                 return transaction
 
-            @rpc
+            @rpc(roles=roles_of("ledger.price"))
             def price(self, account_id, amount):
                 return books.price(account_id, amount)
 
-            @rpc
+            @rpc(roles=roles_of("ledger.charge"))
             def charge(self, account_id, amount, idempotency_key, reference, description, lines=None):
                 return self._announce(account_id, books.charge(account_id, amount, idempotency_key, reference,
                                                                description, lines))
 
-            @rpc
+            @rpc(roles=roles_of("ledger.refund"))
             def refund(self, account_id, amount, idempotency_key, reference, charge_id, description):
                 return self._announce(account_id, books.refund(account_id, amount, idempotency_key, reference,
                                                                charge_id, description))
 
-            @rpc
+            @rpc(roles=roles_of("ledger.credit_payment"))
             def credit_payment(self, account_id, amount, idempotency_key, reference, method=None):
                 return self._announce(account_id, books.credit_payment(account_id, amount, idempotency_key,
                                                                        reference, method))
 
-            @rpc
+            @rpc(roles=roles_of("ledger.get_balance"))
             def get_balance(self, account_id):
                 return books.get_balance(account_id)
 
-            @rpc
+            @rpc(roles=roles_of("ledger.get_invoice_pdf"))
             def get_invoice_pdf(self, invoice_id, account_id=None):
                 return books.get_invoice_pdf(invoice_id, account_id)
         return Ledger

@@ -16,8 +16,11 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from deploy.bus import ManagementApi, definitions
 from services.common.config import SERVICES
 from services.common.errors import DomainError
+from services.common.roles import ROLES, local_login_uri
+from services.common.rpc import ClusterRpcProxy
 
 RABBIT_AMQP = os.environ.get("TEST_AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/")
 RABBIT_API = os.environ.get("RABBIT_MANAGEMENT_URL", "http://127.0.0.1:15672/api")
@@ -30,17 +33,41 @@ def on_postgres() -> bool:
     return os.environ.get("TEST_DATABASE", "sqlite") == "postgres"
 
 
+_ROLE_USERS_MADE = False
+
+
 @contextmanager
-def rabbit_vhost():
-    """A RabbitMQ vhost of our own (management API), deleted afterwards; yields its AMQP URI."""
+def rabbit_vhost(topic_permissions: bool = True):
+    """A RabbitMQ vhost of our own (management API), deleted afterwards; yields its URI as ``guest``.
+
+    Every role's login (user = password = role, as ``make run`` makes them; users are global, so
+    they are created once per session) gets its permissions and topic permissions in it
+    (:mod:`deploy.bus`); ``guest`` keeps every permission, as on a developer's broker, and no
+    role. ``role_uri(uri, role)`` is a role's login to the vhost. ``topic_permissions=False``
+    leaves the broker's second layer out, so that only the services' own check refuses callers.
+    """
+    global _ROLE_USERS_MADE
     name = f"test-{uuid.uuid4().hex[:10]}"
-    requests.put(f"{RABBIT_API}/vhosts/{quote(name, safe='')}", auth=RABBIT_AUTH, timeout=10).raise_for_status()
-    requests.put(f"{RABBIT_API}/permissions/{quote(name, safe='')}/guest", auth=RABBIT_AUTH, timeout=10,
-                 json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+    document = definitions(name, None if _ROLE_USERS_MADE else {role: role for role in ROLES},
+                           topic=topic_permissions,
+                           extra_permissions=({"user": "guest", "configure": ".*", "write": ".*", "read": ".*"},))
+    ManagementApi(RABBIT_API, RABBIT_AUTH).import_definitions(document)
+    _ROLE_USERS_MADE = True
     try:
         yield RABBIT_AMQP.rstrip("/") + f"/{name}"
     finally:
         requests.delete(f"{RABBIT_API}/vhosts/{quote(name, safe='')}", auth=RABBIT_AUTH, timeout=10)
+
+
+def role_uri(vhost_uri: str, role: str) -> str:
+    """``role``'s login to the vhost of ``vhost_uri`` (password = role name)."""
+    return local_login_uri(vhost_uri, role)
+
+
+def bus_client(env: dict, role: str, timeout: float = 10) -> ClusterRpcProxy:
+    """A standalone RPC client (a context manager) logged in as ``role`` to a running stack's broker
+    (``env``: the stack's environment, which names each role's login)."""
+    return ClusterRpcProxy({"AMQP_URI": env[f"{role.upper()}_AMQP_URI"], "serializer": "json"}, timeout=timeout)
 
 
 @contextmanager

@@ -28,7 +28,8 @@ EXIT_ERROR, EXIT_NOT_FOUND, EXIT_FORBIDDEN = 1, 3, 4   # 2, usage, is Click's ow
 EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_NOT_CONFIRMED, EXIT_AUDIT_FOUND = 5, 6, 7, 8
 HELP = """Support staff's tasks on the Introserv billing services, as the operator role.
 
-Every command talks RPC over RabbitMQ (OPERATOR_AMQP_URI or --amqp-uri); changes are recorded
+Every command talks RPC over RabbitMQ (OPERATOR_AMQP_URI or --amqp-uri), but the dead letters,
+which are the broker administrator's (AMQP_URI or --admin-amqp-uri); changes are recorded
 under --operator (INTROSERV_OPERATOR, else your login name). ACCOUNT is an account id, a login,
 or an e-mail address that only one account has. Human tables by default; --json prints one JSON
 document on stdout, errors too ({"error": {code, message, fields, details}}).
@@ -59,8 +60,9 @@ def exit_code(error: IntroservError) -> int:
 class Session:
     """One invocation: where to connect, who the operator is, and the clients, made when first needed."""
 
-    def __init__(self, amqp_uri: str, timeout: float, operator: str):
+    def __init__(self, amqp_uri: str, timeout: float, operator: str, admin_amqp_uri: str | None = None):
         self.amqp_uri = amqp_uri
+        self.admin_amqp_uri = admin_amqp_uri
         self.timeout = timeout
         self.operator = operator
         self.out = Output()
@@ -139,13 +141,17 @@ def _operator_default() -> str:
 @click.group(cls=OpsGroup, context_settings={"help_option_names": ["-h", "--help"]}, help=HELP)
 @click.option("--amqp-uri", default=lambda: amqp_uri_for("operator"), show_default="$OPERATOR_AMQP_URI, else "
               "amqp://operator:operator@127.0.0.1:5672/", help="RabbitMQ, logged in as the operator role.")
+@click.option("--admin-amqp-uri", default=lambda: os.environ.get("AMQP_URI") or "amqp://guest:guest@127.0.0.1:5672/",
+              show_default="$AMQP_URI, else guest on 127.0.0.1",
+              help="RabbitMQ as its administrator, for the dead letters: reading parked events and putting them "
+                   "back into a handler's queue is no role's right.")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
               help="Seconds to wait for each answer.")
 @click.option("--operator", default=_operator_default, show_default="$INTROSERV_OPERATOR, else your login name",
               help="Your name, recorded with every change you make.")
 @click.pass_context
-def cli(ctx, amqp_uri: str, timeout: float, operator: str):
-    ctx.obj = Session(amqp_uri, timeout, operator)
+def cli(ctx, amqp_uri: str, admin_amqp_uri: str, timeout: float, operator: str):
+    ctx.obj = Session(amqp_uri, timeout, operator, admin_amqp_uri)
     ctx.call_on_close(ctx.obj.close)
 
 
@@ -446,7 +452,7 @@ def deadletters():
 @click.pass_obj
 def list_dead(ops: Session, queue: str | None):
     """Every parked event: its handler's queue, id, attempts and last error."""
-    with DeadLetters(ops.amqp_uri) as dead:
+    with DeadLetters(ops.admin_amqp_uri) as dead:
         events = [event for name in ([queue] if queue else HANDLER_QUEUES) for event in dead.parked(name)]
     ops.out.show({"items": [event.to_dict() for event in events]}, list_table(
         f"Dead letters: {len(events)}", ["queue", "id", "attempts", "error"],
@@ -460,7 +466,7 @@ def list_dead(ops: Session, queue: str | None):
 @click.pass_obj
 def show_dead(ops: Session, message_id: str, queue: str | None):
     """One parked event with its payload."""
-    with DeadLetters(ops.amqp_uri) as dead:
+    with DeadLetters(ops.admin_amqp_uri) as dead:
         event = dead.find(message_id, [queue] if queue else HANDLER_QUEUES)
     if event is None:
         raise NotFound("not_found", f"No parked event has the id {message_id}.")
@@ -478,7 +484,7 @@ def replay_dead(ops: Session, queue: str | None, message_id: str | None, everyth
     """Send parked events back to their handler, attempts reset (the handler does each one once)."""
     if not (queue or message_id or everything):
         raise click.UsageError("Say what to replay: --queue NAME, --id ID, or --all.")
-    with DeadLetters(ops.amqp_uri) as dead:
+    with DeadLetters(ops.admin_amqp_uri) as dead:
         waiting = dead.counts([queue] if queue else HANDLER_QUEUES)
         total = 1 if message_id else sum(waiting.values())
         replayed = 0

@@ -40,6 +40,19 @@ class ResilientReplyListener(ReplyListener):
 
 
 class ResilientRpcConsumer(RpcConsumer):
-    """RPC requests, consumed through :class:`ResilientQueueConsumer`."""
+    """RPC requests, consumed through :class:`ResilientQueueConsumer`, whose replies cannot kill the service.
+
+    Nameko lets a reply's publish error escape (from a worker, or from a refusal before any
+    worker, such as ``forbidden``): it would kill the whole container. The reply is given up
+    instead (the caller has its timeout); the request, never acked, is redelivered by the
+    broker or expires with its TTL.
+    """
 
     queue_consumer = ResilientQueueConsumer()
+
+    def handle_result(self, message, result, exc_info):
+        try:
+            return super().handle_result(message, result, exc_info)
+        except Exception as exc:  # kombu, amqp (not builtin ConnectionError subclasses) and socket errors alike
+            log.warning("could not send an RPC reply; the broker is away", error=repr(exc))
+            return result, exc_info

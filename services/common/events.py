@@ -2,8 +2,11 @@
 
 Nameko acks and drops an event whose handler raised (or, with ``requeue_on_error``,
 redelivers it at once, forever). :func:`handle_event` instead republishes a failed event
-to ``<queue>.retry`` with a growing per-message TTL; the retry queue dead-letters it back
-to the handler's queue when the TTL expires. After ``EVENT_MAX_ATTEMPTS`` it goes to
+to ``<queue>.delayed`` with a growing per-message TTL; that queue dead-letters it back to
+the handler's queue when the TTL expires. Every hop goes through the service's own
+``<service>.parking`` exchange, never the default exchange: a login that may publish to the
+default exchange (or declare a queue that dead-letters to it) can put a message into any
+queue by its name, a forged event included, so none may. After ``EVENT_MAX_ATTEMPTS`` it goes to
 ``<queue>.dead``, where an operator lists and replays it (``introserv-ops deadletters``, clients/).
 The message behind it is never blocked: the failed one is acked once it is safely parked.
 """
@@ -11,7 +14,7 @@ from __future__ import annotations
 
 import structlog
 from amqp.exceptions import NotFound as QueueMissing
-from kombu import Connection, Exchange, Queue
+from kombu import Connection, Exchange, Queue, binding
 from nameko.amqp.publish import Publisher
 from nameko.events import EventHandler
 
@@ -22,7 +25,6 @@ from services.common.metrics import EVENTS
 log = structlog.get_logger(__name__)
 
 ATTEMPTS_HEADER = "x-attempts"
-DEFAULT_EXCHANGE = Exchange("", type="direct")
 
 
 def backoff(attempt: int, first: float, longest: float) -> float:
@@ -40,15 +42,20 @@ def retry_delay(attempt: int) -> float:
     return backoff(attempt, env_float("EVENT_RETRY_BASE_SECONDS", 1.0), env_float("EVENT_RETRY_MAX_SECONDS", 60.0))
 
 
-def retry_queue(queue_name: str) -> Queue:
-    return Queue(f"{queue_name}.retry", exchange=DEFAULT_EXCHANGE, routing_key=f"{queue_name}.retry",
-                 durable=True, queue_arguments={"x-dead-letter-exchange": "",
+def parking_exchange(service: str) -> Exchange:
+    return Exchange(f"{service}.parking", type="direct", durable=True)
+
+
+def retry_queue(queue_name: str, exchange: Exchange) -> Queue:
+    # Not "<queue>.retry": queues of that name dead-letter through the default exchange, and a
+    # queue cannot be declared again with other arguments.
+    return Queue(f"{queue_name}.delayed", exchange=exchange, routing_key=f"{queue_name}.delayed",
+                 durable=True, queue_arguments={"x-dead-letter-exchange": exchange.name,
                                                 "x-dead-letter-routing-key": queue_name})
 
 
-def dead_letter_queue(queue_name: str) -> Queue:
-    return Queue(f"{queue_name}.dead", exchange=DEFAULT_EXCHANGE, routing_key=f"{queue_name}.dead",
-                 durable=True)
+def dead_letter_queue(queue_name: str, exchange: Exchange) -> Queue:
+    return Queue(f"{queue_name}.dead", exchange=exchange, routing_key=f"{queue_name}.dead", durable=True)
 
 
 class ReliableEventHandler(EventHandler):
@@ -57,8 +64,15 @@ class ReliableEventHandler(EventHandler):
     def setup(self):
         super().setup()
         name = self.queue.name
-        self.retry = retry_queue(name)
-        self.dead = dead_letter_queue(name)
+        self.parking_exchange = parking_exchange(self.container.service_name)
+        self.retry = retry_queue(name, self.parking_exchange)
+        self.dead = dead_letter_queue(name, self.parking_exchange)
+        # An expired retry comes back to the handler's queue through the parking exchange. (kombu
+        # declares a queue with bindings of its own through those only: the event's binding too.)
+        event = self.queue
+        self.queue = Queue(name, bindings=[binding(event.exchange, routing_key=event.routing_key),
+                                           binding(self.parking_exchange, routing_key=name)],
+                           durable=event.durable, auto_delete=event.auto_delete, exclusive=event.exclusive)
         self.max_attempts = env_int("EVENT_MAX_ATTEMPTS", 6)
         self.parking = Publisher(self.container.config["AMQP_URI"], use_confirms=True,
                                  declare=[self.retry, self.dead])
@@ -77,7 +91,7 @@ class ReliableEventHandler(EventHandler):
                 delay = retry_delay(attempts)
                 log.warning("event handler failed; retrying", queue=self.queue.name,
                             attempt=attempts, retry_in=delay, error=error)
-                self.parking.publish(message.payload, exchange=DEFAULT_EXCHANGE,
+                self.parking.publish(message.payload, exchange=self.parking_exchange,
                                      routing_key=self.retry.name, headers=headers,
                                      expiration=delay, message_id=message.properties.get("message_id"))
                 self.count("retried")
@@ -86,7 +100,7 @@ class ReliableEventHandler(EventHandler):
                 headers["x-original-queue"] = self.queue.name
                 log.error("event handler failed for good; dead-lettered", queue=self.queue.name,
                           attempts=attempts, error=error)
-                self.parking.publish(message.payload, exchange=DEFAULT_EXCHANGE,
+                self.parking.publish(message.payload, exchange=self.parking_exchange,
                                      routing_key=self.dead.name, headers=headers,
                                      message_id=message.properties.get("message_id"))
                 self.count("dead_lettered")

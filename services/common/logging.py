@@ -57,7 +57,7 @@ def _add_service(service: str):
 
 
 class LogContext(DependencyProvider):
-    """Binds call id and request id to every log line a worker writes."""
+    """Binds call id, request id and an RPC's caller (its broker login) to every log line a worker writes."""
 
     def worker_setup(self, worker_ctx):
         structlog.contextvars.clear_contextvars()
@@ -65,6 +65,8 @@ class LogContext(DependencyProvider):
             call_id=worker_ctx.call_id,
             request_id=worker_ctx.data.get(REQUEST_ID),
         )
+        if worker_ctx.data.get("caller"):   # services.common.rpc.CALLER, set by the RPC entrypoint
+            structlog.contextvars.bind_contextvars(caller=worker_ctx.data["caller"])
 
     def worker_teardown(self, worker_ctx):
         structlog.contextvars.clear_contextvars()

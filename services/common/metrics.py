@@ -48,7 +48,7 @@ RPC_SECONDS = Histogram(
     ["service", "method"], buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 15))
 EVENTS = Counter(
     "introserv_events", "Events an event handler's queue took: handled; retried (parked in "
-    "<queue>.retry); dead_lettered (parked in <queue>.dead); requeued (could not be parked).",
+    "<queue>.delayed); dead_lettered (parked in <queue>.dead); requeued (could not be parked).",
     ["service", "queue", "outcome"])
 VERIFICATION_CALLS = Counter(
     "introserv_verification_calls", "Calls and texts asked of a telephony gateway (primary or "

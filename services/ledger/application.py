@@ -56,8 +56,9 @@ class Ledger:
 
     # -- money in and out ---------------------------------------------------------------
 
-    def credit_payment(self, account_id, amount, idempotency_key, reference, method=None) -> dict:
-        """Another Introserv system reports a payment; a method must be offered to the customer."""
+    def credit_payment(self, account_id, amount, idempotency_key, reference, method=None, caller=None) -> dict:
+        """The payment system (or support staff, matching a transfer by hand: ``caller`` keeps which)
+        reports a payment; a method must be offered to the customer."""
         data = _load(PaymentSchema(), account_id=account_id, amount=amount, idempotency_key=idempotency_key,
                      reference=reference, method=method)
         request = _Request("credit_payment", data)
@@ -74,7 +75,7 @@ class Ledger:
             balance = self._lock_balance(session, data["account_id"])
             if (replay := self._replay(request, session)) is not None:
                 return replay
-            tx = self._move(session, balance, domain.PAYMENT, request, method=data["method"],
+            tx = self._move(session, balance, domain.PAYMENT, request, method=data["method"], caller=caller,
                             description=data["description"] or "Payment received")
             publish_later(session, "payment_received", {
                 "account_id": tx.account_id, "transaction_id": tx.id, "amount": _money(tx.amount_minor, tx),
@@ -145,8 +146,9 @@ class Ledger:
                 "order_id": invoice.document.get("order_id") or tx.reference, "charge_id": charge.id})
             return domain.transaction_view(tx)
 
-    def adjust(self, account_id, amount, idempotency_key, reason, operator) -> dict:
-        """An operator's correction, either way, with the reason and the operator's name."""
+    def adjust(self, account_id, amount, idempotency_key, reason, operator, caller=None) -> dict:
+        """An operator's correction, either way, with the reason, the operator's name and the
+        broker login that asked for it (``caller``)."""
         data = _load(AdjustmentSchema(), account_id=account_id, amount=amount, idempotency_key=idempotency_key,
                      reason=reason, operator=operator)
         request = _Request("adjust", data)
@@ -160,11 +162,12 @@ class Ledger:
             if (replay := self._replay(request, session)) is not None:
                 return replay
             tx = self._move(session, balance, domain.ADJUSTMENT, request, operator=data["operator"],
-                            description=data["reason"])
+                            caller=caller, description=data["reason"])
             return domain.transaction_view(tx)
 
-    def set_credit_limit(self, account_id, limit, operator) -> dict:
-        """Allow an account to go this far below zero (an operator decision); 0.00 forbids overdraft."""
+    def set_credit_limit(self, account_id, limit, operator, caller=None) -> dict:
+        """Allow an account to go this far below zero (an operator decision, kept with the
+        operator's name and the broker login that asked); 0.00 forbids overdraft."""
         data = _load(CreditLimitSchema(), account_id=account_id, limit=limit, operator=operator)
         if data["limit"].is_negative():
             raise ValidationError({"limit": ["must not be negative"]})
@@ -172,6 +175,8 @@ class Ledger:
             balance = self._lock_balance(session, data["account_id"])
             domain.check_currency(balance.currency, data["limit"])
             balance.credit_limit_minor = data["limit"].minor
+            balance.credit_limit_operator = data["operator"]
+            balance.credit_limit_caller = caller
             balance.updated_at = self.clock.now()
             return self._balance_view(balance)
 
@@ -280,7 +285,8 @@ class Ledger:
     # -- the parts of a movement ----------------------------------------------------------
 
     def _move(self, session, balance: Balance, kind: str, request: "_Request", *, description: str,
-              invoice_id=None, refunds_transaction_id=None, method=None, operator=None) -> Transaction:
+              invoice_id=None, refunds_transaction_id=None, method=None, operator=None,
+              caller=None) -> Transaction:
         """Write one movement: transaction, postings, running balance, balance events."""
         amount = request.data["amount"]
         domain.check_currency(balance.currency, amount)
@@ -292,7 +298,7 @@ class Ledger:
             id=str(uuid.uuid4()), account_id=balance.account_id, kind=kind, amount_minor=change.minor,
             currency=change.currency, balance_after_minor=after.minor, reference=request.data.get("reference"),
             description=description, idempotency_key=request.key, fingerprint=request.fingerprint,
-            refunds_transaction_id=refunds_transaction_id, method=method, operator=operator,
+            refunds_transaction_id=refunds_transaction_id, method=method, operator=operator, caller=caller,
             invoice_id=invoice_id, created_at=now)
         session.add(tx)
         session.flush()

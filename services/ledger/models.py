@@ -36,6 +36,9 @@ class Balance(Base):
     currency: Mapped[str] = mapped_column(String(3))
     balance_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     credit_limit_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Who set the limit: the operator's name as given, and the broker login that asked.
+    credit_limit_operator: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    credit_limit_caller: Mapped[str | None] = mapped_column(String(64), nullable=True)
     low_balance_threshold_minor: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # True from the movement that took the balance below the threshold until it is back
     # at or above it: balance_low is sent once per crossing.
@@ -64,6 +67,8 @@ class Transaction(Base):
     refunds_transaction_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     method: Mapped[str | None] = mapped_column(String(40), nullable=True)
     operator: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    # The broker login of an operator's adjustment (the AMQP user_id), beside the name it gave.
+    caller: Mapped[str | None] = mapped_column(String(64), nullable=True)
     invoice_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

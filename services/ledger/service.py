@@ -11,7 +11,8 @@ from services.common.events import handle_event
 from services.common.health import HealthCheck
 from services.common.logging import LogContext, configure
 from services.common.metrics import LEDGER_AUDIT_DISCREPANCIES, LEDGER_AUDIT_FINISHED, serve_metrics
-from services.common.rpc import ServiceRpc, rpc
+from services.common.roles import EVERYONE, GATEWAY, NOTIFIER, OPERATOR, ORDERS, PAYMENTS, PROFILE, STAFF
+from services.common.rpc import Caller, ServiceRpc, rpc
 from services.ledger.application import Ledger
 from services.ledger.documents.application import InvoicePdfs
 from services.ledger.models import Base
@@ -31,6 +32,7 @@ class LedgerService:
     documents = ServiceRpc("ledger_documents", timeout=lambda: max(1.0, rpc_timeout() - 1.0))
     health = HealthCheck()
     log = LogContext()
+    caller = Caller()
 
     @property
     def ledger(self) -> Ledger:
@@ -57,61 +59,61 @@ class LedgerService:
     def health_check(self, request):
         return self.health.response()
 
-    @rpc
+    @rpc(roles=EVERYONE)
     def ping(self):
         return "pong"
 
     # -- money movements (docs/CONTRACTS.md)
-    @rpc
+    @rpc(roles=PAYMENTS | OPERATOR)
     def credit_payment(self, account_id, amount, idempotency_key, reference, method=None):
-        return self.ledger.credit_payment(account_id, amount, idempotency_key, reference, method)
+        return self.ledger.credit_payment(account_id, amount, idempotency_key, reference, method, caller=self.caller)
 
-    @rpc
+    @rpc(roles=ORDERS)
     def charge(self, account_id, amount, idempotency_key, reference, description, lines=None):
         return self.ledger.charge(account_id, amount, idempotency_key, reference, description, lines)
 
-    @rpc
+    @rpc(roles=ORDERS)
     def refund(self, account_id, amount, idempotency_key, reference, charge_id, description=None):
         return self.ledger.refund(account_id, amount, idempotency_key, reference, charge_id, description)
 
-    @rpc
+    @rpc(roles=OPERATOR)
     def adjust(self, account_id, amount, idempotency_key, reason, operator):
-        return self.ledger.adjust(account_id, amount, idempotency_key, reason, operator)
+        return self.ledger.adjust(account_id, amount, idempotency_key, reason, operator, caller=self.caller)
 
-    @rpc
+    @rpc(roles=OPERATOR)
     def set_credit_limit(self, account_id, limit, operator):
-        return self.ledger.set_credit_limit(account_id, limit, operator)
+        return self.ledger.set_credit_limit(account_id, limit, operator, caller=self.caller)
 
     # -- reading
-    @rpc
+    @rpc(roles=GATEWAY | PAYMENTS | PROFILE | STAFF)
     def get_balance(self, account_id):
         return self.ledger.get_balance(account_id)
 
-    @rpc
+    @rpc(roles=GATEWAY | STAFF)
     def list_transactions(self, account_id, limit=50, cursor=None):
         return self.ledger.list_transactions(account_id, limit, cursor)
 
-    @rpc
+    @rpc(roles=OPERATOR)
     def audit(self):
         return self.ledger.audit()
 
-    @rpc
+    @rpc(roles=ORDERS | OPERATOR)
     def price(self, account_id, amount):
         return self.ledger.price(account_id, amount)
 
-    @rpc
+    @rpc(roles=GATEWAY | STAFF)
     def list_invoices(self, account_id, limit=50, cursor=None):
         return self.ledger.list_invoices(account_id, limit, cursor)
 
-    @rpc
+    @rpc(roles=GATEWAY | STAFF)
     def get_invoice(self, invoice_id, account_id=None):
         return self.ledger.get_invoice(invoice_id, account_id)
 
-    @rpc
+    @rpc(roles=GATEWAY | NOTIFIER | STAFF)
     def get_invoice_pdf(self, invoice_id, account_id=None):
         return self.pdfs.get(invoice_id, account_id)
 
-    @rpc
+    @rpc(roles=GATEWAY | OPERATOR)
     def payment_methods(self, account_id):
         return self.ledger.payment_methods(account_id)
 

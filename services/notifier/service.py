@@ -15,6 +15,7 @@ from services.common.events import handle_event
 from services.common.health import HealthCheck
 from services.common.logging import LogContext, configure
 from services.common.metrics import mail_deliveries, serve_metrics
+from services.common.roles import EVERYONE, GATEWAY, OPERATOR, STAFF, SUPPORT_DESK
 from services.common.rpc import ServiceRpc, rpc
 from services.notifier.application import Notifications, Sender, mail_by_state
 from services.notifier.mailer import SmtpMailer
@@ -50,20 +51,20 @@ class NotifierService:
     def health_check(self, request):
         return self.health.response()
 
-    @rpc
+    @rpc(roles=EVERYONE)
     def ping(self):
         return "pong"
 
     # -- for support staff and operators (docs/CONTRACTS.md, RPC)
-    @rpc
+    @rpc(roles=GATEWAY | STAFF)
     def list_sent(self, account_id, limit=50, cursor=None):
         return self.notifications.list_sent(account_id, limit, cursor)
 
-    @rpc
+    @rpc(roles=OPERATOR)
     def send_newsletter(self, subject, text, idempotency_key=None):
         return self.notifications.send_newsletter(subject, text, idempotency_key)
 
-    @rpc
+    @rpc(roles=SUPPORT_DESK)
     def notify(self, account_id, kind, data, idempotency_key):
         return self.notifications.notify(account_id, kind, data, idempotency_key)
 

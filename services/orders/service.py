@@ -12,6 +12,7 @@ from services.common.events import handle_event
 from services.common.health import HealthCheck
 from services.common.logging import LogContext, configure
 from services.common.metrics import serve_metrics
+from services.common.roles import EVERYONE, GATEWAY, OPERATOR, STAFF
 from services.common.rpc import ServiceRpc, rpc
 from services.orders.application import Orders, tick_seconds
 from services.orders.catalogue import load_catalogue, parse_ip_pools
@@ -66,57 +67,57 @@ class OrdersService:
     def health_check(self, request):
         return self.health.response()
 
-    @rpc
+    @rpc(roles=EVERYONE)
     def ping(self):
         return "pong"
 
     # -- for other Introserv systems (docs/CONTRACTS.md, RPC)
-    @rpc
+    @rpc(roles=GATEWAY | STAFF)
     def list_plans(self, kind=None):
         return self.orders.list_plans(kind)
 
-    @rpc
+    @rpc(roles=STAFF)
     def list_orders(self, account_id, status=None, limit=50, cursor=None):
         return self.orders.list_orders(account_id, status=status, limit=limit, cursor=cursor)
 
-    @rpc
+    @rpc(roles=STAFF)
     def get_order(self, order_id):
         return self.orders.get_order(order_id)
 
     # -- for the gateway: every call names the account, so another customer's order is not_found
-    @rpc
+    @rpc(roles=GATEWAY | OPERATOR)
     def list_active(self, account_id, limit=50, cursor=None):
         return self.orders.list_orders(account_id, limit=limit, cursor=cursor, active_only=True)
 
-    @rpc
+    @rpc(roles=GATEWAY | OPERATOR)
     def list_history(self, account_id, limit=50, cursor=None):
         return self.orders.list_orders(account_id, limit=limit, cursor=cursor)
 
-    @rpc
+    @rpc(roles=GATEWAY | OPERATOR)
     def get_customer_order(self, account_id, order_id):
         return self.orders.get_order(order_id, account_id)
 
-    @rpc
+    @rpc(roles=GATEWAY)
     def place_order(self, account_id, body, idempotency_key=None):
         return self.orders.place_order(account_id, body, idempotency_key)
 
-    @rpc
+    @rpc(roles=GATEWAY)
     def renew(self, account_id, order_id, body, idempotency_key=None):
         return self.orders.renew(account_id, order_id, body, idempotency_key)
 
-    @rpc
+    @rpc(roles=GATEWAY | OPERATOR)
     def change_plan_quote(self, account_id, order_id, plan_id):
         return self.orders.change_plan_quote(account_id, order_id, plan_id)
 
-    @rpc
+    @rpc(roles=GATEWAY)
     def change_plan(self, account_id, order_id, body, idempotency_key=None):
         return self.orders.change_plan(account_id, order_id, body, idempotency_key)
 
-    @rpc
+    @rpc(roles=GATEWAY | OPERATOR)
     def cancel_quote(self, account_id, order_id, when="now"):
         return self.orders.cancel_quote(account_id, order_id, when)
 
-    @rpc
+    @rpc(roles=GATEWAY)
     def cancel(self, account_id, order_id, body, idempotency_key=None):
         return self.orders.cancel(account_id, order_id, body, idempotency_key)
 

@@ -321,11 +321,11 @@ class AccountSecurity:
             ended = end_sessions(session, account.id, now)
             record_security_event(session, account, "account_frozen", ip, now, {"sessions_ended": ended})
 
-    def freeze_by_operator(self, account_id: str, operator) -> dict:
+    def freeze_by_operator(self, account_id: str, operator, caller: str | None = None) -> dict:
         """Support freezes an account (a caller says someone else is in it): as the customer's own freeze.
 
-        The timeline names the operator; the customer gets no "as you asked" e-mail, since they did not
-        ask. Freezing a frozen account changes nothing.
+        The timeline names the operator and the broker login that asked; the customer gets no "as you
+        asked" e-mail, since they did not ask. Freezing a frozen account changes nothing.
         """
         operator = domain.operator_name(operator)
         now = self.clock.now()
@@ -336,10 +336,13 @@ class AccountSecurity:
                 account.updated_at = now
                 ended = end_sessions(session, account.id, now)
                 record_security_event(session, account, "account_frozen", None, now,
-                                      {"operator": operator, "sessions_ended": ended}, notify=False)
+                                      {"operator": operator, "caller": caller, "sessions_ended": ended},
+                                      notify=False)
             return {"account_id": account.id, "frozen": True}
 
-    def unfreeze(self, account_id: str, operator) -> dict:
+    def unfreeze(self, account_id: str, operator, caller: str | None = None) -> dict:
+        """Support lets the account log in again; the timeline keeps the operator's name and
+        the broker login that asked."""
         operator = domain.operator_name(operator)
         now = self.clock.now()
         with self.uow.transaction() as session:
@@ -348,7 +351,7 @@ class AccountSecurity:
                 account.frozen = False
                 account.updated_at = now
                 record_security_event(session, account, "account_unfrozen", None, now,
-                                      {"operator": operator}, notify=False)
+                                      {"operator": operator, "caller": caller}, notify=False)
             return {"account_id": account.id, "frozen": False}
 
     def account_overview(self, account_id: str) -> dict:

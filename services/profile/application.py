@@ -233,7 +233,9 @@ class Profiles:
                                                                     "vat_id_check": account.vat_id_check})
             return domain.profile_view(account)
 
-    def change_country(self, account_id: str, country: str, ticket_id: str) -> dict:
+    def change_country(self, account_id: str, country: str, ticket_id: str, caller: str | None = None) -> dict:
+        """Support changes the country (it is immutable for the customer); the timeline keeps the
+        ticket and the broker login that asked."""
         from services.profile.schemas import normalise_country
         from marshmallow import ValidationError as FieldError
         if not isinstance(ticket_id, str) or not ticket_id.strip() or len(ticket_id) > 64:
@@ -248,12 +250,17 @@ class Profiles:
             previous = account.country
             account.country = country
             account.updated_at = self.clock.now()
+            record_security_event(session, account, "country_changed", None, account.updated_at,
+                                  {"from": previous, "to": country, "ticket_id": ticket_id.strip(),
+                                   "caller": caller}, notify=False)
             publish_later(session, "country_changed", {"account_id": account.id, "from": previous,
                                                        "to": country, "ticket_id": ticket_id.strip(),
                                                        **buyer_fields(account)})
             return domain.profile_view(account)
 
-    def review_company(self, account_id: str, approved: bool, operator: str) -> dict:
+    def review_company(self, account_id: str, approved: bool, operator: str, caller: str | None = None) -> dict:
+        """An operator's verdict on the company; the timeline keeps it with the operator's name
+        and the broker login that asked."""
         if not isinstance(approved, bool) or not isinstance(operator, str) or not operator.strip():
             raise DomainError("validation_error", "approved (bool) and operator are required.",
                               fields={"approved": ["required"], "operator": ["required"]})
@@ -261,6 +268,9 @@ class Profiles:
             account = account_or_not_found(session, account_id, lock=True)
             account.company_verification = domain.review_outcome(_company(account), approved)
             account.updated_at = self.clock.now()
+            record_security_event(session, account, "company_reviewed", None, account.updated_at,
+                                  {"approved": approved, "operator": operator.strip(), "caller": caller},
+                                  notify=False)
             publish_later(session, "company_reviewed", {
                 "account_id": account.id, "approved": approved, "operator": operator.strip(),
                 "company_verification": account.company_verification, **buyer_fields(account)})

@@ -9,6 +9,7 @@ from services.common.database import Database
 from services.common.health import HealthCheck
 from services.common.logging import LogContext, configure
 from services.common.metrics import serve_metrics
+from services.common.roles import EVERYONE, GATEWAY, PROFILE
 from services.common.rpc import rpc
 from services.verification.application import (Verifications, countries_from_environment,
                                                telephony_from_environment)
@@ -55,25 +56,25 @@ class VerificationService:
     def health_check(self, request):
         return self.health.response()
 
-    @rpc
+    @rpc(roles=EVERYONE)
     def ping(self):
         return "pong"
 
     # -- docs/CONTRACTS.md: for the gateway and other Introserv systems
-    @rpc
+    @rpc(roles=GATEWAY)
     def start(self, account_id, phone, channel, purpose, operation=None, language="en"):
         return self.verifications.start(account_id, phone, channel, purpose, operation, language)
 
-    @rpc
+    @rpc(roles=GATEWAY)
     def check(self, verification_id, code, account_id=None):
         return self.verifications.check(verification_id, code, account_id)
 
     # -- docs/CONTRACTS.md: for profile, to record a verified phone before the customer reads it
-    @rpc
+    @rpc(roles=PROFILE)
     def verified_phone(self, account_id, verification_id):
         return self.verifications.verified_phone(account_id, verification_id)
 
     # -- docs/CONTRACTS.md: for the services that guard sensitive operations
-    @rpc
+    @rpc(roles=PROFILE)
     def use_operation_proof(self, account_id, verification_id, operation, reference=None):
         return self.verifications.use_operation_proof(account_id, verification_id, operation, reference)

@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from nameko.standalone.rpc import ClusterRpcProxy
 
 from services.common.config import ROOT
 from tests.e2e.conftest import stack  # noqa: F401  (the session's stack, shared with the e2e tests)
-from tests.support import eventually
+from tests.support import bus_client, eventually
 
 SCREENSHOTS = ROOT / "var" / "screenshots"
 # The machine has no network: Chromium must not try to reach Google's services either.
@@ -90,7 +89,15 @@ def ready(page, path: str):
 
 @pytest.fixture(scope="module")
 def rpc(stack):
-    with ClusterRpcProxy({"AMQP_URI": stack.env["AMQP_URI"], "serializer": "json"}, timeout=10) as client:
+    """Support staff's tools over RPC (``operator``): every read."""
+    with bus_client(stack.env, "operator") as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def payments(stack):
+    """The payment system over RPC (``payments``): it credits payments."""
+    with bus_client(stack.env, "payments") as client:
         yield client
 
 

@@ -166,7 +166,7 @@ def test_ip_restriction_warns_before_locking_out_and_2fa_logs_in_with_a_code(ope
     assert page.locator("#events tbody").get_by_text("Two-factor authentication turned on").count() == 1
 
 
-def test_order_a_vps_change_its_plan_cancel_it_and_find_the_refund_and_credit_note(open_panel, rpc):
+def test_order_a_vps_change_its_plan_cancel_it_and_find_the_refund_and_credit_note(open_panel, rpc, payments):
     page = open_panel()
     login = f"b{uuid.uuid4().hex[:10]}"
     register(page, login)
@@ -178,7 +178,7 @@ def test_order_a_vps_change_its_plan_cancel_it_and_find_the_refund_and_credit_no
     page.locator("#profile-form").get_by_role("button", name="Save").click()
     page.locator("#profile-form .form-done").filter(has_text="Saved").wait_for()
     account = rpc.profile.find_by_login(login)["id"]
-    rpc.ledger.credit_payment(account, {"amount": "100.00", "currency": "EUR"}, f"pay-{uuid.uuid4()}", "bank")
+    payments.ledger.credit_payment(account, {"amount": "100.00", "currency": "EUR"}, f"pay-{uuid.uuid4()}", "bank")
 
     ready(page, "/balance")
     assert "100.00 EUR" in page.locator("#balance").inner_text()
@@ -316,14 +316,14 @@ def test_a_password_change_is_confirmed_by_a_call_once_the_customer_asks_for_it(
     assert requests.post(sessions, json={"login": login, "password": PASSWORD}, timeout=10).status_code == 401
 
 
-def test_a_long_list_shows_its_first_page_and_the_rest_on_asking(open_panel, rpc):
+def test_a_long_list_shows_its_first_page_and_the_rest_on_asking(open_panel, rpc, payments):
     page = open_panel()
     login = f"b{uuid.uuid4().hex[:10]}"
     register(page, login)
     log_in(page, login)
     account = rpc.profile.find_by_login(login)["id"]
     for number in range(1, 26):
-        rpc.ledger.credit_payment(account, {"amount": f"{number}.00", "currency": "EUR"}, f"pay-{uuid.uuid4()}", "bank")
+        payments.ledger.credit_payment(account, {"amount": f"{number}.00", "currency": "EUR"}, f"pay-{uuid.uuid4()}", "bank")
 
     ready(page, "/balance")
     rows = page.locator("#transactions tbody tr")

@@ -9,7 +9,7 @@ import pytest
 from deploy.local import DEV_PORTS, Stack, free_port
 from services.common.clock import move_clock
 from services.common.config import HEALTH_PORTS
-from tests.support import Api, database_env, databases, rabbit_vhost
+from tests.support import Api, bus_client, database_env, databases, rabbit_vhost
 
 STACK_ENV = {
     "ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "8192",   # cheap hashing in tests
@@ -44,6 +44,20 @@ def stack(tmp_path_factory):
 @pytest.fixture(scope="session")
 def api(stack):
     return Api(stack.gateway_url)
+
+
+@pytest.fixture(scope="session")
+def staff(stack):
+    """Support staff's tools over RPC (the ``operator`` login): the operator methods and every read."""
+    with bus_client(stack.env, "operator") as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def payments(stack):
+    """The payment system over RPC (the ``payments`` login): it credits payments."""
+    with bus_client(stack.env, "payments") as client:
+        yield client
 
 
 @pytest.fixture

@@ -19,13 +19,12 @@ from datetime import datetime, timedelta
 import pyotp
 import pytest
 import requests
-from nameko.standalone.rpc import ClusterRpcProxy
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from services.common.clock import move_clock
 from tests.e2e.conftest import running_stack
-from tests.support import Api, error_code
+from tests.support import Api, bus_client, error_code
 
 PASSWORD = "a long and unusual passphrase 7"
 NEW_PASSWORD = "another long passphrase 8"
@@ -295,8 +294,8 @@ def test_a_frozen_account_gets_no_reset_link_and_an_earlier_link_is_dead(gateway
     assert len(outbox(proxied, "password_reset_requested", anna["id"])) == 1  # only the one before the freeze
     dead = confirm(gateway, token)
     assert dead.status_code == 410 and error_code(dead) == "token_expired"
-    with ClusterRpcProxy({"AMQP_URI": proxied.env["AMQP_URI"], "serializer": "json"}, timeout=10) as rpc:
-        rpc.profile.unfreeze(anna["id"], "support:ola")
+    with bus_client(proxied.env, "operator") as staff:
+        staff.profile.unfreeze(anna["id"], "support:ola")
     assert confirm(gateway, token).status_code == 410  # unfreezing does not bring it back
     assert log_in(gateway, anna, here).status_code == 201
 
@@ -498,8 +497,8 @@ def test_what_the_panel_reads_after_each_answer_already_says_it(gateway, proxied
     assert me.get("/api/v1/security", headers=at(here)).json()["two_factor_enabled"] is True
     assert error_code(log_in(gateway, anna, here)) == "otp_required"
     # an order paid from the balance
-    with ClusterRpcProxy({"AMQP_URI": proxied.env["AMQP_URI"], "serializer": "json"}, timeout=10) as rpc:
-        rpc.ledger.credit_payment(anna["id"], {"amount": "100.00", "currency": "EUR"}, f"pay-{uuid.uuid4()}", "bank")
+    with bus_client(proxied.env, "payments") as payments:
+        payments.ledger.credit_payment(anna["id"], {"amount": "100.00", "currency": "EUR"}, f"pay-{uuid.uuid4()}", "bank")
     plan = gateway.get("/api/v1/plans?kind=vps").json()["items"][0]
     fields = {spec["name"]: (spec["options"][0]["value"] if isinstance(spec["options"][0], dict) else spec["options"][0])
               if spec["type"] == "choice" else "web1.example.com" for spec in plan["required_fields"]}

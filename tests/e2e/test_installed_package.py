@@ -19,7 +19,7 @@ import requests
 
 from deploy.local import free_port
 from services.common.config import ROOT, SERVICES
-from tests.support import eventually, rabbit_vhost
+from tests.support import eventually, rabbit_vhost, role_uri
 
 pytestmark = pytest.mark.slow
 
@@ -97,7 +97,8 @@ def test_a_service_installed_from_the_wheel_starts_outside_the_checkout_and_keep
     with rabbit_vhost() as amqp:
         env = {name: value for name, value in os.environ.items()
                if name not in ("PYTHONPATH", "VAR_DIR") and not name.endswith("_DATABASE_URL")}
-        env.update(AMQP_URI=amqp, PROFILE_HTTP_ADDRESS=f"127.0.0.1:{port}", LOG_FORMAT="json")
+        env.update(AMQP_URI=amqp, PROFILE_AMQP_URI=role_uri(amqp, "profile"), PROFILE_HTTP_ADDRESS=f"127.0.0.1:{port}",
+                   LOG_FORMAT="json")
         where = subprocess.run([str(installed), "-c", "import services.profile.service as s; print(s.__file__)"],
                                cwd=elsewhere, env=env, check=True, capture_output=True, text=True).stdout
         assert where.startswith(str(installed.parent.parent)), where   # the venv's copy, not the checkout's

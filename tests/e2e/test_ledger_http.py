@@ -5,10 +5,9 @@ import io
 import uuid
 
 import pytest
-from nameko.standalone.rpc import ClusterRpcProxy
 from pypdf import PdfReader
 
-from tests.support import error_code
+from tests.support import bus_client, error_code
 
 pytestmark = pytest.mark.e2e
 
@@ -20,18 +19,19 @@ def eur(amount: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def rpc(stack):
-    with ClusterRpcProxy({"AMQP_URI": stack.env["AMQP_URI"], "serializer": "json"}, timeout=10) as client:
+def orders_service(stack):
+    """Charges come from the orders service alone: its login."""
+    with bus_client(stack.env, "orders") as client:
         yield client
 
 
-def test_a_customer_sees_payments_charges_invoices_and_their_pdf(customer, rpc):
+def test_a_customer_sees_payments_charges_invoices_and_their_pdf(customer, payments, orders_service):
     anna = customer(postal_address=POSTAL)
     account = anna.profile["id"]
     assert anna.get("/api/v1/balance").json() == {"balance": eur("0.00")}
 
-    payment = rpc.ledger.credit_payment(account, eur("50.00"), f"pay-{uuid.uuid4()}", "P-1", "blik")
-    charge = rpc.ledger.charge(account, eur("12.30"), f"charge-{uuid.uuid4()}", "order-1", "VPS S, 1 month")
+    payment = payments.ledger.credit_payment(account, eur("50.00"), f"pay-{uuid.uuid4()}", "P-1", "blik")
+    charge = orders_service.ledger.charge(account, eur("12.30"), f"charge-{uuid.uuid4()}", "order-1", "VPS S, 1 month")
 
     assert anna.get("/api/v1/balance").json() == {"balance": eur("37.70")}
     page = anna.get("/api/v1/balance/transactions?limit=1")
@@ -81,10 +81,11 @@ def mapped_libraries(pid: int) -> set[str]:
         return {line.split()[-1].rsplit("/", 1)[-1] for line in maps if line.rstrip().endswith(".so")}
 
 
-def test_pdfs_are_rendered_by_the_document_worker_never_by_the_ledger_that_charges(customer, rpc, stack):
+def test_pdfs_are_rendered_by_the_document_worker_never_by_the_ledger_that_charges(customer, payments,
+                                                                                  orders_service, stack):
     anna = customer()
-    rpc.ledger.credit_payment(anna.profile["id"], eur("20.00"), f"pay-{uuid.uuid4()}", "P-1")
-    charge = rpc.ledger.charge(anna.profile["id"], eur("9.90"), f"charge-{uuid.uuid4()}", "order-2", "VPS S")
+    payments.ledger.credit_payment(anna.profile["id"], eur("20.00"), f"pay-{uuid.uuid4()}", "P-1")
+    charge = orders_service.ledger.charge(anna.profile["id"], eur("9.90"), f"charge-{uuid.uuid4()}", "order-2", "VPS S")
     assert anna.get(f"/api/v1/invoices/{charge['invoice_id']}/pdf").content.startswith(b"%PDF")
     # ReportLab's C accelerator is loaded with ReportLab: in the worker, and not in the ledger.
     assert "_rl_accel.abi3.so" in mapped_libraries(stack.pid("ledger_documents"))

@@ -7,19 +7,12 @@ from collections import Counter
 
 import pytest
 import requests
-from nameko.standalone.rpc import ClusterRpcProxy
 
 from tests.support import error_code, eventually
 
 pytestmark = pytest.mark.e2e
 
 POSTAL = {"line1": "ul. Prosta 1", "city": "Warszawa", "postcode": "00-001", "country": "PL"}
-
-
-@pytest.fixture(scope="module")
-def rpc(stack):
-    with ClusterRpcProxy({"AMQP_URI": stack.env["AMQP_URI"], "serializer": "json"}, timeout=10) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +37,12 @@ def order_form(plan):
     return fields
 
 
-def test_placing_an_order_mails_the_invoices_address_once(customer, rpc, mailbox):
+def test_placing_an_order_mails_the_invoices_address_once(customer, payments, mailbox):
     anna = customer(postal_address=POSTAL)
     billing = f"billing-{uuid.uuid4().hex[:8]}@firma.example"
     saved = anna.put("/api/v1/profile/notifications", {"emails": {"invoices": billing}})
     assert saved.status_code == 200, saved.text
-    rpc.ledger.credit_payment(anna.profile["id"], {"amount": "50.00", "currency": "EUR"}, f"pay-{uuid.uuid4()}",
+    payments.ledger.credit_payment(anna.profile["id"], {"amount": "50.00", "currency": "EUR"}, f"pay-{uuid.uuid4()}",
                               "P-1", "blik")
     plan = next(p for p in anna.get("/api/v1/plans?kind=vps").json()["items"] if p["id"] == "vps-s")
     placed = anna.post("/api/v1/orders", {"plan_id": plan["id"], "period_months": 1, "fields": order_form(plan)},

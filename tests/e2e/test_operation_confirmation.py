@@ -8,8 +8,6 @@ import uuid
 
 import pytest
 import requests
-from nameko.standalone.rpc import ClusterRpcProxy
-
 from tests.support import error_code
 
 POSTAL = {"line1": "ul. Prosta 1", "city": "Warszawa", "postcode": "00-001", "country": "PL"}
@@ -17,9 +15,8 @@ VPS = {"plan_id": "vps-s", "period_months": 1, "fields": {"hostname": "web1.exam
 
 
 @pytest.fixture
-def rpc(stack):
-    with ClusterRpcProxy({"AMQP_URI": stack.env["AMQP_URI"], "serializer": "json"}, timeout=10) as client:
-        yield client
+def rpc(staff):
+    return staff
 
 
 @pytest.fixture
@@ -40,7 +37,8 @@ def call_me(stack):
     return verify
 
 
-def test_confirmations_guard_password_ip_list_and_cancel_until_turned_off(customer, call_me, rpc, move_time):
+def test_confirmations_guard_password_ip_list_and_cancel_until_turned_off(customer, call_me, rpc, payments,
+                                                                         move_time):
     phone = f"+48601{uuid.uuid4().int % 1_000_000:06d}"
     anna = customer(phone=phone, postal_address=POSTAL)
     switch = {"enabled": True, "password": anna.password}
@@ -67,7 +65,7 @@ def test_confirmations_guard_password_ip_list_and_cancel_until_turned_off(custom
                                                    "verification_id": proof})
     assert again.status_code == 410 and error_code(again) == "verification_expired"  # spent once
 
-    rpc.ledger.credit_payment(anna.profile["id"], {"amount": "100.00", "currency": "EUR"}, f"pay-{uuid.uuid4()}", None)
+    payments.ledger.credit_payment(anna.profile["id"], {"amount": "100.00", "currency": "EUR"}, f"pay-{uuid.uuid4()}", None)
     order = anna.post("/api/v1/orders", VPS)
     assert order.status_code == 201 and order.json()["status"] == "active", order.text
     cancel = f"/api/v1/orders/{order.json()['id']}/cancel"

@@ -29,17 +29,19 @@ OPERATOR = "support:ola"
 
 @pytest.fixture(scope="module")
 def operator_amqp_uri(stack):
-    """The operator role's login. Until the bus has a login per role, the stack vhost's only user (guest)."""
-    return stack.env["AMQP_URI"]
+    """The operator role's login."""
+    return stack.env["OPERATOR_AMQP_URI"]
 
 
 @pytest.fixture(scope="module")
-def ops(operator_amqp_uri):
-    """``ops("show", "anna", "--json", input="y\\n")``: the CLI's result (exit_code, stdout, stderr)."""
+def ops(stack, operator_amqp_uri):
+    """``ops("show", "anna", "--json", input="y\\n")``: the CLI's result (exit_code, stdout, stderr); the
+    dead letters as the stack broker's administrator (guest)."""
     runner = CliRunner()
 
     def run(*args, input: str | None = None):
-        return runner.invoke(cli, ["--amqp-uri", operator_amqp_uri, "--operator", OPERATOR, *args], input=input)
+        return runner.invoke(cli, ["--amqp-uri", operator_amqp_uri, "--admin-amqp-uri", stack.env["AMQP_URI"],
+                                   "--operator", OPERATOR, *args], input=input)
     return run
 
 
@@ -195,10 +197,10 @@ def test_the_audit_finds_the_books_sound(ops):
     assert human.exit_code == 0 and "sound" in human.stdout
 
 
-def test_dead_letters_are_listed_shown_and_replayed_to_their_handler(ops, operator_amqp_uri):
+def test_dead_letters_are_listed_shown_and_replayed_to_their_handler(ops, stack):
     queues = ["evt-orders-order_activated--notifier.order_activated",
               "evt-profile-security_code_set--notifier.security_code_set"]
-    poisons = {queue: park_a_poison(operator_amqp_uri, queue) for queue in queues}
+    poisons = {queue: park_a_poison(stack.env, queue) for queue in queues}
     parked = {queue: eventually(lambda q=queue: dead_letter(ops, q, poisons[q])) for queue in queues}
 
     event = parked[queues[0]]
@@ -231,25 +233,26 @@ def test_the_console_script_reads_its_broker_from_the_environment(operator_amqp_
     assert missing.returncode == 3 and "not_found" in missing.stderr
 
 
-def test_the_readme_example_credits_a_payment(operator_amqp_uri, customer):
+def test_the_readme_example_credits_a_payment(stack, customer):
     """clients/README.md's first example, run as it is written, with a real account id."""
     readme = (Path(__file__).parents[2] / "clients" / "README.md").read_text()
     example = readme.split("## Crediting a payment", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     anna = customer()
     program = example.replace("9f1c…-account-id", anna.profile["id"])
     ran = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "PAYMENTS_AMQP_URI": operator_amqp_uri})
+                         env={**os.environ, "PAYMENTS_AMQP_URI": stack.env["PAYMENTS_AMQP_URI"]})
     assert ran.returncode == 0, ran.stderr
     assert "12.50" in ran.stdout and anna.get("/api/v1/balance").json()["balance"] == eur("12.50")
 
 
-def test_the_payment_system_and_the_support_desk_call_through_the_facades(stack, customer, operator_amqp_uri):
+def test_the_payment_system_and_the_support_desk_call_through_the_facades(stack, customer):
     """The README's examples: a payment credited, a support reply mailed to the customer."""
     anna = customer()
-    with RpcClient(operator_amqp_uri, name="payments") as client:
+    with RpcClient(stack.env["PAYMENTS_AMQP_URI"], name="payments") as client:
         paid = Ledger(client).credit_payment(anna.profile["id"], Money(Decimal("12.50"), "EUR"),
                                              idempotency_key="bank:2026/11/0042", reference="2026/11/0042")
         assert paid["balance_after"] == Money(Decimal("12.50"), "EUR")
+    with RpcClient(stack.env["SUPPORT_DESK_AMQP_URI"], name="support_desk") as client:
         sent = Notifier(client).notify(anna.profile["id"], "support_reply",
                                        {"ticket_id": "T-7", "ticket_subject": "Invoice address",
                                         "reply": "We have corrected it."}, idempotency_key="desk:T-7:1")
@@ -260,11 +263,12 @@ def test_the_payment_system_and_the_support_desk_call_through_the_facades(stack,
 # -- dead letters, made for the test
 
 
-def park_a_poison(amqp_uri: str, queue: str) -> str:
-    """An event its handler cannot take, published as the outbox relay publishes events; its message id."""
+def park_a_poison(env: dict, queue: str) -> str:
+    """An event its handler cannot take, published as the outbox relay publishes events (by the source
+    service's own login: no other may publish its events); its message id."""
     source, event_type = queue[len("evt-"):].split("--")[0].split("-", 1)
     message_id = str(uuid.uuid4())
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_uri))
+    connection = pika.BlockingConnection(pika.URLParameters(env[f"{source.upper()}_AMQP_URI"]))
     try:
         channel = connection.channel()
         channel.confirm_delivery()

@@ -8,8 +8,6 @@ import uuid
 from datetime import date, datetime, timezone
 
 import pytest
-from nameko.standalone.rpc import ClusterRpcProxy
-
 from services.common.money import Money
 from tests.support import error_code, eventually
 
@@ -18,13 +16,12 @@ VPS = {"plan_id": "vps-s", "period_months": 1, "fields": {"hostname": "web1.exam
 
 
 @pytest.fixture(scope="module")
-def rpc(stack):
-    with ClusterRpcProxy({"AMQP_URI": stack.env["AMQP_URI"], "serializer": "json"}, timeout=10) as client:
-        yield client
+def rpc(staff):
+    return staff
 
 
-def pay(rpc, account_id: str, amount: str) -> None:
-    rpc.ledger.credit_payment(account_id, {"amount": amount, "currency": "EUR"}, f"pay-{uuid.uuid4()}", "bank")
+def pay(payments, account_id: str, amount: str) -> None:
+    payments.ledger.credit_payment(account_id, {"amount": amount, "currency": "EUR"}, f"pay-{uuid.uuid4()}", "bank")
 
 
 def money(wire) -> Money:
@@ -45,10 +42,10 @@ def test_plans_are_listed_per_kind_and_a_bad_kind_is_refused(api):
     assert error_code(api.get("/api/v1/plans?kind=boat")) == "validation_error"
 
 
-def test_order_renew_upgrade_downgrade_cancel_over_http_with_clean_books(customer, rpc):
+def test_order_renew_upgrade_downgrade_cancel_over_http_with_clean_books(customer, rpc, payments):
     anna = customer(postal_address=POSTAL)
     account = anna.profile["id"]
-    pay(rpc, account, "200.00")
+    pay(payments, account, "200.00")
     headers = key()
     created = anna.post("/api/v1/orders", VPS, headers=headers)
     assert created.status_code == 201, created.text
@@ -93,9 +90,9 @@ def test_order_renew_upgrade_downgrade_cancel_over_http_with_clean_books(custome
     assert rpc.ledger.audit() == []
 
 
-def test_bad_input_and_another_customers_order(customer, rpc):
+def test_bad_input_and_another_customers_order(customer, payments):
     anna, piotr = customer(postal_address=POSTAL), customer(postal_address=POSTAL)
-    pay(rpc, anna.profile["id"], "50.00")
+    pay(payments, anna.profile["id"], "50.00")
     order = anna.post("/api/v1/orders", VPS).json()
     for path in (f"/api/v1/orders/{order['id']}", f"/api/v1/orders/{order['id']}/cancel/quote"):
         assert error_code(piotr.get(path)) == "not_found"
@@ -127,9 +124,10 @@ def wait_for_status(api, order_id: str, status: str, seconds: float = 20.0) -> d
     return eventually(moved, timeout=seconds)
 
 
-def test_the_clock_makes_an_unrenewed_order_overdue_then_suspended_then_closed(customer, api, rpc, move_time):
+def test_the_clock_makes_an_unrenewed_order_overdue_then_suspended_then_closed(customer, api, rpc, payments,
+                                                                             move_time):
     anna = customer(postal_address=POSTAL)
-    pay(rpc, anna.profile["id"], "9.90")
+    pay(payments, anna.profile["id"], "9.90")
     order = anna.post("/api/v1/orders", VPS).json()
     today = datetime.now(timezone.utc).date()
     to_paid_until = (date.fromisoformat(order["paid_until"]) - today).days

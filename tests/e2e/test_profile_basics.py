@@ -5,8 +5,6 @@ import time
 import uuid
 
 import pytest
-from nameko.standalone.rpc import ClusterRpcProxy
-
 from tests.support import error_code
 
 
@@ -18,9 +16,8 @@ def registration(**overrides):
 
 
 @pytest.fixture
-def rpc(stack):
-    with ClusterRpcProxy({"AMQP_URI": stack.env["AMQP_URI"], "serializer": "json"}, timeout=10) as client:
-        yield client
+def rpc(staff):
+    return staff
 
 
 def test_polish_names_round_trip_through_registration_and_profile(api):

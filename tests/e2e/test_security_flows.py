@@ -17,7 +17,7 @@ from sqlalchemy.pool import NullPool
 
 from services.common.clock import move_clock
 from tests.e2e.conftest import running_stack
-from tests.support import Api, error_code
+from tests.support import Api, bus_client, error_code
 
 PASSWORD = "a long and unusual passphrase 7"
 
@@ -241,14 +241,13 @@ def test_password_change_new_ip_login_and_the_security_timeline(gateway, proxied
 
 
 def test_freeze_ends_all_sessions_and_blocks_logins(gateway, proxied):
-    from nameko.standalone.rpc import ClusterRpcProxy
     profile, me = customer(gateway)
     assert me.post("/api/v1/security/freeze", headers=from_ip("198.51.100.7")).status_code == 204
     assert me.get("/api/v1/profile", headers=from_ip("198.51.100.7")).status_code == 401
     frozen = log_in(gateway, profile)
     assert frozen.status_code == 403 and error_code(frozen) == "account_frozen"
-    with ClusterRpcProxy({"AMQP_URI": proxied.env["AMQP_URI"], "serializer": "json"}, timeout=10) as rpc:
-        rpc.profile.unfreeze(profile["id"], "support:ola")
+    with bus_client(proxied.env, "operator") as staff:
+        staff.profile.unfreeze(profile["id"], "support:ola")
     assert log_in(gateway, profile).status_code == 201
 
 

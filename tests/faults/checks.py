@@ -42,9 +42,9 @@ def new_customer(world, balance: str):
     session = world.api.post("/api/v1/sessions", {"login": login, "password": password})
     assert session.status_code == 201, session.text
     client = world.api.as_customer(session.json()["token"], profile=created.json(), password=password)
-    with world.rpc() as rpc:
-        rpc.ledger.credit_payment(created.json()["id"], {"amount": balance, "currency": "EUR"},
-                                  f"pay-{login}", "bank-transfer")
+    with world.rpc("payments") as payments:
+        payments.ledger.credit_payment(created.json()["id"], {"amount": balance, "currency": "EUR"},
+                                       f"pay-{login}", "bank-transfer")
     world.accounts.append(client.profile)
     return client
 

@@ -19,9 +19,11 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
+from deploy.bus import Rabbitmqctl, provision_local_logins
 from deploy.local import DEV_PORTS, Stack, free_port
 from services.common.config import HEALTH_PORTS, ROOT, SERVICES
-from tests.support import Api
+from services.common.roles import ROLES
+from tests.support import Api, bus_client
 
 # Debian's layout; the newest installed major version.
 PG_BIN = max(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda path: int(path.parent.name), default=None)
@@ -85,6 +87,11 @@ class Rabbit:
                        env=self.env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_port(self.port, up=True, seconds=60)
 
+    def provision(self) -> None:
+        """Every role's login (password = name) and permissions, as ``make run`` makes them, through
+        ``rabbitmqctl``: the node has no management API of its own."""
+        provision_local_logins(self.amqp_uri, sorted(ROLES), broker=Rabbitmqctl(self.node, self.env))
+
     def stop(self) -> None:
         subprocess.run(["rabbitmqctl", "-n", self.node, "stop"], env=self.env, check=False,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
@@ -130,6 +137,7 @@ def world(request):
     (base / "rabbit").mkdir()
     rabbit, postgres = Rabbit(base / "rabbit"), None
     rabbit.start()
+    rabbit.provision()
     stack = None
     try:
         postgres = Postgres(base / "pg")
@@ -169,6 +177,6 @@ class World:
         self.api = Api(stack.gateway_url)
         self.accounts: list[dict] = []     # every customer of the session: the invoice numbers span them all
 
-    def rpc(self):
-        from nameko.standalone.rpc import ClusterRpcProxy
-        return ClusterRpcProxy({"AMQP_URI": self.rabbit.amqp_uri, "serializer": "json"}, timeout=30)
+    def rpc(self, role: str = "operator"):
+        """An RPC client logged in as ``role``: support staff's tools unless told."""
+        return bus_client(self.stack.env, role, timeout=30)

@@ -112,7 +112,7 @@ def test_a_poison_event_is_dead_lettered_and_does_not_block_the_events_behind_it
     counts = settled(world, [client], seconds=30)   # its activation e-mail arrives while the poison retries
     assert counts["activation_emails"] == 1
 
-    env = {**os.environ, "OPERATOR_AMQP_URI": world.rabbit.amqp_uri}
+    env = {**os.environ, "AMQP_URI": world.rabbit.amqp_uri}   # dead letters are the administrator's
     deadletters = [sys.executable, "-m", "introserv_clients", "deadletters"]   # introserv-ops deadletters
     deadline = time.monotonic() + 120
     while True:

@@ -1,7 +1,7 @@
 """The bus permissions of deploy/bus_definitions.py on a real RabbitMQ: enough for Nameko, no more.
 
-Each role gets a login of its own in a private vhost, with the resource and topic permissions that
-deploy/k8s gives it. The services then run in-process, each logged in as itself: a registration
+Each role logs in as itself in a private vhost, with the resource and topic permissions that
+deploy/k8s gives it (deploy/bus.py's). The services then run in-process, each logged in as itself: a registration
 through a gateway stand-in must reach the ledger and the notifier as events, and the notifier
 must call profile back. Then what a role must not do is refused by the broker itself.
 """
@@ -10,10 +10,8 @@ from __future__ import annotations
 import time
 import uuid
 from contextlib import contextmanager
-from urllib.parse import quote, urlparse
 
 import pytest
-import requests
 from amqp.exceptions import AccessRefused
 from kombu import Connection, Exchange, Queue
 from nameko.containers import ServiceContainer
@@ -22,39 +20,21 @@ from prometheus_client import REGISTRY
 
 from deploy import bus_definitions
 from deploy.local import free_port
-from services.common.rpc import ServiceRpc
+from services.common.rpc import ClusterRpcProxy, ServiceRpc
 from services.ledger.documents.service import LedgerDocumentsService
 from services.ledger.service import LedgerService
 from services.notifier.service import NotifierService
 from services.profile.service import ProfileService
-from tests.support import RABBIT_API, RABBIT_AUTH, database_env, kill_together
+from tests.support import database_env, kill_together, role_uri
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def logins(amqp_uri):
-    """``logins[role]``: an AMQP URI logging in as that role, with deploy/k8s's permissions."""
-    vhost = urlparse(amqp_uri).path.lstrip("/")
-    prefix = f"perm-{uuid.uuid4().hex[:8]}"
-    made, uris = [], {}
-    try:
-        for role in bus_definitions.ROLES:
-            user, password = f"{prefix}-{role}", uuid.uuid4().hex
-            api = f"{RABBIT_API}/users/{quote(user, safe='')}"
-            requests.put(api, auth=RABBIT_AUTH, json={"password": password, "tags": ""}, timeout=10).raise_for_status()
-            made.append(api)
-            where = f"{quote(vhost, safe='')}/{quote(user, safe='')}"
-            requests.put(f"{RABBIT_API}/permissions/{where}", auth=RABBIT_AUTH, timeout=10,
-                         json=bus_definitions.permissions(role)).raise_for_status()
-            for grant in bus_definitions.topic_permissions(role):
-                requests.put(f"{RABBIT_API}/topic-permissions/{where}", auth=RABBIT_AUTH, timeout=10,
-                             json=grant).raise_for_status()
-            uris[role] = f"amqp://{user}:{password}@127.0.0.1:5672/{vhost}"
-        yield uris
-    finally:
-        for api in made:
-            requests.delete(api, auth=RABBIT_AUTH, timeout=10)
+    """``logins[role]``: an AMQP URI logging in as that role; the test vhost gives each role the
+    permissions and topic permissions deploy/k8s's definitions give it (deploy/bus.py's)."""
+    return {role: role_uri(amqp_uri, role) for role in bus_definitions.ROLES}
 
 
 class GatewayStandIn:
@@ -74,11 +54,8 @@ class GatewayStandIn:
         return self.notifier.list_sent(account_id)["items"]
 
     @dummy
-    def invoice_pdf(self, account_id):
-        """A payment and a charge (here as the payment system and orders would), then its invoice's PDF."""
-        self.ledger.credit_payment(account_id, {"amount": "20.00", "currency": "EUR"}, "pay-1", "P-1")
-        charge = self.ledger.charge(account_id, {"amount": "9.90", "currency": "EUR"}, "charge-1", "order-1", "VPS S")
-        return charge["invoice_id"], self.ledger.get_invoice_pdf(charge["invoice_id"], account_id)
+    def invoice_pdf(self, account_id, invoice_id):
+        return self.ledger.get_invoice_pdf(invoice_id, account_id)
 
 
 @pytest.fixture
@@ -130,7 +107,7 @@ def test_each_service_logged_in_as_itself_serves_calls_and_events(services_as_th
 
 
 def test_the_ledger_asks_its_document_worker_and_the_worker_takes_the_ledgers_events_each_as_itself(
-        services_as_themselves):
+        services_as_themselves, logins):
     worker_queue = "evt-ledger-invoice_issued--ledger_documents.on_invoice_issued"
     before = handled("ledger_documents", worker_queue)
     login = f"c{uuid.uuid4().hex[:12]}"
@@ -138,8 +115,14 @@ def test_the_ledger_asks_its_document_worker_and_the_worker_takes_the_ledgers_ev
         account = register({"login": login, "password": "a long and unusual passphrase 7",
                             "email": f"{login}@example.com", "first_name": "Anna", "last_name": "Nowak",
                             "city": "Warszawa", "address": "ul. Prosta 1", "country": "PL"})
+    # A payment and a charge, each by the login whose role it is: the payment system, the orders service.
+    with ClusterRpcProxy({"AMQP_URI": logins["payments"], "serializer": "json"}, timeout=10) as payments:
+        payments.ledger.credit_payment(account["id"], {"amount": "20.00", "currency": "EUR"}, "pay-1", "P-1")
+    with ClusterRpcProxy({"AMQP_URI": logins["orders"], "serializer": "json"}, timeout=10) as orders:
+        invoice_id = orders.ledger.charge(account["id"], {"amount": "9.90", "currency": "EUR"}, "charge-1",
+                                          "order-1", "VPS S")["invoice_id"]
     with entrypoint_hook(services_as_themselves["gateway"], "invoice_pdf") as invoice_pdf:
-        invoice_id, pdf = invoice_pdf(account["id"])
+        pdf = invoice_pdf(account["id"], invoice_id)
     assert pdf["invoice_id"] == invoice_id and pdf["content"].startswith("JVBER")   # base64 of "%PDF"
     eventually(lambda: handled("ledger_documents", worker_queue) > before)
 

@@ -22,7 +22,7 @@ from introserv_clients import (BrokerUnavailable, CallTimedOut, IdempotencyConfl
                                Profile, Refused, RemoteFailure, RpcClient, UnknownService, ValidationError)
 from services.ledger.service import LedgerService
 from services.profile.service import ProfileService
-from tests.support import RABBIT_API, RABBIT_AUTH
+from tests.support import RABBIT_API, RABBIT_AUTH, rabbit_vhost, role_uri
 
 PASSWORD = "a long and unusual passphrase 7"
 
@@ -47,9 +47,17 @@ class SlowService:
 
 
 @pytest.fixture
+def amqp_uri():
+    """The roles' logins without their topic permissions: the tests' own service, ``slow``, is no
+    method of the role table, and the client is the subject here, not the broker's second layer."""
+    with rabbit_vhost(topic_permissions=False) as uri:
+        yield uri
+
+
+@pytest.fixture
 def payments_amqp_uri(amqp_uri):
-    """The payment system's login. Until the bus has a login per role, the vhost's only user (guest)."""
-    return amqp_uri
+    """The payment system's login."""
+    return role_uri(amqp_uri, "payments")
 
 
 @pytest.fixture
@@ -59,12 +67,19 @@ def client(payments_amqp_uri):
 
 
 @pytest.fixture
-def customer(run_service, rpc_client):
+def staff(amqp_uri):
+    """Support staff's tools (the ``operator`` login)."""
+    with RpcClient(role_uri(amqp_uri, "operator"), timeout=10, name="operator-test") as client:
+        yield client
+
+
+@pytest.fixture
+def customer(run_service, rpc_as):
     """A registered customer's id, with the profile and ledger services running."""
     run_service(ProfileService)
     run_service(LedgerService)
     login = f"c{uuid.uuid4().hex[:12]}"
-    return rpc_client.profile.register({"login": login, "password": PASSWORD, "email": f"{login}@example.com",
+    return rpc_as("gateway").profile.register({"login": login, "password": PASSWORD, "email": f"{login}@example.com",
                                         "first_name": "Anna", "last_name": "Nowak", "city": "Warszawa",
                                         "address": "ul. Prosta 1", "country": "PL"})["id"]
 
@@ -73,7 +88,7 @@ def eur(amount: str) -> Money:
     return Money(Decimal(amount), "EUR")
 
 
-def test_a_payment_credits_once_per_key_and_answers_money_as_decimal(client, customer):
+def test_a_payment_credits_once_per_key_and_answers_money_as_decimal(client, staff, customer):
     ledger = Ledger(client)
     key = f"bank:{uuid.uuid4()}"
     paid = ledger.credit_payment(customer, eur("12.50"), idempotency_key=key, reference="2026/11/0042")
@@ -87,13 +102,13 @@ def test_a_payment_credits_once_per_key_and_answers_money_as_decimal(client, cus
         ledger.credit_payment(customer, eur("13.00"), idempotency_key=key, reference="2026/11/0042")
     assert conflict.value.code == "idempotency_conflict" and conflict.value.message
     assert ledger.get_balance(customer) == eur("12.50")
-    assert [t["amount"] for t in ledger.list_transactions(customer)] == [eur("12.50")]
+    assert [t["amount"] for t in Ledger(staff).list_transactions(customer)] == [eur("12.50")]
     with pytest.raises(TypeError):
         ledger.credit_payment(customer, 12.5, idempotency_key=f"bank:{uuid.uuid4()}", reference="float")
 
 
-def test_refusals_come_back_as_the_exception_of_their_code(client, customer):
-    profile, ledger = Profile(client), Ledger(client)
+def test_refusals_come_back_as_the_exception_of_their_code(client, staff, customer):
+    profile, ledger = Profile(staff), Ledger(client)
     with pytest.raises(NotFound) as missing:
         profile.get(str(uuid.uuid4()))
     assert missing.value.code == "not_found"
@@ -126,10 +141,10 @@ def test_a_service_nobody_runs_fails_at_once_not_after_the_timeout(client, run_s
     assert client.call("slow", "ping") == "pong"
 
 
-def test_a_call_nobody_answers_times_out_and_expires_unexecuted(client, payments_amqp_uri, run_service):
+def test_a_call_nobody_answers_times_out_and_expires_unexecuted(client, amqp_uri, payments_amqp_uri, run_service):
     """A queue bound for ``idle`` with no consumer: the request waits there, as Nameko would get it."""
     run_service(SlowService)
-    with broker_channel(payments_amqp_uri) as channel:
+    with broker_channel(amqp_uri) as channel:   # the test's own view of the broker (guest)
         channel.queue_declare("rpc-idle", durable=True)
         channel.queue_bind("rpc-idle", "nameko-rpc", routing_key="idle.*")
         waiting = eventlet.spawn(client.call, "idle", "count", [1, "two"], {"three": eur("3.00")}, timeout=2)

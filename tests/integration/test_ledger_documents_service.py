@@ -29,21 +29,22 @@ def pdf_ready(events) -> list[dict]:
     return [payload for kind, payload in events if kind == "invoice_pdf_ready"]
 
 
-def issue(rpc_client, count: int) -> tuple[str, list[str]]:
+def issue(rpc_as, count: int) -> tuple[str, list[str]]:
+    """A paid account and its invoices: money from the payment system, charges from the orders service."""
     account = f"acct-{uuid.uuid4()}"
-    rpc_client.ledger.credit_payment(account, eur("100.00"), "pay", "P-1")
-    invoices = [rpc_client.ledger.charge(account, eur("1.00"), f"c{n}", f"order-{n}", "VPS S")["invoice_id"]
+    rpc_as("payments").ledger.credit_payment(account, eur("100.00"), "pay", "P-1")
+    invoices = [rpc_as("orders").ledger.charge(account, eur("1.00"), f"c{n}", f"order-{n}", "VPS S")["invoice_id"]
                 for n in range(count)]
     return account, invoices
 
 
 def test_each_invoice_is_announced_once_with_its_pdf_and_downloads_read_the_same_bytes(run_service, rpc_client,
-                                                                                      amqp_uri):
+                                                                                      rpc_as, amqp_uri):
     run_service(PROFILE.service())
     run_service(LedgerService, OUTBOX_POLL_SECONDS="0.2")
     run_service(LedgerDocumentsService)
     with ledger_events(amqp_uri) as collect:
-        account, invoices = issue(rpc_client, 10)
+        account, invoices = issue(rpc_as, 10)
         # Downloads race the worker's own rendering of the same invoices.
         replies = [rpc_client.ledger.get_invoice_pdf.call_async(invoice_id, account) for invoice_id in invoices]
         downloads = [reply.result() for reply in replies]
@@ -60,10 +61,11 @@ def test_each_invoice_is_announced_once_with_its_pdf_and_downloads_read_the_same
         assert rpc_client.ledger.get_invoice_pdf(invoice_id) == download   # the same bytes every time
 
 
-def test_with_the_worker_away_a_download_is_unavailable_and_the_ledger_renders_nothing(run_service, rpc_client):
+def test_with_the_worker_away_a_download_is_unavailable_and_the_ledger_renders_nothing(run_service, rpc_client,
+                                                                                      rpc_as):
     run_service(PROFILE.service())
     run_service(LedgerService, OUTBOX_POLL_SECONDS="0.2", RPC_TIMEOUT="2")
-    account, [invoice_id] = issue(rpc_client, 1)
+    account, [invoice_id] = issue(rpc_as, 1)
     started = time.monotonic()
     with pytest.raises(DomainError) as refused:
         rpc_client.ledger.get_invoice_pdf(invoice_id, account)

@@ -143,14 +143,23 @@ def test_a_stored_pdf_cannot_be_changed_or_deleted(ledger, profiles, worker):
 
 @pytest.fixture
 def upgraded_ledger(tmp_path, profiles):
-    """A ledger whose invoices were issued before it kept PDFs: ``(ledger, upgrade)``."""
+    """A ledger whose invoices were issued before it kept PDFs: ``(ledger, upgrade)``.
+
+    Migrated to the head (today's code writes today's columns, such as an operator action's caller,
+    which revision 0004 adds), its backfill mark at nothing yet; ``upgrade()`` sets the mark as
+    revision 0003 sets it on a ledger that has invoices: every invoice issued so far is the backfill's.
+    """
     with databases(tmp_path, services=("ledger",)) as urls:
         config = alembic_config("ledger", urls["ledger"])
         ensure_database(urls["ledger"])
-        command.upgrade(config, "0002")
+        command.upgrade(config, "head")
         engine = make_engine(urls["ledger"], green=False)
-        yield Ledger(UnitOfWork(engine, "ledger", Base.metadata), profiles, clock, Seller.from_env({})), \
-            lambda: command.upgrade(config, "head")
+
+        def upgrade():
+            with engine.begin() as connection:
+                connection.execute(text("UPDATE pdf_backfill SET through_seq = (SELECT COALESCE(MAX(seq), 0) "
+                                        "FROM invoices)"))
+        yield Ledger(UnitOfWork(engine, "ledger", Base.metadata), profiles, clock, Seller.from_env({})), upgrade
         engine.dispose()
 
 

@@ -56,6 +56,12 @@ def ledger_events(amqp_uri):
 
 
 @pytest.fixture
+def orders_caller(rpc_as):
+    """Charges come from the orders service alone."""
+    return rpc_as("orders")
+
+
+@pytest.fixture
 def ledger(run_service):
     run_service(PROFILE.service())
     return run_service(LedgerService, OUTBOX_POLL_SECONDS="0.2")
@@ -68,10 +74,11 @@ def outcome(reply):
         return error.error_code
 
 
-def test_fifty_concurrent_charges_of_one_euro_spend_ten_euros_exactly_once(ledger, rpc_client):
+def test_fifty_concurrent_charges_of_one_euro_spend_ten_euros_exactly_once(ledger, rpc_client, payment_system,
+                                                                           orders_caller):
     account = f"acct-{uuid.uuid4()}"
-    rpc_client.ledger.credit_payment(account, eur("10.00"), "pay", "P-1")
-    replies = [rpc_client.ledger.charge.call_async(account, eur("1.00"), f"charge-{n}", f"order-{n}", "VPS S")
+    payment_system.ledger.credit_payment(account, eur("10.00"), "pay", "P-1")
+    replies = [orders_caller.ledger.charge.call_async(account, eur("1.00"), f"charge-{n}", f"order-{n}", "VPS S")
                for n in range(50)]
     outcomes = [outcome(reply) for reply in replies]
     charged = [o for o in outcomes if isinstance(o, dict)]
@@ -83,11 +90,13 @@ def test_fifty_concurrent_charges_of_one_euro_spend_ten_euros_exactly_once(ledge
     assert numbers == [f"{numbers[0][:4]}/{n:06d}" for n in range(1, 11)]  # refused charges took no number
 
 
-def test_fifty_concurrent_charges_of_different_customers_get_invoice_numbers_without_gaps(ledger, rpc_client):
+def test_fifty_concurrent_charges_of_different_customers_get_invoice_numbers_without_gaps(ledger, rpc_client,
+                                                                                          payment_system,
+                                                                                          orders_caller):
     accounts = [f"acct-{uuid.uuid4()}" for _ in range(50)]
     for account in accounts:
-        rpc_client.ledger.credit_payment(account, eur("5.00"), "pay", "P")
-    replies = [rpc_client.ledger.charge.call_async(account, eur("5.00"), "charge", "order", "VPS S")
+        payment_system.ledger.credit_payment(account, eur("5.00"), "pay", "P")
+    replies = [orders_caller.ledger.charge.call_async(account, eur("5.00"), "charge", "order", "VPS S")
                for account in accounts]
     invoice_ids = [reply.result()["invoice_id"] for reply in replies]
     numbers = sorted(rpc_client.ledger.get_invoice(invoice_id)["number"] for invoice_id in invoice_ids)
@@ -95,30 +104,30 @@ def test_fifty_concurrent_charges_of_different_customers_get_invoice_numbers_wit
     assert numbers == [f"{year}/{n:06d}" for n in range(1, 51)]
 
 
-def test_a_replayed_charge_over_rpc_returns_the_first_result(ledger, rpc_client):
+def test_a_replayed_charge_over_rpc_returns_the_first_result(ledger, rpc_client, payment_system, orders_caller):
     account = f"acct-{uuid.uuid4()}"
-    rpc_client.ledger.credit_payment(account, eur("10.00"), "pay", "P-1")
-    first = rpc_client.ledger.charge(account, eur("4.00"), "c-1", "order-1", "VPS S")
-    replies = [rpc_client.ledger.charge.call_async(account, eur("4.00"), "c-1", "order-1", "VPS S") for _ in range(10)]
+    payment_system.ledger.credit_payment(account, eur("10.00"), "pay", "P-1")
+    first = orders_caller.ledger.charge(account, eur("4.00"), "c-1", "order-1", "VPS S")
+    replies = [orders_caller.ledger.charge.call_async(account, eur("4.00"), "c-1", "order-1", "VPS S") for _ in range(10)]
     assert all(reply.result() == first for reply in replies)
     assert rpc_client.ledger.get_balance(account) == eur("6.00")
     with pytest.raises(DomainError) as refused:
-        rpc_client.ledger.charge(account, eur("5.00"), "c-1", "order-1", "VPS S")
+        orders_caller.ledger.charge(account, eur("5.00"), "c-1", "order-1", "VPS S")
     assert refused.value.args[0] == "idempotency_conflict"
 
 
-def test_refusals_arrive_as_remote_errors_with_the_api_code(ledger, rpc_client):
+def test_refusals_arrive_as_remote_errors_with_the_api_code(ledger, rpc_client, payment_system):
     with pytest.raises(DomainError) as refused:
-        rpc_client.ledger.credit_payment("ghost-1", eur("1.00"), "k", "P")
+        payment_system.ledger.credit_payment("ghost-1", eur("1.00"), "k", "P")
     assert refused.value.args[0] == "not_found"
     with pytest.raises(DomainError) as refused:
-        rpc_client.ledger.credit_payment("acct-x", {"amount": 1.0, "currency": "EUR"}, "k", "P")
+        payment_system.ledger.credit_payment("acct-x", {"amount": 1.0, "currency": "EUR"}, "k", "P")
     assert refused.value.args[0] == "validation_error"
     assert rpc_client.ledger.get_balance("acct-never") == eur("0.00")
 
 
-def test_an_event_committed_while_the_relay_is_down_is_published_when_it_comes_back(run_service, rpc_client,
-                                                                                  amqp_uri):
+def test_an_event_committed_while_the_relay_is_down_is_published_when_it_comes_back(run_service, amqp_uri,
+                                                                                    payment_system):
     run_service(PROFILE.service())
     first = run_service(LedgerService, OUTBOX_POLL_SECONDS="0.2")
     database = next(d for d in first.extensions if isinstance(d, Database))
@@ -126,7 +135,7 @@ def test_an_event_committed_while_the_relay_is_down_is_published_when_it_comes_b
     time.sleep(0.5)
     account = f"acct-{uuid.uuid4()}"
     with ledger_events(amqp_uri) as collect:
-        payment = rpc_client.ledger.credit_payment(account, eur("10.00"), "pay", "P-1")
+        payment = payment_system.ledger.credit_payment(account, eur("10.00"), "pay", "P-1")
         assert collect(1.5) == []
         with database.unit_of_work().transaction() as session:
             outbox = Base.metadata.tables["outbox"]
@@ -140,9 +149,10 @@ def test_an_event_committed_while_the_relay_is_down_is_published_when_it_comes_b
     assert all(payload["transaction_id"] == payment["id"] for _, payload in events)
 
 
-def test_balance_low_arrives_once_per_crossing_of_the_threshold_profile_sent(ledger, rpc_client, amqp_uri):
+def test_balance_low_arrives_once_per_crossing_of_the_threshold_profile_sent(ledger, amqp_uri, payment_system,
+                                                                             orders_caller):
     account = f"acct-{uuid.uuid4()}"
-    rpc_client.ledger.credit_payment(account, eur("20.00"), "pay", "P-1")
+    payment_system.ledger.credit_payment(account, eur("20.00"), "pay", "P-1")
     dispatch = event_dispatcher({"AMQP_URI": amqp_uri, "serializer": "json"})
     dispatch("profile", "notification_settings_changed", {
         "event_id": str(uuid.uuid4()), "occurred_at": "2026-01-01T00:00:00Z", "account_id": account,
@@ -151,7 +161,7 @@ def test_balance_low_arrives_once_per_crossing_of_the_threshold_profile_sent(led
     time.sleep(1.0)  # the ledger takes its copy of the threshold
     with ledger_events(amqp_uri) as collect:
         for n, amount in enumerate(["5.00", "6.00", "1.00", "1.00"]):
-            rpc_client.ledger.charge(account, eur(amount), f"c-{n}", "order", "VPS S")
+            orders_caller.ledger.charge(account, eur(amount), f"c-{n}", "order", "VPS S")
         events = collect(4, until=lambda seen: sum(kind == "balance_changed" for kind, _ in seen) >= 4)
     lows = [payload for kind, payload in events if kind == "balance_low"]
     assert [(low["balance"], low["threshold"]) for low in lows] == [(eur("9.00"), eur("10.00"))]

@@ -32,6 +32,12 @@ def relay():
 
 
 @pytest.fixture
+def support_desk(rpc_as):
+    """The help desk system: it sends support replies and abuse reports."""
+    return rpc_as("support_desk")
+
+
+@pytest.fixture
 def mailbox(relay):
     relay.reset()
     yield relay
@@ -331,11 +337,11 @@ ABUSE = {"report_id": "AB-77", "ip_address": "203.0.113.9", "summary": "Port sca
          "respond_by": "2026-12-03", "order_id": "ord-1042"}
 
 
-def test_support_replies_and_abuse_reports_go_to_their_own_addresses_once(notifier, rpc_client, mailbox):
+def test_support_replies_and_abuse_reports_go_to_their_own_addresses_once(notifier, rpc_client, mailbox, support_desk):
     account = customer(support="helpdesk@firma.example", complaints="abuse@firma.example")
-    reply = rpc_client.notifier.notify(account, "support_reply", REPLY, "desk-reply-1")
-    assert rpc_client.notifier.notify(account, "support_reply", REPLY, "desk-reply-1") == reply  # a replay
-    report = rpc_client.notifier.notify(account, "abuse_report", ABUSE, "desk-abuse-1")
+    reply = support_desk.notifier.notify(account, "support_reply", REPLY, "desk-reply-1")
+    assert support_desk.notifier.notify(account, "support_reply", REPLY, "desk-reply-1") == reply  # a replay
+    report = support_desk.notifier.notify(account, "abuse_report", ABUSE, "desk-abuse-1")
     assert (reply["kind"], reply["to"], report["kind"], report["to"]) == (
         "support_reply", "helpdesk@firma.example", "abuse_report", "abuse@firma.example")
     settled(rpc_client, account, count=2)
@@ -346,18 +352,18 @@ def test_support_replies_and_abuse_reports_go_to_their_own_addresses_once(notifi
     assert mailbox.to(main_email(account)) == []
 
 
-def test_a_key_used_again_for_another_reply_is_refused(notifier, rpc_client, mailbox):
+def test_a_key_used_again_for_another_reply_is_refused(notifier, rpc_client, mailbox, support_desk):
     account = customer()
-    reply = rpc_client.notifier.notify(account, "support_reply", REPLY, "desk-reply-2")
+    reply = support_desk.notifier.notify(account, "support_reply", REPLY, "desk-reply-2")
     with pytest.raises(DomainError) as refused:
-        rpc_client.notifier.notify(account, "support_reply", {**REPLY, "reply": "Something else."}, "desk-reply-2")
+        support_desk.notifier.notify(account, "support_reply", {**REPLY, "reply": "Something else."}, "desk-reply-2")
     assert refused.value.error_code == "idempotency_conflict"
     assert [item["id"] for item in sent(rpc_client, account)] == [reply["id"]]
 
 
-def test_without_a_support_address_the_reply_goes_to_the_main_email(notifier, rpc_client, mailbox):
+def test_without_a_support_address_the_reply_goes_to_the_main_email(notifier, mailbox, support_desk):
     account = customer()
-    assert rpc_client.notifier.notify(account, "support_reply", REPLY, "k")["to"] == main_email(account)
+    assert support_desk.notifier.notify(account, "support_reply", REPLY, "k")["to"] == main_email(account)
 
 
 BAD_REQUESTS = [
@@ -372,15 +378,15 @@ BAD_REQUESTS = [
 ]
 
 
-def test_a_bad_request_for_mail_is_refused_and_nothing_is_written(notifier, rpc_client, mailbox):
+def test_a_bad_request_for_mail_is_refused_and_nothing_is_written(notifier, rpc_client, mailbox, support_desk):
     account = customer()
     for kind, data, field in BAD_REQUESTS:
         with pytest.raises(DomainError) as refused:
-            rpc_client.notifier.notify(account, kind, data, f"key-{field}")
+            support_desk.notifier.notify(account, kind, data, f"key-{field}")
         assert refused.value.error_code == "validation_error" and field in refused.value.fields, (kind, field)
     for nobody in (str(uuid.uuid4()), "x" * 64):
         with pytest.raises(DomainError) as unknown:
-            rpc_client.notifier.notify(nobody, "support_reply", REPLY, "k")
+            support_desk.notifier.notify(nobody, "support_reply", REPLY, "k")
         assert unknown.value.error_code == "not_found", nobody
     time.sleep(2.5)
     assert sent(rpc_client, account) == [] and mailbox.to(main_email(account)) == []

@@ -43,15 +43,16 @@ VPS = {"plan_id": "vps-s", "period_months": 1, "fields": {"hostname": "web1.exam
 
 
 @pytest.fixture
-def orders(run_service, rpc_client, monkeypatch, tmp_path):
-    """The orders service beside the stand-ins; a slow clock tick unless a test calls it."""
+def orders(run_service, rpc_as, monkeypatch, tmp_path):
+    """The orders service beside the stand-ins; a slow clock tick unless a test calls it. Called as
+    the gateway calls it (the staff's reads go through ``rpc_client``)."""
     global LEDGER, PROFILE
     LEDGER, PROFILE = FakeLedger(), FakeProfile()
     run_service(LEDGER.service())
     run_service(PROFILE.service())
     run_service(OrdersService, ORDERS_TICK_SECONDS=3600,
                 ORDERS_IP_POOLS="WAW1=192.0.2.10-192.0.2.12;FRA1=198.51.100.10")
-    return rpc_client.orders
+    return rpc_as("gateway").orders
 
 
 def set_today(monkeypatch, day: date):
@@ -87,7 +88,7 @@ def test_same_key_with_another_body_is_an_idempotency_conflict(orders):
     assert balance(account) == "40.10"
 
 
-def test_without_funds_the_order_waits_and_is_paid_when_money_arrives_oldest_first(orders, rpc_client):
+def test_without_funds_the_order_waits_and_is_paid_when_money_arrives_oldest_first(orders, rpc_client, payment_system):
     account = customer("5.00")
     first = orders.place_order(account, {**VPS, "plan_id": "vps-m"}, None)   # 18.90
     second = orders.place_order(account, VPS, None)                          # 9.90
@@ -95,25 +96,25 @@ def test_without_funds_the_order_waits_and_is_paid_when_money_arrives_oldest_fir
     assert first["ip_address"] is None and first["paid_until"] is None and first["days_left"] == 0
     assert first["actions"] == ["cancel"]
     # 20.00 pays either order, not both; the older one goes first.
-    rpc_client.ledger.credit_payment(account, {"amount": "15.00", "currency": "EUR"}, "pay-1", "p1")
-    eventually(lambda: orders.get_order(first["id"])["status"] == "active", timeout=10)
+    payment_system.ledger.credit_payment(account, {"amount": "15.00", "currency": "EUR"}, "pay-1", "p1")
+    eventually(lambda: rpc_client.orders.get_order(first["id"])["status"] == "active", timeout=10)
     eventlet.sleep(1)
-    assert orders.get_order(second["id"])["status"] == "pending_payment"
+    assert rpc_client.orders.get_order(second["id"])["status"] == "pending_payment"
     assert balance(account) == "1.10"
-    rpc_client.ledger.credit_payment(account, {"amount": "10.00", "currency": "EUR"}, "pay-2", "p2")
-    eventually(lambda: orders.get_order(second["id"])["status"] == "active", timeout=10)
+    payment_system.ledger.credit_payment(account, {"amount": "10.00", "currency": "EUR"}, "pay-2", "p2")
+    eventually(lambda: rpc_client.orders.get_order(second["id"])["status"] == "active", timeout=10)
     assert balance(account) == "1.20"
-    assert orders.get_order(first["id"])["ip_address"] is not None
+    assert rpc_client.orders.get_order(first["id"])["ip_address"] is not None
 
 
-def test_blocked_company_and_missing_postal_address_are_refused_before_anything_is_written(orders):
+def test_blocked_company_and_missing_postal_address_are_refused_before_anything_is_written(orders, rpc_client):
     blocked = customer("100.00", payments_blocked=True, profile_type="company")
     no_address = customer("100.00", postal_address=None)
     for account, code in ((blocked, "payments_blocked"), (no_address, "postal_address_required")):
         with pytest.raises(DomainError) as excinfo:
             orders.place_order(account, VPS, "k")
         assert code in str(excinfo.value)
-        assert orders.list_orders(account) == {"items": [], "next_cursor": None}
+        assert rpc_client.orders.list_orders(account) == {"items": [], "next_cursor": None}
         assert balance(account) == "100.00"
 
 
@@ -127,12 +128,12 @@ def test_blocked_company_and_missing_postal_address_are_refused_before_anything_
     ({**VPS, "fields": {**VPS["fields"], "datacenter": "WAW1"}}, "fields.datacenter"),
     ({**VPS, "surprise": 1}, "surprise"),
 ])
-def test_bad_orders_are_refused_with_the_field_named(orders, body, field):
+def test_bad_orders_are_refused_with_the_field_named(orders, body, field, rpc_client):
     account = customer("100.00")
     with pytest.raises(DomainError) as excinfo:
         orders.place_order(account, body, None)
     assert field in str(excinfo.value)
-    assert orders.list_orders(account)["items"] == []
+    assert rpc_client.orders.list_orders(account)["items"] == []
     assert balance(account) == "100.00"
 
 
@@ -163,7 +164,7 @@ def test_concurrent_orders_take_free_addresses_one_each_and_never_overfill_the_p
 
 # --- renew, change plan, cancel ---------------------------------------------------------
 
-def test_renewal_extends_from_paid_until_and_insufficient_funds_changes_nothing(orders):
+def test_renewal_extends_from_paid_until_and_insufficient_funds_changes_nothing(orders, rpc_client):
     account = customer("20.00")
     order = orders.place_order(account, VPS, None)
     renewed = orders.renew(account, order["id"], {"period_months": 1}, "r1")
@@ -172,7 +173,7 @@ def test_renewal_extends_from_paid_until_and_insufficient_funds_changes_nothing(
     with pytest.raises(DomainError) as excinfo:
         orders.renew(account, order["id"], {"period_months": 1}, "r2")
     assert "insufficient_funds" in str(excinfo.value)
-    assert orders.get_order(order["id"])["paid_until"] == renewed["paid_until"]
+    assert rpc_client.orders.get_order(order["id"])["paid_until"] == renewed["paid_until"]
     assert orders.renew(account, order["id"], {"period_months": 1}, "r1") == renewed   # replay
 
 
@@ -266,7 +267,7 @@ def outcome(reply):
         return error
 
 
-def test_concurrent_renewals_never_lose_an_update(orders):
+def test_concurrent_renewals_never_lose_an_update(orders, rpc_client):
     account = customer("100.00")
     order = orders.place_order(account, VPS, None)
     # Sent together: the service runs them on concurrent workers.
@@ -276,7 +277,7 @@ def test_concurrent_renewals_never_lose_an_update(orders):
     refused = [r for r in results if not isinstance(r, dict)]
     assert applied, results
     assert all(r.error_code == "conflict" for r in refused), refused
-    final = orders.get_order(order["id"])
+    final = rpc_client.orders.get_order(order["id"])
     assert [e["kind"] for e in final["events"]].count("renewed") == len(applied)
     assert Money.of(balance(account), "EUR") == (
         Money.of("100.00", "EUR") - Money.of("9.90", "EUR").times(1 + len(applied)))
@@ -287,13 +288,13 @@ def test_concurrent_renewals_never_lose_an_update(orders):
     assert final["paid_until"] == expected.isoformat()
 
 
-def test_change_plan_racing_cancel_leaves_order_and_money_consistent(orders):
+def test_change_plan_racing_cancel_leaves_order_and_money_consistent(orders, rpc_client):
     account = customer("100.00")
     order = orders.place_order(account, VPS, None)
     change = orders.change_plan.call_async(account, order["id"], {"plan_id": "vps-l"}, None)
     cancel = orders.cancel.call_async(account, order["id"], {"when": "now"}, None)
     outcomes = {"change": outcome(change), "cancel": outcome(cancel)}
-    final = orders.get_order(order["id"])
+    final = rpc_client.orders.get_order(order["id"])
     mine = [t for t in LEDGER.journal if t["account_id"] == account]
     charged = sum(-t["minor"] for t in mine if t["minor"] < 0)
     refunded = sum(t["minor"] for t in mine if t["minor"] > 0)
@@ -316,8 +317,7 @@ def test_change_plan_racing_cancel_leaves_order_and_money_consistent(orders):
 
 # --- the lifecycle clock ----------------------------------------------------------------
 
-def test_the_clock_moves_an_unpaid_order_to_overdue_suspended_closed_and_frees_its_ip(orders, rpc_client,
-                                                                                     monkeypatch):
+def test_the_clock_moves_an_unpaid_order_to_overdue_suspended_closed_and_frees_its_ip(orders, rpc_client, monkeypatch):
     account = customer("9.90")
     order = orders.place_order(account, VPS, None)
     paid_until = date.fromisoformat(order["paid_until"])
@@ -327,9 +327,9 @@ def test_the_clock_moves_an_unpaid_order_to_overdue_suspended_closed_and_frees_i
                           (paid_until + timedelta(days=17), "closed")):
         set_today(monkeypatch, day)
         _tick()
-        statuses.append(orders.get_order(order["id"])["status"])
+        statuses.append(rpc_client.orders.get_order(order["id"])["status"])
         assert statuses[-1] == expected, statuses
-    events = [e["kind"] for e in orders.get_order(order["id"])["events"]]
+    events = [e["kind"] for e in rpc_client.orders.get_order(order["id"])["events"]]
     assert events[-3:] == ["overdue", "suspended", "closed"]
 
 
@@ -349,19 +349,20 @@ def _tick():
         engine.dispose()
 
 
-def test_auto_renew_pays_from_the_balance_on_the_last_paid_day_by_the_timer(run_service, rpc_client, monkeypatch):
+def test_auto_renew_pays_from_the_balance_on_the_last_paid_day_by_the_timer(run_service, rpc_client, monkeypatch,
+                                                                            rpc_as):
     global LEDGER, PROFILE
     LEDGER, PROFILE = FakeLedger(), FakeProfile()
     run_service(LEDGER.service())
     run_service(PROFILE.service())
     run_service(OrdersService, ORDERS_TICK_SECONDS=0.3)
-    orders = rpc_client.orders
+    orders = rpc_as("gateway").orders
     account = customer("19.80")
     order = orders.place_order(account, {**VPS, "auto_renew": True}, None)
     assert order["auto_renew"] is True
     paid_until = date.fromisoformat(order["paid_until"])
     set_today(monkeypatch, paid_until - timedelta(days=1))
-    eventually(lambda: orders.get_order(order["id"])["paid_until"] != order["paid_until"], timeout=10)
-    renewed = orders.get_order(order["id"])
+    eventually(lambda: rpc_client.orders.get_order(order["id"])["paid_until"] != order["paid_until"], timeout=10)
+    renewed = rpc_client.orders.get_order(order["id"])
     assert renewed["status"] == "active" and balance(account) == "0.00"
     assert [e for e in renewed["events"] if e["kind"] == "renewed"][0]["details"]["automatic"] is True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime, timezone
+from types import SimpleNamespace
 
 import pytest
 
@@ -23,16 +24,17 @@ VPS = {"plan_id": "vps-s", "period_months": 1, "fields": {"hostname": "web1.exam
 
 
 @pytest.fixture
-def stack(run_service, rpc_client):
+def stack(run_service, rpc_as):
+    """The three services, and their callers: the gateway, the payment system, support staff."""
     run_service(ProfileService)
     run_service(LedgerService)
     run_service(OrdersService, ORDERS_TICK_SECONDS=3600)
-    return rpc_client
+    return SimpleNamespace(gateway=rpc_as("gateway"), payments=rpc_as("payments"), staff=rpc_as("operator"))
 
 
-def register(rpc_client, **overrides) -> str:
+def register(stack, **overrides) -> str:
     login = f"c{uuid.uuid4().hex[:12]}"
-    profile = rpc_client.profile.register({
+    profile = stack.gateway.profile.register({
         "login": login, "password": "a long and unusual passphrase 7", "email": f"{login}@example.com",
         "first_name": "Anna", "last_name": "Nowak", "city": "Warszawa", "address": "ul. Prosta 1",
         "country": "PL", "postal_address": {"line1": "ul. Prosta 1", "city": "Warszawa", "postcode": "00-001",
@@ -51,9 +53,9 @@ def set_today(monkeypatch, day: date):
 
 
 def test_order_renew_upgrade_downgrade_cancel_keep_the_books_sound(stack):
-    orders, ledger = stack.orders, stack.ledger
+    orders, ledger = stack.gateway.orders, stack.staff.ledger
     account = register(stack)
-    ledger.credit_payment(account, {"amount": "100.00", "currency": "EUR"}, f"pay-{account}", "bank-1")
+    stack.payments.ledger.credit_payment(account, {"amount": "100.00", "currency": "EUR"}, f"pay-{account}", "bank-1")
     order = orders.place_order(account, VPS, "new-1")
     assert order["status"] == "active"
     renewed = orders.renew(account, order["id"], {"period_months": 3}, "renew-1")
@@ -83,42 +85,42 @@ def test_order_renew_upgrade_downgrade_cancel_keep_the_books_sound(stack):
     assert {i["kind"] for i in invoices} == {"invoice", "credit_note"}
     assert all(i["order_id"] == order["id"] for i in invoices)
     assert ledger.audit() == []
-    events = [e["kind"] for e in orders.get_order(order["id"])["events"]]
+    events = [e["kind"] for e in stack.staff.orders.get_order(order["id"])["events"]]
     assert events == ["created", "paid", "renewed", "plan_changed", "plan_changed", "refunded",
                       "cancelled", "refunded"]
 
 
 def test_insufficient_funds_renewal_changes_nothing_at_either_side(stack):
-    orders, ledger = stack.orders, stack.ledger
+    orders, ledger = stack.gateway.orders, stack.staff.ledger
     account = register(stack)
-    ledger.credit_payment(account, {"amount": "10.00", "currency": "EUR"}, f"pay-{account}", "bank-1")
+    stack.payments.ledger.credit_payment(account, {"amount": "10.00", "currency": "EUR"}, f"pay-{account}", "bank-1")
     order = orders.place_order(account, VPS, None)
     with pytest.raises(DomainError) as excinfo:
         orders.renew(account, order["id"], {"period_months": 1}, "r")
     assert excinfo.value.error_code == "insufficient_funds"
-    assert orders.get_order(order["id"])["paid_until"] == order["paid_until"]
+    assert stack.staff.orders.get_order(order["id"])["paid_until"] == order["paid_until"]
     assert ledger.get_balance(account) == {"amount": "0.10", "currency": "EUR"}
     assert ledger.audit() == []
 
 
 def test_unreviewed_company_is_refused_and_nothing_is_charged(stack):
     account = register(stack, profile_type="company", company_name="Nowak sp. z o.o.", vat_id="PL5260250274")
-    stack.ledger.credit_payment(account, {"amount": "50.00", "currency": "EUR"},
-                                f"pay-{account}", "bank-1")
+    stack.payments.ledger.credit_payment(account, {"amount": "50.00", "currency": "EUR"},
+                                         f"pay-{account}", "bank-1")
     with pytest.raises(DomainError) as excinfo:
-        stack.orders.place_order(account, VPS, None)
+        stack.gateway.orders.place_order(account, VPS, None)
     assert excinfo.value.error_code == "payments_blocked"
-    assert stack.ledger.get_balance(account) == {"amount": "50.00", "currency": "EUR"}
-    assert stack.orders.list_orders(account)["items"] == []
+    assert stack.staff.ledger.get_balance(account) == {"amount": "50.00", "currency": "EUR"}
+    assert stack.staff.orders.list_orders(account)["items"] == []
 
 
 def test_a_hundred_upgrades_each_downgraded_at_once_leave_the_balance_where_it_was(stack, monkeypatch):
-    orders, ledger = stack.orders, stack.ledger
+    orders, ledger = stack.gateway.orders, stack.staff.ledger
     # Bought on March 1 (31 days) and changed on March 15: 16 unused days, where the old
     # rule charged 9.00 x 16 / 31 = 4.6451... as 4.64 and credited it back as 4.65.
     set_today(monkeypatch, date(2026, 3, 1))
     account = register(stack)
-    ledger.credit_payment(account, {"amount": "279.00", "currency": "EUR"}, f"pay-{account}", "bank-1")
+    stack.payments.ledger.credit_payment(account, {"amount": "279.00", "currency": "EUR"}, f"pay-{account}", "bank-1")
     order = orders.place_order(account, VPS, "new-1")
     set_today(monkeypatch, date(2026, 3, 15))
     before = money(ledger.get_balance(account))

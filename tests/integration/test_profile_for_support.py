@@ -15,8 +15,15 @@ HOME = "198.51.100.7"
 
 @pytest.fixture
 def profile(run_service, rpc_client):
+    """The profile service as support staff's tools call it (the ``operator`` login)."""
     run_service(ProfileService)
     return rpc_client.profile
+
+
+@pytest.fixture
+def panel(profile, rpc_as):
+    """The same service as the gateway calls it for a customer."""
+    return rpc_as("gateway").profile
 
 
 def register(profile, **overrides) -> dict:
@@ -32,11 +39,11 @@ def code_of(call, *args) -> str:
     return error.value.error_code
 
 
-def test_an_address_finds_every_account_it_serves_whatever_its_case(profile):
+def test_an_address_finds_every_account_it_serves_whatever_its_case(profile, panel):
     shared = f"Family.{uuid.uuid4().hex[:6]}@Example.com"
-    older = register(profile, email=shared)
-    newer = register(profile, email=shared.lower())
-    register(profile)  # someone else
+    older = register(panel, email=shared)
+    newer = register(panel, email=shared.lower())
+    register(panel)  # someone else
 
     found = profile.find_by_email(f"  {shared.upper()} ")
     assert [item["id"] for item in found["items"]] == [newer["id"], older["id"]]   # newest first
@@ -46,9 +53,9 @@ def test_an_address_finds_every_account_it_serves_whatever_its_case(profile):
     assert code_of(profile.find_by_email, 42) == "validation_error"
 
 
-def test_the_overview_shows_the_profile_with_its_frozen_state_and_security_settings(profile):
-    account = register(profile)
-    profile.set_security_code(account["id"], "fox trot 42", HOME)
+def test_the_overview_shows_the_profile_with_its_frozen_state_and_security_settings(profile, panel):
+    account = register(panel)
+    panel.set_security_code(account["id"], "fox trot 42", HOME)
 
     overview = profile.account_overview(account["id"])
     assert {key: overview[key] for key in account} == account
@@ -57,16 +64,16 @@ def test_the_overview_shows_the_profile_with_its_frozen_state_and_security_setti
     assert code_of(profile.account_overview, str(uuid.uuid4())) == "not_found"
 
 
-def test_an_operator_freeze_ends_the_sessions_and_names_the_operator_on_the_timeline(profile):
-    account = register(profile)
-    session = profile.log_in(account["login"], PASSWORD, None, HOME, "pytest")
+def test_an_operator_freeze_ends_the_sessions_and_names_the_operator_on_the_timeline(profile, panel):
+    account = register(panel)
+    session = panel.log_in(account["login"], PASSWORD, None, HOME, "pytest")
 
     assert profile.freeze_by_operator(account["id"], "support:ola") == {"account_id": account["id"], "frozen": True}
-    assert code_of(profile.authenticate, session["token"], HOME) == "unauthenticated"
-    assert code_of(profile.log_in, account["login"], PASSWORD, None, HOME, "pytest") == "account_frozen"
+    assert code_of(panel.authenticate, session["token"], HOME) == "unauthenticated"
+    assert code_of(panel.log_in, account["login"], PASSWORD, None, HOME, "pytest") == "account_frozen"
     assert profile.account_overview(account["id"])["frozen"] is True
     frozen = profile.security_events(account["id"])["items"][0]
-    assert frozen["kind"] == "account_frozen" and frozen["details"] == {"operator": "support:ola", "sessions_ended": 1}
+    assert frozen["kind"] == "account_frozen" and frozen["details"] == {"operator": "support:ola", "caller": "operator", "sessions_ended": 1}
 
     # a second freeze changes nothing; refusals leave the account as it was
     assert profile.freeze_by_operator(account["id"], "support:ola")["frozen"] is True
@@ -76,4 +83,4 @@ def test_an_operator_freeze_ends_the_sessions_and_names_the_operator_on_the_time
 
     profile.unfreeze(account["id"], "support:ola")
     assert profile.account_overview(account["id"])["frozen"] is False
-    assert profile.log_in(account["login"], PASSWORD, None, HOME, "pytest")["token"]
+    assert panel.log_in(account["login"], PASSWORD, None, HOME, "pytest")["token"]

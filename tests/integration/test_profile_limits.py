@@ -35,10 +35,11 @@ def clock(monkeypatch):
 
 
 @pytest.fixture
-def profile(run_service, rpc_client, service_databases, clock):
+def profile(run_service, rpc_as, service_databases, clock):
+    """The profile service as the gateway calls it for a customer."""
     run_service(ProfileService)
     engine = create_engine(service_databases["profile"], poolclass=NullPool)
-    yield Profile(rpc_client.profile, engine)
+    yield Profile(rpc_as("gateway").profile, engine)
     engine.dispose()
 
 
@@ -182,9 +183,9 @@ def test_wrong_totp_codes_at_enrolment_and_removal_count_like_failed_logins(prof
 # --------------------------------------------------------------------------- registrations
 
 
-def test_registrations_are_limited_per_client_address(run_service, rpc_client, service_databases, clock):
+def test_registrations_are_limited_per_client_address(run_service, rpc_as, service_databases, clock):
     run_service(ProfileService, REGISTRATIONS_PER_IP_HOUR=3)
-    profile = Profile(rpc_client.profile, None)
+    profile = Profile(rpc_as("gateway").profile, None)
     for _ in range(3):
         profile.register(OWNER)
     error = refused(profile.register, OWNER)

@@ -20,18 +20,20 @@ HOME = "198.51.100.7"
 
 
 @pytest.fixture
-def profile(run_service, rpc_client, service_databases):
+def profile(run_service, rpc_as, rpc_client, service_databases):
     run_service(ProfileService)
     engine = create_engine(service_databases["profile"], poolclass=NullPool)
-    yield Profile(rpc_client.profile, engine)
+    yield Profile(rpc_as("gateway").profile, rpc_client.profile, engine)
     engine.dispose()
 
 
 class Profile:
-    """The RPC proxy plus what the notifier would receive (the outbox)."""
+    """The RPC proxy as the gateway calls it, as support staff call it (``staff``), and what the
+    notifier would receive (the outbox)."""
 
-    def __init__(self, rpc, engine):
+    def __init__(self, rpc, staff, engine):
         self.rpc = rpc
+        self.staff = staff
         self.engine = engine
 
     def register(self, **overrides) -> dict:
@@ -115,18 +117,18 @@ def test_password_change_ends_other_sessions_and_tells_the_customer(profile):
 
 def test_security_code_is_set_once_and_checked_with_a_limit(profile):
     account = profile.register()
-    assert profile.rpc.check_security_code(account["id"], "anything") is False
+    assert profile.staff.check_security_code(account["id"], "anything") is False
     profile.rpc.set_security_code(account["id"], "Blue Horse 42", HOME)
     assert code_of(profile.rpc.set_security_code, account["id"], "another code", HOME) == "already_set"
     overview = profile.rpc.security_overview(account["id"])
     assert overview["security_code_set"] is True and "Blue Horse" not in json.dumps(overview)
-    assert profile.rpc.check_security_code(account["id"], "blue  horse 42") is True
+    assert profile.staff.check_security_code(account["id"], "blue  horse 42") is True
     for _ in range(3):  # one wrong try was made before the code was set
-        assert profile.rpc.check_security_code(account["id"], "wrong guess") is False
-    assert profile.rpc.check_security_code(account["id"], "Blue Horse 42") is True
-    assert profile.rpc.check_security_code(account["id"], "wrong guess") is False
-    assert code_of(profile.rpc.check_security_code, account["id"], "Blue Horse 42") == "rate_limited"
-    assert code_of(profile.rpc.check_security_code, str(uuid.uuid4()), "x") == "not_found"
+        assert profile.staff.check_security_code(account["id"], "wrong guess") is False
+    assert profile.staff.check_security_code(account["id"], "Blue Horse 42") is True
+    assert profile.staff.check_security_code(account["id"], "wrong guess") is False
+    assert code_of(profile.staff.check_security_code, account["id"], "Blue Horse 42") == "rate_limited"
+    assert code_of(profile.staff.check_security_code, str(uuid.uuid4()), "x") == "not_found"
 
 
 # --------------------------------------------------------------------------- IP allow list
@@ -209,8 +211,8 @@ def test_freeze_ends_every_session_until_support_unfreezes(profile):
     profile.rpc.freeze(account["id"], HOME)
     assert code_of(profile.rpc.authenticate, session["token"], HOME) == "unauthenticated"
     assert code_of(profile.log_in, account) == "account_frozen"
-    assert code_of(profile.rpc.unfreeze, account["id"], "") == "validation_error"
-    profile.rpc.unfreeze(account["id"], "support:ola")
+    assert code_of(profile.staff.unfreeze, account["id"], "") == "validation_error"
+    profile.staff.unfreeze(account["id"], "support:ola")
     assert profile.log_in(account)["token"]
 
 
@@ -231,7 +233,7 @@ def test_notification_settings_round_trip_and_reach_the_notifier(profile, run_se
                 {"low_balance_threshold": {"amount": "-1.00", "currency": "EUR"}},
                 {"emails": {"support": "not an address"}}, {"newsletter": "yes"}, {"colour": "red"}):
         assert code_of(profile.rpc.update_notifications, account["id"], bad) == "validation_error"
-    settings = profile.rpc.notification_settings(account["id"])
+    settings = profile.staff.notification_settings(account["id"])
     assert settings["email"] == account["email"] and settings["newsletter"] is True
     assert settings["low_balance_threshold"] == {"amount": "20.00", "currency": "EUR"}
     [changed] = profile.events("notification_settings_changed", account["id"])

@@ -30,9 +30,10 @@ def vies():
 
 
 @pytest.fixture
-def profile(run_service, rpc_client, vies):
+def profile(run_service, rpc_as, vies):
+    """The profile service as the gateway calls it for the customer (the operator's calls: ``rpc_client``)."""
     run_service(ProfileService, VIES_ENABLED="true", VIES_URL=vies.url, VIES_TIMEOUT="1", VIES_CACHE_HOURS="24")
-    return rpc_client.profile
+    return rpc_as("gateway").profile
 
 
 def register(profile, **company) -> dict:
@@ -46,11 +47,12 @@ def german_company(profile, vat_id=GERMAN_VAT_ID) -> dict:
     return register(profile, profile_type="company", company_name="Schmidt GmbH", vat_id=vat_id)
 
 
-def test_a_registered_companys_vat_id_is_recorded_valid_with_the_time_and_shown_to_the_operator(profile, vies):
+def test_a_registered_companys_vat_id_is_recorded_valid_with_the_time_and_shown_to_the_operator(profile, vies,
+                                                                                                rpc_client):
     before = time.time()
     account = german_company(profile)
     assert account["vat_id_check"] == "valid"
-    seen = profile.get(account["id"])   # what the operator reviewing the company reads
+    seen = rpc_client.profile.get(account["id"])   # what the operator reviewing the company reads
     assert seen["company_verification"] == "pending" and seen["vat_id_check"] == "valid"
     checked_at = seen["vat_id_checked_at"]
     assert checked_at.endswith("Z") and _epoch(checked_at) >= before - 1
@@ -101,9 +103,9 @@ def test_an_individual_or_a_company_outside_the_eu_is_not_checked(profile, vies)
     assert vies.asked == [GERMAN_VAT_ID]
 
 
-def test_without_vies_enabled_nothing_is_asked_and_every_company_is_not_checked(run_service, rpc_client, vies):
+def test_without_vies_enabled_nothing_is_asked_and_every_company_is_not_checked(run_service, rpc_as, vies):
     run_service(ProfileService, VIES_URL=vies.url)   # VIES_ENABLED is off by default
-    account = german_company(rpc_client.profile, vat_id=UNKNOWN_GERMAN_VAT_ID)
+    account = german_company(rpc_as("gateway").profile, vat_id=UNKNOWN_GERMAN_VAT_ID)
     assert account["vat_id_check"] == "not_checked" and account["vat_id_checked_at"] is None
     assert vies.asked == []
 
@@ -113,7 +115,7 @@ def test_the_ledger_reverse_charges_a_reviewed_company_only_when_vies_did_not_ca
     run_service(LedgerService)
     registered, unknown = german_company(profile), german_company(profile, vat_id=UNKNOWN_GERMAN_VAT_ID)
     for account in (registered, unknown):
-        profile.review_company(account["id"], True, "operator@introserv")
+        rpc_client.profile.review_company(account["id"], True, "operator@introserv")
     price = {"amount": "123.00", "currency": "EUR"}
     assert rpc_client.ledger.price(registered["id"], price)["tax_treatment"] == "reverse_charge"
     as_individual = rpc_client.ledger.price(unknown["id"], price)

@@ -68,7 +68,8 @@ class Telephony:
 
 
 @pytest.fixture
-def verification(run_service, telephony, rpc_client):
+def verification(run_service, telephony, rpc_as):
+    """The verification service as the gateway calls it."""
     while not HEARD.empty():
         HEARD.get()
     run_service(Listener)
@@ -76,7 +77,7 @@ def verification(run_service, telephony, rpc_client):
                 TELEPHONY_FALLBACK_URL=telephony.urls["fallback"], TELEPHONY_TIMEOUT=1,
                 TELEPHONY_BREAKER_FAILURES=3, TELEPHONY_BREAKER_COOL_DOWN_SECONDS=600,
                 OUTBOX_POLL_SECONDS=0.2)
-    return rpc_client.verification
+    return rpc_as("gateway").verification
 
 
 def new_phone() -> str:
@@ -112,7 +113,7 @@ def test_flash_call_over_rpc_is_verified_with_the_callers_last_digits_and_announ
     assert event["verification_id"] == started["id"] and event["event_id"]
 
 
-def test_voice_and_sms_over_rpc(verification, telephony):
+def test_voice_and_sms_over_rpc(verification, telephony, rpc_as):
     account = str(uuid.uuid4())
     voice_phone, sms_phone = new_phone(), new_phone()
     voice = verification.start(account, voice_phone, "voice", "phone")
@@ -124,7 +125,7 @@ def test_voice_and_sms_over_rpc(verification, telephony):
     assert verification.check(sms["id"], code)["status"] == "verified"
     assert heard("phone_verified")["verification_id"] == voice["id"]
     assert heard("operation_verified")["operation"] == "change_password"
-    proof = verification.use_operation_proof(account, sms["id"], "change_password")
+    proof = rpc_as("profile").verification.use_operation_proof(account, sms["id"], "change_password")
     assert proof["phone"] == e164(sms_phone)
 
 

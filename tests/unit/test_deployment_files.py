@@ -7,6 +7,7 @@ import yaml
 
 from deploy.serve import RUNS, config_file
 from services.common.config import HEALTH_PORTS, ROOT, SERVICES
+from services.common.roles import ROLES
 
 
 def compose() -> dict:
@@ -49,3 +50,46 @@ def test_the_dockerfile_builds_a_wheel_and_the_image_installs_it_without_the_sou
     assert "pip install --no-cache-dir /wheels/*.whl" in image
     assert not [line for line in image.splitlines() if line.startswith("COPY ") and "--from=wheel" not in line]
     assert 'CMD ["python", "-m", "deploy.serve", "gateway"]' in image
+
+
+def test_compose_publishes_no_broker_port_and_knows_no_guest():
+    document = compose()
+    assert "ports" not in document["services"]["rabbitmq"]
+    text = "\n".join(line for line in (ROOT / "docker-compose.yml").read_text().splitlines()
+                     if not line.lstrip().startswith("#"))
+    assert "guest" not in text
+
+
+def test_compose_logs_each_service_in_as_itself_with_a_password_from_the_secrets():
+    services = compose()["services"]
+    for name in (*SERVICES, "gateway"):
+        uri = services[name]["environment"][f"{name.upper()}_AMQP_URI"]
+        assert uri.startswith(f"amqp://{name}:${{AMQP_PASSWORD_{name.upper()}:?"), uri
+        assert uri.endswith("@rabbitmq:5672/")
+        others = [key for key in services[name]["environment"]
+                  if key.endswith("_AMQP_URI") and key != f"{name.upper()}_AMQP_URI"]
+        assert others == [], name   # a service holds its own password only
+
+
+def test_compose_makes_the_broker_s_users_from_the_secrets_before_it_starts():
+    services = compose()["services"]
+    job = services["bus-definitions"]
+    assert job["command"][:4] == ["python", "-m", "deploy.bus", "definitions"]
+    assert {key for key in job["environment"] if key.endswith("_AMQP_URI")} == {f"{r.upper()}_AMQP_URI" for r in ROLES}
+    out = job["command"][job["command"].index("--out") + 1]
+    rabbitmq = services["rabbitmq"]
+    assert rabbitmq["depends_on"]["bus-definitions"]["condition"] == "service_completed_successfully"
+    [conf_mount] = [v for v in rabbitmq["volumes"] if v.startswith("./deploy/rabbitmq/rabbitmq.conf:")]
+    assert conf_mount.split(":")[1].startswith("/etc/rabbitmq/conf.d/")
+    conf = (ROOT / "deploy" / "rabbitmq" / "rabbitmq.conf").read_text()
+    [loaded] = re.findall(r"^load_definitions = (\S+)$", conf, re.M)
+    [volume] = [v for v in rabbitmq["volumes"] if v.startswith("bus-definitions:")]
+    assert loaded == volume.split(":")[1] + "/" + out.rsplit("/", 1)[1]
+    assert job["volumes"] == [f"bus-definitions:{out.rsplit('/', 1)[0]}"]
+
+
+def test_every_process_logs_in_as_itself_by_default():
+    for name in (*SERVICES, "gateway"):
+        config = config_file(name)
+        [line] = [line for line in config.read_text().splitlines() if line.startswith("AMQP_URI:")]
+        assert line == f"AMQP_URI: ${{{name.upper()}_AMQP_URI:amqp://{name}:{name}@127.0.0.1:5672/}}", line

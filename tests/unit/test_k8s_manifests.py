@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib
 import json
 import shutil
 import subprocess
@@ -17,13 +16,11 @@ import subprocess
 import kubernetes_validate
 import pytest
 import yaml
-from nameko.events import EventHandler
 
-from deploy import bus_definitions
+from deploy import bus, bus_definitions
 from deploy.local import GATEWAY_METRICS_PORT
 from deploy.serve import RUNS
 from services.common.config import HEALTH_PORTS, ROOT, SERVICES
-from services.common.rpc import ServiceRpc
 
 K8S = ROOT / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.30.0"
@@ -202,23 +199,17 @@ def test_rabbitmq_is_a_three_node_cluster_that_imports_the_bus_definitions(rende
     assert all("password" not in user for user in definitions["users"])   # hashes only
 
 
-def service_class(service: str):
-    module, _, name = RUNS[service].partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def test_the_role_table_follows_the_services_code():
-    """Whom each service calls (its ServiceRpc proxies) and whose events it handles."""
-    for service in bus_definitions.SERVERS:
-        cls = service_class(service)
-        calls = {value.target_service for value in vars(cls).values() if isinstance(value, ServiceRpc)}
-        assert calls == set(bus_definitions.CALLS[service]), service
-        sources = {entrypoint.source_service for value in vars(cls).values()
-                   for entrypoint in getattr(value, "nameko_entrypoints", ()) if isinstance(entrypoint, EventHandler)}
-        assert sources == set(bus_definitions.CONSUMES[service]), service
-    from gateway.service import Gateway
-    called = {value.target_service for name in dir(Gateway) if isinstance(value := getattr(Gateway, name), ServiceRpc)}
-    assert called <= set(bus_definitions.CALLS["gateway"])
+def test_the_brokers_definitions_give_each_role_deploy_bus_s_permissions(rendered):
+    """One account of what each login may do (deploy/bus.py, from the services' own declarations)."""
+    definitions = json.loads(secret_data(rendered, "rabbitmq-definitions")["definitions.json"])
+    granted = {grant["user"]: {k: grant[k] for k in ("configure", "write", "read")}
+               for grant in definitions["permissions"]}
+    topics = {}
+    for grant in definitions["topic_permissions"]:
+        topics.setdefault(grant["user"], []).append({k: grant[k] for k in ("exchange", "write", "read")})
+    for role in bus_definitions.ROLES:
+        assert granted[role] == bus.permissions(role), role
+        assert topics[role] == bus.topic_permissions(role), role
 
 
 def test_a_password_hash_is_rabbitmqs_salted_sha256():

@@ -18,6 +18,7 @@ from services.common.events import handle_event
 from services.common.health import HealthCheck
 from services.common.logging import LogContext, configure
 from services.common.metrics import serve_metrics
+from services.common.roles import EVERYONE, LEDGER
 from services.common.rpc import rpc
 from services.ledger.documents.application import InvoicePdfs
 from services.ledger.invoice_pdf import render_invoice_pdf
@@ -46,12 +47,12 @@ class LedgerDocumentsService:
     def health_check(self, request):
         return self.health.response()
 
-    @rpc
+    @rpc(roles=EVERYONE)
     def ping(self):
         return "pong"
 
     # -- the ledger, for a download that came before the invoice's event was handled
-    @rpc
+    @rpc(roles=LEDGER)
     def render_invoice_pdf(self, invoice_id):
         return self.pdfs.render(invoice_id)
 
