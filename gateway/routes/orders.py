@@ -5,8 +5,9 @@ from gateway.http import route
 from services.common.pagination import PageQuerySchema
 from services.orders.schemas import (CancelQuoteQuerySchema, CancelQuoteSchema, CancellationResultSchema,
                                      CancelSchema, ChangePlanSchema, ChangeQuoteQuerySchema, ChangeQuoteSchema,
-                                     NewOrderSchema, OrderDetailSchema, OrderSchema, PlanChangeResultSchema,
-                                     PlanSchema, PlansQuerySchema, RenewSchema)
+                                     NewOrderSchema, OrderChangeSchema, OrderDetailSchema, OrderSchema,
+                                     PlanChangeResultSchema, PlanSchema, PlansQuerySchema, RenewQuoteQuerySchema,
+                                     RenewQuoteSchema, RenewSchema)
 
 TAGS = ("orders",)
 
@@ -41,6 +42,22 @@ class OrdersRoutes:
                        "`idempotency_conflict`.")
     def place_order(self, call):
         return 201, self.order_writes.place_order(call.account_id, call.body, call.idempotency_key)
+
+    @route("PATCH", "/api/v1/orders/<order_id>", body=OrderChangeSchema, response=OrderSchema, tags=TAGS,
+           summary="Switch an order's auto-renew on or off", errors=(400, 404, 409),
+           description="`auto_renew`: renewed from the balance before paid-until by the lifecycle timer. "
+                       "409 `conflict` for a cancelled or closed order.")
+    def update_order(self, call, order_id):
+        return 200, self.orders.update_order(call.account_id, order_id, call.body)
+
+    @route("GET", "/api/v1/orders/<order_id>/renew/quote", query=RenewQuoteQuerySchema, response=RenewQuoteSchema,
+           tags=TAGS, summary="What a renewal would charge now, and the paid-until after it",
+           errors=(400, 404, 409, 422),
+           description="The exact amount `POST .../renew` with this period takes from the balance now (the "
+                       "order's current plan, this customer's price). 409 `not_renewable`; 400 for a period "
+                       "the plan does not offer.")
+    def quote_renewal(self, call, order_id):
+        return 200, self.orders.renew_quote(call.account_id, order_id, call.query["period_months"])
 
     @route("POST", "/api/v1/orders/<order_id>/renew", body=RenewSchema, response=OrderSchema, idempotent=True,
            tags=TAGS, summary="Renew an order from the balance", errors=(404, 409, 422),

@@ -35,12 +35,12 @@ from services.common.money import Money
 from services.common.outbox import already_processed, first_delivery, publish_later
 from services.common.pagination import keyset_page
 from services.common.schemas import load
-from services.orders import domain
+from services.orders import domain, numbers, quotes
 from services.orders.catalogue import Catalogue, Plan
 from services.orders.domain import ENDED, LifecycleSettings, OrderState, PaidPeriod, Status
 from services.orders.models import (CataloguePlan, IpAssignment, Order, OrderCharge, OrderEvent, OrderPeriod,
                                     RenewalReminder)
-from services.orders.schemas import CancelSchema, ChangePlanSchema, NewOrderSchema, RenewSchema
+from services.orders.schemas import CancelSchema, ChangePlanSchema, NewOrderSchema, OrderChangeSchema, RenewSchema
 
 log = structlog.get_logger(__name__)
 
@@ -159,7 +159,7 @@ class Orders:
             placement = self._placement(session, plan, state.fields)
             now = self.clock.now()
             session.add(Order(
-                id=order_id, account_id=account_id, plan_id=plan.id, period_months=state.period_months,
+                id=order_id, number=numbers.next_number(session), account_id=account_id, plan_id=plan.id, period_months=state.period_months,
                 status=Status.PENDING_PAYMENT.value, auto_renew=state.auto_renew, cancel_at=None,
                 fields=dict(state.fields), datacenter=placement.datacenter, ip_address=None,
                 currency=state.currency, renewals=0, plan_changes=0,
@@ -288,29 +288,49 @@ class Orders:
         with self.uow.transaction() as session:
             first_delivery(session, BALANCE_CONSUMER, event_id)
 
+    # ------------------------------------------------------------------ the customer's settings (issue 18)
+    def update_order(self, account_id: str, order_id, body) -> dict:
+        """Switch auto-renew on or off; an ended order renews nothing (409 conflict)."""
+        data = load(OrderChangeSchema(), body)
+        with self.uow.transaction() as session:
+            loaded = self._load(session, order_id, account_id, lock=True)
+            row = loaded.row
+            if loaded.state.status in ENDED:
+                raise DomainError("conflict", f"A {row.status} order does not renew.",
+                                  details={"status": row.status})
+            if row.auto_renew != data["auto_renew"]:
+                row.auto_renew = data["auto_renew"]
+                row.updated_at = self.clock.now()
+                self._event(session, row.id, "auto_renew_changed", {"auto_renew": data["auto_renew"]})
+            return self._view(self._loaded(session, row))
+
     # ------------------------------------------------------------------ renew (O7)
     def renew(self, account_id: str, order_id, body, idempotency_key: str | None = None) -> dict:
         data = load(RenewSchema(), body)
         keyed = _keyed(account_id, "renew", idempotency_key, {"order_id": order_id, **data})
         return self.keys.once(keyed, lambda: self._renew(order_id, data["period_months"], account_id, keyed=keyed))
 
+    def renew_quote(self, account_id: str, order_id, months: int) -> dict:
+        """What renewing for ``months`` would charge now, and the paid-until after it."""
+        with self.uow.transaction() as session:
+            loaded = self._load(session, order_id, account_id)
+        return quotes.renewal(loaded.state, self.clock.today(), months,
+                              lambda price: self._customer_price(account_id, price)).to_wire()
+
     def _renew(self, order_id, months: int, account_id: str | None, automatic: bool = False,
                keyed: KeyedRequest | None = None) -> dict:
         loaded = self._claim(order_id, account_id, "renew")
         try:
             state, row = loaded.state, loaded.row
-            domain.check_renewable(state)
-            list_price = state.plan.price_for(months)
-            charged = self._customer_price(row.account_id, list_price)
             today = self.clock.today()
-            period = domain.renew(state, today, months, charged).periods[-1]
+            # The same computation as the renewal quote: the amount confirmed is the amount taken.
+            renewal = quotes.renewal(state, today, months, lambda price: self._customer_price(row.account_id, price))
             number = row.renewals + 1
-            what = f"{state.plan.name}, renewal for {months} months"
             return self._carry_out(row.id, {
                 "kind": "renew", "today": today.isoformat(), "months": months, "number": number,
-                "charged": charged.to_wire(), "automatic": automatic, "reply_to": _reply_to(keyed),
-                "charge": {"amount": charged.to_wire(), "key": f"order:{row.id}:renew:{number}",
-                           "description": what, "lines": [_invoice_line(what, period)]}})
+                "charged": renewal.charge.to_wire(), "automatic": automatic, "reply_to": _reply_to(keyed),
+                "charge": {"amount": renewal.charge.to_wire(), "key": f"order:{row.id}:renew:{number}",
+                           "description": renewal.description, "lines": [renewal.invoice_line()]}})
         finally:
             self._release_lease(order_id)
 
@@ -733,6 +753,7 @@ class Orders:
 
     def _about(self, loaded: Loaded) -> dict:
         return {"account_id": loaded.row.account_id, "order_id": loaded.row.id,
+                "order_number": numbers.shown(loaded.row.number), "hostname": numbers.hostname(loaded.state.fields),
                 "plan_name": loaded.state.plan.name}
 
     def _view(self, loaded: Loaded) -> dict:
@@ -741,7 +762,8 @@ class Orders:
         today = self.clock.today()
         shown_ip = None if state.status == Status.PENDING_PAYMENT else row.ip_address
         return {
-            "id": row.id, "plan": state.plan.summary_to_wire(), "period_months": state.period_months,
+            "id": row.id, "number": numbers.shown(row.number), "hostname": numbers.hostname(state.fields),
+            "plan": state.plan.summary_to_wire(), "period_months": state.period_months,
             "ip_address": shown_ip, "paid_until": _date(state.paid_until), "days_left": state.days_left(today),
             "status": state.status.value, "cost": state.cost.to_wire(), "auto_renew": state.auto_renew,
             "cancel_at": _date(state.cancel_at), "fields": dict(state.fields), "actions": domain.actions(state),

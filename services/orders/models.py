@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer, String
+from sqlalchemy import (JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer, String,
+                        UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.common.tables import Serial, add_idempotency_table, add_messaging_tables
@@ -40,9 +41,13 @@ class CataloguePlan(Base):
 class Order(Base):
     __tablename__ = "orders"
     __table_args__ = (Index("ix_orders_account_created", "account_id", "created_at", "id"),
-                      Index("ix_orders_status", "status"))
+                      Index("ix_orders_status", "status"),
+                      UniqueConstraint("number", name="uq_orders_number"))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    # The order's short number, unique in the system: the next one at placement (under the
+    # placement lock), shown as ORD-000042 (services/orders/numbers.py).
+    number: Mapped[int] = mapped_column(BigInteger)
     account_id: Mapped[str] = mapped_column(String(36))
     plan_id: Mapped[str] = mapped_column(String(48))
     period_months: Mapped[int] = mapped_column(Integer)

@@ -39,6 +39,13 @@ class RenewSchema(StrictSchema):
     period_months = StrictInteger(required=True, validate=validate.Range(min=1, max=120, error="must be 1 to 120"))
 
 
+class OrderChangeSchema(StrictSchema):
+    """``PATCH /api/v1/orders/{id}``: what a customer may change on an order after placing it."""
+
+    auto_renew = StrictBoolean(required=True, metadata={
+        "description": "renew from the balance before paid-until (the lifecycle timer's auto-renewal)"})
+
+
 class ChangePlanSchema(StrictSchema):
     plan_id = text(48, required=True)
 
@@ -57,6 +64,12 @@ class CancelSchema(StrictSchema):
 class PlansQuerySchema(StrictSchema):
     kind = fields.String(load_default=None, error_messages=MESSAGES,
                          validate=validate.OneOf(KINDS, error="must be dedicated or vps"))
+
+
+class RenewQuoteQuerySchema(StrictSchema):
+    period_months = fields.Integer(required=True, error_messages=MESSAGES,
+                                   validate=validate.Range(min=1, max=120, error="must be 1 to 120"),
+                                   metadata={"description": "one of the plan's periods"})
 
 
 class ChangeQuoteQuerySchema(StrictSchema):
@@ -105,12 +118,16 @@ class PlanSummarySchema(StrictSchema):
 class OrderEventSchema(StrictSchema):
     at = fields.String()
     kind = fields.String(metadata={"enum": ["created", "paid", "renewed", "plan_changed", "cancelled",
-                                            "refunded", "overdue", "suspended", "closed"]})
+                                            "refunded", "overdue", "suspended", "closed", "auto_renew_changed"]})
     details = fields.Dict()
 
 
 class OrderSchema(StrictSchema):
     id = fields.String()
+    number = fields.String(metadata={"description": "the order's short number, unique in the system",
+                                     "example": "ORD-000042"})
+    hostname = fields.String(allow_none=True, metadata={
+        "description": "the server's host name from the order form, or null when the plan's form has none"})
     plan = fields.Nested(PlanSummarySchema)
     period_months = fields.Integer()
     ip_address = fields.String(allow_none=True)
@@ -140,6 +157,21 @@ class QuoteLineSchema(StrictSchema):
     new_daily_price = fields.String(metadata={"description": "the new plan's price per day of the period, "
                                                              "4 decimal places"})
     amount = fields.Nested(MoneySchema, metadata={"description": "positive: charged; negative: credited"})
+
+
+class RenewQuoteLineSchema(StrictSchema):
+    description = fields.String()
+    period_from = fields.Date()
+    period_to = fields.Date(metadata={"description": "the last day the renewal pays for"})
+    months = fields.Integer()
+    amount = fields.Nested(MoneySchema)
+
+
+class RenewQuoteSchema(StrictSchema):
+    charge = fields.Nested(MoneySchema, metadata={"description": "exactly what renewing now takes from the balance"})
+    paid_until = fields.Date(metadata={"description": "the order's paid-until after the renewal"})
+    period_months = fields.Integer()
+    lines = fields.List(fields.Nested(RenewQuoteLineSchema))
 
 
 class ChangeQuoteSchema(StrictSchema):

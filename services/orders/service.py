@@ -106,6 +106,14 @@ class OrdersService:
         return self.orders.renew(account_id, order_id, body, idempotency_key)
 
     @rpc(roles=GATEWAY | OPERATOR)
+    def renew_quote(self, account_id, order_id, period_months):
+        return self.orders.renew_quote(account_id, order_id, period_months)
+
+    @rpc(roles=GATEWAY)
+    def update_order(self, account_id, order_id, body):
+        return self.orders.update_order(account_id, order_id, body)
+
+    @rpc(roles=GATEWAY | OPERATOR)
     def change_plan_quote(self, account_id, order_id, plan_id):
         return self.orders.change_plan_quote(account_id, order_id, plan_id)
 

@@ -791,16 +791,16 @@ pages.security = async () => {
 function orderActions(order) {
   return el("td", { class: "actions" }, order.actions.map((action) =>
     el("a", { class: "button small", href: `/orders/${order.id}#${action}`, text: t(`orders.action.${action}`),
-      "aria-label": `${t(`orders.action.${action}`)}: ${order.id}` })));
+      "aria-label": `${t(`orders.action.${action}`)}: ${order.number}` })));
 }
 
 pages.orders = async () => {
   await Promise.all([
     fillPagedTable($("#active-orders"), "/api/v1/orders", (order) => row(
-      el("a", { href: `/orders/${order.id}`, text: order.id }), order.plan.name, order.ip_address || "–",
+      el("a", { href: `/orders/${order.id}`, text: order.number }), order.hostname || "–", order.plan.name, order.ip_address || "–",
       showDate(order.paid_until), String(order.days_left), status(order.status), showMoney(order.cost), orderActions(order))),
     fillPagedTable($("#order-history"), "/api/v1/orders/history", (order) => row(
-      el("a", { href: `/orders/${order.id}`, text: order.id }), order.plan.name, showDate(order.created_at),
+      el("a", { href: `/orders/${order.id}`, text: order.number }), order.hostname || "–", order.plan.name, showDate(order.created_at),
       showDate(order.paid_until), status(order.status), showMoney(order.cost)))]);
 };
 
@@ -877,40 +877,102 @@ pages.order = async () => {
   const show = async () => {
     order = await api("GET", `/api/v1/orders/${encodeURIComponent(id)}`);
     const facts = {
-      id: order.id, plan: `${order.plan.name} (${t(`plans.kind.${order.plan.kind}`)})`, ip_address: order.ip_address || "–",
+      number: order.number, hostname: order.hostname || "–",
+      plan: `${order.plan.name} (${t(`plans.kind.${order.plan.kind}`)})`, ip_address: order.ip_address || "–",
       paid_until: showDate(order.paid_until), days_left: String(order.days_left), cost: showMoney(order.cost),
-      cancel_at: showDate(order.cancel_at),
+      auto_renew: t(order.auto_renew ? "order.on" : "order.off"), cancel_at: showDate(order.cancel_at),
       fields: Object.entries(order.fields || {}).map(([name, value]) => `${MESSAGES[`plans.field.${name}`] ?? name}: ${value}`).join(", "),
     };
     for (const [name, value] of Object.entries(facts)) for (const node of $$(`[data-order="${name}"]`)) node.textContent = value;
     $('[data-order="status"]').replaceChildren(status(order.status));
     for (const action of ["renew", "change_plan", "cancel"]) $(`#${action}`).hidden = !order.actions.includes(action);
+    $("#auto-renew").hidden = ["cancelled", "closed"].includes(order.status);
+    $("#f-order-auto_renew").checked = order.auto_renew;
     fillTable($("#order-events"), order.events || [], (item) => row(showTime(item.at), t(`order.event_kind.${item.kind}`)));
   };
-  await show();
+
+  // Plans and prices are the server's and are read again after every change: the plan list never
+  // offers the current plan, and the renew button carries the amount of a fresh renewal quote.
+  const renewForm = $("#renew-form");
+  const renewButton = $("#renew-confirm");
+  let renewQuote = null;
+  const loadPlans = async () => {
+    const plans = (await api("GET", `/api/v1/plans?kind=${order.plan.kind}`)).items;
+    const plan = plans.find((item) => item.id === order.plan.id);
+    const period = $("#f-renew-period");
+    const keep = period.value || String(order.period_months);
+    period.replaceChildren(...(plan ? plan.prices : []).map((price) => el("option",
+      { value: price.period_months, text: t("order.renew_period", { months: price.period_months }) })));
+    if (plan && plan.prices.some((price) => String(price.period_months) === keep)) period.value = keep;
+    $("#f-change-plan").replaceChildren(...plans.filter((item) => item.id !== order.plan.id)
+      .map((item) => el("option", { value: item.id, text: item.name })));
+  };
+  const quoteLines = (quote) => el("ul", {}, (quote.lines || []).map((line) => el("li", {},
+    `${line.description || `${showDate(line.period_from)} – ${showDate(line.period_to)}`}: ${showMoney(line.amount)}`)));
+  const showRenewQuote = (quote) => {
+    renewQuote = quote;
+    $("#renew-quote").replaceChildren(el("p", { text: t("order.renew_quote", { charge: showMoney(quote.charge), date: showDate(quote.paid_until) }) }),
+      quoteLines(quote));
+    $("#renew-quote").hidden = false;
+    renewButton.textContent = t("order.renew_pay", { charge: showMoney(quote.charge) });
+    renewButton.dataset.amount = quote.charge.amount;
+    renewButton.disabled = false;
+  };
+  const askRenewQuote = () => api("GET", `/api/v1/orders/${encodeURIComponent(id)}/renew/quote?period_months=${encodeURIComponent($("#f-renew-period").value)}`);
+  const quoteRenewal = async () => {
+    renewQuote = null;
+    renewButton.disabled = true;
+    renewButton.textContent = t("order.renew_submit");
+    delete renewButton.dataset.amount;
+    $("#renew-quote").hidden = true;
+    if (!order.actions.includes("renew") || !$("#f-renew-period").value) return;
+    try {
+      showRenewQuote(await askRenewQuote());
+    } catch (error) { showErrors(renewForm, error); }
+  };
+  const refresh = async () => {
+    await show();
+    await loadPlans();
+    await quoteRenewal();
+  };
+  await refresh();
   if (new URLSearchParams(location.search).get("placed")) say(t(`order.placed.${order.status}`));
-  const plans = (await api("GET", `/api/v1/plans?kind=${order.plan.kind}`)).items;
-  const plan = plans.find((item) => item.id === order.plan.id);
-  $("#f-renew-period").replaceChildren(...(plan ? plan.prices : []).map((price) => el("option",
-    { value: price.period_months, text: t("order_new.period_option", { months: price.period_months, price: showMoney(price.price) }) })));
-  $("#f-change-plan").replaceChildren(...plans.filter((item) => item.id !== order.plan.id)
-    .map((item) => el("option", { value: item.id, text: item.name })));
   if (location.hash) { const target = $(location.hash); if (target && !target.hidden) $("select, input", target).focus(); }
 
-  const renewForm = $("#renew-form");
+  const autoRenewForm = $("#auto-renew-form");
+  $("#f-order-auto_renew").addEventListener("change", async (event) => {
+    clearErrors(autoRenewForm);
+    const wanted = event.target.checked;
+    try {
+      await api("PATCH", `/api/v1/orders/${encodeURIComponent(id)}`, { auto_renew: wanted });
+      await refresh();
+      done(autoRenewForm, t(order.auto_renew ? "order.auto_renew_on" : "order.auto_renew_off"));
+    } catch (error) {
+      event.target.checked = !wanted;
+      showErrors(autoRenewForm, error);
+    }
+  });
+
   let renewKey = newKey();
+  $("#f-renew-period").addEventListener("change", () => { clearErrors(renewForm); quoteRenewal(); });
   onSubmit(renewForm, async (data) => {
-    await api("POST", `/api/v1/orders/${id}/renew`, { period_months: Number(data.period_months) }, { "Idempotency-Key": renewKey });
+    // Charged only at the amount the button shows: a quote that moved meanwhile is shown again first.
+    const shown = renewQuote;
+    const fresh = await askRenewQuote();
+    if (!shown || fresh.charge.amount !== shown.charge.amount || fresh.charge.currency !== shown.charge.currency) {
+      showRenewQuote(fresh);
+      $('[data-error-for=""]', renewForm).textContent = t("order.price_changed");
+      return;
+    }
+    await api("POST", `/api/v1/orders/${encodeURIComponent(id)}/renew`, { period_months: Number(data.period_months) }, { "Idempotency-Key": renewKey });
     renewKey = newKey();
-    await show();
-    say(t("order.renewed", { date: showDate(order.paid_until) }));
+    await refresh();
+    say(t("order.renewed", { charge: showMoney(shown.charge), date: showDate(order.paid_until) }));
   });
 
   // A plan change and a cancellation show their quote first; the customer confirms what they read.
   const changeForm = $("#change-form");
   let changeKey = newKey();
-  const quoteLines = (quote) => el("ul", {}, (quote.lines || []).map((line) => el("li", {},
-    `${line.description || `${showDate(line.period_from)} – ${showDate(line.period_to)}`}: ${showMoney(line.amount)}`)));
   onSubmit(changeForm, async (data) => {
     const quote = await api("GET", `/api/v1/orders/${id}/change-plan/quote?plan_id=${encodeURIComponent(data.plan_id)}`);
     const box = $("#change-quote");
@@ -927,7 +989,7 @@ pages.order = async () => {
       changeKey = newKey();
       $("#change-quote").hidden = true;
       $("#change-confirm").hidden = true;
-      await show();
+      await refresh();
       say(t("order.changed", { plan: result.order.plan.name, charge: showMoney(result.charge), credit: showMoney(result.credit) }));
     } catch (error) { showErrors(changeForm, error); }
   });
@@ -951,7 +1013,7 @@ pages.order = async () => {
         verificationId ? { ...body, verification_id: verificationId } : body, { "Idempotency-Key": newKey() }));
       $("#cancel-quote").hidden = true;
       $("#cancel-confirm").hidden = true;
-      await show();
+      await refresh();
       say(t("order.cancelled", { refund: showMoney(result.refund) }));
     } catch (error) { showErrors(cancelForm, error); }
   });

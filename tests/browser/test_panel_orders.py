@@ -1,0 +1,122 @@
+"""The orders pages in Chromium (issue 18): the amount on the renew button is the amount charged,
+also after plan changes; the plan list never offers the current plan; auto-renew is shown and
+switched; orders are named by their short number and host name; in English and in Polish.
+"""
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+import pytest
+import requests
+from playwright.sync_api import expect
+
+from tests.browser.conftest import ready, screenshot
+from tests.browser.test_panel import log_in, register, token_of
+
+pytestmark = pytest.mark.e2e
+POSTAL = {"line1": "ul. Prosta 1", "city": "Warszawa", "postcode": "00-001", "country": "PL"}
+
+TEXTS = {
+    "en": {"quote": "Show what it costs", "confirm": "Change the plan", "renew_pay": "Renew and pay",
+           "auto_renew": "Renew automatically from the balance", "on": "on", "off": "off",
+           "auto_on": "Auto-renew is on.", "renewed": "The order is renewed for", "decimal": "."},
+    "pl": {"quote": "Pokaż koszt zmiany", "confirm": "Zmień plan", "renew_pay": "Odnów i zapłać",
+           "auto_renew": "Odnawiaj automatycznie z salda", "on": "włączone", "off": "wyłączone",
+           "auto_on": "Automatyczne odnawianie jest włączone.", "renewed": "Zamówienie zostało odnowione za",
+           "decimal": ","},
+}
+
+
+def customer_with_an_order(page, rpc, payments, stack, language: str, plan_id: str = "vps-l") -> dict:
+    """A registered, logged-in customer with a postal address, 300.00 EUR and one paid VPS order."""
+    login = f"o{uuid.uuid4().hex[:10]}"
+    register(page, login, language=language)
+    log_in(page, login)
+    headers = {"Authorization": f"Bearer {token_of(page)}"}
+    requests.patch(f"{stack.gateway_url}/api/v1/profile", json={"postal_address": POSTAL}, headers=headers,
+                   timeout=30).raise_for_status()
+    account = rpc.profile.find_by_login(login)["id"]
+    payments.ledger.credit_payment(account, {"amount": "300.00", "currency": "EUR"}, f"pay-{uuid.uuid4()}", "bank")
+    body = {"plan_id": plan_id, "period_months": 1,
+            "fields": {"hostname": f"{login}.example.com", "os_template": "debian-12"}}
+    placed = requests.post(f"{stack.gateway_url}/api/v1/orders", json=body, headers=headers, timeout=60)
+    placed.raise_for_status()
+    return {"headers": headers, "order": placed.json(), "login": login}
+
+
+def amount_on(text: str, decimal: str) -> Decimal:
+    """``Renew and pay 104.70 EUR`` -> 104.70 (the panel's own money format)."""
+    figure = text.split(" EUR")[0].split()[-1].replace("\u00a0", "")
+    return Decimal(figure.replace(decimal, "."))
+
+
+def change_plan(page, plan_id: str, texts: dict) -> None:
+    page.locator("#f-change-plan").select_option(plan_id)
+    page.locator("#change-quote-button").click()
+    page.locator("#change-quote").wait_for()
+    page.locator("#change-confirm").click()
+    expect(page.locator("#order-done")).to_be_visible()
+    expect(page.locator('[data-order="plan"]')).to_contain_text(
+        {"vps-l": "VPS L", "vps-xl": "VPS XL", "vps-m": "VPS M"}[plan_id])
+
+
+@pytest.mark.parametrize("language", ["en", "pl"])
+def test_the_renew_button_shows_what_is_charged_after_plan_changes(open_panel, rpc, payments, stack, language):
+    texts = TEXTS[language]
+    page = open_panel(locale="pl-PL" if language == "pl" else "en-GB")
+    made = customer_with_an_order(page, rpc, payments, stack, language)
+    order = made["order"]
+
+    ready(page, "/orders")
+    first = page.locator("#active-orders tbody tr").first
+    expect(first).to_contain_text(order["number"])
+    expect(first).to_contain_text(order["hostname"])
+    assert order["id"] not in first.inner_text()          # the 36-character id is not shown
+
+    ready(page, f"/orders/{order['id']}")
+    expect(page.locator('[data-order="number"]')).to_have_text(order["number"])
+    for plan_id in ("vps-xl", "vps-l"):                   # the sequence that once left the old price on the button
+        change_plan(page, plan_id, texts)
+        current = {"vps-l": "VPS L", "vps-xl": "VPS XL"}[plan_id]
+        offered = page.locator("#f-change-plan option").all_inner_texts()
+        assert current not in offered and offered      # the plan list never offers the current plan
+    button = page.locator("#renew-confirm")
+    expect(button).to_contain_text(texts["renew_pay"])
+    page.locator("#f-renew-period").select_option("3")
+    expect(button).to_be_enabled()
+    quote = requests.get(f"{stack.gateway_url}/api/v1/orders/{order['id']}/renew/quote?period_months=3",
+                         headers=made["headers"], timeout=30).json()
+    expect(button).to_have_attribute("data-amount", quote["charge"]["amount"])
+    shown = amount_on(button.inner_text(), texts["decimal"])
+    assert shown == Decimal(quote["charge"]["amount"])
+    screenshot(page, f"order-renew-quote-{language}")
+    button.click()
+    expect(page.locator("#order-done")).to_contain_text(texts["renewed"])
+
+    transactions = requests.get(f"{stack.gateway_url}/api/v1/balance/transactions", headers=made["headers"],
+                                timeout=30).json()["items"]
+    charged = transactions[0]
+    assert charged["kind"] == "charge" and Decimal(charged["amount"]["amount"]) == -shown
+    # after the renewal the button carries the next renewal's quote, read again from the server
+    expect(button).to_contain_text(texts["renew_pay"])
+
+
+@pytest.mark.parametrize("language", ["en", "pl"])
+def test_auto_renew_is_shown_and_switched_on_the_order_page(open_panel, rpc, payments, stack, language):
+    texts = TEXTS[language]
+    page = open_panel(locale="pl-PL" if language == "pl" else "en-GB")
+    made = customer_with_an_order(page, rpc, payments, stack, language, plan_id="vps-s")
+    order = made["order"]
+    ready(page, f"/orders/{order['id']}")
+    expect(page.locator('[data-order="auto_renew"]')).to_have_text(texts["off"])
+    expect(page.locator('[data-order="hostname"]')).to_have_text(order["hostname"])
+    page.get_by_label(texts["auto_renew"]).check()
+    expect(page.locator("#auto-renew-form .form-done")).to_have_text(texts["auto_on"])
+    expect(page.locator('[data-order="auto_renew"]')).to_have_text(texts["on"])
+    stored = requests.get(f"{stack.gateway_url}/api/v1/orders/{order['id']}", headers=made["headers"], timeout=30)
+    assert stored.json()["auto_renew"] is True
+    page.reload()
+    page.wait_for_selector("body[data-ready=true]")
+    expect(page.get_by_label(texts["auto_renew"])).to_be_checked()
+    screenshot(page, f"order-auto-renew-{language}")

@@ -1,0 +1,112 @@
+"""What a customer reads and confirms about an order over HTTP (issue 18): the renewal quote is
+exactly what a renewal takes, auto-renew is switched after ordering, every order has a short
+number and its host name, and the plans say which datacenters have stock.
+"""
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from tests.support import error_code
+
+POSTAL = {"line1": "ul. Prosta 1", "city": "Warszawa", "postcode": "00-001", "country": "PL"}
+VPS = {"plan_id": "vps-s", "period_months": 1, "fields": {"hostname": "web1.example.com", "os_template": "debian-12"}}
+
+pytestmark = pytest.mark.e2e
+
+
+def pay(payments, account_id: str, amount: str) -> None:
+    payments.ledger.credit_payment(account_id, {"amount": amount, "currency": "EUR"}, f"pay-{uuid.uuid4()}", "bank")
+
+
+def key() -> dict:
+    return {"Idempotency-Key": str(uuid.uuid4())}
+
+
+def balance(who) -> Decimal:
+    return Decimal(who.get("/api/v1/balance").json()["balance"]["amount"])
+
+
+def test_the_renewal_quote_is_what_the_renewal_takes_also_after_plan_changes(customer, payments):
+    anna = customer(postal_address=POSTAL)
+    pay(payments, anna.profile["id"], "300.00")
+    order = anna.post("/api/v1/orders", {**VPS, "plan_id": "vps-l"}, headers=key()).json()
+    for plan_id in ("vps-xl", "vps-l"):  # the sequence that once left the old plan's price on the page
+        changed = anna.post(f"/api/v1/orders/{order['id']}/change-plan", {"plan_id": plan_id}, headers=key())
+        assert changed.status_code == 200, changed.text
+
+    quote = anna.get(f"/api/v1/orders/{order['id']}/renew/quote?period_months=3")
+    assert quote.status_code == 200, quote.text
+    quote = quote.json()
+    plans = {plan["id"]: plan for plan in anna.get("/api/v1/plans?kind=vps").json()["items"]}
+    three_months = next(p["price"] for p in plans["vps-l"]["prices"] if p["period_months"] == 3)
+    assert quote["charge"] == three_months                         # an individual pays the list price
+    assert [line["amount"] for line in quote["lines"]] == [quote["charge"]]
+    assert quote["lines"][0]["months"] == 3 and "VPS L" in quote["lines"][0]["description"]
+
+    before = balance(anna)
+    renewed = anna.post(f"/api/v1/orders/{order['id']}/renew", {"period_months": 3}, headers=key())
+    assert renewed.status_code == 200, renewed.text
+    assert renewed.json()["paid_until"] == quote["paid_until"]
+    assert before - balance(anna) == Decimal(quote["charge"]["amount"])
+    charge = anna.get("/api/v1/balance/transactions").json()["items"][0]
+    assert charge["kind"] == "charge" and charge["amount"]["amount"] == f"-{quote['charge']['amount']}"
+
+
+def test_a_renewal_quote_refuses_what_a_renewal_would_refuse(customer, payments):
+    anna, piotr = customer(postal_address=POSTAL), customer(postal_address=POSTAL)
+    pay(payments, anna.profile["id"], "50.00")
+    order = anna.post("/api/v1/orders", VPS, headers=key()).json()
+    path = f"/api/v1/orders/{order['id']}/renew/quote"
+    assert error_code(piotr.get(f"{path}?period_months=1")) == "not_found"
+    for query in ("", "?period_months=two", "?period_months=0", "?period_months=1&x=1"):
+        refused = anna.get(f"{path}{query}")
+        assert refused.status_code == 400 and error_code(refused) == "validation_error", (query, refused.text)
+    not_offered = anna.get(f"{path}?period_months=5")
+    assert not_offered.status_code == 400 and "period_months" in not_offered.json()["error"]["fields"]
+    anna.post(f"/api/v1/orders/{order['id']}/cancel", {"when": "end_of_period"}, headers=key())
+    ended = anna.get(f"{path}?period_months=1")
+    assert ended.status_code == 409 and error_code(ended) == "not_renewable"
+
+
+def test_auto_renew_is_switched_after_ordering_by_its_owner_only(customer, payments):
+    anna, piotr = customer(postal_address=POSTAL), customer(postal_address=POSTAL)
+    pay(payments, anna.profile["id"], "50.00")
+    order = anna.post("/api/v1/orders", VPS, headers=key()).json()
+    assert order["auto_renew"] is False
+    path = f"/api/v1/orders/{order['id']}"
+
+    switched = anna.patch(path, {"auto_renew": True})
+    assert switched.status_code == 200, switched.text
+    assert switched.json()["auto_renew"] is True
+    shown = anna.get(path).json()
+    assert shown["auto_renew"] is True and shown["events"][-1]["kind"] == "auto_renew_changed"
+    assert anna.get("/api/v1/orders").json()["items"][0]["auto_renew"] is True
+
+    refused = piotr.patch(path, {"auto_renew": False})
+    assert refused.status_code == 404 and error_code(refused) == "not_found"
+    for body in ({"auto_renew": "false"}, {"auto_renew": 0}, {"auto_renew": None}, {}, {"auto_renew": False, "plan_id": "x"}):
+        bad = anna.patch(path, body)
+        assert bad.status_code == 400 and error_code(bad) == "validation_error", (body, bad.text)
+    assert anna.get(path).json()["auto_renew"] is True            # nothing half-written
+
+    assert anna.patch(path, {"auto_renew": False}).json()["auto_renew"] is False
+    anna.post(f"{path}/cancel", {"when": "now"}, headers=key())
+    ended = anna.patch(path, {"auto_renew": True})
+    assert ended.status_code == 409 and error_code(ended) == "conflict"
+
+
+def test_orders_have_a_short_unique_number_and_their_host_name(customer, payments):
+    anna = customer(postal_address=POSTAL)
+    pay(payments, anna.profile["id"], "50.00")
+    first = anna.post("/api/v1/orders", VPS, headers=key()).json()
+    second = anna.post("/api/v1/orders", {**VPS, "fields": {**VPS["fields"], "hostname": "db1.example.com"}},
+                       headers=key()).json()
+    for order in (first, second):
+        assert order["number"].startswith("ORD-") and len(order["number"]) <= 12
+    assert int(second["number"][4:]) > int(first["number"][4:])
+    assert (first["hostname"], second["hostname"]) == ("web1.example.com", "db1.example.com")
+    listed = {o["id"]: (o["number"], o["hostname"]) for o in anna.get("/api/v1/orders/history").json()["items"]}
+    assert listed == {o["id"]: (o["number"], o["hostname"]) for o in (first, second)}
