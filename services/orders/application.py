@@ -35,7 +35,7 @@ from services.common.money import Money
 from services.common.outbox import already_processed, first_delivery, publish_later
 from services.common.pagination import keyset_page
 from services.common.schemas import load
-from services.orders import domain, numbers, quotes
+from services.orders import domain, numbers, quotes, stock
 from services.orders.catalogue import Catalogue, Plan
 from services.orders.domain import ENDED, LifecycleSettings, OrderState, PaidPeriod, Status
 from services.orders.models import (CataloguePlan, IpAssignment, Order, OrderCharge, OrderEvent, OrderPeriod,
@@ -92,7 +92,11 @@ class Orders:
 
     # ------------------------------------------------------------------ catalogue
     def list_plans(self, kind: str | None = None) -> dict:
-        return {"items": [plan.to_wire() for plan in self.catalogue.list_plans(kind)], "next_cursor": None}
+        """The plans on sale, each saying which datacenters have stock now (services/orders/stock.py)."""
+        plans = self.catalogue.list_plans(kind)
+        with self.uow.transaction() as session:
+            room = stock.room(session, self.catalogue)
+        return {"items": [plan.to_wire(room[plan.id]) for plan in plans], "next_cursor": None}
 
     def sync_plans(self) -> None:
         """Copy the catalogue's plans into the database (at start), so SQL alone can read orders."""

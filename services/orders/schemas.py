@@ -96,7 +96,11 @@ class PlanPriceSchema(StrictSchema):
 class RequiredFieldSchema(StrictSchema):
     name = fields.String()
     type = fields.String(validate=validate.OneOf(("string", "choice")))
-    options = fields.List(fields.String())
+    options = fields.List(fields.Raw(metadata={"oneOf": [{"type": "string"}, {
+        "type": "object", "required": ["value", "available"],
+        "properties": {"value": {"type": "string", "example": "WAW1"}, "available": {"type": "boolean"}}}]}),
+        metadata={"description": "a choice's values: strings; for the datacenter (a choice of where the server "
+                                 "stands) objects {value, available}, so a form offers no sold-out choice"})
     pattern = fields.String()
 
 
@@ -107,6 +111,7 @@ class PlanSchema(StrictSchema):
     description = fields.String()
     prices = fields.List(fields.Nested(PlanPriceSchema))
     required_fields = fields.List(fields.Nested(RequiredFieldSchema))
+    available = fields.Boolean(metadata={"description": "whether any of the plan's datacenters has stock now"})
 
 
 class PlanSummarySchema(StrictSchema):

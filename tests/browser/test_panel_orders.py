@@ -56,9 +56,10 @@ def change_plan(page, plan_id: str, texts: dict) -> None:
     page.locator("#change-quote-button").click()
     page.locator("#change-quote").wait_for()
     page.locator("#change-confirm").click()
-    expect(page.locator("#order-done")).to_be_visible()
-    expect(page.locator('[data-order="plan"]')).to_contain_text(
-        {"vps-l": "VPS L", "vps-xl": "VPS XL", "vps-m": "VPS M"}[plan_id])
+    # said once the order, the plans and the renewal quote have been read again
+    name = {"vps-l": "VPS L", "vps-xl": "VPS XL", "vps-m": "VPS M"}[plan_id]
+    expect(page.locator("#order-done")).to_contain_text(f"{name}:")
+    expect(page.locator('[data-order="plan"]')).to_contain_text(name)
 
 
 @pytest.mark.parametrize("language", ["en", "pl"])
@@ -120,3 +121,43 @@ def test_auto_renew_is_shown_and_switched_on_the_order_page(open_panel, rpc, pay
     page.wait_for_selector("body[data-ready=true]")
     expect(page.get_by_label(texts["auto_renew"])).to_be_checked()
     screenshot(page, f"order-auto-renew-{language}")
+
+
+SOLD_OUT = {"en": "Amsterdam, Netherlands (AMS1) – sold out", "pl": "Amsterdam, Holandia (AMS1) – wyprzedane"}
+DATACENTER = {"en": "Data centre", "pl": "Centrum danych"}
+
+
+def sell_out_ams1(stack, made) -> None:
+    """Order Dedicated Pro in AMS1 until the plans list says it has no stock there (4 servers)."""
+    body = {"plan_id": "ded-e2388g", "period_months": 1,
+            "fields": {"hostname": "db.example.com", "os_template": "debian-12", "datacenter": "AMS1"}}
+
+    def ams1_available() -> bool:
+        plans = requests.get(f"{stack.gateway_url}/api/v1/plans?kind=dedicated", timeout=30).json()["items"]
+        plan = next(p for p in plans if p["id"] == "ded-e2388g")
+        field = next(f for f in plan["required_fields"] if f["name"] == "datacenter")
+        return next(o["available"] for o in field["options"] if o["value"] == "AMS1")
+
+    for _ in range(5):
+        if not ams1_available():
+            return
+        requests.post(f"{stack.gateway_url}/api/v1/orders", json=body, timeout=60,
+                      headers={**made["headers"], "Idempotency-Key": str(uuid.uuid4())}).raise_for_status()
+    assert not ams1_available()
+
+
+@pytest.mark.parametrize("language", ["en", "pl"])
+def test_the_order_form_offers_no_sold_out_datacenter(open_panel, rpc, payments, stack, language):
+    page = open_panel(locale="pl-PL" if language == "pl" else "en-GB")
+    made = customer_with_an_order(page, rpc, payments, stack, language, plan_id="vps-s")
+    payments.ledger.credit_payment(rpc.profile.find_by_login(made["login"])["id"],
+                                   {"amount": "600.00", "currency": "EUR"}, f"pay-{uuid.uuid4()}", "bank")
+    sell_out_ams1(stack, made)
+    ready(page, "/orders/new?kind=dedicated")
+    page.locator('input[name="plan_id"][value="ded-e2388g"]').check()
+    select = page.get_by_label(DATACENTER[language])
+    sold_out = select.locator("option", has_text=SOLD_OUT[language])
+    expect(sold_out).to_be_disabled()
+    offered = [option for option in select.locator("option:not([disabled])").all_inner_texts() if "(" in option]
+    assert offered and not any("AMS1" in option for option in offered)
+    screenshot(page, f"order-new-stock-{language}")

@@ -110,3 +110,32 @@ def test_orders_have_a_short_unique_number_and_their_host_name(customer, payment
     assert (first["hostname"], second["hostname"]) == ("web1.example.com", "db1.example.com")
     listed = {o["id"]: (o["number"], o["hostname"]) for o in anna.get("/api/v1/orders/history").json()["items"]}
     assert listed == {o["id"]: (o["number"], o["hostname"]) for o in (first, second)}
+
+
+def datacenters(who, plan_id: str) -> dict:
+    plan = next(p for p in who.get("/api/v1/plans?kind=dedicated").json()["items"] if p["id"] == plan_id)
+    choice = next(field for field in plan["required_fields"] if field["name"] == "datacenter")
+    return {option["value"]: option["available"] for option in choice["options"]}
+
+
+def test_a_sold_out_datacenter_is_listed_as_such_until_a_server_there_is_free_again(customer, payments, api):
+    anna = customer(postal_address=POSTAL)
+    pay(payments, anna.profile["id"], "700.00")
+    plan_id = "ded-e2388g"                                 # 4 servers in AMS1
+    body = {"plan_id": plan_id, "period_months": 1,
+            "fields": {"hostname": "db.example.com", "os_template": "debian-12", "datacenter": "AMS1"}}
+    assert set(datacenters(api, plan_id)) == {"WAW1", "FRA1", "AMS1"}      # public, no session needed
+    placed = []
+    while datacenters(anna, plan_id)["AMS1"] and len(placed) < 5:
+        created = anna.post("/api/v1/orders", body, headers=key())
+        assert created.status_code == 201, created.text
+        placed.append(created.json())
+    shown = datacenters(api, plan_id)
+    assert shown["AMS1"] is False and shown["WAW1"] is True and shown["FRA1"] is True
+    refused = anna.post("/api/v1/orders", body, headers=key())
+    assert refused.status_code == 422 and error_code(refused) == "out_of_stock"
+    plan = next(p for p in api.get("/api/v1/plans?kind=dedicated").json()["items"] if p["id"] == plan_id)
+    assert plan["available"] is True                       # other datacenters still have stock
+
+    anna.post(f"/api/v1/orders/{placed[0]['id']}/cancel", {"when": "now"}, headers=key())
+    assert datacenters(api, plan_id)["AMS1"] is True

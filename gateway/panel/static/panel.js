@@ -821,10 +821,16 @@ pages["order-new"] = async () => {
       const id = `f-fields-${spec.name}`;
       const label = el("label", { for: id }, MESSAGES[`plans.field.${spec.name}`] ?? spec.name, " ",
         el("span", { class: "required", title: t("common.required"), text: "*" }));
+      // A datacenter choice says per option whether it has stock: a sold-out one cannot be chosen.
+      const choice = (option) => {
+        if (typeof option === "string") return el("option", { value: option, text: option });
+        const name = MESSAGES[`plans.datacenter.${option.value}`] ?? option.value;
+        return el("option", { value: option.value, disabled: !option.available,
+          text: option.available ? name : t("plans.sold_out_option", { name }) });
+      };
       const input = spec.type === "choice"
         ? el("select", { id, name: `fields.${spec.name}`, required: true, "aria-describedby": `e-${id}` },
-          el("option", { value: "", text: t("common.choose") }),
-          spec.options.map((option) => el("option", { value: option, text: option })))
+          el("option", { value: "", text: t("common.choose") }), spec.options.map(choice))
         : el("input", { id, name: `fields.${spec.name}`, type: "text", required: true, "data-pattern": spec.pattern || null,
           "aria-describedby": `e-${id}` });
       return el("div", { class: "field" }, label, input,
@@ -837,10 +843,11 @@ pages["order-new"] = async () => {
   };
   const chooseKind = async (kind) => {
     plans = (await api("GET", `/api/v1/plans?kind=${kind}`)).items;
-    $("#plan-list").replaceChildren(...plans.map((plan) => el("label", { class: "plan" },
-      el("input", { type: "radio", name: "plan_id", value: plan.id, onchange: () => choosePlan(plan) }),
+    $("#plan-list").replaceChildren(...plans.map((plan) => el("label", { class: plan.available === false ? "plan sold-out" : "plan" },
+      el("input", { type: "radio", name: "plan_id", value: plan.id, disabled: plan.available === false, onchange: () => choosePlan(plan) }),
       el("strong", { text: ` ${plan.name}` }), ` — ${plan.description} `,
-      el("span", { class: "price", text: t("order_new.from", { price: showMoney(plan.prices[0].price) }) }))));
+      el("span", { class: "price", text: t("order_new.from", { price: showMoney(plan.prices[0].price) }) }),
+      plan.available === false ? el("span", { class: "status", text: ` (${t("plans.sold_out")})` }) : null)));
     $("#plans").hidden = false;
     $("#period-field").hidden = true;
     $("#plan-fields").hidden = true;
