@@ -116,8 +116,12 @@ class PanelRoutes:
     """Pages of the web panel (docs/requirements.md P, S, N, O, B, I), each a shell filled from the public API."""
 
     @page("/")
+    def panel_root(self, request):
+        return Response(status=302, headers={"Location": "/home"})
+
+    @page("/home")
     def panel_home(self, request):
-        return Response(status=302, headers={"Location": "/profile"})
+        return render(request, "home.html", "home")
 
     @page("/login")
     def panel_login(self, request):

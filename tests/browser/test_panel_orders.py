@@ -4,6 +4,7 @@ switched; orders are named by their short number and host name; in English and i
 """
 from __future__ import annotations
 
+import re
 import uuid
 from decimal import Decimal
 
@@ -161,3 +162,57 @@ def test_the_order_form_offers_no_sold_out_datacenter(open_panel, rpc, payments,
     offered = [option for option in select.locator("option:not([disabled])").all_inner_texts() if "(" in option]
     assert offered and not any("AMS1" in option for option in offered)
     screenshot(page, f"order-new-stock-{language}")
+
+
+HOME = {
+    "en": {"heading": "Home", "pending": "awaits payment", "phone": "Your mobile phone number is not verified yet.",
+           "method": "Card (Visa, Mastercard)", "top_up": "Top up the balance", "nothing": "Nothing needs your attention."},
+    "pl": {"heading": "Strona główna", "pending": "czeka na płatność", "method": "Karta płatnicza (Visa, Mastercard)",
+           "phone": "Twój numer telefonu komórkowego nie jest jeszcze zweryfikowany.", "top_up": "Doładuj saldo",
+           "nothing": "Nic nie wymaga Twojej uwagi."},
+}
+
+
+@pytest.mark.parametrize("language", ["en", "pl"])
+def test_the_home_page_shows_the_balance_what_needs_attention_and_how_to_top_up(open_panel, rpc, payments, stack,
+                                                                                language):
+    texts = HOME[language]
+    page = open_panel(locale="pl-PL" if language == "pl" else "en-GB")
+    login = f"h{uuid.uuid4().hex[:10]}"
+    register(page, login, phone=f"+48600{uuid.uuid4().int % 1_000_000:06d}", language=language)
+    log_in(page, login)
+    headers = {"Authorization": f"Bearer {token_of(page)}"}
+    requests.patch(f"{stack.gateway_url}/api/v1/profile", json={"postal_address": POSTAL}, headers=headers,
+                   timeout=30).raise_for_status()
+    body = {"plan_id": "vps-s", "period_months": 1, "fields": {"hostname": f"{login}.example.com",
+                                                               "os_template": "debian-12"}}
+    order = requests.post(f"{stack.gateway_url}/api/v1/orders", json=body, headers=headers, timeout=60).json()
+    assert order["status"] == "pending_payment"             # nothing on the balance yet
+
+    page.goto("/")
+    page.wait_for_url("**/home")
+    page.wait_for_selector("body[data-ready=true]")
+    assert page.locator("h1").inner_text() == texts["heading"]
+    expect(page.locator("#home-balance")).to_contain_text("0")
+    expect(page.locator("#home-methods")).to_contain_text(texts["method"])
+    attention = page.locator("#attention")
+    expect(attention.locator(".attention-pending")).to_contain_text(texts["pending"])
+    expect(attention.locator(".attention-pending")).to_contain_text(f"{order['number']} ({order['hostname']})")
+    expect(attention.locator(".attention-phone")).to_have_text(re.compile(re.escape(texts["phone"])))
+    expect(page.locator("#attention-none")).to_be_hidden()
+    screenshot(page, f"home-{language}")
+
+    account = rpc.profile.find_by_login(login)["id"]
+    payments.ledger.credit_payment(account, {"amount": "50.00", "currency": "EUR"}, f"pay-{uuid.uuid4()}", "bank")
+    # the balance pays the waiting order (ledger.balance_changed -> orders): then it needs nothing
+    for _ in range(60):
+        page.reload()
+        page.wait_for_selector("body[data-ready=true]")
+        if page.locator(".attention-pending").count() == 0:
+            break
+        page.wait_for_timeout(500)
+    assert page.locator(".attention-pending").count() == 0
+    left = Decimal("50.00") - Decimal(order["cost"]["amount"])   # an individual pays the list price
+    assert amount_on(page.locator("#home-balance").inner_text(), TEXTS[language]["decimal"]) == left
+    page.get_by_role("link", name=texts["top_up"]).click()
+    page.wait_for_url("**/balance#payment-methods")

@@ -1026,6 +1026,44 @@ pages.order = async () => {
   });
 };
 
+// Home: the balance with the ways to top it up, and what needs the customer now (orders awaiting
+// payment, overdue or suspended, ending without auto-renew; an unverified phone or e-mail).
+const ENDING_DAYS = 7;
+
+pages.home = async (profile) => {
+  const [balance, methods, orders] = await Promise.all([api("GET", "/api/v1/balance"),
+    api("GET", "/api/v1/payment-methods"), api("GET", "/api/v1/orders?limit=100")]);
+  $("#home-balance").textContent = showMoney(balance.balance);
+  const usable = (methods.items || []).filter((method) => method.available);
+  $("#home-methods").replaceChildren(...usable.map((method) => el("li", { text: method.name })));
+  $("#home-no-methods").hidden = usable.length > 0;
+  $("#home-top-up").hidden = usable.length === 0;
+
+  const name = (order) => (order.hostname ? `${order.number} (${order.hostname})` : order.number);
+  const item = (kind, text, href, action) => el("li", { class: `attention-${kind}` }, `${text} `,
+    el("a", { class: "button small", href, text: action, "aria-label": `${action}: ${text}` }));
+  const needs = [];
+  for (const order of orders.items) {
+    const link = `/orders/${encodeURIComponent(order.id)}`;
+    if (order.status === "pending_payment") {
+      needs.push(item("pending", t("home.pending", { order: name(order) }), "/balance#payment-methods", t("home.pay")));
+    } else if (order.status === "overdue") {
+      needs.push(item("overdue", t("home.overdue", { order: name(order), date: showDate(order.paid_until) }), `${link}#renew`, t("home.renew")));
+    } else if (order.status === "suspended") {
+      needs.push(item("suspended", t("home.suspended", { order: name(order) }), `${link}#renew`, t("home.renew")));
+    } else if (order.status === "active" && !order.auto_renew && !order.cancel_at && order.days_left <= ENDING_DAYS) {
+      needs.push(item("ending", t("home.ending", { order: name(order), date: showDate(order.paid_until) }), `${link}#renew`, t("home.renew")));
+    }
+  }
+  if (!profile.phone) needs.push(item("phone", t("home.phone_missing"), "/profile", t("home.open")));
+  else if (!profile.phone_verified) needs.push(item("phone", t("home.phone_unverified"), "/profile", t("home.verify")));
+  if (!profile.email_confirmed) needs.push(item("email", t("home.email_unconfirmed", { email: profile.email }), "/profile", t("home.open")));
+  $("#attention").replaceChildren(...needs);
+  $("#attention-none").hidden = needs.length > 0;
+  $("#home-orders-count").textContent = t("home.orders_count",
+    { count: orders.next_cursor ? `${orders.items.length}+` : String(orders.items.length) });
+};
+
 pages.balance = async () => {
   const [balance, methods] = await Promise.all([api("GET", "/api/v1/balance"), api("GET", "/api/v1/payment-methods"),
     fillPagedTable($("#transactions"), "/api/v1/balance/transactions", (item) => row(showTime(item.at),
