@@ -25,6 +25,7 @@ from services.common.outbox import first_delivery, publish_later
 from services.common.pagination import keyset_page
 from services.common.schemas import load
 from services.ledger import domain, invoicing, payment_methods, tax
+from services.ledger.invoice_view import invoice_view
 from services.ledger.models import Balance, Invoice, InvoiceCounter, Posting, Transaction
 from services.ledger.schemas import (AdjustmentSchema, ChargeSchema, CreditLimitSchema, PaymentSchema,
                                      PriceSchema, RefundSchema)
@@ -199,12 +200,13 @@ class Ledger:
     def list_invoices(self, account_id, limit=50, cursor=None) -> dict:
         query = select(Invoice).where(Invoice.account_id == _account_id(account_id))
         with self.uow.transaction() as session:
-            return keyset_page(session, query, [Invoice.seq], limit, cursor).answer(lambda invoice: invoice.document)
+            return keyset_page(session, query, [Invoice.seq], limit, cursor).answer(
+                lambda invoice: invoice_view(session, invoice))
 
     def get_invoice(self, invoice_id, account_id=None) -> dict:
         """One invoice; with ``account_id`` another customer's invoice is not found."""
         with self.uow.transaction() as session:
-            return self._invoice(session, invoice_id, account_id).document
+            return invoice_view(session, self._invoice(session, invoice_id, account_id))
 
     def price(self, account_id, amount) -> dict:
         """What this customer pays for a list price, split into net, VAT and gross (I2)."""

@@ -86,6 +86,8 @@ def build_invoice(*, invoice_id: str, number: str, seller: Seller, buyer: Buyer,
         seller=seller.to_party(), buyer=buyer.to_party(), lines=lines, parts=parts,
         vat_rate=treatment.vat_rate, currency=currency, tax_treatment=treatment.kind,
         order_id=order_id, corrects=None, corrects_number=None,
+        # Paid in advance from the balance: the sale is dated the day the payment was taken.
+        sale_date=_aware(issued_at).astimezone(timezone.utc).date().isoformat(),
     )
 
 
@@ -138,6 +140,7 @@ def credit_note_for(invoice: dict, *, invoice_id: str, number: str, issued_at: d
         lines=[_negated(line) for line in lines], parts=[-part for part in parts],
         vat_rate=vat_rate, currency=currency, tax_treatment=invoice["tax_treatment"],
         order_id=invoice["order_id"], corrects=invoice["id"], corrects_number=invoice["number"],
+        sale_date=invoice.get("sale_date") or invoice["issued_at"][:10],   # the corrected supply's
     )
 
 
@@ -172,7 +175,7 @@ def _negated(line: InvoiceLine) -> InvoiceLine:
 
 
 def _document(*, invoice_id, number, kind, issued_at, seller, buyer, lines, parts, vat_rate,
-              currency, tax_treatment, order_id, corrects, corrects_number) -> dict:
+              currency, tax_treatment, order_id, corrects, corrects_number, sale_date) -> dict:
     parse_number(number)
     total = sum(parts, Amounts.zero(currency))
     return {
@@ -180,6 +183,7 @@ def _document(*, invoice_id, number, kind, issued_at, seller, buyer, lines, part
         "number": number,
         "kind": kind,
         "issued_at": iso(_aware(issued_at)),
+        "sale_date": sale_date,
         "seller": dict(seller),
         "buyer": dict(buyer),
         "lines": [_line(line, part, vat_rate) for line, part in zip(lines, parts)],
@@ -190,7 +194,6 @@ def _document(*, invoice_id, number, kind, issued_at, seller, buyer, lines, part
         "tax_treatment": tax_treatment,
         "order_id": None if order_id is None else str(order_id),
         "corrects": corrects,
-        # Not in the contract's Invoice shape, allowed as an extra: the PDF prints the corrected number.
         "corrects_number": corrects_number,
     }
 

@@ -216,3 +216,58 @@ def test_the_home_page_shows_the_balance_what_needs_attention_and_how_to_top_up(
     assert amount_on(page.locator("#home-balance").inner_text(), TEXTS[language]["decimal"]) == left
     page.get_by_role("link", name=texts["top_up"]).click()
     page.wait_for_url("**/balance#payment-methods")
+
+
+INVOICE = {
+    "en": {"credit_note": "Credit note", "invoice": "Invoice", "view": "View", "corrects": " of ",
+           "paid": "Paid from the balance on", "returned": "Returned to the balance on",
+           "pdf_paid": "Paid from the balance on", "pdf_sale": "Date of sale"},
+    "pl": {"credit_note": "Faktura korygująca", "invoice": "Faktura", "view": "Zobacz", "corrects": " z dnia ",
+           "paid": "Zapłacono z salda dnia", "returned": "Zwrócono na saldo dnia",
+           "pdf_paid": "Zapłacono z salda dnia", "pdf_sale": "Data sprzedaży"},
+}
+
+
+def pdf_text(page, stack, headers, invoice_id: str) -> str:
+    import io
+
+    from pypdf import PdfReader
+    pdf = requests.get(f"{stack.gateway_url}/api/v1/invoices/{invoice_id}/pdf", headers=headers, timeout=60)
+    pdf.raise_for_status()
+    return " ".join(" ".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.content)).pages).split())
+
+
+@pytest.mark.parametrize("language", ["en", "pl"])
+def test_invoices_show_the_sale_date_the_payment_and_the_corrected_number(open_panel, rpc, payments, stack, language):
+    texts = INVOICE[language]
+    page = open_panel(locale="pl-PL" if language == "pl" else "en-GB")
+    made = customer_with_an_order(page, rpc, payments, stack, language, plan_id="vps-s")
+    order, headers = made["order"], made["headers"]
+    requests.post(f"{stack.gateway_url}/api/v1/orders/{order['id']}/cancel", json={"when": "now"}, timeout=60,
+                  headers={**headers, "Idempotency-Key": str(uuid.uuid4())}).raise_for_status()
+    documents = requests.get(f"{stack.gateway_url}/api/v1/invoices", headers=headers, timeout=30).json()["items"]
+    note = next(d for d in documents if d["kind"] == "credit_note")
+    invoice = next(d for d in documents if d["kind"] == "invoice")
+
+    ready(page, "/invoices")
+    rows = page.locator("#invoices tbody tr")
+    expect(rows.first).to_contain_text(order["number"])          # the order by its number, not its id
+    assert order["id"] not in page.locator("#invoices").inner_text()
+
+    ready(page, f"/invoices/{note['id']}")
+    corrects = page.locator('[data-invoice="corrects"]')
+    expect(corrects).to_contain_text(f"{invoice['number']}{texts['corrects']}")
+    assert invoice["id"] not in corrects.inner_text()
+    expect(page.locator('[data-invoice="settled"]')).to_contain_text(texts["returned"])
+    expect(page.locator('[data-invoice="sale_date"]')).not_to_have_text("–")
+    screenshot(page, f"credit-note-{language}")
+    corrects.get_by_role("link").click()
+    page.wait_for_url(f"**/invoices/{invoice['id']}")
+    page.wait_for_selector("body[data-ready=true]")
+    expect(page.locator('[data-invoice="settled"]')).to_contain_text(texts["paid"])
+    expect(page.locator('[data-invoice="order_id"]')).to_have_text(order["number"])
+    screenshot(page, f"invoice-{language}")
+
+    printed = pdf_text(page, stack, headers, invoice["id"])
+    assert texts["pdf_paid"] in printed and texts["pdf_sale"] in printed
+    assert "Total to pay" not in printed and "Do zapłaty" not in printed

@@ -139,3 +139,18 @@ def test_a_sold_out_datacenter_is_listed_as_such_until_a_server_there_is_free_ag
 
     anna.post(f"/api/v1/orders/{placed[0]['id']}/cancel", {"when": "now"}, headers=key())
     assert datacenters(api, plan_id)["AMS1"] is True
+
+
+def test_invoices_over_http_carry_the_sale_date_the_settlement_and_the_corrected_number(customer, payments):
+    anna = customer(postal_address=POSTAL)
+    pay(payments, anna.profile["id"], "50.00")
+    order = anna.post("/api/v1/orders", VPS, headers=key()).json()
+    anna.post(f"/api/v1/orders/{order['id']}/cancel", {"when": "now"}, headers=key())
+    documents = anna.get("/api/v1/invoices").json()["items"]
+    invoice = next(d for d in documents if d["kind"] == "invoice")
+    note = next(d for d in documents if d["kind"] == "credit_note")
+    assert invoice["sale_date"] == invoice["issued_at"][:10] and invoice["settled_at"]
+    assert invoice["corrects_number"] is None
+    assert note["corrects_number"] == invoice["number"] and note["corrects_issued_at"] == invoice["issued_at"]
+    assert note["sale_date"] == invoice["sale_date"]
+    assert anna.get(f"/api/v1/invoices/{note['id']}").json() == note

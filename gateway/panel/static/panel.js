@@ -1086,10 +1086,23 @@ async function downloadPdf(invoice) {
   link.remove();
 }
 
+// An invoice names its order by id; the customer knows it by its short number.
+async function orderNumbers() {
+  try {
+    const orders = await api("GET", "/api/v1/orders/history?limit=100");
+    return new Map(orders.items.map((order) => [order.id, order.number]));
+  } catch (error) { return new Map(); }
+}
+
+function orderLink(numbers, orderId) {
+  return orderId ? el("a", { href: `/orders/${encodeURIComponent(orderId)}`, text: numbers.get(orderId) || orderId }) : "–";
+}
+
 pages.invoices = async () => {
+  const numbers = await orderNumbers();
   await fillPagedTable($("#invoices"), "/api/v1/invoices", (invoice) => row(
     el("a", { href: `/invoices/${invoice.id}`, text: invoice.number }), t(`invoices.kinds.${invoice.kind}`),
-    showDate(invoice.issued_at), invoice.order_id || "–", el("td", { class: "num", text: showMoney(invoice.gross) }),
+    showDate(invoice.issued_at), orderLink(numbers, invoice.order_id), el("td", { class: "num", text: showMoney(invoice.gross) }),
     el("td", {}, el("a", { class: "button small", href: `/invoices/${invoice.id}`, text: t("invoices.view"), "aria-label": `${t("invoices.view")} ${invoice.number}` }), " ",
       el("button", { type: "button", class: "small", text: t("invoices.pdf"), "aria-label": `${t("invoices.pdf")} ${invoice.number}`, onclick: () => downloadPdf(invoice) }))));
 };
@@ -1099,12 +1112,20 @@ pages.invoice = async () => {
   const party = (who) => [who.company_name, who.name, who.address, who.postal_address && typeof who.postal_address === "object"
     ? Object.values(who.postal_address).filter(Boolean).join(", ") : who.postal_address, who.vat_id && `${t("profile.vat_id")}: ${who.vat_id}`, who.country]
     .filter((line, index, lines) => line && lines.indexOf(line) === index).join("\n");
+  const settled = invoice.kind === "credit_note" ? t("invoice.returned", { date: showDate(invoice.settled_at) })
+    : invoice.settled_at ? t("invoice.paid", { date: showDate(invoice.settled_at) }) : t("invoice.to_pay");
   const facts = { kind: t(`invoices.kinds.${invoice.kind}`), number: invoice.number, issued_at: showDate(invoice.issued_at),
-    tax_treatment: t(`invoice.treatment.${invoice.tax_treatment}`), order_id: invoice.order_id || "–", corrects: invoice.corrects || "–",
+    sale_date: showDate(invoice.sale_date), settled,
+    tax_treatment: t(`invoice.treatment.${invoice.tax_treatment}`), order_id: invoice.order_id || "–", corrects: "–",
     seller: party(invoice.seller), buyer: party(invoice.buyer), net: showMoney(invoice.net), vat: showMoney(invoice.vat), gross: showMoney(invoice.gross) };
   for (const [name, value] of Object.entries(facts)) for (const node of $$(`[data-invoice="${name}"]`)) node.textContent = value;
-  if (invoice.corrects) $('[data-invoice="corrects"]').replaceChildren(el("a", { href: `/invoices/${invoice.corrects}`, text: invoice.corrects }));
-  if (invoice.order_id) $('[data-invoice="order_id"]').replaceChildren(el("a", { href: `/orders/${invoice.order_id}`, text: invoice.order_id }));
+  // A credit note names the corrected invoice by its number and date, never by the internal id.
+  if (invoice.corrects) {
+    $('[data-invoice="corrects"]').replaceChildren(el("a", { href: `/invoices/${encodeURIComponent(invoice.corrects)}`,
+      text: invoice.corrects_issued_at ? t("invoice.corrects_of", { number: invoice.corrects_number, date: showDate(invoice.corrects_issued_at) })
+        : invoice.corrects_number }));
+  }
+  if (invoice.order_id) $('[data-invoice="order_id"]').replaceChildren(orderLink(await orderNumbers(), invoice.order_id));
   fillTable($("#invoice-lines"), invoice.lines, (line) => row(line.description,
     line.period_from ? `${showDate(line.period_from)} – ${showDate(line.period_to)}` : "–",
     el("td", { class: "num", text: String(line.quantity) }), el("td", { class: "num", text: showMoney(line.net) }),
