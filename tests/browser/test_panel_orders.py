@@ -123,6 +123,10 @@ def test_auto_renew_is_shown_and_switched_on_the_order_page(open_panel, rpc, pay
     expect(page.get_by_label(texts["auto_renew"])).to_be_checked()
     screenshot(page, f"order-auto-renew-{language}")
 
+    ready(page, "/balance")                                  # the order's charge names it by number
+    charge = page.locator("#transactions tbody tr").first
+    expect(charge.locator("td").nth(3)).to_have_text(order["number"])
+
 
 SOLD_OUT = {"en": "Amsterdam, Netherlands (AMS1) – sold out", "pl": "Amsterdam, Holandia (AMS1) – wyprzedane"}
 DATACENTER = {"en": "Data centre", "pl": "Centrum danych"}

@@ -1065,9 +1065,10 @@ pages.home = async (profile) => {
 };
 
 pages.balance = async () => {
+  const numbers = await orderNumbers();   // a charge's or refund's reference is its order's id
   const [balance, methods] = await Promise.all([api("GET", "/api/v1/balance"), api("GET", "/api/v1/payment-methods"),
     fillPagedTable($("#transactions"), "/api/v1/balance/transactions", (item) => row(showTime(item.at),
-      t(`balance.kinds.${item.kind}`), item.description || "", item.reference || "",
+      t(`balance.kinds.${item.kind}`), item.description || "", numbers.get(item.reference) || item.reference || "",
       el("td", { class: "num", text: showMoney(item.amount) }), el("td", { class: "num", text: showMoney(item.balance_after) })))]);
   $("#balance").textContent = showMoney(balance.balance);
   const items = methods.items || methods;
