@@ -104,6 +104,37 @@ def test_the_renew_button_shows_what_is_charged_after_plan_changes(open_panel, r
     expect(button).to_contain_text(texts["renew_pay"])
 
 
+CHANGED = {"en": "The amount has changed since it was shown", "pl": "Kwota zmieniła się od chwili wyświetlenia"}
+
+
+@pytest.mark.parametrize("language", ["en", "pl"])
+def test_a_renewal_whose_amount_moved_after_it_was_shown_is_shown_again_not_charged(open_panel, rpc, payments,
+                                                                                    stack, language):
+    texts = TEXTS[language]
+    page = open_panel(locale="pl-PL" if language == "pl" else "en-GB")
+    made = customer_with_an_order(page, rpc, payments, stack, language, plan_id="vps-s")
+    order, headers = made["order"], made["headers"]
+    ready(page, f"/orders/{order['id']}")
+    button = page.locator("#renew-confirm")
+    expect(button).to_be_enabled()
+    shown = amount_on(button.inner_text(), texts["decimal"])
+    # meanwhile, in another tab, the plan changes: the renewal now costs more
+    requests.post(f"{stack.gateway_url}/api/v1/orders/{order['id']}/change-plan", json={"plan_id": "vps-m"},
+                  headers={**headers, "Idempotency-Key": str(uuid.uuid4())}, timeout=60).raise_for_status()
+    before = requests.get(f"{stack.gateway_url}/api/v1/balance", headers=headers, timeout=30).json()["balance"]
+    button.click()
+    expect(page.locator("#renew-form .form-error")).to_contain_text(CHANGED[language])
+    now = amount_on(button.inner_text(), texts["decimal"])
+    assert now > shown
+    after = requests.get(f"{stack.gateway_url}/api/v1/balance", headers=headers, timeout=30).json()["balance"]
+    assert after == before                                     # nothing was charged at the old amount
+    button.click()
+    expect(page.locator("#order-done")).to_contain_text(texts["renewed"])
+    charged = requests.get(f"{stack.gateway_url}/api/v1/balance/transactions", headers=headers,
+                           timeout=30).json()["items"][0]
+    assert charged["kind"] == "charge" and Decimal(charged["amount"]["amount"]) == -now
+
+
 @pytest.mark.parametrize("language", ["en", "pl"])
 def test_auto_renew_is_shown_and_switched_on_the_order_page(open_panel, rpc, payments, stack, language):
     texts = TEXTS[language]

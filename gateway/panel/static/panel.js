@@ -961,7 +961,8 @@ pages.order = async () => {
   });
 
   let renewKey = newKey();
-  $("#f-renew-period").addEventListener("change", () => { clearErrors(renewForm); quoteRenewal(); });
+  // Another period is another request: a retry of the first keeps its key, a new choice gets its own.
+  $("#f-renew-period").addEventListener("change", () => { renewKey = newKey(); clearErrors(renewForm); quoteRenewal(); });
   onSubmit(renewForm, async (data) => {
     // Charged only at the amount the button shows: a quote that moved meanwhile is shown again first.
     const shown = renewQuote;
