@@ -154,3 +154,20 @@ def test_invoices_over_http_carry_the_sale_date_the_settlement_and_the_corrected
     assert note["corrects_number"] == invoice["number"] and note["corrects_issued_at"] == invoice["issued_at"]
     assert note["sale_date"] == invoice["sale_date"]
     assert anna.get(f"/api/v1/invoices/{note['id']}").json() == note
+
+
+def test_order_mails_name_the_order_by_number_and_host_name_in_the_subject(customer, payments, stack):
+    import requests
+
+    from tests.support import eventually
+    anna = customer(postal_address=POSTAL)
+    pay(payments, anna.profile["id"], "50.00")
+    order = anna.post("/api/v1/orders", VPS, headers=key()).json()
+
+    def order_mails():
+        items = requests.get(f"{stack.url('mail_http')}/messages", params={"to": anna.profile["email"]},
+                             timeout=5).json()["items"]
+        return [m for m in items if order["number"] in m["subject"]]
+    mails = eventually(order_mails, timeout=30)
+    assert all(f"{order['number']} ({order['hostname']})" in m["subject"] for m in mails)
+    assert not any(order["id"] in m["subject"] for m in mails)
