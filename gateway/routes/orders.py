@@ -5,7 +5,8 @@ from gateway.http import route
 from services.common.pagination import PageQuerySchema
 from services.orders.schemas import (CancelQuoteQuerySchema, CancelQuoteSchema, CancellationResultSchema,
                                      CancelSchema, ChangePlanSchema, ChangeQuoteQuerySchema, ChangeQuoteSchema,
-                                     NewOrderSchema, OrderChangeSchema, OrderDetailSchema, OrderSchema,
+                                     NewOrderSchema, OrderChangeSchema, OrderDetailSchema, OrderQuoteQuerySchema,
+                                     OrderQuoteSchema, OrderSchema,
                                      PlanChangeResultSchema, PlanSchema, PlansQuerySchema, RenewQuoteQuerySchema,
                                      RenewQuoteSchema, RenewSchema)
 
@@ -33,6 +34,15 @@ class OrdersRoutes:
            summary="One order with its events, oldest first", errors=(404,))
     def get_order(self, call, order_id):
         return 200, self.orders.get_customer_order(call.account_id, order_id)
+
+    @route("GET", "/api/v1/orders/quote", query=OrderQuoteQuerySchema, response=OrderQuoteSchema, tags=TAGS,
+           summary="What placing an order would charge now", errors=(400, 422),
+           description="This customer's price for the plan and period (less than the list price only under the "
+                       "EU reverse charge), as the order's payment charges it when the balance pays it at once; "
+                       "`paid_until` as if paid today. 400 for a period the plan does not offer; 422 "
+                       "`unknown_plan`.")
+    def quote_order(self, call):
+        return 200, self.orders.order_quote(call.account_id, call.query["plan_id"], call.query["period_months"])
 
     @route("POST", "/api/v1/orders", body=NewOrderSchema, response=OrderSchema, status=201, idempotent=True,
            tags=TAGS, summary="Order a plan", errors=(404, 422),

@@ -187,6 +187,11 @@ class Orders:
             **self._about(loaded), "period_months": loaded.state.period_months,
             "cost": loaded.state.cost.to_wire(), "status": loaded.state.status.value})
 
+    def order_quote(self, account_id: str, plan_id, months) -> dict:
+        """What placing an order of the plan for ``months`` would charge now, paid at once."""
+        return quotes.new_order(self.catalogue.plan(plan_id), self.clock.today(), months,
+                                lambda price: self._customer_price(account_id, price)).to_wire()
+
     def _check_payments_allowed(self, account_id: str) -> None:
         profile = self.profile.get(account_id)
         if profile.get("payments_blocked"):

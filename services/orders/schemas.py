@@ -66,6 +66,13 @@ class PlansQuerySchema(StrictSchema):
                          validate=validate.OneOf(KINDS, error="must be dedicated or vps"))
 
 
+class OrderQuoteQuerySchema(StrictSchema):
+    plan_id = text(48, required=True)
+    period_months = fields.Integer(required=True, error_messages=MESSAGES,
+                                   validate=validate.Range(min=1, max=120, error="must be 1 to 120"),
+                                   metadata={"description": "one of the plan's periods"})
+
+
 class RenewQuoteQuerySchema(StrictSchema):
     period_months = fields.Integer(required=True, error_messages=MESSAGES,
                                    validate=validate.Range(min=1, max=120, error="must be 1 to 120"),
@@ -177,6 +184,10 @@ class RenewQuoteSchema(StrictSchema):
     paid_until = fields.Date(metadata={"description": "the order's paid-until after the renewal"})
     period_months = fields.Integer()
     lines = fields.List(fields.Nested(RenewQuoteLineSchema))
+
+
+class OrderQuoteSchema(RenewQuoteSchema):
+    """A new order's quote: the same fields, ``paid_until`` as if the balance paid it today."""
 
 
 class ChangeQuoteSchema(StrictSchema):

@@ -90,6 +90,10 @@ class OrdersService(ServiceBase):
         return self.orders.renew(account_id, order_id, body, idempotency_key)
 
     @rpc(roles=GATEWAY | OPERATOR)
+    def order_quote(self, account_id, plan_id, period_months):
+        return self.orders.order_quote(account_id, plan_id, period_months)
+
+    @rpc(roles=GATEWAY | OPERATOR)
     def renew_quote(self, account_id, order_id, period_months):
         return self.orders.renew_quote(account_id, order_id, period_months)
 

@@ -306,3 +306,32 @@ def test_invoices_show_the_sale_date_the_payment_and_the_corrected_number(open_p
     printed = pdf_text(page, stack, headers, invoice["id"])
     assert texts["pdf_paid"] in printed and texts["pdf_sale"] in printed
     assert "Total to pay" not in printed and "Do zapłaty" not in printed
+
+
+FORM = {"en": {"period": "Period", "host": "Host name", "os": "Operating system", "pay": "Place the order and pay"},
+        "pl": {"period": "Okres", "host": "Nazwa hosta", "os": "System operacyjny", "pay": "Złóż zamówienie i zapłać"}}
+
+
+@pytest.mark.parametrize("language", ["en", "pl"])
+def test_the_order_button_carries_the_amount_placing_the_order_takes(open_panel, rpc, payments, stack, language):
+    texts, form = TEXTS[language], FORM[language]
+    page = open_panel(locale="pl-PL" if language == "pl" else "en-GB")
+    made = customer_with_an_order(page, rpc, payments, stack, language, plan_id="vps-s")
+    ready(page, "/orders/new?kind=vps")
+    page.locator('input[name="plan_id"][value="vps-m"]').check()
+    page.get_by_label(form["period"]).select_option("3")
+    page.get_by_label(form["host"]).fill("shop.example.com")
+    page.get_by_label(form["os"]).select_option("debian-12")
+    button = page.locator("#order-form button[type=submit]")
+    expect(button).to_contain_text(form["pay"])
+    quote = requests.get(f"{stack.gateway_url}/api/v1/orders/quote?plan_id=vps-m&period_months=3",
+                         headers=made["headers"], timeout=30).json()
+    expect(button).to_have_attribute("data-amount", quote["charge"]["amount"])
+    shown = amount_on(button.inner_text(), texts["decimal"])
+    screenshot(page, f"order-new-quote-{language}")
+    button.click()
+    page.wait_for_url("**/orders/*?placed=1")
+    page.wait_for_selector("body[data-ready=true]")
+    charged = requests.get(f"{stack.gateway_url}/api/v1/balance/transactions", headers=made["headers"],
+                           timeout=30).json()["items"][0]
+    assert charged["kind"] == "charge" and Decimal(charged["amount"]["amount"]) == -shown

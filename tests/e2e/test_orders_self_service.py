@@ -171,3 +171,21 @@ def test_order_mails_name_the_order_by_number_and_host_name_in_the_subject(custo
     mails = eventually(order_mails, timeout=30)
     assert all(f"{order['number']} ({order['hostname']})" in m["subject"] for m in mails)
     assert not any(order["id"] in m["subject"] for m in mails)
+
+
+def test_the_new_order_quote_is_what_placing_the_order_takes(customer, payments):
+    anna = customer(postal_address=POSTAL)
+    pay(payments, anna.profile["id"], "100.00")
+    quote = anna.get("/api/v1/orders/quote?plan_id=vps-m&period_months=3")
+    assert quote.status_code == 200, quote.text
+    quote = quote.json()
+    assert quote["lines"][0]["amount"] == quote["charge"] and quote["period_months"] == 3
+    before = balance(anna)
+    order = anna.post("/api/v1/orders", {**VPS, "plan_id": "vps-m", "period_months": 3}, headers=key()).json()
+    assert order["status"] == "active" and order["paid_until"] == quote["paid_until"]
+    assert before - balance(anna) == Decimal(quote["charge"]["amount"])
+
+    assert error_code(anna.get("/api/v1/orders/quote?plan_id=vps-m&period_months=5")) == "validation_error"
+    assert error_code(anna.get("/api/v1/orders/quote?plan_id=vps-m")) == "validation_error"
+    unknown = anna.get("/api/v1/orders/quote?plan_id=boat&period_months=1")
+    assert unknown.status_code == 422 and error_code(unknown) == "unknown_plan"

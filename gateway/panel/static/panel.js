@@ -838,9 +838,31 @@ pages["order-new"] = async () => {
     }));
     $("#plan-fields").hidden = plan.required_fields.length === 0;
     $("#auto-renew").hidden = false;
-    submit.disabled = false;
     key = newKey();
+    quoteOrder();
   };
+  // The amount placing the order charges, from the server; the submit button carries it.
+  let quote = null;
+  const askQuote = () => api("GET", `/api/v1/orders/quote?plan_id=${encodeURIComponent(chosen.id)}` +
+    `&period_months=${encodeURIComponent($("#f-period_months").value)}`);
+  const showQuote = (answer) => {
+    quote = answer;
+    $("#order-quote").replaceChildren(el("p", { text: t("order_new.quote", { charge: showMoney(answer.charge), date: showDate(answer.paid_until) }) }));
+    $("#order-quote").hidden = false;
+    submit.textContent = t("order_new.submit_pay", { charge: showMoney(answer.charge) });
+    submit.dataset.amount = answer.charge.amount;
+    submit.disabled = false;
+  };
+  const quoteOrder = async () => {
+    quote = null;
+    submit.disabled = true;
+    submit.textContent = t("order_new.submit");
+    delete submit.dataset.amount;
+    $("#order-quote").hidden = true;
+    if (!chosen || !$("#f-period_months").value) return;
+    try { showQuote(await askQuote()); } catch (error) { showErrors(form, error); }
+  };
+  $("#f-period_months").addEventListener("change", () => { key = newKey(); quoteOrder(); });
   const chooseKind = async (kind) => {
     plans = (await api("GET", `/api/v1/plans?kind=${kind}`)).items;
     $("#plan-list").replaceChildren(...plans.map((plan) => el("label", { class: plan.available === false ? "plan sold-out" : "plan" },
@@ -870,6 +892,14 @@ pages["order-new"] = async () => {
       }
     }
     if (Object.keys(missing).length) throw new ApiError(400, { code: "validation_error", message: "", fields: missing });
+    // Placed only at the amount the button shows: a quote that moved meanwhile is shown again first.
+    const shown = quote;
+    const fresh = await askQuote();
+    if (!shown || fresh.charge.amount !== shown.charge.amount || fresh.charge.currency !== shown.charge.currency) {
+      showQuote(fresh);
+      $('[data-error-for=""]', form).textContent = t("order_new.price_changed");
+      return;
+    }
     const body = { plan_id: chosen.id, period_months: Number(data.period_months), fields: data.fields || {},
       auto_renew: data.auto_renew };
     const order = await api("POST", "/api/v1/orders", body, { "Idempotency-Key": key });
