@@ -29,8 +29,10 @@ CONVENTIONS = """\
 JSON in and out, UTF-8. Times are ISO 8601 with a zone; dates YYYY-MM-DD; ids are strings.
 Money is {"amount": "12.50", "currency": "EUR"}: a decimal string with two places, never a
 float (a float is 400 validation_error). Errors always have the shape
-{"error": {"code", "message", "fields", "details"}}; nested field errors are keyed with dots
-(postal_address.city). Lists answer {"items": [...], "next_cursor": "..." | null}, newest first
+{"error": {"code", "message", "fields", "details", "field_codes"}}; nested field errors are keyed with
+dots (postal_address.city). `message` and the messages in `fields` are in the language of
+Accept-Language (pl, en), else the customer's profile language, else English; `field_codes` gives
+each field message as a stable code with its values ({"code": "length", "params": {"min": 1, "max": 100}}). Lists answer {"items": [...], "next_cursor": "..." | null}, newest first
 wherever items have a time. A list that pages takes ?limit=&cursor=: limit is 1 to 100, 50
 when absent, anything else is 400 validation_error naming limit; cursor is the next_cursor of
 the previous page, opaque, absent for the first page, and one the list did not hand out is 400
