@@ -64,6 +64,12 @@ def error_response(error: DomainError, request_id: str | None = None,
     return json_response(error.status, localised_body(error.to_body(), language), headers)
 
 
+def wants_a_page(request) -> bool:
+    """A browser asking for an address outside the API: it gets the panel's page, not the error shape."""
+    return not request.path.startswith("/api/") and request.path != "/health" and \
+        request.accept_mimetypes.accept_html and request.method in ("GET", "HEAD")
+
+
 class JsonWsgiApp(WsgiApp):
     """Unknown paths and methods answer in the error shape too, not werkzeug's HTML."""
 
@@ -74,6 +80,9 @@ class JsonWsgiApp(WsgiApp):
         try:
             provider, values = adapter.match()
         except HTTPException as exc:
+            if exc.code == 404 and wants_a_page(request):
+                from gateway.panel.routes import not_found_page  # the panel's pages import this module
+                return not_found_page(request)(environ, start_response)
             code = {404: "not_found", 405: "method_not_allowed"}.get(exc.code, "validation_error")
             response = error_response(DomainError(code, exc.description or exc.name, status=exc.code),
                                       language=requested_language(request) or DEFAULT_LANGUAGE)
