@@ -330,7 +330,7 @@ const FORMATS = {
 };
 
 function showMoney(value) {
-  return value ? `${FORMATS.money.format(value.amount)}\u00a0${value.currency}` : "–";
+  return value ? `${FORMATS.money.format(value.amount)} ${value.currency}` : "–";
 }
 
 function showNumber(value) {
