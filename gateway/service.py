@@ -4,7 +4,7 @@ from __future__ import annotations
 from nameko.dependency_providers import Config
 
 from gateway.http import trusted_proxies
-from gateway.language import DEFAULT_LANGUAGE
+from gateway.language import DEFAULT_LANGUAGE, requested_language
 from gateway.panel.routes import PanelRoutes
 from gateway.routes.ledger import LedgerRoutes
 from gateway.routes.meta import MetaRoutes
@@ -54,6 +54,10 @@ class Gateway(ProfileRoutes, SecurityRoutes, NotificationRoutes, VerificationRou
             return self.profile.get(call.account_id).get("language") or DEFAULT_LANGUAGE
         except DomainError:
             return DEFAULT_LANGUAGE
+
+    def language_for(self, call) -> str:
+        """The language to say something in: Accept-Language's, else the customer's profile language."""
+        return requested_language(call.request) or self.customer_language(call)
 
     def authenticate(self, call) -> None:
         """Bearer token -> account, checked by the profile service (expiry, IP list, freeze)."""

@@ -75,3 +75,45 @@ def test_a_wrong_password_at_login_is_said_in_the_language_asked_for(api, custom
     # Before login nobody is known: without Accept-Language the answer is English.
     plain = api.post("/api/v1/sessions", {"login": login, "password": "not the password at all"})
     assert plain.json()["error"]["message"] == "The login or the password is wrong."
+
+
+VPS = {"plan_id": "vps-s", "period_months": 1, "fields": {"hostname": "web1.example.com", "os_template": "debian-12"}}
+POSTAL = {"line1": "ul. Prosta 1", "city": "Warszawa", "postcode": "00-001", "country": "PL"}
+
+
+def ordered(customer, payments, language: str):
+    """A customer of ``language`` with a paid VPS order; (the customer's Api, the order)."""
+    buyer = customer(language=language, postal_address=POSTAL)
+    payments.ledger.credit_payment(buyer.profile["id"], {"amount": "200.00", "currency": "EUR"},
+                                   f"pay-{uuid.uuid4()}", "bank")
+    order = buyer.post("/api/v1/orders", VPS, headers={"Idempotency-Key": str(uuid.uuid4())})
+    assert order.status_code == 201, order.text
+    return buyer, order.json()
+
+
+def test_a_polish_customers_transactions_and_invoice_lines_are_written_in_polish(customer, payments):
+    anna, order = ordered(customer, payments, "pl")
+    items = anna.get("/api/v1/balance/transactions").json()["items"]
+    assert [item["description"] for item in items] == ["VPS S, 1 mies.", "Wpłata"]
+    invoice = anna.get(f"/api/v1/invoices/{items[0]['invoice_id']}").json()
+    assert [line["description"] for line in invoice["lines"]] == ["VPS S, 1 mies."]
+    renewed = anna.post(f"/api/v1/orders/{order['id']}/renew", {"period_months": 1},
+                        headers={"Idempotency-Key": str(uuid.uuid4())})
+    assert renewed.status_code == 200, renewed.text
+    assert anna.get("/api/v1/balance/transactions").json()["items"][0]["description"] == "VPS S, odnowienie na 1 mies."
+    # The invoice keeps the language of its issue: switching the profile to English changes nothing in it.
+    assert anna.patch("/api/v1/profile", {"language": "en"}).status_code == 200
+    again = anna.get(f"/api/v1/invoices/{items[0]['invoice_id']}").json()
+    assert [line["description"] for line in again["lines"]] == ["VPS S, 1 mies."]
+
+
+def test_an_english_customers_lines_stay_english_and_a_quote_follows_the_language(customer, payments):
+    john, order = ordered(customer, payments, "en")
+    items = john.get("/api/v1/balance/transactions").json()["items"]
+    assert [item["description"] for item in items] == ["VPS S, 1 months", "Payment received"]
+    english = john.get(f"/api/v1/orders/{order['id']}/change-plan/quote?plan_id=vps-m")
+    polish = john.get(f"/api/v1/orders/{order['id']}/change-plan/quote?plan_id=vps-m", headers=POLISH)
+    assert english.status_code == polish.status_code == 200, english.text
+    assert english.json()["lines"][0]["description"].startswith("Upgrade from VPS S to VPS M: ")
+    assert polish.json()["lines"][0]["description"].startswith("Zmiana na wyższy plan z VPS S na VPS M: ")
+    assert polish.json()["charge"] == english.json()["charge"]
