@@ -40,7 +40,8 @@ validation_error naming cursor. Every response carries X-Request-Id (echoed when
 sent a sane one). The client IP is the TCP peer, or the right-most untrusted X-Forwarded-For
 hop when the peer is in TRUSTED_PROXIES (empty by default); a malformed hop ends the walk at
 the last trusted address. Unknown paths answer 404 not_found and wrong methods 405
-method_not_allowed in the same error shape; an unexpected fault is 500 internal_error.
+method_not_allowed in the same error shape (a browser's GET for a page outside /api/ gets the
+panel's not-found page, 404 text/html); an unexpected fault is 500 internal_error.
 Every answer carries Cache-Control: no-store and X-Content-Type-Options: nosniff. A request
 body is JSON sent as Content-Type: application/json (a charset parameter must be UTF-8; any
 other type is 415 unsupported_media_type), nested at most 32 levels deep (deeper is 400
