@@ -307,6 +307,8 @@ def test_a_password_change_is_confirmed_by_a_call_once_the_customer_asks_for_it(
     passwords.get_by_label("Confirm the new password").fill(new_password)
     passwords.get_by_role("button", name="Change the password").click()
     page.locator("#operation-check").wait_for()
+    # The code box stands right under the action it confirms, not at the foot of the page (issue 18).
+    assert passwords.evaluate("form => form.nextElementSibling.id") == "operation-check"
     page.get_by_text("enter the last four digits", exact=False).last.wait_for()
     screenshot(page, "security-operation-call")
     page.locator("#f-operation-code").fill(telephony.last_call(phone)["caller_id"][-4:])

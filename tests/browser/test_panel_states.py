@@ -86,6 +86,9 @@ def test_an_unknown_order_or_address_shows_a_not_found_page(open_as, customers, 
     page = settled(open_as(customers[language]), f"/orders/{uuid.uuid4()}")
     expect(page.get_by_role("heading", level=1)).to_have_text(TEXTS[language]["not_found"])
     assert page.locator("body").get_attribute("data-state") == "not-found"
+    assert page.locator("#renew, #order-events").count() == 0     # nothing of an order page is left
+    settled(page, f"/invoices/{uuid.uuid4()}")
+    expect(page.get_by_role("heading", level=1)).to_have_text(TEXTS[language]["not_found"])
     answer = page.goto("/no-such-page")
     assert answer.status == 404 and "text/html" in answer.headers["content-type"]
     expect(page.get_by_role("heading", level=1)).to_have_text(TEXTS[language]["not_found"])

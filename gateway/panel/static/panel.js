@@ -271,12 +271,20 @@ async function confirmed(send) {
   }
 }
 
+// The form (or section) of the last action the customer took: where a call's code box goes.
+let lastAction = null;
+document.addEventListener("submit", (event) => { lastAction = event.target; }, true);
+document.addEventListener("click", (event) => {
+  const button = event.target.closest && event.target.closest("button");
+  if (button && !button.closest("#operation-check")) lastAction = button.closest("form, section");
+}, true);
+
 function verifyOperation(refusal) {
   const box = $("#operation-check");
   const form = $("#operation-check-form");
   // The code is typed next to the action it confirms, not at the foot of the page.
-  const action = document.activeElement && document.activeElement.closest("form, section");
-  if (action && !box.contains(action)) action.after(box);
+  const action = lastAction;
+  if (action && action.isConnected && !box.contains(action)) action.after(box);
   return new Promise((resolve, reject) => {
     let verification = null;
     const start = async (channel) => {
