@@ -10,6 +10,7 @@ from gateway.language import (CODE_CONTEXT, FIELD_CONTEXT, UNKNOWN_PROBLEM, cata
                               localised_body, message)
 from services.common.config import ROOT
 from services.common.errors import HTTP_STATUS, DomainError, ValidationError
+from services.common.wording import CUSTOMER_TEXTS
 
 # Texts no customer meets: the operators' plan catalogue file, the support desk's, payments' and
 # operators' RPC arguments.
@@ -127,3 +128,38 @@ def test_the_shape_only_grows():
     error = localised_body(DomainError("not_found", "No such order.").to_body(), "pl")["error"]
     assert set(error) == {"code", "message", "fields", "details", "field_codes"}
     assert error["code"] == "not_found" and error["message"] == "Nie ma takiego zamówienia."
+
+
+# ---- what the services write for a customer beyond refusals (services/common/wording.py)
+
+@pytest.mark.parametrize("english, polish", [
+    ("VPS L, 3 months", "VPS L, 3 mies."),
+    ("VPS L, renewal for 1 months", "VPS L, odnowienie na 1 mies."),
+    ("Plan change from VPS S to VPS M", "Zmiana planu z VPS S na VPS M"),
+    ("Plan change from VPS M to VPS S: unused days", "Zmiana planu z VPS M na VPS S: niewykorzystane dni"),
+    ("Upgrade from VPS S to VPS M: 20 days (2026-12-06 to 2026-12-25)",
+     "Zmiana na wyższy plan z VPS S na VPS M: 20 dni (od 2026-12-06 do 2026-12-25)"),
+    ("Downgrade from VPS M to VPS S: 3 days (2026-12-06 to 2026-12-08)",
+     "Zmiana na niższy plan z VPS M na VPS S: 3 dni (od 2026-12-06 do 2026-12-08)"),
+    ("Dedicated E3: refund of unused days", "Dedicated E3: zwrot za niewykorzystane dni"),
+    ("Refund for invoice 2026/000123", "Zwrot do faktury 2026/000123"),
+    ("Payment received", "Wpłata"),
+])
+def test_the_lines_the_services_write_are_said_in_polish_and_kept_in_english(english, polish):
+    assert CUSTOMER_TEXTS.say(english, "pl") == polish
+    assert CUSTOMER_TEXTS.say(english, "en") == english
+
+
+def test_a_text_without_an_entry_is_kept_as_written_and_numbers_match_only_digits():
+    assert CUSTOMER_TEXTS.say("Bank transfer 2026-12-01", "pl") == "Bank transfer 2026-12-01"
+    assert CUSTOMER_TEXTS.say("VPS L, many months", "pl") == "VPS L, many months"   # {months} is a number
+    assert CUSTOMER_TEXTS.say(None, "pl") is None
+
+
+def test_the_orders_service_still_writes_the_texts_the_catalogue_knows():
+    source = (ROOT / "services" / "orders" / "application.py").read_text("utf-8") + \
+        (ROOT / "services" / "orders" / "domain.py").read_text("utf-8")
+    for written in ['f"{state.plan.name}, {state.period_months} months"', 'f"{state.plan.name}, renewal for {months} months"',
+                    'f"Plan change from {old_plan.name} to {new_plan.name}"', 'f"{loaded.state.plan.name}: refund of unused days"',
+                    'f"{what} from {order.plan.name} to {new_plan.name}: {unused} days "']:
+        assert written in source, f"the orders service no longer writes {written}: update services/common/locale"
