@@ -328,9 +328,11 @@ def route(method: str, path: str, *, summary: str, body=None, query=None, respon
                 if query is not None:
                     call.query = load(query(), {k: v for k, v in request.args.items()})
                 return fn(self, call, **path_values)
-            except DomainError:
-                # The refusal is said in the language asked for, else the customer's (an RPC only then).
-                request.language = requested_language(request) or self.customer_language(call)
+            except DomainError as error:
+                # The refusal is said in the language asked for, else the customer's: one profile call,
+                # never after a 5xx (profile may be what failed, and the answer must not wait twice).
+                request.language = requested_language(request) or (
+                    self.customer_language(call) if error.status < 500 else DEFAULT_LANGUAGE)
                 raise
         return ApiEntrypoint.decorator(method, path)(handler)
     return decorate
