@@ -156,7 +156,8 @@ def error_code(response) -> str:
     """The API error code of a response, asserting the error shape on the way."""
     body = response.json()
     assert set(body) == {"error"}, body
-    assert set(body["error"]) == {"code", "message", "fields", "details"}, body
+    # field_codes: each of `fields`' messages as a stable code (docs/CONTRACTS.md, Errors)
+    assert set(body["error"]) == {"code", "message", "fields", "details", "field_codes"}, body
     return body["error"]["code"]
 
 
