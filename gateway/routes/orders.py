@@ -41,9 +41,11 @@ class OrdersRoutes:
            description="This customer's price for the plan and period (less than the list price only under the "
                        "EU reverse charge), as the order's payment charges it when the balance pays it at once; "
                        "`paid_until` as if paid today. 400 for a period the plan does not offer; 422 "
-                       "`unknown_plan`.")
+                       "`unknown_plan`. The lines' descriptions are in the language of Accept-Language (pl, en), "
+                       "else the customer's.")
     def quote_order(self, call):
-        return 200, self.orders.order_quote(call.account_id, call.query["plan_id"], call.query["period_months"])
+        quote = self.orders.order_quote(call.account_id, call.query["plan_id"], call.query["period_months"])
+        return 200, lines_in(quote, self.language_for(call))
 
     @route("POST", "/api/v1/orders", body=NewOrderSchema, response=OrderSchema, status=201, idempotent=True,
            tags=TAGS, summary="Order a plan", errors=(404, 422),
@@ -66,9 +68,11 @@ class OrdersRoutes:
            errors=(400, 404, 409, 422),
            description="The exact amount `POST .../renew` with this period takes from the balance now (the "
                        "order's current plan, this customer's price). 409 `not_renewable`; 400 for a period "
-                       "the plan does not offer.")
+                       "the plan does not offer. The lines' descriptions are in the language of Accept-Language "
+                       "(pl, en), else the customer's.")
     def quote_renewal(self, call, order_id):
-        return 200, self.orders.renew_quote(call.account_id, order_id, call.query["period_months"])
+        quote = self.orders.renew_quote(call.account_id, order_id, call.query["period_months"])
+        return 200, lines_in(quote, self.language_for(call))
 
     @route("POST", "/api/v1/orders/<order_id>/renew", body=RenewSchema, response=OrderSchema, idempotent=True,
            tags=TAGS, summary="Renew an order from the balance", errors=(404, 409, 422),

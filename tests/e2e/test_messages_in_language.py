@@ -117,3 +117,13 @@ def test_an_english_customers_lines_stay_english_and_a_quote_follows_the_languag
     assert english.json()["lines"][0]["description"].startswith("Upgrade from VPS S to VPS M: ")
     assert polish.json()["lines"][0]["description"].startswith("Zmiana na wyższy plan z VPS S na VPS M: ")
     assert polish.json()["charge"] == english.json()["charge"]
+
+
+def test_a_renewal_quote_follows_the_language(customer, payments):
+    john, order = ordered(customer, payments, "en")
+    english = john.get(f"/api/v1/orders/{order['id']}/renew/quote?period_months=1")
+    polish = john.get(f"/api/v1/orders/{order['id']}/renew/quote?period_months=1", headers=POLISH)
+    assert english.status_code == polish.status_code == 200, english.text
+    assert [line["description"] for line in english.json()["lines"]] == ["VPS S, renewal for 1 months"]
+    assert [line["description"] for line in polish.json()["lines"]] == ["VPS S, odnowienie na 1 mies."]
+    assert polish.json()["charge"] == english.json()["charge"]

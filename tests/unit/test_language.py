@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import string
 
 import pytest
@@ -157,9 +158,10 @@ def test_a_text_without_an_entry_is_kept_as_written_and_numbers_match_only_digit
 
 
 def test_the_orders_service_still_writes_the_texts_the_catalogue_knows():
-    source = (ROOT / "services" / "orders" / "application.py").read_text("utf-8") + \
-        (ROOT / "services" / "orders" / "domain.py").read_text("utf-8")
-    for written in ['f"{state.plan.name}, {state.period_months} months"', 'f"{state.plan.name}, renewal for {months} months"',
-                    'f"Plan change from {old_plan.name} to {new_plan.name}"', 'f"{loaded.state.plan.name}: refund of unused days"',
-                    'f"{what} from {order.plan.name} to {new_plan.name}: {unused} days "']:
+    """The catalogue's keys are the English texts orders writes; a reworded text would go out in English."""
+    def shape(text: str) -> str:       # the text with each {placeholder} emptied, whatever its variable's name
+        return re.sub(r"\{[^{}]*\}", "{}", text)
+    source = shape("".join(path.read_text("utf-8") for path in (ROOT / "services" / "orders").glob("*.py")))
+    for written in ['f"{}, {} months"', 'f"{}, renewal for {} months"', 'f"Plan change from {} to {}"',
+                    'f"{}: refund of unused days"', 'f"{} from {} to {}: {} days "']:
         assert written in source, f"the orders service no longer writes {written}: update services/common/locale"
