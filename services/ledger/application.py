@@ -2,8 +2,9 @@
 
 A movement locks the customer's balance row (SELECT ... FOR UPDATE on PostgreSQL), checks
 its idempotency key again under that lock, writes the transaction, its postings, the new
-running balance, the invoice or credit note with the next number of the year, and its
-events in the outbox, and commits them together. Whatever it needs from profile (the buyer
+running balance and its events in the outbox, and last the invoice or credit note with the
+next number of the year (the one lock every charge shares, held only from that statement to
+the commit: ``numbering.py``), and commits them together. Whatever it needs from profile (the buyer
 for an invoice, the country for a payment method) is asked before the transaction opens:
 no transaction is ever held across an RPC call.
 """
@@ -24,8 +25,8 @@ from services.common.money import Money
 from services.common.outbox import first_delivery, publish_later
 from services.common.pagination import keyset_page
 from services.common.schemas import load
-from services.ledger import domain, invoicing, payment_methods, tax
-from services.ledger.models import Balance, Invoice, InvoiceCounter, Posting, Transaction
+from services.ledger import domain, invoicing, numbering, payment_methods, tax
+from services.ledger.models import Balance, Invoice, Posting, Transaction
 from services.ledger.schemas import (AdjustmentSchema, ChargeSchema, CreditLimitSchema, PaymentSchema,
                                      PriceSchema, RefundSchema)
 
@@ -102,10 +103,10 @@ class Ledger:
             now = as_utc(tx.created_at)
             treatment = tax.tax_treatment(buyer, self.seller, on=now)
             document = invoicing.build_invoice(
-                invoice_id=invoice_id, number=self._next_number(session, now), seller=self.seller,
+                invoice_id=invoice_id, number=None, seller=self.seller,
                 buyer=buyer, lines=invoice_lines, treatment=treatment, currency=tx.currency,
                 order_id=tx.reference, issued_at=now)
-            self._issue(session, tx, document, profile.get("language") or "en")
+            self._issue(session, tx, document, profile.get("language") or "en")  # the last write
             return domain.transaction_view(tx)
 
     def refund(self, account_id, amount, idempotency_key, reference, charge_id, description=None) -> dict:
@@ -136,14 +137,14 @@ class Ledger:
                             description=data["description"] or f"Refund of {charge.description}"[:500])
             now = as_utc(tx.created_at)
             document = invoicing.credit_note_for(
-                invoice.document, invoice_id=note_id, number=self._next_number(session, now), issued_at=now,
+                invoice.document, invoice_id=note_id, number=None, issued_at=now,
                 amount=data["amount"], description=data["description"],
                 earlier_credit_notes=[note.document for note in earlier])
-            self._issue(session, tx, document, invoice.language)
             publish_later(session, "refund_issued", {
                 "account_id": tx.account_id, "transaction_id": tx.id, "amount": data["amount"].to_wire(),
                 "balance": _money(tx.balance_after_minor, tx), "reference": tx.reference,
                 "order_id": invoice.document.get("order_id") or tx.reference, "charge_id": charge.id})
+            self._issue(session, tx, document, invoice.language)  # the last write
             return domain.transaction_view(tx)
 
     def adjust(self, account_id, amount, idempotency_key, reason, operator, caller=None) -> dict:
@@ -322,32 +323,21 @@ class Ledger:
         return tx
 
     def _issue(self, session, tx: Transaction, document: dict, language: str) -> None:
-        year, seq = invoicing.parse_number(document["number"])
-        session.add(Invoice(
-            id=document["id"], account_id=tx.account_id, year=year, number_seq=seq, number=document["number"],
-            kind=document["kind"], transaction_id=tx.id, corrects=document["corrects"],
-            gross_minor=Money.from_wire(document["gross"]).minor, language=language if language in ("en", "pl") else "en",
-            document=document, issued_at=tx.created_at))
-        publish_later(session, "invoice_issued", {
-            "account_id": tx.account_id, "invoice_id": document["id"], "number": document["number"],
-            "kind": document["kind"], "gross": document["gross"], "issued_at": document["issued_at"],
-            "order_id": document["order_id"]})
+        """Number the document and write it with its ``invoice_issued`` event: the transaction's last write.
 
-    def _next_number(self, session, issued_at: datetime) -> str:
-        """The next number of the year, taken under the year's row lock: no gaps, no twins."""
-        year = invoicing.number_year(issued_at)
-        locked = select(InvoiceCounter).where(InvoiceCounter.year == year).with_for_update() \
-            .execution_options(populate_existing=True)
-        counter = session.scalar(locked)
-        if counter is None:
-            try:
-                with session.begin_nested():
-                    session.add(InvoiceCounter(year=year, last_seq=0))
-            except IntegrityError:
-                pass  # another charge opened the year first; its row is there now
-            counter = session.scalar(locked)
-        counter.last_seq += 1
-        return invoicing.format_number(year, counter.last_seq)
+        The year's counter is locked from here to the commit, so nothing of the movement may
+        come after it (``numbering.py``).
+        """
+        numbering.issue_numbered(session, {
+            "id": document["id"], "account_id": tx.account_id, "year": invoicing.number_year(as_utc(tx.created_at)),
+            "kind": document["kind"], "transaction_id": tx.id, "corrects": document["corrects"],
+            "gross_minor": Money.from_wire(document["gross"]).minor,
+            "language": language if language in ("en", "pl") else "en",
+            "document": document, "issued_at": tx.created_at,
+        }, {
+            "account_id": tx.account_id, "invoice_id": document["id"], "kind": document["kind"],
+            "gross": document["gross"], "issued_at": document["issued_at"], "order_id": document["order_id"],
+        })
 
     def _lock_balance(self, session, account_id: str, create: bool = True) -> Balance:
         locked = select(Balance).where(Balance.account_id == account_id).with_for_update() \
