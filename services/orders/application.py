@@ -24,18 +24,18 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import structlog
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, or_, select, update
 
 from services.common.clock import as_utc, iso
 from services.common.config import env_float, env_int
 from services.common.errors import DomainError, NotFound, ValidationError
 from services.common.idempotency import IdempotencyKeys, KeyedRequest
-from services.common.locks import lock, try_lock
+from services.common.locks import try_lock
 from services.common.money import Money
 from services.common.outbox import already_processed, first_delivery, publish_later
 from services.common.pagination import keyset_page
 from services.common.schemas import load
-from services.orders import domain
+from services.orders import address_stock, domain
 from services.orders.catalogue import Catalogue, Plan
 from services.orders.domain import ENDED, LifecycleSettings, OrderState, PaidPeriod, Status
 from services.orders.models import (CataloguePlan, IpAssignment, Order, OrderCharge, OrderEvent, OrderPeriod,
@@ -95,7 +95,10 @@ class Orders:
         return {"items": [plan.to_wire() for plan in self.catalogue.list_plans(kind)], "next_cursor": None}
 
     def sync_plans(self) -> None:
-        """Copy the catalogue's plans into the database (at start), so SQL alone can read orders."""
+        """Copy the catalogue's plans into the database (at start), so SQL alone can read orders,
+        and bring the free addresses in line with its pools."""
+        with self.uow.transaction() as session:
+            address_stock.fill(session, self.catalogue.ip_pools)
         with self.uow.transaction() as session:
             for plan in self.catalogue.plans:
                 session.merge(CataloguePlan(id=plan.id, kind=plan.kind, name=plan.name,
@@ -152,11 +155,8 @@ class Orders:
             with self.uow.transaction() as session:
                 return self._view(self._load(session, order_id, account_id))
         with self.uow.transaction() as session:
-            # One placement at a time: the free addresses and the plan's stock are read and taken
-            # in one step, so concurrent orders neither collide on an address nor overfill a
-            # datacenter, and the lowest free address is always the one given.
-            lock(session, "orders:placement")
-            placement = self._placement(session, plan, state.fields)
+            # A free address taken, and the plan's stock counted, without waiting for other orders.
+            placement = address_stock.take(session, plan, state.fields, self.catalogue.ip_pools)
             now = self.clock.now()
             session.add(Order(
                 id=order_id, account_id=account_id, plan_id=plan.id, period_months=state.period_months,
@@ -192,14 +192,6 @@ class Orders:
             raise DomainError("postal_address_required",
                               "Add a postal address to the profile before ordering.",
                               fields={"postal_address": ["required"]})
-
-    def _placement(self, session, plan: Plan, fields) -> domain.Placement:
-        used = session.scalars(select(IpAssignment.ip_address)).all()
-        in_use = dict(session.execute(
-            select(Order.datacenter, func.count()).where(Order.plan_id == plan.id,
-                                                         Order.status.not_in([s.value for s in ENDED]))
-            .group_by(Order.datacenter)).all())
-        return domain.choose_placement(plan, fields, self.catalogue.ip_pools, used, in_use)
 
     def _activate(self, order_id: str, lease_held: bool = False, keyed: KeyedRequest | None = None,
                   announce: bool = False) -> bool:
@@ -726,7 +718,7 @@ class Orders:
                                     adjusted_from=period.adjusted_from))
 
     def _free_ip(self, session, order_id: str) -> None:
-        session.execute(delete(IpAssignment).where(IpAssignment.order_id == order_id))
+        address_stock.give_back(session, order_id, self.catalogue.ip_pools)
 
     def _event(self, session, order_id: str, kind: str, details: dict) -> None:
         session.add(OrderEvent(order_id=order_id, at=self.clock.now(), kind=kind, details=details))
