@@ -191,7 +191,7 @@ def test_a_late_background_payment_takes_no_lease_on_an_order_already_active(wor
             leases.append(statement)
     event.listen(orders.uow.engine, "before_cursor_execute", record)
     try:
-        assert orders._activate(order["id"]) is False   # pay_pending's step for an order it saw pending
+        assert orders.placement.activate(order["id"]) is False   # pay_pending's step for an order it saw pending
     finally:
         event.remove(orders.uow.engine, "before_cursor_execute", record)
     assert leases == []
