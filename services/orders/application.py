@@ -19,7 +19,7 @@ from services.orders.billing import Billing
 from services.orders.cancellation import Cancellation
 from services.orders.catalogue import Catalogue
 from services.orders.domain import ENDED, LifecycleSettings, Status
-from services.orders.lifecycle import LifecycleClock, lifecycle_settings, tick_seconds
+from services.orders.lifecycle import LifecycleClock, lifecycle_settings, retry_seconds, tick_seconds
 from services.orders.models import CataloguePlan, Order
 from services.orders.operations import LEASE, OperationStore, PendingOperations
 from services.orders.parts import Parts
@@ -28,7 +28,7 @@ from services.orders.plan_change import PlanChanges
 from services.orders.renewal import Renewal
 from services.orders.repository import OrderRepository
 
-__all__ = ["Orders", "lifecycle_settings", "tick_seconds"]
+__all__ = ["Orders", "lifecycle_settings", "retry_seconds", "tick_seconds"]
 
 # A request with an Idempotency-Key whose worker died is taken over after this long.
 ABANDONED_REQUEST = LEASE
@@ -100,6 +100,9 @@ class Orders:
 
     def on_balance_changed(self, payload: dict) -> None:
         self.placement.on_balance_changed(payload)
+
+    def on_profile_changed(self, event: dict) -> None:
+        self.placement.on_profile_changed(event)
 
     def renew(self, account_id: str, order_id, body, idempotency_key: str | None = None) -> dict:
         return self.renewal.renew(account_id, order_id, body, idempotency_key)

@@ -22,6 +22,19 @@ class Billing:
         return self.ledger.charge(row.account_id, charge["amount"], charge["key"], row.id,
                                   charge["description"], charge["lines"])
 
+    def take(self, row: Order, operation: dict) -> tuple[dict, Money]:
+        """The operation's charge: (the ledger's transaction, what the customer paid).
+
+        The ledger prices the list price and charges it in one call (``charge_order``); an
+        operation written before that call existed carries its price already (``charged``).
+        """
+        charge = operation["charge"]
+        if "charged" in operation:
+            return self.charge(row, charge), Money.from_wire(operation["charged"])
+        transaction = self.ledger.charge_order(row.account_id, charge["amount"], charge["key"], row.id,
+                                               charge["description"], charge["lines"])
+        return transaction, -Money.from_wire(transaction["amount"])
+
     def refund(self, row: Order, amount: Money, key: str, description: str) -> list[tuple[str, Money, dict]]:
         """Return ``amount`` to the balance against the order's charges; one ledger refund per charge drawn on."""
         with self.uow.transaction() as session:

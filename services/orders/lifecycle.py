@@ -32,6 +32,11 @@ def tick_seconds() -> float:
     return env_float("ORDERS_TICK_SECONDS", 60.0)
 
 
+def retry_seconds() -> float:
+    """How often the operations whose ledger call failed are tried again (issue 16, item 6)."""
+    return env_float("ORDERS_RETRY_SECONDS", 5.0)
+
+
 class LifecycleClock:
     def __init__(self, parts: Parts, renewal: Renewal, settings: LifecycleSettings | None = None):
         self.parts = parts

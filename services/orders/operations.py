@@ -173,15 +173,20 @@ class PendingOperations:
         """Complete or undo the operations whose lease expired before they were written."""
         finished = 0
         for order_id in self.store.interrupted():
-            operation = self.store.take_over(order_id)
-            if operation is None:
-                continue  # another replica took it
-            log.warning("finishing an interrupted operation", order_id=order_id, kind=operation["kind"])
             try:
-                self.carry_out(order_id, operation)
-                finished += 1
+                if self.finish_if_interrupted(order_id) is not None:
+                    finished += 1
             except DomainError as error:
                 log.warning("interrupted operation not finished", order_id=order_id, code=error.error_code)
-            finally:
-                self.store.release_lease(order_id)
         return finished
+
+    def finish_if_interrupted(self, order_id: str) -> dict | None:
+        """Finish the order's operation if it was interrupted (its lease expired): its answer, else None."""
+        operation = self.store.take_over(order_id)
+        if operation is None:
+            return None  # none written, still leased, or another replica took it
+        log.warning("finishing an interrupted operation", order_id=order_id, kind=operation["kind"])
+        try:
+            return self.carry_out(order_id, operation)
+        finally:
+            self.store.release_lease(order_id)

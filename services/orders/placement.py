@@ -1,4 +1,10 @@
-"""A new order (O3): placed with its address, charged, active; or pending until the money arrives."""
+"""A new order (O3): placed with its address, charged, active; or pending until the money arrives.
+
+A paid order takes three transactions here and one call to the ledger: the request's key
+claimed and the customer's eligibility read from the copy of profile; the order, its address
+and its pending operation written together; the ledger's ``charge_order`` (priced and charged
+at once); the activation, its events and the request's answer written together.
+"""
 from __future__ import annotations
 
 import uuid
@@ -7,8 +13,9 @@ from datetime import date
 import structlog
 from sqlalchemy import func, select
 
+from services.common import profile_copy
 from services.common.errors import DomainError
-from services.common.idempotency import KeyedRequest
+from services.common.idempotency import KeyedRequest, request_in_progress
 from services.common.locks import lock
 from services.common.money import Money
 from services.common.outbox import already_processed, first_delivery, publish_later
@@ -17,7 +24,7 @@ from services.orders import domain
 from services.orders.catalogue import Plan
 from services.orders.domain import ENDED, Status
 from services.orders.models import IpAssignment, Order
-from services.orders.operations import LEASE, keyed_request, reply_to
+from services.orders.operations import LEASE, keyed_request, release, reply_to
 from services.orders.parts import Parts
 from services.orders.repository import Loaded, about, invoice_line, transaction_id
 from services.orders.schemas import NewOrderSchema
@@ -46,67 +53,128 @@ def check_payments_allowed(profile: dict) -> None:
                           fields={"postal_address": ["required"]})
 
 
-def activation(order_id: str, state: domain.OrderState, today: date, charged: Money,
-               keyed: KeyedRequest | None, announce: bool) -> dict:
-    """The pending operation that charges a new order and makes it active."""
-    period = domain.activate(state, today, charged).periods[0]
+def activation(order_id: str, state: domain.OrderState, today: date, keyed: KeyedRequest | None,
+               announce: bool) -> dict:
+    """The pending operation that charges a new order's list price (the ledger prices it) and makes it active."""
+    period = domain.activate(state, today, state.cost).periods[0]
     what = f"{state.plan.name}, {state.period_months} months"
-    return {"kind": "activate", "today": today.isoformat(), "charged": charged.to_wire(),
-            "reply_to": reply_to(keyed), "announce": announce,
-            "charge": {"amount": charged.to_wire(), "key": f"order:{order_id}:activate",
+    return {"kind": "activate", "today": today.isoformat(), "reply_to": reply_to(keyed), "announce": announce,
+            "charge": {"amount": state.cost.to_wire(), "key": f"order:{order_id}:activate",
                        "description": what, "lines": [invoice_line(what, period)]}}
+
+
+def money_arrived(payload: dict) -> bool:
+    """Whether a balance change can make a pending order payable: money in, not a charge."""
+    try:
+        return Money.from_wire(payload["amount"]).minor > 0
+    except (KeyError, TypeError, ValueError, DomainError):
+        return True  # an event without a readable amount: look, as before
 
 
 class Placement:
     def __init__(self, parts: Parts):
         self.parts = parts
         self.uow, self.repository, self.clock = parts.uow, parts.repository, parts.clock
-        self.profile = parts.profile  # the profile service (RPC)
+        self.profile = parts.profile  # the profile service (RPC), when the copy is missing
         parts.pending.finishers["activate"] = self.finish_activation
 
     def place_order(self, account_id: str, body, idempotency_key: str | None = None) -> dict:
         data = load(NewOrderSchema(), body)
         keyed = keyed_request(account_id, "place_order", idempotency_key, data)
-        return self.parts.keys.once(keyed, lambda: self._place(account_id, data, idempotency_key, keyed))
-
-    def _place(self, account_id: str, data: dict, idempotency_key: str | None,
-               keyed: KeyedRequest | None = None) -> dict:
         plan = self.parts.catalogue.plan(data["plan_id"])
         state = domain.new_order(plan, data["period_months"], data["fields"], self.clock.today(), data["auto_renew"])
-        check_payments_allowed(self.profile.get(account_id))
         order_id = order_id_for(account_id, idempotency_key)
         with self.uow.transaction() as session:
-            exists = session.scalar(select(Order.status).where(Order.id == order_id))
-        if exists is not None:
-            if exists == Status.PENDING_PAYMENT.value:
-                self.activate(order_id)
-            with self.uow.transaction() as session:
-                return self.repository.view(self.repository.load(session, order_id, account_id))
+            if keyed is not None:
+                if (answer := self.parts.keys.claim(session, keyed)) is not None:
+                    return answer
+                placed = session.scalar(select(Order.id).where(Order.id == order_id))
+            else:
+                placed = None
+            profile = profile_copy.read(session, account_id)
+        try:
+            if placed is not None:  # the first request with this key failed half-way
+                return self._again(order_id, account_id, keyed)
+            asked = None
+            if profile is None:
+                profile = asked = self.profile.get(account_id)
+            check_payments_allowed(profile)
+            return self._place(order_id, account_id, plan, state, keyed, asked)
+        except BaseException:
+            if keyed is not None:
+                with self.uow.transaction() as session:
+                    self.parts.keys.forget(session, keyed)
+            raise
+
+    def _place(self, order_id: str, account_id: str, plan: Plan, state: domain.OrderState,
+               keyed: KeyedRequest | None, asked: dict | None) -> dict:
+        operation = activation(order_id, state, self.clock.today(), keyed, announce=True)
         with self.uow.transaction() as session:
+            if asked is not None:
+                profile_copy.keep_answer(session, account_id, asked)
             # One placement at a time: the free addresses and the plan's stock are read and taken
             # in one step, so concurrent orders neither collide on an address nor overfill a
             # datacenter, and the lowest free address is always the one given.
             lock(session, "orders:placement")
             placement = self._placement(session, plan, state.fields)
             now = self.clock.now()
-            session.add(Order(
+            row = Order(
                 id=order_id, account_id=account_id, plan_id=plan.id, period_months=state.period_months,
                 status=Status.PENDING_PAYMENT.value, auto_renew=state.auto_renew, cancel_at=None,
                 fields=dict(state.fields), datacenter=placement.datacenter, ip_address=None,
-                currency=state.currency, renewals=0, plan_changes=0,
-                busy_until=now + LEASE, busy_with="activate", created_at=now, updated_at=now))
+                currency=state.currency, renewals=0, plan_changes=0, pending_operation=operation,
+                busy_until=now + LEASE, busy_with="activate", created_at=now, updated_at=now)
+            session.add(row)
             session.flush()
             # Held while the order awaits payment, so a customer who pays gets a server.
             session.add(IpAssignment(ip_address=placement.ip_address, datacenter=placement.datacenter,
                                      order_id=order_id, assigned_at=now))
             self.repository.event(session, order_id, "created", {
                 "plan_id": plan.id, "period_months": state.period_months, "cost": state.cost.to_wire()})
-        paid = self.activate(order_id, lease_held=True, keyed=keyed, announce=True)
+        state = self.repository.state_of(row, ())
+        try:
+            transaction, charged = self.parts.billing.take(row, operation)
+        except DomainError as error:
+            if error.error_code == "service_unavailable":
+                self.parts.store.expire_lease(order_id)  # the outcome is unknown: the clock finishes it
+                raise
+            return self._unpaid(row, state, operation, keyed, error)
+        except Exception:
+            self.parts.store.expire_lease(order_id)
+            raise
+        return self._activated(order_id, Loaded(row, state), operation, transaction, charged, placement.ip_address)
+
+    def _unpaid(self, row: Order, state: domain.OrderState, operation: dict, keyed: KeyedRequest | None,
+                refusal: DomainError) -> dict:
+        """The ledger refused the charge: nothing moved. Without the funds the order waits, announced."""
+        answer = None
         with self.uow.transaction() as session:
-            loaded = self.repository.load(session, order_id)
-            if not paid:  # a paid order was announced with its activation, in the same transaction
+            current = session.get(Order, row.id, with_for_update=True)
+            current.pending_operation = None
+            release(current)
+            if refusal.error_code == "insufficient_funds":
+                loaded = Loaded(current, state)
                 announce(session, loaded)
-            return self.repository.view(loaded)
+                answer = self.repository.view(loaded)
+                if keyed is not None:
+                    self.parts.keys.remember(session, keyed, answer)
+        if answer is None:
+            raise refusal
+        return answer
+
+    def _again(self, order_id: str, account_id: str, keyed: KeyedRequest | None) -> dict:
+        """A retry of a request whose first attempt failed half-way: finish what it started, or say it runs."""
+        answer = self.parts.pending.finish_if_interrupted(order_id)
+        if answer is None:
+            try:
+                self.activate(order_id, keyed)
+            except DomainError as error:
+                if error.error_code != "conflict":
+                    raise
+                # Its operation is still being carried out (by the first worker, or the clock).
+                raise request_in_progress(2) from None
+        with self.uow.transaction() as session:
+            return self.repository.view(self.repository.load(session, order_id, account_id))
 
     def _placement(self, session, plan: Plan, fields) -> domain.Placement:
         used = session.scalars(select(IpAssignment.ip_address)).all()
@@ -116,23 +184,17 @@ class Placement:
             .group_by(Order.datacenter)).all())
         return domain.choose_placement(plan, fields, self.parts.catalogue.ip_pools, used, in_use)
 
-    def activate(self, order_id: str, lease_held: bool = False, keyed: KeyedRequest | None = None,
-                 announce: bool = False) -> bool:
+    def activate(self, order_id: str, keyed: KeyedRequest | None = None) -> bool:
         """Charge a pending order and make it active; False (and still pending) without the funds.
 
-        ``announce``: a new order, whose "order received" event goes out with its activation,
-        also when the lifecycle timer finishes an activation whose worker died.
+        A background payment that finds the order paid or cancelled meanwhile takes no lease.
         """
         store = self.parts.store
-        if not lease_held and store.claim(order_id, None, "activate", only_while=Status.PENDING_PAYMENT) is None:
+        loaded = store.claim(order_id, None, "activate", only_while=Status.PENDING_PAYMENT)
+        if loaded is None:
             return False  # paid or cancelled meanwhile: nothing to do, and no lease taken from anyone
         try:
-            with self.uow.transaction() as session:
-                loaded = self.repository.load(session, order_id)
-            if loaded.state.status != Status.PENDING_PAYMENT:
-                return False
-            charged = self.parts.billing.customer_price(loaded.row.account_id, loaded.state.cost)
-            operation = activation(order_id, loaded.state, self.clock.today(), charged, keyed, announce)
+            operation = activation(order_id, loaded.state, self.clock.today(), keyed, announce=False)
             try:
                 self.parts.pending.carry_out(order_id, operation)
             except DomainError as error:
@@ -144,16 +206,23 @@ class Placement:
             store.release_lease(order_id)
 
     def finish_activation(self, order_id: str, operation: dict) -> dict:
+        """Carry out a written activation (a pending order paid later, or one the clock finishes)."""
         with self.uow.transaction() as session:
-            row = session.get(Order, order_id)
-        transaction = self.parts.billing.charge(row, operation["charge"])
-        charged = Money.from_wire(operation["charged"])
+            loaded = self.repository.load(session, order_id)
+            ip_address = self.repository.assigned_ip(session, order_id)
+        transaction, charged = self.parts.billing.take(loaded.row, operation)
+        return self._activated(order_id, loaded, operation, transaction, charged, ip_address)
+
+    def _activated(self, order_id: str, loaded: Loaded, operation: dict, transaction: dict, charged: Money,
+                   ip_address: str | None) -> dict:
+        """The charge is taken: the order active, its charge, events and the request's answer, in one transaction."""
         with self.uow.transaction() as session:
-            loaded = self.repository.load(session, order_id, lock=True)
-            row = loaded.row
+            row = session.get(Order, order_id, with_for_update=True)
+            if row.pending_operation is None:  # finished meanwhile by another worker: that is the answer
+                return self.repository.view(self.repository.loaded(session, row))
             paid = domain.activate(loaded.state, date.fromisoformat(operation["today"]), charged)
-            row.ip_address = self.repository.assigned_ip(session, order_id)
-            self.repository.save(session, row, paid)
+            row.ip_address = ip_address
+            self.repository.save(session, row, paid, had_periods=bool(loaded.state.periods))
             self.repository.record_charge(session, order_id, transaction, charged, "activate")
             self.repository.event(session, order_id, "paid", {"amount": charged.to_wire(),
                                                               "transaction_id": transaction_id(transaction),
@@ -175,17 +244,25 @@ class Placement:
                 if not self.activate(order_id):
                     break  # an older order waits first: a newer, cheaper one does not jump the queue
             except DomainError as error:
-                if error.error_code == "conflict":
-                    continue  # being paid or cancelled right now by another worker
-                raise
+                if error.error_code != "conflict":
+                    raise
+                # Being paid or cancelled right now by another worker, or interrupted: then finish it now.
+                if self.parts.pending.finish_if_interrupted(order_id) is None:
+                    continue
             paid += 1
         return paid
 
     def on_balance_changed(self, payload: dict) -> None:
-        """``ledger.balance_changed``: pay what waits; recorded as processed only once done."""
+        """``ledger.balance_changed``: pay what waits when money came in; recorded as processed only once done.
+
+        A charge or another movement that takes money can never make a pending order payable:
+        it is not looked at (an order's own charge would otherwise cost three transactions more).
+        """
         event_id, account_id = payload.get("event_id"), payload.get("account_id")
         if not event_id or not account_id:
             log.warning("balance_changed without event_id or account_id ignored")
+            return
+        if not money_arrived(payload):
             return
         with self.uow.transaction() as session:
             if already_processed(session, BALANCE_CONSUMER, event_id):
@@ -194,6 +271,11 @@ class Placement:
         self.pay_pending(account_id)
         with self.uow.transaction() as session:
             first_delivery(session, BALANCE_CONSUMER, event_id)
+
+    def on_profile_changed(self, event: dict) -> None:
+        """Keep the copy of whether the customer may pay (profile's events)."""
+        with self.uow.transaction() as session:
+            profile_copy.from_event(session, event)
 
 
 def announce(session, loaded: Loaded) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 from datetime import date
 
 from services.common.idempotency import KeyedRequest
-from services.common.money import Money
 from services.common.outbox import publish_later
 from services.common.schemas import load
 from services.orders import domain
@@ -15,15 +14,16 @@ from services.orders.repository import Loaded, about, invoice_line, transaction_
 from services.orders.schemas import RenewSchema
 
 
-def renewal(order: Order, state: domain.OrderState, today: date, months: int, charged: Money,
-            automatic: bool, keyed: KeyedRequest | None) -> dict:
-    """The pending operation that charges a renewal for ``months`` and adds its period."""
-    period = domain.renew(state, today, months, charged).periods[-1]
+def renewal(order: Order, state: domain.OrderState, today: date, months: int, automatic: bool,
+            keyed: KeyedRequest | None) -> dict:
+    """The pending operation that charges a renewal's list price for ``months`` (the ledger prices it)."""
+    list_price = state.plan.price_for(months)
+    period = domain.renew(state, today, months, list_price).periods[-1]
     number = order.renewals + 1
     what = f"{state.plan.name}, renewal for {months} months"
     return {"kind": "renew", "today": today.isoformat(), "months": months, "number": number,
-            "charged": charged.to_wire(), "automatic": automatic, "reply_to": reply_to(keyed),
-            "charge": {"amount": charged.to_wire(), "key": f"order:{order.id}:renew:{number}",
+            "automatic": automatic, "reply_to": reply_to(keyed),
+            "charge": {"amount": list_price.to_wire(), "key": f"order:{order.id}:renew:{number}",
                        "description": what, "lines": [invoice_line(what, period)]}}
 
 
@@ -46,8 +46,7 @@ class Renewal:
         try:
             state, row = loaded.state, loaded.row
             domain.check_renewable(state)
-            charged = self.parts.billing.customer_price(row.account_id, state.plan.price_for(months))
-            operation = renewal(row, state, self.clock.today(), months, charged, automatic, keyed)
+            operation = renewal(row, state, self.clock.today(), months, automatic, keyed)
             return self.parts.pending.carry_out(row.id, operation)
         finally:
             self.parts.store.release_lease(order_id)
@@ -55,8 +54,8 @@ class Renewal:
     def finish_renewal(self, order_id: str, operation: dict) -> dict:
         with self.uow.transaction() as session:
             row = session.get(Order, order_id)
-        transaction = self.parts.billing.charge(row, operation["charge"])
-        charged, months, number = Money.from_wire(operation["charged"]), operation["months"], operation["number"]
+        transaction, charged = self.parts.billing.take(row, operation)
+        months, number = operation["months"], operation["number"]
         with self.uow.transaction() as session:
             current = self.repository.load(session, order_id, lock=True)
             state = current.state

@@ -62,16 +62,15 @@ class OrderRepository:
                           for p in periods),
             cancel_at=row.cancel_at, auto_renew=row.auto_renew, fields=row.fields or {})
 
-    def save(self, session, row: Order, state: OrderState, periods_changed: bool = True) -> None:
-        """Write the rules' view back on the row; its periods are replaced when they changed."""
+    def save(self, session, row: Order, state: OrderState, had_periods: bool = True) -> None:
+        """Write the rules' view back on the row and replace its periods (``had_periods``: False for none to delete)."""
         row.status = state.status.value
         row.period_months = state.period_months
         row.cancel_at = state.cancel_at
         row.plan_id = state.plan.id
         row.updated_at = self.clock.now()
-        if not periods_changed:
-            return
-        session.execute(delete(OrderPeriod).where(OrderPeriod.order_id == row.id))
+        if had_periods:
+            session.execute(delete(OrderPeriod).where(OrderPeriod.order_id == row.id))
         for period in state.periods:
             session.add(OrderPeriod(order_id=row.id, starts=period.starts, ends=period.ends, months=period.months,
                                     paid_minor=period.paid.minor, price_minor=period.price.minor,

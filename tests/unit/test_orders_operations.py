@@ -16,7 +16,7 @@ from services.common.money import Money
 from services.orders.catalogue import load_catalogue
 from services.orders.domain import activate, new_order
 from services.orders.operations import PendingOperations, keyed_request, reply_to
-from services.orders.placement import activation, check_payments_allowed, order_id_for
+from services.orders.placement import activation, check_payments_allowed, money_arrived, order_id_for
 from services.orders.renewal import renewal
 
 CATALOGUE = load_catalogue()
@@ -105,7 +105,12 @@ def test_an_unknown_outcome_keeps_the_operation_and_hands_it_to_the_clock_at_onc
 
 def test_the_clock_finishes_interrupted_operations_except_those_another_replica_took():
     finished = []
-    pending, store, _ = mechanism(lambda order_id, operation: finished.append(order_id) or store.forget(order_id))
+
+    def finish(order_id, operation):
+        finished.append(order_id)
+        store.forget(order_id)
+        return {"id": order_id, "status": "active"}
+    pending, store, _ = mechanism(finish)
     store.written = {"order-1": {"kind": "activate"}, "order-2": {"kind": "activate"}}
     store.leased_by_others = {"order-2"}
     assert pending.finish_interrupted() == 1
@@ -128,24 +133,35 @@ def test_an_operation_without_a_key_keeps_no_answer():
     assert keys.kept == []
 
 
-def test_an_activation_charges_the_customer_price_under_the_order_s_key_with_one_line_for_its_period():
+def test_an_activation_charges_the_list_price_under_the_order_s_key_with_one_line_for_its_period():
     state = new_order(VPS_S, 1, FIELDS, MARCH_1)
-    operation = activation("order-1", state, MARCH_1, Money.of("8.05", "EUR"), None, announce=True)
+    operation = activation("order-1", state, MARCH_1, None, announce=True)
     assert operation["charge"] == {
-        "amount": {"amount": "8.05", "currency": "EUR"}, "key": "order:order-1:activate",
+        "amount": {"amount": "9.90", "currency": "EUR"}, "key": "order:order-1:activate",
         "description": "VPS S, 1 months",
-        "lines": [{"description": "VPS S, 1 months", "gross": {"amount": "8.05", "currency": "EUR"},
+        "lines": [{"description": "VPS S, 1 months", "gross": {"amount": "9.90", "currency": "EUR"},
                    "period_from": "2026-03-01", "period_to": "2026-03-31"}]}
+    assert "charged" not in operation  # the ledger prices it for the customer, in the same call
     assert operation["announce"] is True and operation["reply_to"] is None
 
 
 def test_each_renewal_of_an_order_has_its_own_key():
     state = activate(new_order(VPS_S, 1, FIELDS, MARCH_1), MARCH_1)
-    first = renewal(Row(renewals=0), state, MARCH_1, 1, Money.of("9.90", "EUR"), False, None)
-    third = renewal(Row(renewals=2), state, MARCH_1, 3, Money.of("29.70", "EUR"), True, None)
+    first = renewal(Row(renewals=0), state, MARCH_1, 1, False, None)
+    third = renewal(Row(renewals=2), state, MARCH_1, 3, True, None)
     assert first["charge"]["key"] == "order:order-1:renew:1" and first["number"] == 1
     assert third["charge"]["key"] == "order:order-1:renew:3" and third["automatic"] is True
     assert third["charge"]["lines"][0]["period_from"] == "2026-04-01"
+
+
+@pytest.mark.parametrize("payload, looks", [
+    ({"kind": "payment", "amount": {"amount": "10.00", "currency": "EUR"}}, True),
+    ({"kind": "refund", "amount": {"amount": "3.00", "currency": "EUR"}}, True),
+    ({"kind": "charge", "amount": {"amount": "-9.90", "currency": "EUR"}}, False),
+    ({"kind": "adjustment", "amount": {"amount": "-1.00", "currency": "EUR"}}, False),
+])
+def test_only_money_coming_in_makes_orders_look_for_pending_orders(payload, looks):
+    assert money_arrived(payload) is looks
 
 
 def test_a_keyed_order_has_the_same_id_on_every_retry_and_an_unkeyed_one_a_new_id():
