@@ -4,9 +4,11 @@ A movement locks the customer's balance row (SELECT ... FOR UPDATE on PostgreSQL
 its idempotency key again under that lock, writes the transaction, its postings, the new
 running balance and its events in the outbox, and last the invoice or credit note with the
 next number of the year (the one lock every charge shares, held only from that statement to
-the commit: ``numbering.py``), and commits them together. Whatever it needs from profile (the buyer
-for an invoice, the country for a payment method) is asked before the transaction opens:
-no transaction is ever held across an RPC call.
+the commit: ``numbering.py``), and commits them together. Whatever it needs from profile (the
+buyer for an invoice, the country for a payment method) it reads from its copy of the customer
+(``services/common/profile_copy.py``, kept from profile's events) in that transaction; only
+when it has no copy does it ask profile ``get``, before the transaction opens: no transaction
+is ever held across an RPC call.
 """
 from __future__ import annotations
 
@@ -24,6 +26,8 @@ from services.common.locks import is_postgres, try_lock
 from services.common.money import Money
 from services.common.outbox import first_delivery, publish_later
 from services.common.pagination import keyset_page
+from services.common import profile_copy
+from services.common.profile_copy import ProfileCopies, keep_answer, read
 from services.common.schemas import load
 from services.ledger import domain, invoicing, numbering, payment_methods, tax
 from services.ledger.models import Balance, Invoice, Posting, Transaction
@@ -51,6 +55,7 @@ class Ledger:
     def __init__(self, uow, profiles, clock, seller: tax.Seller, currency: str | None = None):
         self.uow = uow
         self.profiles = profiles  # anything with get(account_id) -> the Profile shape (docs/CONTRACTS.md)
+        self.copies = ProfileCopies(uow, profiles)
         self.clock = clock
         self.seller = seller
         self.currency = currency or default_currency()
@@ -59,29 +64,70 @@ class Ledger:
 
     def credit_payment(self, account_id, amount, idempotency_key, reference, method=None, caller=None) -> dict:
         """The payment system (or support staff, matching a transfer by hand: ``caller`` keeps which)
-        reports a payment; a method must be offered to the customer."""
+        reports a payment; a method must be offered to the customer.
+
+        One transaction: the balance locked, the key checked under its lock, the method checked
+        against the copy of the customer, the movement written. Profile is asked (before that
+        transaction) only for an account the ledger has no balance or no copy of.
+        """
         data = _load(PaymentSchema(), account_id=account_id, amount=amount, idempotency_key=idempotency_key,
                      reference=reference, method=method)
         request = _Request("credit_payment", data)
-        replay, known = self._first_look(request)
-        if replay is not None:
-            return replay
-        if data["method"] is not None or not known:
-            profile = self.profiles.get(data["account_id"])  # not_found for an account nobody has
-            if data["method"] is not None:
-                payment_methods.check_offered(
-                    data["method"], profile["country"], profile["profile_type"],
-                    profile["company_verification"], bool(profile.get("postal_address")))
-        with self.uow.transaction() as session:
-            balance = self._lock_balance(session, data["account_id"])
-            if (replay := self._replay(request, session)) is not None:
-                return replay
-            tx = self._move(session, balance, domain.PAYMENT, request, method=data["method"], caller=caller,
-                            description=data["description"] or "Payment received")
-            publish_later(session, "payment_received", {
-                "account_id": tx.account_id, "transaction_id": tx.id, "amount": _money(tx.amount_minor, tx),
-                "balance": _money(tx.balance_after_minor, tx), "reference": tx.reference, "method": tx.method})
-            return domain.transaction_view(tx)
+        asked = None
+        while True:
+            with self.uow.transaction() as session:
+                balance = (self._lock_balance(session, data["account_id"]) if asked is not None
+                           else self._locked_balance(session, data["account_id"]))
+                if (replay := self._replay(request, session)) is not None:
+                    return replay
+                profile = read(session, data["account_id"]) if data["method"] is not None else None
+                if balance is not None and (data["method"] is None or profile is not None or asked is not None):
+                    if asked is not None:
+                        keep_answer(session, data["account_id"], asked)
+                    if data["method"] is not None:
+                        profile = profile or asked
+                        payment_methods.check_offered(
+                            data["method"], profile["country"], profile["profile_type"],
+                            profile["company_verification"], bool(profile.get("postal_address")))
+                    tx = self._move(session, balance, domain.PAYMENT, request, method=data["method"],
+                                    caller=caller, description=data["description"] or "Payment received")
+                    publish_later(session, "payment_received", {
+                        "account_id": tx.account_id, "transaction_id": tx.id, "amount": _money(tx.amount_minor, tx),
+                        "balance": _money(tx.balance_after_minor, tx), "reference": tx.reference, "method": tx.method})
+                    return domain.transaction_view(tx)
+            asked = self.profiles.get(data["account_id"])  # not_found for an account nobody has
+
+    def charge_order(self, account_id, amount, idempotency_key, reference, description, lines=None) -> dict:
+        """Price a list amount for this customer and take it, with its invoice, in one transaction.
+
+        Orders' one call per paid order: ``amount`` and the lines' ``gross`` are list prices
+        (what an individual pays); the answer is the charge transaction, whose ``amount`` is
+        what this customer paid. The key is bound to the list prices, so a replay of the same
+        call (the lifecycle timer finishing an interrupted order) answers the first charge.
+        """
+        data = _load(ChargeSchema(), account_id=account_id, amount=amount, idempotency_key=idempotency_key,
+                     reference=reference, description=description, lines=lines)
+        _invoice_lines(data)  # the list prices' lines must add up, as a charge's must
+        request = _Request("charge_order", data)
+        asked = None
+        while True:
+            with self.uow.transaction() as session:
+                balance = self._lock_balance(session, data["account_id"])
+                if (replay := self._replay(request, session)) is not None:
+                    return replay
+                profile = read(session, data["account_id"])
+                if profile is None and asked is not None:
+                    keep_answer(session, data["account_id"], asked)
+                    profile = asked
+                if profile is not None:
+                    buyer = tax.Buyer.from_profile(profile)
+                    now = self.clock.now()
+                    treatment = tax.tax_treatment(buyer, self.seller, on=now)
+                    priced = _priced(data, lambda price: tax.price_for(price, treatment, self.seller, on=now).gross)
+                    tx = self._charge_in(session, balance, request.priced(priced), buyer, _invoice_lines(priced),
+                                         treatment, profile.get("language"))
+                    return domain.transaction_view(tx)
+            asked = self.profiles.get(data["account_id"])  # no copy yet: the one RPC, outside the transaction
 
     def charge(self, account_id, amount, idempotency_key, reference, description, lines=None) -> dict:
         """Take an already priced amount from the balance and issue its invoice."""
@@ -89,25 +135,37 @@ class Ledger:
                      reference=reference, description=description, lines=lines)
         invoice_lines = _invoice_lines(data)
         request = _Request("charge", data)
-        if (replay := self._replay(request)) is not None:
-            return replay
-        profile = self.profiles.get(data["account_id"])
-        buyer = tax.Buyer.from_profile(profile)
-        with self.uow.transaction() as session:
-            balance = self._lock_balance(session, data["account_id"])
-            if (replay := self._replay(request, session)) is not None:
-                return replay
-            invoice_id = str(uuid.uuid4())
-            tx = self._move(session, balance, domain.CHARGE, request, invoice_id=invoice_id,
-                            description=data["description"] or "Charge")
-            now = as_utc(tx.created_at)
-            treatment = tax.tax_treatment(buyer, self.seller, on=now)
-            document = invoicing.build_invoice(
-                invoice_id=invoice_id, number=None, seller=self.seller,
-                buyer=buyer, lines=invoice_lines, treatment=treatment, currency=tx.currency,
-                order_id=tx.reference, issued_at=now)
-            self._issue(session, tx, document, profile.get("language") or "en")  # the last write
-            return domain.transaction_view(tx)
+        asked = None
+        while True:
+            with self.uow.transaction() as session:
+                balance = self._lock_balance(session, data["account_id"])
+                if (replay := self._replay(request, session)) is not None:
+                    return replay
+                profile = read(session, data["account_id"])
+                if profile is None and asked is not None:
+                    keep_answer(session, data["account_id"], asked)
+                    profile = asked
+                if profile is not None:
+                    buyer = tax.Buyer.from_profile(profile)
+                    treatment = tax.tax_treatment(buyer, self.seller, on=self.clock.now())
+                    tx = self._charge_in(session, balance, request, buyer, invoice_lines, treatment,
+                                         profile.get("language"))
+                    return domain.transaction_view(tx)
+            asked = self.profiles.get(data["account_id"])  # no copy yet: the one RPC, outside the transaction
+
+    def _charge_in(self, session, balance: Balance, request: "_Request", buyer: tax.Buyer,
+                   invoice_lines: list, treatment, language: str | None) -> Transaction:
+        """The charge's movement and its invoice, in the caller's transaction, whose last write this is."""
+        invoice_id = str(uuid.uuid4())
+        tx = self._move(session, balance, domain.CHARGE, request, invoice_id=invoice_id,
+                        description=request.data["description"] or "Charge")
+        now = as_utc(tx.created_at)
+        document = invoicing.build_invoice(
+            invoice_id=invoice_id, number=None, seller=self.seller,
+            buyer=buyer, lines=invoice_lines, treatment=treatment, currency=tx.currency,
+            order_id=tx.reference, issued_at=now)
+        self._issue(session, tx, document, language or "en")  # the last write: numbering.py
+        return tx
 
     def refund(self, account_id, amount, idempotency_key, reference, charge_id, description=None) -> dict:
         """Return money to the balance against a charge, never more than it took, with a credit note."""
@@ -210,7 +268,7 @@ class Ledger:
     def price(self, account_id, amount) -> dict:
         """What this customer pays for a list price, split into net, VAT and gross (I2)."""
         data = _load(PriceSchema(), account_id=account_id, amount=amount)
-        profile = self.profiles.get(data["account_id"])
+        profile = self.copies.get(data["account_id"])
         currency = self._currency_of(data["account_id"])
         domain.check_currency(currency, data["amount"])
         now = self.clock.now()
@@ -266,6 +324,11 @@ class Ledger:
         with self.uow.transaction() as session:
             if first_delivery(session, "ledger.account_registered", event["event_id"]):
                 self._lock_balance(session, event["account_id"])
+            profile_copy.from_event(session, event)
+
+    def profile_changed(self, event: dict) -> None:
+        """Keep the copy of the customer as billed (buyer data, payment eligibility) up to date."""
+        self.copies.apply(event)
 
     def notification_settings_changed(self, event: dict) -> None:
         """Keep our copy of the low-balance threshold (N2), ignoring settings older than it."""
@@ -339,6 +402,11 @@ class Ledger:
             "gross": document["gross"], "issued_at": document["issued_at"], "order_id": document["order_id"],
         })
 
+    def _locked_balance(self, session, account_id: str) -> Balance | None:
+        """The account's balance row, locked until the transaction ends; None when there is none yet."""
+        return session.scalar(select(Balance).where(Balance.account_id == account_id).with_for_update()
+                              .execution_options(populate_existing=True))
+
     def _lock_balance(self, session, account_id: str, create: bool = True) -> Balance:
         locked = select(Balance).where(Balance.account_id == account_id).with_for_update() \
             .execution_options(populate_existing=True)
@@ -406,6 +474,13 @@ class _Request:
                                      field="idempotency_key")
         self.key, self.fingerprint = self.keyed.key, self.keyed.fingerprint
 
+    def priced(self, data: dict) -> "_Request":
+        """The same request (key and fingerprint) with the amounts this customer pays."""
+        priced = _Request.__new__(_Request)
+        priced.data, priced.account_id, priced.keyed = data, self.account_id, self.keyed
+        priced.key, priced.fingerprint = self.key, self.fingerprint
+        return priced
+
 
 def _load(schema, **arguments) -> dict:
     return load(schema, arguments)
@@ -444,3 +519,15 @@ def _invoice_lines(data: dict) -> list[invoicing.InvoiceLine]:
         raise ValidationError({"lines": ["each line's gross must be greater than zero"]})
     return lines
 
+
+
+def _priced(data: dict, price) -> dict:
+    """A charge of list prices in this customer's prices: the amount priced, the lines priced to add up to it."""
+    amount = price(data["amount"])
+    priced = {**data, "amount": amount}
+    if data["lines"]:
+        lines = [{**line, "gross": price(line["gross"])} for line in data["lines"]]
+        rest = amount.minor - sum(line["gross"].minor for line in lines[:-1])
+        lines[-1]["gross"] = Money(rest, amount.currency)  # rounding per line never moves the total
+        priced["lines"] = lines
+    return priced

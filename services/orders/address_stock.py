@@ -16,7 +16,7 @@ by side. A plan without a number (``null``, VPS) is limited by the addresses alo
 SQLite has one writer per file, and the services one connection to it: the same statements
 run one transaction at a time there, which serialises them without any lock of ours.
 
-The table is filled from the pools by migration 0005 and brought in line with the catalogue each
+The table is filled from the pools by migration 0006 and brought in line with the catalogue each
 time the service starts (``ORDERS_IP_POOLS`` may have changed the pools): addresses new to a pool
 become free, addresses no longer in any pool stop being offered (an order holding one keeps it).
 """
@@ -39,7 +39,9 @@ _ENDED = sorted(status.value for status in ENDED)  # as ix_orders_live_by_plan n
 
 
 @dataclass(frozen=True)
-class Placement:
+class Allocation:
+    """Where a new server goes: its datacenter and the address it took there."""
+
     datacenter: str
     ip_address: str
 
@@ -67,7 +69,7 @@ def has_room(capacity: int | None, servers_in_use: int) -> bool:
     return capacity is None or servers_in_use < capacity
 
 
-def take(session: Session, plan: Plan, fields: Mapping[str, str], pools: Mapping[str, IpPool]) -> Placement:
+def take(session: Session, plan: Plan, fields: Mapping[str, str], pools: Mapping[str, IpPool]) -> Allocation:
     """Take a datacenter with room and a free address there for a new order; out_of_stock (422) when none.
 
     The address is the caller's from now on: it writes the order and its ``IpAssignment`` in this
@@ -81,7 +83,7 @@ def take(session: Session, plan: Plan, fields: Mapping[str, str], pools: Mapping
                 continue
         address = _take_free_address(session, datacenter)
         if address is not None:
-            return Placement(datacenter, address)
+            return Allocation(datacenter, address)
     raise out_of_stock(plan, fields)
 
 
@@ -100,7 +102,7 @@ def give_back(session: Session, order_id: str, pools: Mapping[str, IpPool]) -> N
 def fill(session: Session, pools: Mapping[str, IpPool]) -> dict[str, int]:
     """Bring the free-address table in line with the pools; the free addresses per datacenter.
 
-    Runs once per start (and in migration 0005), one replica at a time. The free and the assigned
+    Runs once per start (and in migration 0006), one replica at a time. The free and the assigned
     addresses are read in one statement, so in one snapshot: an order taking or giving back an
     address meanwhile moves it from one to the other in one transaction, so it is seen in one of
     them and never added twice; only addresses new to a pool are added.

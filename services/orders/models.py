@@ -13,6 +13,7 @@ from datetime import date, datetime
 from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from services.common.profile_copy import add_profile_copy_table
 from services.common.tables import Serial, add_idempotency_table, add_messaging_tables
 
 
@@ -22,6 +23,7 @@ class Base(DeclarativeBase):
 
 add_messaging_tables(Base.metadata)
 add_idempotency_table(Base.metadata)
+add_profile_copy_table(Base.metadata)  # whether the customer may pay, from profile's events
 
 
 class CataloguePlan(Base):
@@ -47,7 +49,11 @@ class Order(Base):
     __table_args__ = (Index("ix_orders_account_created", "account_id", "created_at", "id"),
                       Index("ix_orders_status", "status"),
                       Index("ix_orders_live_by_plan", "plan_id", "datacenter",
-                            postgresql_where=_LIVE, sqlite_where=_LIVE))
+                            postgresql_where=_LIVE, sqlite_where=_LIVE),
+                      # The operations to finish, looked for every few seconds (operations.py).
+                      Index("ix_orders_interrupted", "busy_until",
+                            postgresql_where=text("pending_operation IS NOT NULL"),
+                            sqlite_where=text("pending_operation IS NOT NULL")))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     account_id: Mapped[str] = mapped_column(String(36))

@@ -64,7 +64,7 @@ def free(uow, datacenter: str) -> set[str]:
 
 def test_the_migration_fills_the_table_from_the_pools_less_the_addresses_orders_hold(url):
     config = alembic_config("orders", url)
-    command.upgrade(config, "0004")
+    command.upgrade(config, "0005")
     engine = make_engine(url, green=False)
     try:
         with engine.begin() as connection:

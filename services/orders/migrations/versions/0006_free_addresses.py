@@ -6,8 +6,8 @@ and a plan's stock counts its live orders in a datacenter through a partial inde
 the table from the catalogue's pools (with ``ORDERS_IP_POOLS`` as the service reads it) less the
 addresses orders hold; the service does the same each time it starts.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-05 00:30:00
 """
 from alembic import op
@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 
-revision = '0005'
-down_revision = '0004'
+revision = '0006'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 

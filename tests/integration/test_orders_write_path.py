@@ -1,0 +1,157 @@
+"""A paid order's write path (issue 16, items 1, 2, 6, 9): what it costs and what it no longer waits for.
+
+The orders application in this process on a real database (SQLite, or PostgreSQL with
+TEST_DATABASE=postgres), the shared ledger and profile stand-ins called in-process
+(tests/fakes.py), as in test_orders_interrupted.py.
+"""
+from __future__ import annotations
+
+import contextlib
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import event, update
+
+from services.common.errors import DomainError, ServiceUnavailable
+from services.common.profile_copy import COPIED
+from services.orders.models import Order
+from tests.fakes import profile_of
+from tests.integration.test_orders_interrupted import VPS, world  # noqa: F401 (fixture)
+
+
+def profile_event(account_id: str, at: datetime | None = None, **changes) -> dict:
+    profile = profile_of(account_id, **changes)
+    at = at or datetime.now(timezone.utc)
+    return {"event_id": str(uuid.uuid4()), "occurred_at": at.isoformat().replace("+00:00", "Z"),
+            "account_id": account_id, **{name: profile[name] for name in COPIED}}
+
+
+@contextlib.contextmanager
+def transactions(orders):
+    """Count the database transactions begun inside the block."""
+    begun = []
+
+    def count(connection):
+        begun.append(1)
+    event.listen(orders.uow.engine, "begin", count)
+    try:
+        yield begun
+    finally:
+        event.remove(orders.uow.engine, "begin", count)
+
+
+def test_a_paid_order_takes_three_transactions_one_ledger_call_and_no_call_to_profile(world):
+    orders, ledger, clock = world
+    profile = orders.parts.profile
+    account = str(uuid.uuid4())
+    orders.on_profile_changed(profile_event(account))
+    ledger.fund(account, "50.00")
+    calls = []
+    charge_order = ledger.charge_order
+    ledger.charge_order = lambda *args: calls.append(args[2]) or charge_order(*args)
+    with transactions(orders) as begun:
+        keyed = orders.place_order(account, VPS, "new-1")
+    assert len(begun) == 3 and keyed["status"] == "active"
+    with transactions(orders) as begun:
+        plain = orders.place_order(account, VPS)
+    assert len(begun) == 3 and plain["status"] == "active"
+    assert calls == [f"order:{keyed['id']}:activate", f"order:{plain['id']}:activate"]
+    assert profile.calls == 0
+    with transactions(orders) as begun:
+        assert orders.place_order(account, VPS, "new-1") == keyed  # the replay: the answer kept once
+    assert len(begun) == 1
+
+
+def test_an_order_refused_by_the_copy_of_the_profile_asks_profile_nothing(world):
+    orders, ledger, clock = world
+    account = str(uuid.uuid4())
+    orders.on_profile_changed(profile_event(account))
+    orders.on_profile_changed(profile_event(account, profile_type="company", company_name="Firma",
+                                            vat_id="PL1234563218", company_verification="pending",
+                                            payments_blocked=True))
+    # A late event older than the copy changes nothing.
+    orders.on_profile_changed(profile_event(account, at=datetime.now(timezone.utc) - timedelta(minutes=1)))
+    ledger.fund(account, "50.00")
+    with pytest.raises(DomainError) as refused:
+        orders.place_order(account, VPS, "new-1")
+    assert refused.value.error_code == "payments_blocked" and orders.parts.profile.calls == 0
+    orders.on_profile_changed(profile_event(account, profile_type="company", company_name="Firma",
+                                            vat_id="PL1234563218", company_verification="verified"))
+    assert orders.place_order(account, VPS, "new-1")["status"] == "active"  # the refusal did not use the key
+
+
+def test_without_a_copy_profile_is_asked_once_and_its_answer_kept(world):
+    orders, ledger, clock = world
+    account = str(uuid.uuid4())
+    ledger.fund(account, "50.00")
+    orders.place_order(account, VPS)
+    orders.place_order(account, VPS)
+    assert orders.parts.profile.calls == 1
+
+
+def test_an_order_s_own_charge_does_not_make_orders_look_for_pending_orders(world):
+    orders, ledger, clock = world
+    account = str(uuid.uuid4())
+    with transactions(orders) as begun:
+        orders.on_balance_changed({"event_id": str(uuid.uuid4()), "account_id": account, "kind": "charge",
+                                   "amount": {"amount": "-9.90", "currency": "EUR"}})
+    assert begun == []
+
+
+def test_a_pending_order_whose_charge_failed_is_paid_by_the_next_payment_without_waiting_for_its_lease(world):
+    orders, ledger, clock = world
+    account = str(uuid.uuid4())
+    ledger.fund(account, "50.00")
+    ledger.fail_after_charge = ServiceUnavailable("ledger")  # the money taken, the answer lost
+    with pytest.raises(DomainError):
+        orders.place_order(account, VPS, "new-1")
+    [order] = orders.list_orders(account)["items"]
+    assert order["status"] == "pending_payment"
+    ledger.fund(account, "100.00")
+    orders.on_balance_changed({"event_id": str(uuid.uuid4()), "account_id": account, "kind": "payment",
+                               "amount": {"amount": "50.00", "currency": "EUR"}})
+    assert orders.get_order(order["id"], account)["status"] == "active"
+    assert ledger.charged_keys(account) == [f"order:{order['id']}:activate"]
+
+
+def test_an_interrupted_order_is_finished_by_the_next_retry_round_not_the_next_lifecycle_tick(world):
+    orders, ledger, clock = world
+    account = str(uuid.uuid4())
+    ledger.fund(account, "50.00")
+    ledger.fail_after_charge = ServiceUnavailable("ledger")
+    with pytest.raises(DomainError):
+        orders.place_order(account, VPS)
+    assert orders.finish_interrupted() == 1  # what the service's 5-second timer runs
+    [order] = orders.list_orders(account)["items"]
+    assert order["status"] == "active" and ledger.balance(account) == "40.10"
+
+
+def test_a_retry_of_an_order_whose_ledger_call_failed_finishes_it_and_answers_it(world):
+    orders, ledger, clock = world
+    account = str(uuid.uuid4())
+    ledger.fund(account, "50.00")
+    ledger.fail_after_charge = ServiceUnavailable("ledger")
+    with pytest.raises(DomainError) as unavailable:
+        orders.place_order(account, VPS, "new-1")
+    assert unavailable.value.error_code == "service_unavailable"
+    retry = orders.place_order(account, VPS, "new-1")
+    assert retry["status"] == "active" and ledger.charged_keys(account) == [f"order:{retry['id']}:activate"]
+    assert orders.place_order(account, VPS, "new-1") == retry
+
+
+def test_a_retry_while_another_worker_still_holds_the_order_is_in_progress_not_a_conflict(world):
+    orders, ledger, clock = world
+    account = str(uuid.uuid4())
+    ledger.fund(account, "50.00")
+    ledger.fail_after_charge = ServiceUnavailable("ledger")
+    with pytest.raises(DomainError):
+        orders.place_order(account, VPS, "new-1")
+    [order] = orders.list_orders(account)["items"]
+    with orders.uow.transaction() as session:  # the clock's worker has just taken it over
+        session.execute(update(Order).where(Order.id == order["id"])
+                        .values(busy_until=clock.now() + timedelta(seconds=30), busy_with="finish_interrupted"))
+    with pytest.raises(DomainError) as busy:
+        orders.place_order(account, VPS, "new-1")
+    assert (busy.value.error_code, busy.value.status) == ("request_in_progress", 409)
+    assert busy.value.details["retry_after"] >= 1
