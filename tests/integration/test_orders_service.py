@@ -366,3 +366,27 @@ def test_auto_renew_pays_from_the_balance_on_the_last_paid_day_by_the_timer(run_
     renewed = rpc_client.orders.get_order(order["id"])
     assert renewed["status"] == "active" and balance(account) == "0.00"
     assert [e for e in renewed["events"] if e["kind"] == "renewed"][0]["details"]["automatic"] is True
+
+
+def test_the_clock_renews_more_orders_than_one_batch_each_once(run_service, rpc_client, monkeypatch, rpc_as):
+    # Batches of 3 orders, 2 renewals at once: 8 orders due on one day take three batches, each its
+    # own transaction (tests/unit/test_orders_clock.py), and every one is renewed exactly once.
+    global LEDGER, PROFILE
+    LEDGER, PROFILE = FakeLedger(), FakeProfile()
+    run_service(LEDGER.service())
+    run_service(PROFILE.service())
+    run_service(OrdersService, ORDERS_TICK_SECONDS=0.3, ORDERS_CLOCK_BATCH=3, ORDERS_RENEWALS_AT_ONCE=2,
+                ORDERS_IP_POOLS="WAW1=10.0.0.0/28;FRA1=10.1.0.1")
+    orders = rpc_as("gateway").orders
+    accounts = [customer("19.80") for _ in range(6)] + [customer("9.90") for _ in range(2)]  # 2 cannot pay
+    placed = [orders.place_order(account, {**VPS, "auto_renew": True}, None) for account in accounts]
+    paid_until = date.fromisoformat(placed[0]["paid_until"])
+    set_today(monkeypatch, paid_until - timedelta(days=1))
+
+    def renewals():
+        return [[e for e in rpc_client.orders.get_order(order["id"])["events"] if e["kind"] == "renewed"]
+                for order in placed]
+    eventually(lambda: sum(map(len, renewals())) == 6, timeout=20)
+    eventlet.sleep(1.5)  # a few more ticks: nothing is renewed twice, the short balances are not retried today
+    assert [len(renewed) for renewed in renewals()] == [1] * 6 + [0] * 2
+    assert [balance(account) for account in accounts] == ["0.00"] * 6 + ["0.00"] * 2
