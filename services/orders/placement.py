@@ -98,7 +98,13 @@ class Placement:
             asked = None
             if profile is None:
                 profile = asked = self.profile.get(account_id)
-            check_payments_allowed(profile)
+            try:
+                check_payments_allowed(profile)
+            except DomainError:
+                if asked is not None:
+                    raise
+                # The copy may be seconds behind an approval or a new address: a refusal is asked again.
+                check_payments_allowed(self.profile.get(account_id))
             return self._place(order_id, account_id, plan, state, keyed, asked)
         except BaseException:
             if keyed is not None:

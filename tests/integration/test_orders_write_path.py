@@ -63,7 +63,7 @@ def test_a_paid_order_takes_three_transactions_one_ledger_call_and_no_call_to_pr
     assert len(begun) == 1
 
 
-def test_an_order_refused_by_the_copy_of_the_profile_asks_profile_nothing(world):
+def test_an_order_the_copy_would_refuse_is_asked_of_profile_before_it_is_refused(world):
     orders, ledger, clock = world
     account = str(uuid.uuid4())
     orders.on_profile_changed(profile_event(account))
@@ -73,12 +73,25 @@ def test_an_order_refused_by_the_copy_of_the_profile_asks_profile_nothing(world)
     # A late event older than the copy changes nothing.
     orders.on_profile_changed(profile_event(account, at=datetime.now(timezone.utc) - timedelta(minutes=1)))
     ledger.fund(account, "50.00")
+    profile = orders.parts.profile
+    profile.add(account, profile_type="company", company_name="Firma", vat_id="PL1234563218",
+                company_verification="pending", payments_blocked=True)
     with pytest.raises(DomainError) as refused:
         orders.place_order(account, VPS, "new-1")
-    assert refused.value.error_code == "payments_blocked" and orders.parts.profile.calls == 0
-    orders.on_profile_changed(profile_event(account, profile_type="company", company_name="Firma",
-                                            vat_id="PL1234563218", company_verification="verified"))
-    assert orders.place_order(account, VPS, "new-1")["status"] == "active"  # the refusal did not use the key
+    assert refused.value.error_code == "payments_blocked"
+    assert profile.calls == 1  # a refusal is asked of profile again: the copy may be behind an approval
+    profile.accounts[account].update(company_verification="verified", payments_blocked=False)
+    assert orders.place_order(account, VPS, "new-1")["status"] == "active"  # approved seconds ago: not refused
+    assert profile.calls == 2
+
+
+def test_an_order_allowed_by_the_copy_asks_profile_nothing(world):
+    orders, ledger, clock = world
+    account = str(uuid.uuid4())
+    orders.on_profile_changed(profile_event(account, postal_address=None))
+    orders.on_profile_changed(profile_event(account))  # the address added
+    ledger.fund(account, "50.00")
+    assert orders.place_order(account, VPS)["status"] == "active" and orders.parts.profile.calls == 0
 
 
 def test_without_a_copy_profile_is_asked_once_and_its_answer_kept(world):
