@@ -201,15 +201,13 @@ class Placement:
             return False  # paid or cancelled meanwhile: nothing to do, and no lease taken from anyone
         try:
             operation = activation(order_id, loaded.state, self.clock.today(), keyed, announce=False)
-            try:
-                self.parts.pending.carry_out(order_id, operation)
-            except DomainError as error:
-                if error.error_code == "insufficient_funds":
-                    return False
-                raise
+            self.parts.pending.carry_out(order_id, operation)  # its last transaction drops the lease
             return True
-        finally:
-            store.release_lease(order_id)
+        except BaseException as error:
+            store.release_lease(order_id)  # a lease kept only while an operation is still written
+            if isinstance(error, DomainError) and error.error_code == "insufficient_funds":
+                return False
+            raise
 
     def finish_activation(self, order_id: str, operation: dict) -> dict:
         """Carry out a written activation (a pending order paid later, or one the clock finishes)."""

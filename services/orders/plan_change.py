@@ -72,9 +72,10 @@ class PlanChanges:
             today = self.clock.today()
             change = domain.change_plan(loaded.state, new_plan, today, prices.__getitem__)
             operation = plan_change(loaded.row, loaded.state.plan, new_plan, today, prices, change.quote, keyed)
-            return self.parts.pending.carry_out(order_id, operation)
-        finally:
-            self.parts.store.release_lease(order_id)
+            return self.parts.pending.carry_out(order_id, operation)  # its last transaction drops the lease
+        except BaseException:
+            self.parts.store.release_lease(order_id)  # a lease kept only while an operation is still written
+            raise
 
     def finish_plan_change(self, order_id: str, operation: dict) -> dict:
         with self.uow.transaction() as session:

@@ -47,9 +47,10 @@ class Renewal:
             state, row = loaded.state, loaded.row
             domain.check_renewable(state)
             operation = renewal(row, state, self.clock.today(), months, automatic, keyed)
-            return self.parts.pending.carry_out(row.id, operation)
-        finally:
-            self.parts.store.release_lease(order_id)
+            return self.parts.pending.carry_out(row.id, operation)  # its last transaction drops the lease
+        except BaseException:
+            self.parts.store.release_lease(order_id)  # a lease kept only while an operation is still written
+            raise
 
     def finish_renewal(self, order_id: str, operation: dict) -> dict:
         with self.uow.transaction() as session:

@@ -168,3 +168,27 @@ def test_a_retry_while_another_worker_still_holds_the_order_is_in_progress_not_a
         orders.place_order(account, VPS, "new-1")
     assert (busy.value.error_code, busy.value.status) == ("request_in_progress", 409)
     assert busy.value.details["retry_after"] >= 1
+
+
+def test_a_renewal_charges_in_one_ledger_call_and_writes_its_answer_once(world):
+    orders, ledger, clock = world
+    account = str(uuid.uuid4())
+    orders.on_profile_changed(profile_event(account))
+    ledger.fund(account, "50.00")
+    order = orders.place_order(account, VPS)
+    statements = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement.lstrip().split("\n")[0][:60].upper())
+    event.listen(orders.uow.engine, "before_cursor_execute", record)
+    try:
+        with transactions(orders) as begun:
+            renewed = orders.renew(account, order["id"], {"period_months": 1}, "renew-1")
+    finally:
+        event.remove(orders.uow.engine, "before_cursor_execute", record)
+    assert renewed["paid_until"] > order["paid_until"]
+    assert ledger.charged_keys(account)[-1] == f"order:{order['id']}:renew:1"
+    # The key claimed, the lease taken, the operation written, the order read, the renewal written:
+    # the answer is kept in the last of them, not again, and no lease is dropped twice.
+    assert len(begun) == 5
+    assert sum(s.startswith("UPDATE IDEMPOTENCY_KEYS") for s in statements) == 1
