@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from services.common.errors import DomainError
 from services.common.idempotency import KeyedRequest
 from services.common.money import Money
 from services.common.outbox import publish_later
@@ -62,7 +63,14 @@ class PlanChanges:
     def change_plan(self, account_id: str, order_id, body, idempotency_key: str | None = None) -> dict:
         data = load(ChangePlanSchema(), body)
         keyed = keyed_request(account_id, "change_plan", idempotency_key, {"order_id": order_id, **data})
-        return self.parts.keys.once(keyed, lambda: self._change_plan(account_id, order_id, data["plan_id"], keyed))
+        def work():
+            try:
+                return self._change_plan(account_id, order_id, data["plan_id"], keyed)
+            except DomainError as error:
+                if error.error_code != "conflict":
+                    raise
+                return self.parts.pending.resume(order_id, keyed)  # its own first attempt, interrupted?
+        return self.parts.keys.once(keyed, work)
 
     def _change_plan(self, account_id: str, order_id, plan_id: str, keyed: KeyedRequest | None = None) -> dict:
         new_plan = self.parts.catalogue.plan(plan_id)

@@ -192,3 +192,20 @@ def test_a_renewal_charges_in_one_ledger_call_and_writes_its_answer_once(world):
     # the answer is kept in the last of them, not again, and no lease is dropped twice.
     assert len(begun) == 5
     assert sum(s.startswith("UPDATE IDEMPOTENCY_KEYS") for s in statements) == 1
+
+
+def test_a_retried_renewal_whose_ledger_call_failed_is_finished_by_the_retry_not_refused(world):
+    orders, ledger, clock = world
+    account = str(uuid.uuid4())
+    ledger.fund(account, "50.00")
+    order = orders.place_order(account, VPS)
+    ledger.fail_after_charge = ServiceUnavailable("ledger")
+    with pytest.raises(DomainError):
+        orders.renew(account, order["id"], {"period_months": 1}, "renew-1")
+    with pytest.raises(DomainError) as other:  # another request on the order meanwhile: a real conflict
+        orders.renew(account, order["id"], {"period_months": 1}, "renew-2")
+    assert other.value.error_code == "conflict"
+    retry = orders.renew(account, order["id"], {"period_months": 1}, "renew-1")
+    assert retry["paid_until"] > order["paid_until"]
+    assert ledger.charged_keys(account) == [f"order:{order['id']}:activate", f"order:{order['id']}:renew:1"]
+    assert orders.renew(account, order["id"], {"period_months": 1}, "renew-1") == retry
