@@ -242,6 +242,9 @@ class Placement:
         """Pay the account's pending orders from its balance, oldest first; stops at the first it cannot pay."""
         with self.uow.transaction() as session:
             pending = self.repository.pending_orders(session, account_id)
+        return self._pay(pending)
+
+    def _pay(self, pending: list[str]) -> int:
         paid = 0
         for order_id in pending:
             try:
@@ -271,8 +274,11 @@ class Placement:
         with self.uow.transaction() as session:
             if already_processed(session, BALANCE_CONSUMER, event_id):
                 return
+            pending = self.repository.pending_orders(session, account_id)
+        if not pending:
+            return  # nothing waits: nothing to record either (a redelivery would find nothing again)
         # Paying is idempotent in itself (ledger keys per order), so a redelivery mid-way is harmless.
-        self.pay_pending(account_id)
+        self._pay(pending)
         with self.uow.transaction() as session:
             first_delivery(session, BALANCE_CONSUMER, event_id)
 

@@ -209,3 +209,12 @@ def test_a_retried_renewal_whose_ledger_call_failed_is_finished_by_the_retry_not
     assert retry["paid_until"] > order["paid_until"]
     assert ledger.charged_keys(account) == [f"order:{order['id']}:activate", f"order:{order['id']}:renew:1"]
     assert orders.renew(account, order["id"], {"period_months": 1}, "renew-1") == retry
+
+
+def test_a_payment_to_an_account_with_nothing_pending_costs_orders_one_read(world):
+    orders, ledger, clock = world
+    account = str(uuid.uuid4())
+    with transactions(orders) as begun:
+        orders.on_balance_changed({"event_id": str(uuid.uuid4()), "account_id": account, "kind": "payment",
+                                   "amount": {"amount": "50.00", "currency": "EUR"}})
+    assert len(begun) == 1
