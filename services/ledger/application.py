@@ -109,25 +109,19 @@ class Ledger:
                      reference=reference, description=description, lines=lines)
         _invoice_lines(data)  # the list prices' lines must add up, as a charge's must
         request = _Request("charge_order", data)
-        asked = None
-        while True:
-            with self.uow.transaction() as session:
-                balance = self._lock_balance(session, data["account_id"])
-                if (replay := self._replay(request, session)) is not None:
-                    return replay
-                profile = read(session, data["account_id"])
-                if profile is None and asked is not None:
-                    keep_answer(session, data["account_id"], asked)
-                    profile = asked
-                if profile is not None:
-                    buyer = tax.Buyer.from_profile(profile)
-                    now = self.clock.now()
-                    treatment = tax.tax_treatment(buyer, self.seller, on=now)
-                    priced = _priced(data, lambda price: tax.price_for(price, treatment, self.seller, on=now).gross)
-                    tx = self._charge_in(session, balance, request.priced(priced), buyer, _invoice_lines(priced),
-                                         treatment, profile.get("language"))
-                    return domain.transaction_view(tx)
-            asked = self.profiles.get(data["account_id"])  # no copy yet: the one RPC, outside the transaction
+
+        def charge(session, profile):
+            balance = self._lock_balance(session, data["account_id"])
+            if (replay := self._replay(request, session)) is not None:
+                return replay
+            buyer = tax.Buyer.from_profile(profile)
+            now = self.clock.now()
+            treatment = tax.tax_treatment(buyer, self.seller, on=now)
+            priced = _priced(data, lambda price: tax.price_for(price, treatment, self.seller, on=now).gross)
+            tx = self._charge_in(session, balance, request.priced(priced), buyer, _invoice_lines(priced),
+                                 treatment, profile.get("language"))
+            return domain.transaction_view(tx)
+        return self._as_customer(data["account_id"], charge)
 
     def charge(self, account_id, amount, idempotency_key, reference, description, lines=None) -> dict:
         """Take an already priced amount from the balance and issue its invoice."""
@@ -135,23 +129,33 @@ class Ledger:
                      reference=reference, description=description, lines=lines)
         invoice_lines = _invoice_lines(data)
         request = _Request("charge", data)
+
+        def charge(session, profile):
+            balance = self._lock_balance(session, data["account_id"])
+            if (replay := self._replay(request, session)) is not None:
+                return replay
+            buyer = tax.Buyer.from_profile(profile)
+            treatment = tax.tax_treatment(buyer, self.seller, on=self.clock.now())
+            tx = self._charge_in(session, balance, request, buyer, invoice_lines, treatment, profile.get("language"))
+            return domain.transaction_view(tx)
+        return self._as_customer(data["account_id"], charge)
+
+    def _as_customer(self, account_id: str, work):
+        """``work(session, profile)`` in one transaction, with the copy of the customer read in it.
+
+        Without a copy, profile is asked first (``not_found`` for an account nobody has: nothing
+        is written), outside any transaction, and its answer kept in the transaction of the work.
+        """
         asked = None
         while True:
             with self.uow.transaction() as session:
-                balance = self._lock_balance(session, data["account_id"])
-                if (replay := self._replay(request, session)) is not None:
-                    return replay
-                profile = read(session, data["account_id"])
+                profile = read(session, account_id)
                 if profile is None and asked is not None:
-                    keep_answer(session, data["account_id"], asked)
+                    keep_answer(session, account_id, asked)
                     profile = asked
                 if profile is not None:
-                    buyer = tax.Buyer.from_profile(profile)
-                    treatment = tax.tax_treatment(buyer, self.seller, on=self.clock.now())
-                    tx = self._charge_in(session, balance, request, buyer, invoice_lines, treatment,
-                                         profile.get("language"))
-                    return domain.transaction_view(tx)
-            asked = self.profiles.get(data["account_id"])  # no copy yet: the one RPC, outside the transaction
+                    return work(session, profile)
+            asked = self.profiles.get(account_id)
 
     def _charge_in(self, session, balance: Balance, request: "_Request", buyer: tax.Buyer,
                    invoice_lines: list, treatment, language: str | None) -> Transaction:

@@ -63,5 +63,6 @@ class Cancellation:
                 if keyed is not None:
                     self.parts.keys.remember(session, keyed, answer)
                 return answer
-        finally:
-            self.parts.store.release_lease(order_id)
+        except BaseException:
+            self.parts.store.release_lease(order_id)  # dropped with the cancellation when it is written
+            raise

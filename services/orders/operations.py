@@ -24,7 +24,7 @@ from sqlalchemy import or_, select, update
 
 from services.common.config import env_float
 from services.common.errors import DomainError
-from services.common.idempotency import KeyedRequest
+from services.common.idempotency import IN_PROGRESS_RETRY_SECONDS, KeyedRequest, request_in_progress
 from services.orders.domain import Status
 from services.orders.models import Order
 from services.orders.repository import Loaded, OrderRepository
@@ -112,6 +112,12 @@ class OperationStore:
                             .values(busy_until=None, busy_with=None)
                             .execution_options(synchronize_session=False))
 
+    def written_for(self, order_id: str) -> dict | None:
+        """Where the answer of the operation written on the order goes (its request's key), if one is written."""
+        with self.uow.transaction() as session:
+            operation = session.scalar(select(Order.pending_operation).where(Order.id == order_id))
+        return operation.get("reply_to") if operation else None
+
     def interrupted(self) -> list[str]:
         """The orders whose operation is written and whose lease has expired."""
         with self.uow.transaction() as session:
@@ -179,6 +185,20 @@ class PendingOperations:
             except DomainError as error:
                 log.warning("interrupted operation not finished", order_id=order_id, code=error.error_code)
         return finished
+
+    def resume(self, order_id: str, keyed: KeyedRequest | None) -> dict:
+        """A keyed retry that found its order busy: if with its own request's operation, finish it and answer.
+
+        That operation's first attempt failed half-way (the ledger did not answer): the retry
+        finishes it when its lease has expired, or is told it is in progress (409
+        ``request_in_progress``, never ``conflict``). Another request's operation is a conflict.
+        """
+        if keyed is None or self.store.written_for(order_id) != keyed.to_wire():
+            raise conflict_busy()
+        answer = self.finish_if_interrupted(order_id)
+        if answer is None:
+            raise request_in_progress(IN_PROGRESS_RETRY_SECONDS)
+        return answer
 
     def finish_if_interrupted(self, order_id: str) -> dict | None:
         """Finish the order's operation if it was interrupted (its lease expired): its answer, else None."""

@@ -97,7 +97,13 @@ class Placement:
             asked = None
             if profile is None:
                 profile = asked = self.profile.get(account_id)
-            check_payments_allowed(profile)
+            try:
+                check_payments_allowed(profile)
+            except DomainError:
+                if asked is not None:
+                    raise
+                # The copy may be seconds behind an approval or a new address: a refusal is asked again.
+                check_payments_allowed(self.profile.get(account_id))
             return self._place(order_id, account_id, plan, state, keyed, asked)
         except BaseException:
             if keyed is not None:
@@ -183,15 +189,13 @@ class Placement:
             return False  # paid or cancelled meanwhile: nothing to do, and no lease taken from anyone
         try:
             operation = activation(order_id, loaded.state, self.clock.today(), keyed, announce=False)
-            try:
-                self.parts.pending.carry_out(order_id, operation)
-            except DomainError as error:
-                if error.error_code == "insufficient_funds":
-                    return False
-                raise
+            self.parts.pending.carry_out(order_id, operation)  # its last transaction drops the lease
             return True
-        finally:
-            store.release_lease(order_id)
+        except BaseException as error:
+            store.release_lease(order_id)  # a lease kept only while an operation is still written
+            if isinstance(error, DomainError) and error.error_code == "insufficient_funds":
+                return False
+            raise
 
     def finish_activation(self, order_id: str, operation: dict) -> dict:
         """Carry out a written activation (a pending order paid later, or one the clock finishes)."""
@@ -226,6 +230,9 @@ class Placement:
         """Pay the account's pending orders from its balance, oldest first; stops at the first it cannot pay."""
         with self.uow.transaction() as session:
             pending = self.repository.pending_orders(session, account_id)
+        return self._pay(pending)
+
+    def _pay(self, pending: list[str]) -> int:
         paid = 0
         for order_id in pending:
             try:
@@ -255,8 +262,11 @@ class Placement:
         with self.uow.transaction() as session:
             if already_processed(session, BALANCE_CONSUMER, event_id):
                 return
+            pending = self.repository.pending_orders(session, account_id)
+        if not pending:
+            return  # nothing waits: nothing to record either (a redelivery would find nothing again)
         # Paying is idempotent in itself (ledger keys per order), so a redelivery mid-way is harmless.
-        self.pay_pending(account_id)
+        self._pay(pending)
         with self.uow.transaction() as session:
             first_delivery(session, BALANCE_CONSUMER, event_id)
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from services.common.errors import DomainError
 from services.common.idempotency import KeyedRequest
 from services.common.money import Money
 from services.common.outbox import publish_later
@@ -62,7 +63,14 @@ class PlanChanges:
     def change_plan(self, account_id: str, order_id, body, idempotency_key: str | None = None) -> dict:
         data = load(ChangePlanSchema(), body)
         keyed = keyed_request(account_id, "change_plan", idempotency_key, {"order_id": order_id, **data})
-        return self.parts.keys.once(keyed, lambda: self._change_plan(account_id, order_id, data["plan_id"], keyed))
+        def work():
+            try:
+                return self._change_plan(account_id, order_id, data["plan_id"], keyed)
+            except DomainError as error:
+                if error.error_code != "conflict":
+                    raise
+                return self.parts.pending.resume(order_id, keyed)  # its own first attempt, interrupted?
+        return self.parts.keys.once(keyed, work)
 
     def _change_plan(self, account_id: str, order_id, plan_id: str, keyed: KeyedRequest | None = None) -> dict:
         new_plan = self.parts.catalogue.plan(plan_id)
@@ -72,9 +80,10 @@ class PlanChanges:
             today = self.clock.today()
             change = domain.change_plan(loaded.state, new_plan, today, prices.__getitem__)
             operation = plan_change(loaded.row, loaded.state.plan, new_plan, today, prices, change.quote, keyed)
-            return self.parts.pending.carry_out(order_id, operation)
-        finally:
-            self.parts.store.release_lease(order_id)
+            return self.parts.pending.carry_out(order_id, operation)  # its last transaction drops the lease
+        except BaseException:
+            self.parts.store.release_lease(order_id)  # a lease kept only while an operation is still written
+            raise
 
     def finish_plan_change(self, order_id: str, operation: dict) -> dict:
         with self.uow.transaction() as session:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from services.common.errors import DomainError
 from services.common.idempotency import KeyedRequest
 from services.common.outbox import publish_later
 from services.common.schemas import load
@@ -36,8 +37,14 @@ class Renewal:
     def renew(self, account_id: str, order_id, body, idempotency_key: str | None = None) -> dict:
         data = load(RenewSchema(), body)
         keyed = keyed_request(account_id, "renew", idempotency_key, {"order_id": order_id, **data})
-        return self.parts.keys.once(keyed, lambda: self.renew_now(order_id, data["period_months"], account_id,
-                                                                  keyed=keyed))
+        def work():
+            try:
+                return self.renew_now(order_id, data["period_months"], account_id, keyed=keyed)
+            except DomainError as error:
+                if error.error_code != "conflict":
+                    raise
+                return self.parts.pending.resume(order_id, keyed)  # its own first attempt, interrupted?
+        return self.parts.keys.once(keyed, work)
 
     def renew_now(self, order_id, months: int, account_id: str | None, automatic: bool = False,
                   keyed: KeyedRequest | None = None) -> dict:
@@ -47,9 +54,10 @@ class Renewal:
             state, row = loaded.state, loaded.row
             domain.check_renewable(state)
             operation = renewal(row, state, self.clock.today(), months, automatic, keyed)
-            return self.parts.pending.carry_out(row.id, operation)
-        finally:
-            self.parts.store.release_lease(order_id)
+            return self.parts.pending.carry_out(row.id, operation)  # its last transaction drops the lease
+        except BaseException:
+            self.parts.store.release_lease(order_id)  # a lease kept only while an operation is still written
+            raise
 
     def finish_renewal(self, order_id: str, operation: dict) -> dict:
         with self.uow.transaction() as session:

@@ -125,3 +125,12 @@ def test_an_order_s_charge_and_a_payment_each_take_one_transaction(ledger, profi
         ledger.charge_order(account, eur("9.90"), "order:o-1:activate", "o-1", "VPS S, 1 months")
     assert len(begun) == 1
     assert [e["kind"] for e in outbox(ledger.uow, account, "balance_changed")] == ["payment", "payment", "charge"]
+
+
+def test_a_charge_for_an_account_nobody_has_writes_nothing(ledger, profiles):
+    from sqlalchemy import select
+    from services.ledger.models import Balance
+    assert refused(lambda: ledger.charge_order("ghost-2", eur("1.00"), "k", "o", "VPS")).error_code == "not_found"
+    assert refused(lambda: ledger.charge("ghost-2", eur("1.00"), "k", "o", "VPS")).error_code == "not_found"
+    with ledger.uow.transaction() as session:
+        assert session.scalar(select(Balance).where(Balance.account_id == "ghost-2")) is None

@@ -63,7 +63,7 @@ def test_a_paid_order_takes_three_transactions_one_ledger_call_and_no_call_to_pr
     assert len(begun) == 1
 
 
-def test_an_order_refused_by_the_copy_of_the_profile_asks_profile_nothing(world):
+def test_an_order_the_copy_would_refuse_is_asked_of_profile_before_it_is_refused(world):
     orders, ledger, clock = world
     account = str(uuid.uuid4())
     orders.on_profile_changed(profile_event(account))
@@ -73,12 +73,25 @@ def test_an_order_refused_by_the_copy_of_the_profile_asks_profile_nothing(world)
     # A late event older than the copy changes nothing.
     orders.on_profile_changed(profile_event(account, at=datetime.now(timezone.utc) - timedelta(minutes=1)))
     ledger.fund(account, "50.00")
+    profile = orders.parts.profile
+    profile.add(account, profile_type="company", company_name="Firma", vat_id="PL1234563218",
+                company_verification="pending", payments_blocked=True)
     with pytest.raises(DomainError) as refused:
         orders.place_order(account, VPS, "new-1")
-    assert refused.value.error_code == "payments_blocked" and orders.parts.profile.calls == 0
-    orders.on_profile_changed(profile_event(account, profile_type="company", company_name="Firma",
-                                            vat_id="PL1234563218", company_verification="verified"))
-    assert orders.place_order(account, VPS, "new-1")["status"] == "active"  # the refusal did not use the key
+    assert refused.value.error_code == "payments_blocked"
+    assert profile.calls == 1  # a refusal is asked of profile again: the copy may be behind an approval
+    profile.accounts[account].update(company_verification="verified", payments_blocked=False)
+    assert orders.place_order(account, VPS, "new-1")["status"] == "active"  # approved seconds ago: not refused
+    assert profile.calls == 2
+
+
+def test_an_order_allowed_by_the_copy_asks_profile_nothing(world):
+    orders, ledger, clock = world
+    account = str(uuid.uuid4())
+    orders.on_profile_changed(profile_event(account, postal_address=None))
+    orders.on_profile_changed(profile_event(account))  # the address added
+    ledger.fund(account, "50.00")
+    assert orders.place_order(account, VPS)["status"] == "active" and orders.parts.profile.calls == 0
 
 
 def test_without_a_copy_profile_is_asked_once_and_its_answer_kept(world):
@@ -155,3 +168,53 @@ def test_a_retry_while_another_worker_still_holds_the_order_is_in_progress_not_a
         orders.place_order(account, VPS, "new-1")
     assert (busy.value.error_code, busy.value.status) == ("request_in_progress", 409)
     assert busy.value.details["retry_after"] >= 1
+
+
+def test_a_renewal_charges_in_one_ledger_call_and_writes_its_answer_once(world):
+    orders, ledger, clock = world
+    account = str(uuid.uuid4())
+    orders.on_profile_changed(profile_event(account))
+    ledger.fund(account, "50.00")
+    order = orders.place_order(account, VPS)
+    statements = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement.lstrip().split("\n")[0][:60].upper())
+    event.listen(orders.uow.engine, "before_cursor_execute", record)
+    try:
+        with transactions(orders) as begun:
+            renewed = orders.renew(account, order["id"], {"period_months": 1}, "renew-1")
+    finally:
+        event.remove(orders.uow.engine, "before_cursor_execute", record)
+    assert renewed["paid_until"] > order["paid_until"]
+    assert ledger.charged_keys(account)[-1] == f"order:{order['id']}:renew:1"
+    # The key claimed, the lease taken, the operation written, the order read, the renewal written:
+    # the answer is kept in the last of them, not again, and no lease is dropped twice.
+    assert len(begun) == 5
+    assert sum(s.startswith("UPDATE IDEMPOTENCY_KEYS") for s in statements) == 1
+
+
+def test_a_retried_renewal_whose_ledger_call_failed_is_finished_by_the_retry_not_refused(world):
+    orders, ledger, clock = world
+    account = str(uuid.uuid4())
+    ledger.fund(account, "50.00")
+    order = orders.place_order(account, VPS)
+    ledger.fail_after_charge = ServiceUnavailable("ledger")
+    with pytest.raises(DomainError):
+        orders.renew(account, order["id"], {"period_months": 1}, "renew-1")
+    with pytest.raises(DomainError) as other:  # another request on the order meanwhile: a real conflict
+        orders.renew(account, order["id"], {"period_months": 1}, "renew-2")
+    assert other.value.error_code == "conflict"
+    retry = orders.renew(account, order["id"], {"period_months": 1}, "renew-1")
+    assert retry["paid_until"] > order["paid_until"]
+    assert ledger.charged_keys(account) == [f"order:{order['id']}:activate", f"order:{order['id']}:renew:1"]
+    assert orders.renew(account, order["id"], {"period_months": 1}, "renew-1") == retry
+
+
+def test_a_payment_to_an_account_with_nothing_pending_costs_orders_one_read(world):
+    orders, ledger, clock = world
+    account = str(uuid.uuid4())
+    with transactions(orders) as begun:
+        orders.on_balance_changed({"event_id": str(uuid.uuid4()), "account_id": account, "kind": "payment",
+                                   "amount": {"amount": "50.00", "currency": "EUR"}})
+    assert len(begun) == 1
