@@ -153,6 +153,19 @@ class FakeLedger:
             raise failure
         return transaction
 
+    def charge_order(self, account_id, amount, idempotency_key, reference, description, lines=None) -> dict:
+        """A list price priced (an individual pays it) and charged in one call, like the real ledger's."""
+        minor = Money.from_wire(amount).minor
+        if lines:
+            assert sum(Money.from_wire(line["gross"]).minor for line in lines) == minor, lines
+        transaction, new = self._move("charge", account_id, minor, idempotency_key,
+                                      ("charge_order", amount, reference, description, lines), {"reference": reference})
+        failure = self.fail_after_charge if new else None
+        if failure is not None:
+            self.fail_after_charge = None
+            raise failure
+        return transaction
+
     def refund(self, account_id, amount, idempotency_key, reference, charge_id, description) -> dict:
         return self._move("refund", account_id, Money.from_wire(amount).minor, idempotency_key,
                           (amount, reference, charge_id, description),
@@ -228,6 +241,11 @@ class FakeLedger:
             def charge(self, account_id, amount, idempotency_key, reference, description, lines=None):
                 return self._announce(account_id, books.charge(account_id, amount, idempotency_key, reference,
                                                                description, lines))
+
+            @rpc(roles=roles_of("ledger.charge_order"))
+            def charge_order(self, account_id, amount, idempotency_key, reference, description, lines=None):
+                return self._announce(account_id, books.charge_order(account_id, amount, idempotency_key, reference,
+                                                                     description, lines))
 
             @rpc(roles=roles_of("ledger.refund"))
             def refund(self, account_id, amount, idempotency_key, reference, charge_id, description):

@@ -7,9 +7,11 @@ line grosses to ``gross``, and ``net + vat == gross`` on every line and in total
 Numbering contract (the ledger stores the counter, these functions only format it):
 invoices and credit notes share one sequence per calendar year (UTC), starting at 1 and
 without gaps. The ledger takes the next number in the same database transaction as the
-money movement the document belongs to (a row per year, locked with SELECT ... FOR UPDATE
-or an equivalent), so a rolled-back charge never consumes a number and two charges never
-get the same one. :func:`number_year` says which year's sequence a document takes.
+money movement the document belongs to, as that transaction's last statement (a row per
+year, whose row lock is then held only until the commit: ``services/ledger/numbering.py``),
+so a rolled-back charge never consumes a number and two charges never get the same one. A
+document is therefore built before it has its number (``number=None``) and is given it by
+the statement that takes it. :func:`number_year` says which year's sequence a document takes.
 """
 from __future__ import annotations
 
@@ -67,7 +69,7 @@ class InvoiceLine:
     period_to: date | None = None
 
 
-def build_invoice(*, invoice_id: str, number: str, seller: Seller, buyer: Buyer,
+def build_invoice(*, invoice_id: str, number: str | None, seller: Seller, buyer: Buyer,
                   lines: Sequence[InvoiceLine], treatment: TaxTreatment, currency: str,
                   order_id: str | None, issued_at: datetime) -> dict:
     """The invoice for a charge, with the buyer's data as they are now (docs/CONTRACTS.md, Invoice).
@@ -102,7 +104,7 @@ def creditable(invoice: dict, earlier_credit_notes: Iterable[dict] = ()) -> Amou
     return left
 
 
-def credit_note_for(invoice: dict, *, invoice_id: str, number: str, issued_at: datetime,
+def credit_note_for(invoice: dict, *, invoice_id: str, number: str | None, issued_at: datetime,
                     amount: Money | None = None, lines: Sequence[InvoiceLine] | None = None,
                     description: str | None = None, period_from: date | None = None,
                     period_to: date | None = None,
@@ -176,7 +178,8 @@ def _negated(line: InvoiceLine) -> InvoiceLine:
 
 def _document(*, invoice_id, number, kind, issued_at, seller, buyer, lines, parts, vat_rate,
               currency, tax_treatment, order_id, corrects, corrects_number, sale_date) -> dict:
-    parse_number(number)
+    if number is not None:  # None: numbered as it is issued (see the numbering contract above)
+        parse_number(number)
     total = sum(parts, Amounts.zero(currency))
     return {
         "id": str(invoice_id),

@@ -13,6 +13,7 @@ from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, 
                         UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from services.common.profile_copy import add_profile_copy_table
 from services.common.tables import Serial, add_messaging_tables
 
 
@@ -21,6 +22,7 @@ class Base(DeclarativeBase):
 
 
 add_messaging_tables(Base.metadata)
+add_profile_copy_table(Base.metadata)  # the customer as billed, from profile's events
 
 
 class Balance(Base):

@@ -58,6 +58,10 @@ class LedgerService(ServiceBase):
         return self.ledger.charge(account_id, amount, idempotency_key, reference, description, lines)
 
     @rpc(roles=ORDERS)
+    def charge_order(self, account_id, amount, idempotency_key, reference, description, lines=None):
+        return self.ledger.charge_order(account_id, amount, idempotency_key, reference, description, lines)
+
+    @rpc(roles=ORDERS)
     def refund(self, account_id, amount, idempotency_key, reference, charge_id, description=None):
         return self.ledger.refund(account_id, amount, idempotency_key, reference, charge_id, description)
 
@@ -110,3 +114,15 @@ class LedgerService(ServiceBase):
     @handle_event("profile", "notification_settings_changed")
     def on_notification_settings_changed(self, event):
         self.ledger.notification_settings_changed(event)
+
+    @handle_event("profile", "profile_changed")
+    def on_profile_changed(self, event):
+        self.ledger.profile_changed(event)
+
+    @handle_event("profile", "country_changed")
+    def on_country_changed(self, event):
+        self.ledger.profile_changed(event)
+
+    @handle_event("profile", "company_reviewed")
+    def on_company_reviewed(self, event):
+        self.ledger.profile_changed(event)

@@ -1,8 +1,9 @@
 """Orders' short numbers and host names: what a customer reads instead of a 36-character id.
 
-An order's number is the next integer at placement, taken under the placement lock, so it is
-unique in the system and has no gaps; it is shown as ``ORD-`` and at least six digits
-(``ORD-000042``). The host name is the one the customer gave in the order form (every plan's
+An order's number is unique in the system, taken at placement without waiting for other orders:
+on PostgreSQL from the sequence ``order_numbers`` (an order whose placement was rolled back leaves
+its number unused, so numbers may skip), on SQLite the next after the largest (one writer at a
+time there). It is shown as ``ORD-`` and at least six digits (``ORD-000042``). The host name is the one the customer gave in the order form (every plan's
 form asks for it today); an order of a plan whose form has no ``hostname`` has none (null).
 """
 from __future__ import annotations
@@ -21,8 +22,13 @@ def shown(number: int) -> str:
     return f"{PREFIX}{number:06d}"
 
 
+SEQUENCE = "order_numbers"   # PostgreSQL; made by migration 0007
+
+
 def next_number(session) -> int:
-    """The number for the order being placed; the caller holds the placement lock."""
+    """The number for the order being placed."""
+    if session.get_bind().dialect.name == "postgresql":
+        return session.scalar(select(func.nextval(SEQUENCE)))
     return (session.scalar(select(func.max(Order.number))) or 0) + 1
 
 

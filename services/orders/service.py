@@ -12,7 +12,7 @@ from services.common.events import handle_event
 from services.common.logging import configure
 from services.common.roles import GATEWAY, OPERATOR, STAFF
 from services.common.rpc import ServiceRpc, rpc
-from services.orders.application import Orders, tick_seconds
+from services.orders.application import Orders, retry_seconds, tick_seconds
 from services.orders.catalogue import load_catalogue, parse_ip_pools
 from services.orders.models import Base
 
@@ -41,6 +41,16 @@ class LifecycleTimer(Timer):
 
     def setup(self):
         self.interval = tick_seconds()
+
+
+class InterruptedTimer(Timer):
+    """How often interrupted operations are looked for (``ORDERS_RETRY_SECONDS``, default 5)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(interval=None, **kwargs)
+
+    def setup(self):
+        self.interval = retry_seconds()
 
 
 class OrdersService(ServiceBase):
@@ -122,6 +132,27 @@ class OrdersService(ServiceBase):
     def on_balance_changed(self, payload):
         self.orders.on_balance_changed(payload)
 
+    @handle_event("profile", "account_registered")
+    def on_account_registered(self, event):
+        self.orders.on_profile_changed(event)
+
+    @handle_event("profile", "profile_changed")
+    def on_profile_changed(self, event):
+        self.orders.on_profile_changed(event)
+
+    @handle_event("profile", "country_changed")
+    def on_country_changed(self, event):
+        self.orders.on_profile_changed(event)
+
+    @handle_event("profile", "company_reviewed")
+    def on_company_reviewed(self, event):
+        self.orders.on_profile_changed(event)
+
     @LifecycleTimer.decorator
     def lifecycle(self):
         self.orders.tick()
+
+    @InterruptedTimer.decorator
+    def finish_interrupted(self):
+        """An order whose ledger call failed is finished within seconds of the ledger answering again."""
+        self.orders.finish_interrupted()

@@ -2,7 +2,10 @@
 test_ledger_invoice_pdfs.py)."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
+from sqlalchemy import event
 
 from services.common.money import Money
 from tests.integration.test_ledger_journal import (database, eur, ledger, outbox, profiles,  # noqa: F401 (fixtures)
@@ -93,6 +96,51 @@ def test_invoice_numbers_run_on_across_invoices_and_credit_notes(ledger, profile
     numbers = [d["number"] for d in ledger.list_invoices(account)["items"]]
     sequence = [int(number.split("/")[1]) for number in numbers]
     assert sequence == [sequence[0], sequence[0] - 1, sequence[0] - 2]  # newest first, consecutive
+
+
+@contextmanager
+def statements(uow):
+    """The SQL the ledger sends while the block runs, and ``COMMIT`` where each transaction commits."""
+    sent = []
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        sent.append(" ".join(statement.split()))
+
+    def commit(conn):
+        sent.append("COMMIT")
+
+    event.listen(uow.engine, "before_cursor_execute", before)
+    event.listen(uow.engine, "commit", commit)
+    try:
+        yield sent
+    finally:
+        event.remove(uow.engine, "before_cursor_execute", before)
+        event.remove(uow.engine, "commit", commit)
+
+
+def test_the_years_counter_is_the_last_thing_a_charge_and_a_refund_touch_before_commit(database, ledger, profiles):
+    # Every charge in the system waits for the year's counter row while another holds it: it is taken
+    # last, so that it is held from that statement to the commit only.
+    account = profiles.add()
+    ledger.credit_payment(account, eur("100.00"), "p", "P")
+    ledger.charge(account, eur("10.00"), "c0", "o", "VPS")  # the year's first document opens its row
+    with statements(database) as sent:
+        charge = ledger.charge(account, eur("10.00"), "c1", "o", "VPS")
+        ledger.refund(account, eur("1.00"), "r1", "o", charge["id"])
+    counter_at = [i for i, statement in enumerate(sent) if "invoice_counters" in statement]
+    assert len(counter_at) == 2  # one for the charge, one for the refund: the year is open already
+    for at in counter_at:
+        commit = sent.index("COMMIT", at)
+        after = sent[at + 1:commit]
+        if database.engine.dialect.name == "postgresql":
+            assert after == [] and "INSERT INTO invoices" in sent[at] and "INSERT INTO outbox" in sent[at]
+        else:  # one writer holds the whole database anyway: the invoice and its event follow
+            assert [statement.split(" (")[0] for statement in after] == ["INSERT INTO invoices", "INSERT INTO outbox"]
+    issued = outbox(database, account, "invoice_issued")[1:]
+    documents = {d["id"]: d for d in ledger.list_invoices(account)["items"]}
+    assert [e["number"] for e in issued] == [documents[e["invoice_id"]]["number"] for e in issued]
+    first, second = (int(e["number"].split("/")[1]) for e in issued)
+    assert second == first + 1
 
 
 def test_another_customers_invoice_is_not_found(ledger, profiles):

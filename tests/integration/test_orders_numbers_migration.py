@@ -1,4 +1,4 @@
-"""Revision 0005 numbers the orders placed before it, in the order they were placed, and new
+"""Revision 0007 numbers the orders placed before it, in the order they were placed, and new
 orders continue the sequence (SQLite, or PostgreSQL with TEST_DATABASE=postgres)."""
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import pytest
 from alembic import command
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from services.common.database import make_engine
 from services.common.migrations import alembic_config, ensure_database
+from services.orders.numbers import next_number
 from tests.support import databases
 
 INSERT = text("INSERT INTO orders (id, account_id, plan_id, period_months, status, auto_renew, fields, currency, "
@@ -33,5 +35,7 @@ def test_orders_from_before_the_revision_are_numbered_oldest_first_and_unique(tm
                 assert numbers == {"o-early": 1, "o-middle": 2, "o-late": 3}
                 with pytest.raises(IntegrityError), connection.begin_nested():
                     connection.execute(text("UPDATE orders SET number = 1 WHERE id = 'o-late'"))
+            with Session(engine) as session:
+                assert next_number(session) == 4   # PostgreSQL: the sequence starts after them
         finally:
             engine.dispose()

@@ -248,14 +248,14 @@ def test_a_string_field_without_max_length_is_still_bounded():
 def test_each_datacenter_has_an_ip_pool_from_the_file():
     catalogue = parse_catalogue(catalogue_data())
     assert catalogue.ip_pools["WAW1"].size == 11
-    assert catalogue.ip_pools["FRA1"].first_free([]) == "198.51.100.1"
+    assert next(catalogue.ip_pools["FRA1"].addresses()) == "198.51.100.1"
 
 
 def test_ip_pools_can_be_overridden_per_datacenter():
     catalogue = load_catalogue(ip_pools={"WAW1": ["10.20.0.0/30"]})
     assert catalogue.ip_pools["WAW1"].size == 2
-    assert catalogue.ip_pools["WAW1"].first_free([]) == "10.20.0.1"
-    assert catalogue.ip_pools["FRA1"].first_free([]) == "198.51.100.10"
+    assert next(catalogue.ip_pools["WAW1"].addresses()) == "10.20.0.1"
+    assert next(catalogue.ip_pools["FRA1"].addresses()) == "198.51.100.10"
 
 
 def test_ip_pool_override_is_read_from_one_setting():

@@ -1,18 +1,19 @@
 """orders.number: a short number per order, unique in the system (issue 18)
 
 Existing orders are numbered in the order they were placed (created_at, then id), from 1;
-new ones take the next number at placement.
+new ones take theirs at placement: on PostgreSQL from the sequence order_numbers, which starts
+after the last number given here (services/orders/numbers.py).
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-05 00:40:00
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0005'
-down_revision = '0004'
+revision = '0007'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 
@@ -29,9 +30,13 @@ def upgrade() -> None:
     with op.batch_alter_table('orders') as batch_op:
         batch_op.alter_column('number', existing_type=sa.BigInteger(), nullable=False)
         batch_op.create_unique_constraint('uq_orders_number', ['number'])
+    if connection.dialect.name == 'postgresql':
+        op.execute(f"CREATE SEQUENCE order_numbers START WITH {len(placed) + 1}")
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == 'postgresql':
+        op.execute("DROP SEQUENCE order_numbers")
     with op.batch_alter_table('orders') as batch_op:
         batch_op.drop_constraint('uq_orders_number', type_='unique')
         batch_op.drop_column('number')
