@@ -245,9 +245,10 @@ class Run:
         with orders.begin() as connection:
             # paid until tomorrow (UTC): overdue tomorrow, auto-renewed today (the last paid day).
             connection.execute(text("""
-                INSERT INTO orders (id, account_id, plan_id, period_months, status, auto_renew, fields, datacenter,
-                                    currency, renewals, plan_changes, created_at, updated_at)
-                SELECT md5('month-end' || g::text)::uuid::text, (CAST(:owners AS text[]))[1 + g % :n], 'vps-s', 1,
+                INSERT INTO orders (id, number, account_id, plan_id, period_months, status, auto_renew, fields,
+                                    datacenter, currency, renewals, plan_changes, created_at, updated_at)
+                SELECT md5('month-end' || g::text)::uuid::text, nextval('order_numbers'),
+                       (CAST(:owners AS text[]))[1 + g % :n], 'vps-s', 1,
                        'active', true, '{"hostname": "renew.example.com", "os_template": "debian-12"}', 'WAW1',
                        'EUR', 0, 0, :marker, now()
                 FROM generate_series(1, :count) AS g"""),

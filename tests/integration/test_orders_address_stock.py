@@ -20,6 +20,7 @@ from services.orders import address_stock
 from services.orders.catalogue import load_catalogue
 from services.orders.ip_pools import IpPool
 from services.orders.models import Base, IpAssignment, IpFreeAddress, Order
+from services.orders.numbers import next_number
 from tests.support import databases
 
 pytestmark = pytest.mark.integration
@@ -45,10 +46,12 @@ def uow(url):
 
 
 def add_order(session, datacenter: str, ip_address: str | None, plan_id: str = VPS_S.id,
-              status: str = "active") -> str:
+              status: str = "active", numbered: bool = True) -> str:
+    """An order row; ``numbered=False`` before revision 0007, which gave orders their numbers."""
     order_id = str(uuid.uuid4())
+    number = {"number": next_number(session)} if numbered else {}
     session.execute(insert(Order).values(
-        id=order_id, account_id="acct", plan_id=plan_id, period_months=1, status=status, auto_renew=False,
+        id=order_id, **number, account_id="acct", plan_id=plan_id, period_months=1, status=status, auto_renew=False,
         fields={}, datacenter=datacenter, currency="EUR", renewals=0, plan_changes=0, created_at=NOW,
         updated_at=NOW))
     if ip_address is not None:
@@ -69,7 +72,7 @@ def test_the_migration_fills_the_table_from_the_pools_less_the_addresses_orders_
     try:
         with engine.begin() as connection:
             for address in ("192.0.2.10", "192.0.2.77"):
-                add_order(connection, "WAW1", address)
+                add_order(connection, "WAW1", address, numbered=False)
         command.upgrade(config, "head")
         uow = UnitOfWork(engine, "orders", Base.metadata)
         waw = free(uow, "WAW1")
