@@ -93,17 +93,20 @@ class LifecycleClock:
         renewals = eventlet.GreenPool(self.at_once)
         started = []
         after = None
-        while True:
-            with self.uow.transaction() as session:
-                batch = self.advance_batch(session, after, today, now)
-            totals["batches"] += 1
-            totals["moved"] += batch.moved
-            totals["reminded"] += batch.reminded
-            for order_id, months in batch.due:
-                started.append(renewals.spawn(self.renew_automatically, order_id, months))  # waits for a free slot
-            if batch.read < self.batch:
-                break
-            after = batch.last_id
+        try:
+            while True:
+                with self.uow.transaction() as session:
+                    batch = self.advance_batch(session, after, today, now)
+                totals["batches"] += 1
+                totals["moved"] += batch.moved
+                totals["reminded"] += batch.reminded
+                for order_id, months in batch.due:
+                    started.append(renewals.spawn(self.renew_automatically, order_id, months))  # waits for a slot
+                if batch.read < self.batch:
+                    break
+                after = batch.last_id
+        finally:
+            renewals.waitall()  # a batch that failed (the database away) still lets the started renewals end
         totals["renewed"] = sum(1 for renewal in started if renewal.wait())
         return totals
 

@@ -102,3 +102,17 @@ def test_a_refused_renewal_is_counted_out_and_the_others_go_on():
 @pytest.mark.parametrize("total, batches", [(0, 1), (99, 1), (100, 2), (101, 2)])
 def test_the_run_stops_after_the_first_batch_that_is_not_full(total, batches):
     assert ScriptedClock(total=total, batch=100, at_once=2, renewals=Renewals()).tick()["batches"] == batches
+
+
+def test_a_batch_that_fails_lets_the_renewals_already_started_finish_before_the_error_is_raised():
+    renewals = Renewals()
+
+    class FailingSecondBatch(ScriptedClock):
+        def advance_batch(self, session, after, today, now):
+            if after is not None:
+                raise RuntimeError("the database went away")
+            return super().advance_batch(session, after, today, now)
+
+    with pytest.raises(RuntimeError):
+        FailingSecondBatch(total=300, batch=100, at_once=4, renewals=renewals).tick()
+    assert sorted(renewals.done) == [f"o{n:04d}" for n in range(0, 100, 2)] and renewals.running == 0
