@@ -280,6 +280,9 @@ class Ledger:
             balance.below_threshold = domain.below_after_threshold_change(
                 threshold, Money(balance.balance_minor, balance.currency), balance.below_threshold)
             balance.threshold_as_of = as_of
+            balance.low_balance_days = event.get("low_balance_days")
+            if balance.low_balance_days is None:
+                balance.below_days = False
             balance.updated_at = self.clock.now()
 
     # -- the parts of a movement ----------------------------------------------------------

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, String,
                         UniqueConstraint)
+from sqlalchemy.sql.expression import false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.common.tables import Serial, add_messaging_tables
@@ -45,6 +46,10 @@ class Balance(Base):
     below_threshold: Mapped[bool] = mapped_column(Boolean, default=False)
     # When profile's settings behind the threshold were made: an older event changes nothing.
     threshold_as_of: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # The alert in days (services/ledger/forecast.py): the customer's setting, and whether the
+    # forecast is under it (balance_running_out is sent once per crossing).
+    low_balance_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    below_days: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

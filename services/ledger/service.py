@@ -13,8 +13,9 @@ from services.common.logging import LogContext, configure
 from services.common.metrics import LEDGER_AUDIT_DISCREPANCIES, LEDGER_AUDIT_FINISHED, serve_metrics
 from services.common.roles import EVERYONE, GATEWAY, NOTIFIER, OPERATOR, ORDERS, PAYMENTS, PROFILE, STAFF
 from services.common.rpc import Caller, ServiceRpc, rpc
-from services.ledger.application import Ledger
+from services.ledger.application import Ledger, default_currency
 from services.ledger.documents.application import InvoicePdfs
+from services.ledger.forecast import BalanceForecasts
 from services.ledger.models import Base
 from services.ledger.tax import Seller
 
@@ -42,6 +43,10 @@ class LedgerService:
     def pdfs(self) -> InvoicePdfs:
         """The kept PDFs; one not kept yet is asked of the document worker (never rendered here)."""
         return InvoicePdfs(self.db, clock, worker=self.documents)
+
+    @property
+    def forecasts(self) -> BalanceForecasts:
+        return BalanceForecasts(self.db, self.profile, clock, SELLER, default_currency())
 
     @serve_metrics()
     def metrics(self, request):
@@ -100,6 +105,10 @@ class LedgerService:
     @rpc(roles=ORDERS | OPERATOR)
     def price(self, account_id, amount):
         return self.ledger.price(account_id, amount)
+
+    @rpc(roles=ORDERS)
+    def forecast(self, account_id, schedule, horizon_days):
+        return self.forecasts.forecast(account_id, schedule, horizon_days)
 
     @rpc(roles=GATEWAY | STAFF)
     def list_invoices(self, account_id, limit=50, cursor=None):

@@ -29,6 +29,7 @@ Every kind also takes ``first_name``.
 | order_suspended        | invoices   | order_id, plan_name, ip_address, close_on:date, cost:money                                  |
 | order_closed           | invoices   | order_id, plan_name                                                                         |
 | balance_low            | invoices   | balance:money, threshold:money                                                              |
+| balance_running_out    | invoices   | order_id, plan_name, stops_on:date, days:int, low_balance_days:int, to_pay:money, balance:money |
 | invoice_issued         | invoices   | invoice_id, number, kind, gross:money, issued_at:time, order_id?                            |
 | support_reply          | support    | ticket_id, ticket_subject, reply                                                            |
 | abuse_report           | complaints | report_id, ip_address, summary, respond_by:date, order_id?                                  |
@@ -141,6 +142,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     _kind("order_suspended", Route.INVOICES, "order_id, plan_name, ip_address, close_on, cost"),
     _kind("order_closed", Route.INVOICES, "order_id, plan_name"),
     _kind("balance_low", Route.INVOICES, "balance, threshold"),
+    _kind("balance_running_out", Route.INVOICES, "order_id, plan_name, stops_on, days, low_balance_days, to_pay, balance"),
     _kind("invoice_issued", Route.INVOICES, "invoice_id, number, kind, gross, issued_at, order_id?"),
     _kind("support_reply", Route.SUPPORT, "ticket_id, ticket_subject, reply"),
     _kind("abuse_report", Route.COMPLAINTS, "report_id, ip_address, summary, respond_by, order_id?"),

@@ -15,6 +15,7 @@ from services.common.metrics import serve_metrics
 from services.common.roles import EVERYONE, GATEWAY, OPERATOR, STAFF
 from services.common.rpc import ServiceRpc, rpc
 from services.orders.application import Orders, tick_seconds
+from services.orders.forecast import Forecasts
 from services.orders.catalogue import load_catalogue, parse_ip_pools
 from services.orders.models import Base
 
@@ -58,6 +59,10 @@ class OrdersService:
     @property
     def orders(self) -> Orders:
         return Orders(self.db, self.catalogue, self.ledger, self.profile, clock)
+
+    @property
+    def forecasts(self) -> Forecasts:
+        return Forecasts(self.db, self.catalogue, self.ledger, clock)
 
     @serve_metrics()
     def metrics(self, request):
@@ -121,11 +126,22 @@ class OrdersService:
     def cancel(self, account_id, order_id, body, idempotency_key=None):
         return self.orders.cancel(account_id, order_id, body, idempotency_key)
 
+    @rpc(roles=GATEWAY | STAFF)
+    def forecast(self, account_id):
+        return self.forecasts.forecast(account_id)
+
     # -- events and the clock
     @handle_event("ledger", "balance_changed")
     def on_balance_changed(self, payload):
         self.orders.on_balance_changed(payload)
+        if payload.get("account_id"):
+            self.forecasts.check(payload["account_id"])  # the alert in days (services/orders/forecast.py)
 
     @LifecycleTimer.decorator
     def lifecycle(self):
         self.orders.tick()
+
+    @LifecycleTimer.decorator
+    def forecast_checks(self):
+        """Once a day per account: the forecast's days fall as time passes, without any movement."""
+        self.forecasts.check_daily()

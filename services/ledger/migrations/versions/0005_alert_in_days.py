@@ -1,0 +1,25 @@
+"""the alert in days: each balance keeps the customer's low_balance_days and whether the forecast is under it
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-12-05 00:50:00
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+revision = '0005'
+down_revision = '0004'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column('balances', sa.Column('low_balance_days', sa.Integer(), nullable=True))
+    op.add_column('balances', sa.Column('below_days', sa.Boolean(), nullable=False, server_default=sa.false()))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('balances') as batch:
+        batch.drop_column('below_days')
+        batch.drop_column('low_balance_days')
