@@ -8,6 +8,7 @@ order waiting for payment. Then the alert in days: one e-mail per crossing.
 """
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import date, datetime, timedelta, timezone
 
@@ -100,3 +101,50 @@ def test_the_forecast_is_what_the_clock_then_does_to_the_cent(customer, staff, p
     paid_for = [tx for tx in charges(staff, account)[before:] if tx["reference"] == stops["order_id"]]
     assert len(paid_for) == len([r for r in forecast["renewals"] if r["order_id"] == stops["order_id"]])
     assert staff.ledger.audit() == []
+
+
+@pytest.fixture
+def mailbox(stack):
+    url = stack.url("mail_http")
+
+    def to(address):
+        return requests.get(f"{url}/messages", params={"to": address}, timeout=5).json()["items"]
+    return to
+
+
+def test_the_alert_in_days_is_mailed_once_per_crossing_with_what_to_pay(customer, payments, mailbox):
+    anna = customer(postal_address=POSTAL)
+    account = anna.profile["id"]
+    billing = f"billing-{uuid.uuid4().hex[:8]}@firma.example"
+    assert anna.get("/api/v1/profile/notifications").json()["low_balance_days"] is None
+    for bad in (0, 367, 1.5, "7"):
+        refused = anna.put("/api/v1/profile/notifications", {"low_balance_days": bad})
+        assert refused.status_code == 400 and "low_balance_days" in refused.json()["error"]["fields"], bad
+    saved = anna.put("/api/v1/profile/notifications", {"low_balance_days": 40, "emails": {"invoices": billing}})
+    assert saved.status_code == 200 and saved.json()["low_balance_days"] == 40
+
+    def alerts():
+        anna.get("/api/v1/balance/forecast")   # a forecast read decides the alert too
+        return [m for m in mailbox(billing) if "Your balance pays your services" in m["subject"]]
+
+    payments.ledger.credit_payment(account, eur("10.00"), f"pay-{uuid.uuid4()}", "bank")
+    first = anna.post("/api/v1/orders", vps("vps-s", 1)).json()      # 0.10 left: the renewal in a month fails
+    [mail] = eventually(alerts, timeout=30)
+    forecast = anna.get("/api/v1/balance/forecast").json()
+    assert forecast["stops"]["order_id"] == first["id"] and forecast["days"] < 40
+    assert first["id"] in mail["text"] and f"{forecast['days']} more days" in mail["subject"]
+    assert "EUR 9.80" in mail["text"]   # 9.90 renews the order within the next 40 days; 0.10 is there
+
+    payments.ledger.credit_payment(account, eur("1.00"), f"pay-{uuid.uuid4()}", "bank")   # still under: no mail
+    time.sleep(3)
+    assert len(alerts()) == 1
+
+    payments.ledger.credit_payment(account, eur("30.00"), f"pay-{uuid.uuid4()}", "bank")  # recovered: re-armed
+    eventually(lambda: anna.get("/api/v1/balance/forecast").json()["days"] > 40)
+    second = anna.post("/api/v1/orders", vps("vps-m", 1)).json()     # 12.20 left: under again
+    again, _ = eventually(lambda: len(alerts()) == 2 and alerts(), timeout=30)   # newest first
+    assert second["id"] in again["text"]
+    # within 40 days: vps-s 9.90 and vps-m 18.90 renew; 12.20 is there
+    assert "EUR 16.60" in again["text"]
+    time.sleep(3)
+    assert len(alerts()) == 2
