@@ -16,6 +16,7 @@ from services.common.rpc import Caller, ServiceRpc, rpc
 from services.ledger.application import Ledger, default_currency
 from services.ledger.documents.application import InvoicePdfs
 from services.ledger.forecast import BalanceForecasts
+from services.ledger.statements import Statements
 from services.ledger.models import Base
 from services.ledger.tax import Seller
 
@@ -47,6 +48,10 @@ class LedgerService:
     @property
     def forecasts(self) -> BalanceForecasts:
         return BalanceForecasts(self.db, self.profile, clock, SELLER, default_currency())
+
+    @property
+    def statements(self) -> Statements:
+        return Statements(self.db, self.profile, clock, default_currency())
 
     @serve_metrics()
     def metrics(self, request):
@@ -109,6 +114,20 @@ class LedgerService:
     @rpc(roles=ORDERS)
     def forecast(self, account_id, schedule, horizon_days):
         return self.forecasts.forecast(account_id, schedule, horizon_days)
+
+    @rpc(roles=GATEWAY | STAFF)
+    def statement(self, account_id, from_, to):
+        return self.statements.statement(account_id, from_, to)
+
+    @rpc(roles=GATEWAY | STAFF)
+    def statement_pdf(self, account_id, from_, to):
+        """The statement drawn by the document worker (ReportLab never loads here)."""
+        statement = self.statements.statement(account_id, from_, to)
+        return {**self.documents.render_statement_pdf(statement), "from": statement["from"], "to": statement["to"]}
+
+    @rpc(roles=GATEWAY | STAFF)
+    def invoice_archive_page(self, account_id, year, limit=100, cursor=None):
+        return self.statements.archive_page(account_id, year, limit, cursor)
 
     @rpc(roles=GATEWAY | STAFF)
     def list_invoices(self, account_id, limit=50, cursor=None):
