@@ -29,28 +29,37 @@ def wanted_format(call) -> str:
 
 def archive_chunks(ledger, account_id: str, year: int, page: dict):
     """The ZIP, one PDF at a time: a page of the year's documents is read, each PDF asked of the ledger,
-    written to the stream and let go; ``index.csv`` last. Memory holds one PDF and the index's rows."""
+    written to the stream and let go; ``index.csv`` last. What stays in memory until the end is what a
+    ZIP's central directory and the index need: a few hundred bytes a document."""
     archive = ZipStream(compress_type=ZIP_STORED)   # PDFs are compressed already
-    index = []
+    index: list[tuple[str, str]] = []               # (number, the index's CSV line), sorted by number at the end
     while True:
         for entry in page["items"]:
             name = f"{entry['kind']}-{entry['number'].replace('/', '-')}.pdf"
             stored = ledger.get_invoice_pdf(entry["id"], account_id)
             archive.add(base64.b64decode(stored["content"]), name)
-            index.append((name, entry))
+            del stored
+            index.append((entry["number"], _index_line(name, entry)))
             yield from archive.all_files()
         if not page["next_cursor"]:
             break
         page = ledger.invoice_archive_page(account_id, year, ARCHIVE_PAGE, page["next_cursor"])
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(INDEX_COLUMNS)
-    for name, entry in sorted(index, key=lambda row: row[1]["number"]):
-        writer.writerow([name, entry["number"], entry["kind"], entry["issued_at"], (entry["net"] or {}).get("amount"),
-                         (entry["vat"] or {}).get("amount"), (entry["gross"] or {}).get("amount"), entry["currency"],
-                         entry["order_id"] or "", entry["corrects"] or "", entry["sha256"] or ""])
-    archive.add(out.getvalue().encode("utf-8"), "index.csv")
+    lines = [_csv_line(INDEX_COLUMNS)] + [line for _, line in sorted(index)]
+    archive.add("".join(lines).encode("utf-8"), "index.csv")
     yield from archive.finalize()
+
+
+def _index_line(name: str, entry: dict) -> str:
+    amount = lambda money: (money or {}).get("amount")  # noqa: E731
+    return _csv_line([name, entry["number"], entry["kind"], entry["issued_at"], amount(entry["net"]),
+                      amount(entry["vat"]), amount(entry["gross"]), entry["currency"], entry["order_id"] or "",
+                      entry["corrects"] or "", entry["sha256"] or ""])
+
+
+def _csv_line(values) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerow(values)
+    return out.getvalue()
 
 
 class BalanceReportRoutes:
