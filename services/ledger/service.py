@@ -23,6 +23,7 @@ from services.ledger.tax import Seller
 configure("ledger")
 SELLER = Seller.from_env()
 AUDIT_SECONDS = env_float("LEDGER_AUDIT_SECONDS", 300.0)
+STATEMENT_SECONDS = env_float("LEDGER_STATEMENT_SECONDS", 3600.0)
 
 
 class LedgerService:
@@ -64,6 +65,11 @@ class LedgerService:
         if found is not None:
             LEDGER_AUDIT_DISCREPANCIES.set(len(found))
             LEDGER_AUDIT_FINISHED.set_to_current_time()
+
+    @timer(interval=STATEMENT_SECONDS)
+    def monthly_statements(self):
+        """Last month's statement announced to those who asked for one (the notifier mails it)."""
+        self.statements.send_monthly()
 
     @http("GET", "/health")
     def health_check(self, request):
@@ -119,7 +125,7 @@ class LedgerService:
     def statement(self, account_id, from_, to):
         return self.statements.statement(account_id, from_, to)
 
-    @rpc(roles=GATEWAY | STAFF)
+    @rpc(roles=GATEWAY | NOTIFIER | STAFF)
     def statement_pdf(self, account_id, from_, to):
         """The statement drawn by the document worker (ReportLab never loads here)."""
         statement = self.statements.statement(account_id, from_, to)

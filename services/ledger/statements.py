@@ -19,11 +19,12 @@ from datetime import date, datetime, time, timedelta, timezone
 
 from marshmallow import Schema, fields, validate, validates_schema
 from marshmallow import ValidationError as FieldError
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from services.common.clock import as_utc, iso
-from services.common.errors import ValidationError
+from services.common.locks import try_lock
 from services.common.money import Money
+from services.common.outbox import publish_later
 from services.common.pagination import keyset_page
 from services.common.schemas import MESSAGES, StrictSchema, load, text
 from services.ledger import domain
@@ -31,6 +32,8 @@ from services.ledger.models import Balance, Invoice, InvoicePdf, Transaction
 from services.ledger.schemas import MoneyAmountSchema
 
 LONGEST_DAYS = 366
+# Monthly statements announced per timer run (the rest wait for the next run).
+MONTHLY_PER_RUN = 100
 LANGUAGES = ("en", "pl")
 FORMATS = ("json", "csv", "pdf")
 
@@ -116,6 +119,29 @@ class Statements:
                 "totals": {kind: money.to_wire() for kind, money in totals.items()},
                 "transactions": movements}
 
+    def send_monthly(self) -> int:
+        """Announce last month's statement (``monthly_statement``) to each customer who asked for one, once a month.
+
+        One replica at a time (lock ``ledger.monthly_statements``); the notifier mails it with the PDF.
+        """
+        this_month = self.clock.today().replace(day=1)
+        last_month = (this_month - timedelta(days=1)).replace(day=1)
+        with self.uow.transaction() as session:
+            if not try_lock(session, "ledger.monthly_statements"):
+                return 0
+            due = session.scalars(select(Balance).where(
+                Balance.monthly_statement.is_(True),
+                (Balance.statement_sent_for.is_(None)) | (Balance.statement_sent_for < this_month))
+                .limit(MONTHLY_PER_RUN).with_for_update()).all()
+            for balance in due:
+                opening, closing, count = _summary(session, balance, _start(last_month), _start(this_month))
+                publish_later(session, "monthly_statement", {
+                    "account_id": balance.account_id, "from": last_month.isoformat(),
+                    "to": (this_month - timedelta(days=1)).isoformat(), "opening_balance": opening.to_wire(),
+                    "closing_balance": closing.to_wire(), "transactions": count})
+                balance.statement_sent_for = this_month
+            return len(due)
+
     def archive_page(self, account_id, year, limit=100, cursor=None) -> dict:
         """The year's invoices and credit notes, newest first, in pages: what the archive's index lists."""
         data = load(ArchivePageSchema(), {"account_id": account_id, "year": year, "limit": limit, "cursor": cursor})
@@ -126,6 +152,18 @@ class Statements:
             kept = {row.invoice_id: row.sha256 for row in session.execute(
                 select(InvoicePdf.invoice_id, InvoicePdf.sha256).where(InvoicePdf.invoice_id.in_(ids)))}
             return page.answer(lambda invoice: _archive_entry(invoice, kept.get(invoice.id)))
+
+
+def _summary(session, balance: Balance, starts: datetime, ends: datetime) -> tuple[Money, Money, int]:
+    """Opening and closing balance of ``[starts, ends)`` and the number of movements in it."""
+    def after_last(before: datetime) -> Money:
+        minor = session.scalar(select(Transaction.balance_after_minor).where(
+            Transaction.account_id == balance.account_id, Transaction.created_at < before)
+            .order_by(Transaction.seq.desc()).limit(1))
+        return Money(minor or 0, balance.currency)
+    count = session.scalar(select(func.count()).select_from(Transaction).where(
+        Transaction.account_id == balance.account_id, Transaction.created_at >= starts, Transaction.created_at < ends))
+    return after_last(starts), after_last(ends), count
 
 
 def _archive_entry(invoice: Invoice, sha256: str | None) -> dict:

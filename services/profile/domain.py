@@ -251,6 +251,7 @@ def notification_settings_view(account) -> dict:
         "newsletter": bool(account.newsletter),
         "low_balance_threshold": threshold,
         "low_balance_days": account.low_balance_days,
+        "monthly_statement": bool(account.monthly_statement),
         "emails": {"invoices": account.invoices_email, "support": account.support_email,
                    "complaints": account.complaints_email},
     }
@@ -278,6 +279,8 @@ def apply_notification_settings(account, settings: dict) -> None:
         account.low_balance_currency = None if threshold is None else threshold.currency
     if "low_balance_days" in settings:
         account.low_balance_days = settings["low_balance_days"]
+    if "monthly_statement" in settings:
+        account.monthly_statement = settings["monthly_statement"]
     for kind, address in (settings.get("emails") or {}).items():
         setattr(account, f"{kind}_email", address)
 

@@ -336,4 +336,6 @@ class NotificationSettingsSchema(StrictSchema):
     low_balance_days = StrictInteger(allow_none=True, validate=validate.Range(1, 366), error_messages=MESSAGES,
                                      metadata={"description": "alert when the balance forecast's days fall under "
                                                               "it (null: no alert in days)"})
+    monthly_statement = StrictBoolean(metadata={"description": "a statement of the past month mailed to the "
+                                                               "invoices address each month (default false)"})
     emails = fields.Nested(NotificationEmailsSchema, error_messages=MESSAGES)

@@ -50,8 +50,11 @@ def test_the_balance_page_shows_how_long_the_balance_lasts_and_every_page_warns_
     assert page.locator("#forecast-band").is_hidden()       # no alert in days asked for yet
     ready(page, "/profile/notifications")
     page.get_by_label("Alert when the balance covers fewer days than").fill("40")
+    page.get_by_label("Mail me a statement of my account for each month").check()
     page.get_by_role("button", name="Save").click()
     page.get_by_text("Saved").wait_for()
+    saved = requests.get(f"{stack.gateway_url}/api/v1/profile/notifications", headers=headers, timeout=10).json()
+    assert saved["low_balance_days"] == 40 and saved["monthly_statement"] is True
     for path in ("/orders", "/profile", "/invoices"):
         ready(page, path)
         band = page.locator("#forecast-band")

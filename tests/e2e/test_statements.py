@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 import uuid
 import zipfile
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
+import requests
 from pypdf import PdfReader
 
 from services.common.clock import move_clock
-from tests.support import error_code
+from tests.support import error_code, eventually
 
 POSTAL = {"line1": "ul. Prosta 1", "city": "Warszawa", "postcode": "00-001", "country": "PL"}
 
@@ -133,3 +135,42 @@ def test_the_years_archive_holds_every_invoice_and_credit_note_as_a_pdf_with_an_
     assert empty.namelist() == ["index.csv"]
     for bad in ("year=abc", "", "year=1999"):
         assert anna.get(f"/api/v1/invoices/archive?{bad}").status_code == 400, bad
+
+
+@pytest.fixture
+def mailbox(stack):
+    url = stack.url("mail_http")
+    return lambda address: requests.get(f"{url}/messages", params={"to": address}, timeout=5).json()["items"]
+
+
+@pytest.fixture
+def next_month(stack):
+    """Moves every process's clock to noon of the first day of next month; put back afterwards."""
+    def move() -> date:
+        now = datetime.now(timezone.utc)
+        first = (now.date().replace(day=28) + timedelta(days=4)).replace(day=1)
+        noon = datetime(first.year, first.month, 1, 12, tzinfo=timezone.utc)
+        move_clock(stack.env["CLOCK_FILE"], (noon - now).total_seconds())
+        return first
+    yield move
+    move_clock(stack.env["CLOCK_FILE"], 0.0)
+
+
+def test_a_customer_who_asks_gets_last_months_statement_once_with_its_pdf(customer, payments, mailbox, next_month):
+    anna = customer(postal_address=POSTAL)
+    billing = f"billing-{uuid.uuid4().hex[:8]}@firma.example"
+    saved = anna.put("/api/v1/profile/notifications", {"monthly_statement": True, "emails": {"invoices": billing}})
+    assert saved.status_code == 200 and saved.json()["monthly_statement"] is True
+    payments.ledger.credit_payment(anna.profile["id"], eur("50.00"), f"pay-{uuid.uuid4()}", "bank")
+    this_month = datetime.now(timezone.utc).date().replace(day=1)
+    time.sleep(2)
+    assert [m for m in mailbox(billing) if "statement" in m["subject"]] == []   # not before the month is over
+
+    first = next_month()
+    [mail] = eventually(lambda: [m for m in mailbox(billing) if "statement" in m["subject"]], timeout=30)
+    assert "EUR 0.00" in mail["text"] and "EUR 50.00" in mail["text"] and "Movements: 1" in mail["text"]
+    [attachment] = mail["attachments"]
+    assert attachment["content_type"] == "application/pdf"
+    assert attachment["filename"] == f"statement-{this_month}-{first - timedelta(days=1)}.pdf"
+    time.sleep(3)   # several runs of the ledger's timer: the month's statement goes once
+    assert len([m for m in mailbox(billing) if "statement" in m["subject"]]) == 1
