@@ -22,8 +22,8 @@ from sqlalchemy import select
 from services.common.money import Money
 from services.common.outbox import publish_later
 from services.common.schemas import MESSAGES, MoneyField, StrictSchema, load, text
-from services.ledger import tax
-from services.ledger.models import Balance
+from services.ledger import domain, tax
+from services.ledger.models import Balance, Transaction
 from services.ledger.schemas import MoneyAmountSchema
 
 
@@ -32,6 +32,7 @@ from services.ledger.schemas import MoneyAmountSchema
 class PlannedChargeSchema(StrictSchema):
     order_id = text(36, required=True)
     kind = fields.String(required=True, validate=validate.OneOf(["payment", "renewal"]), error_messages=MESSAGES)
+    key = text(200, required=True)
     on = fields.Date(required=True, error_messages=MESSAGES)
     overdue_on = fields.Date(required=True, error_messages=MESSAGES)
     list_price = MoneyField(required=True, error_messages=MESSAGES)
@@ -134,11 +135,20 @@ class BalanceForecasts:
         data = load(ForecastArgumentsSchema(), {"account_id": account_id, "schedule": schedule,
                                                 "horizon_days": horizon_days})
         account_id, schedule = data["account_id"], data["schedule"]
-        prices = self._customer_prices(account_id, {charge["list_price"] for charge in schedule})
         today = self.clock.today()
         with self.uow.transaction() as session:
-            balance = session.scalar(select(Balance).where(Balance.account_id == account_id).with_for_update())
+            balance = session.get(Balance, account_id)
             currency = balance.currency if balance is not None else self.currency
+        for charge in schedule:   # plans in another currency than the balance's: refused as a charge would be
+            domain.check_currency(currency, charge["list_price"])
+        prices = self._customer_prices(account_id, {charge["list_price"] for charge in schedule})
+        with self.uow.transaction() as session:
+            balance = session.scalar(select(Balance).where(Balance.account_id == account_id).with_for_update())
+            # A charge the journal holds already (its order not written yet) is not counted again.
+            taken = set(session.scalars(select(Transaction.idempotency_key).where(
+                Transaction.account_id == account_id,
+                Transaction.idempotency_key.in_([charge["key"] for charge in schedule])))) if schedule else set()
+            schedule = [charge for charge in schedule if charge["key"] not in taken]
             forecast = walk(today, Money(balance.balance_minor if balance else 0, currency),
                             Money(balance.credit_limit_minor if balance else 0, currency),
                             [(charge, prices[charge["list_price"]]) for charge in schedule], data["horizon_days"])

@@ -20,6 +20,11 @@ and ``pay_pending``):
 - orders due the same day are renewed in the order they were created;
 - an order whose renewal cannot be paid falls overdue on its ``paid_until``.
 
+Each planned charge carries the ledger key the clock will charge it with (``order:<id>:activate``,
+``order:<id>:renew:<n>``), so that a charge the ledger has taken while the order is not written
+yet (an activation or a renewal in flight, which is when the balance_changed event that asks for
+a forecast comes) is not counted twice: the ledger leaves out the keys its journal already holds.
+
 Nothing after the first renewal the balance cannot pay is forecast: from then on the
 customer's services stop, and what the clock does next depends on what the customer does.
 """
@@ -55,6 +60,7 @@ class Renewable:
     state: OrderState
     created_at: object          # orders due the same day are renewed in this order
     tried_on: date | None       # the day the timer last tried to renew it automatically
+    renewals: int = 0           # renewals made so far: the next is charged with key order:<id>:renew:<renewals + 1>
 
 
 @dataclass(frozen=True)
@@ -69,9 +75,10 @@ class PlannedCharge:
     period_months: int
     plan_name: str
     paid_until: date            # the order's paid_until once this charge is paid
+    key: str                    # the ledger idempotency key the clock charges it with
 
     def to_wire(self) -> dict:
-        return {"order_id": self.order_id, "kind": self.kind, "on": self.on.isoformat(),
+        return {"order_id": self.order_id, "kind": self.kind, "key": self.key, "on": self.on.isoformat(),
                 "overdue_on": self.overdue_on.isoformat(), "list_price": self.list_price.to_wire(),
                 "period_months": self.period_months, "plan_name": self.plan_name,
                 "paid_until": self.paid_until.isoformat()}
@@ -89,7 +96,8 @@ def renewal_schedule(orders: list[Renewable], today: date, horizon_days: int = H
         months, plan = order.state.period_months, order.state.plan
         paid_until = domain.months_after(today, months)
         charges.append(((today, 0, first), PlannedCharge(order.order_id, PAYMENT, today, today,
-                                                          plan.price_for(months), months, plan.name, paid_until)))
+                                                          plan.price_for(months), months, plan.name, paid_until,
+                                                          f"order:{order.order_id}:activate")))
         if order.state.auto_renew:
             charges.extend(_renewals(order, paid_until, today, last_day, settings, tried_on=None))
     for order in orders:
@@ -104,7 +112,7 @@ def _renewals(order: Renewable, paid_until: date, today: date, last_day: date, s
               tried_on: date | None) -> list[tuple[tuple, PlannedCharge]]:
     months, plan = order.state.period_months, order.state.plan
     price = plan.price_for(months)
-    found = []
+    found, number = [], order.renewals
     while True:
         on = paid_until - timedelta(days=settings.auto_renew_days_before)
         if on < today:
@@ -114,8 +122,10 @@ def _renewals(order: Renewable, paid_until: date, today: date, last_day: date, s
         if on > last_day:
             return found
         renewed = domain.renewed_until(paid_until, on, months)
+        number += 1
         found.append(((on, 1, order.created_at, order.order_id),
-                      PlannedCharge(order.order_id, RENEWAL, on, paid_until, price, months, plan.name, renewed)))
+                      PlannedCharge(order.order_id, RENEWAL, on, paid_until, price, months, plan.name, renewed,
+                                    f"order:{order.order_id}:renew:{number}")))
         paid_until, tried_on = renewed, None
 
 
@@ -135,8 +145,8 @@ class Forecasts:
         with self.uow.transaction() as session:
             rows = session.scalars(select(Order).where(
                 Order.account_id == account_id, Order.status.not_in([s.value for s in ENDED]))).all()
-            orders = [Renewable(row.id, self._state(session, row), as_utc(row.created_at), row.auto_renew_tried_on)
-                      for row in rows]
+            orders = [Renewable(row.id, self._state(session, row), as_utc(row.created_at), row.auto_renew_tried_on,
+                                row.renewals) for row in rows]
         return renewal_schedule(orders, today, HORIZON_DAYS, self.settings)
 
     def forecast(self, account_id: str) -> dict:

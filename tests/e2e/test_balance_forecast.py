@@ -148,3 +148,24 @@ def test_the_alert_in_days_is_mailed_once_per_crossing_with_what_to_pay(customer
     assert "EUR 16.60" in again["text"]
     time.sleep(3)
     assert len(alerts()) == 2
+
+
+def test_the_days_falling_with_time_alone_bring_the_alert_from_the_daily_check(customer, payments, mailbox,
+                                                                                set_today):
+    anna = customer(postal_address=POSTAL)
+    billing = f"billing-{uuid.uuid4().hex[:8]}@firma.example"
+    assert anna.put("/api/v1/profile/notifications", {"low_balance_days": 40,
+                                                      "emails": {"invoices": billing}}).status_code == 200
+    payments.ledger.credit_payment(anna.profile["id"], eur("20.00"), f"pay-{uuid.uuid4()}", "bank")
+    order = anna.post("/api/v1/orders", vps("vps-s", 1)).json()   # 10.10 left: one renewal, then the stop
+    forecast = anna.get("/api/v1/balance/forecast").json()
+    assert forecast["days"] > 40 and len(forecast["renewals"]) == 1
+
+    def alerts():   # no forecast read here: only the orders service's daily check may decide
+        return [m for m in mailbox(billing) if "Your balance pays your services" in m["subject"]]
+    time.sleep(2)
+    assert alerts() == []
+    covered_until = date.fromisoformat(forecast["covered_until"])
+    set_today(covered_until - timedelta(days=35))   # before the renewal: nothing moves, the days fall under 40
+    [mail] = eventually(alerts, timeout=30)
+    assert order["id"] in mail["text"] and "35 more days" in mail["subject"]

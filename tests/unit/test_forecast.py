@@ -37,6 +37,9 @@ def test_each_order_renews_on_its_last_paid_day_for_its_period_in_date_order():
         ("b", "2027-03-09"), ("a", "2027-03-19")]
     assert schedule[0].list_price == CATALOGUE.plan("vps-m").price_for(3)
     assert schedule[0].overdue_on == date(2026, 12, 10) and schedule[0].paid_until == date(2027, 3, 10)
+    # each with the ledger key the clock charges it with, so that one already taken is not counted twice
+    assert [c.key for c in schedule if c.order_id == "a"] == ["order:a:renew:1", "order:a:renew:2", "order:a:renew:3",
+                                                             "order:a:renew:4"]
 
 
 def test_a_pending_order_counts_first_and_orders_without_auto_renew_or_cancelled_at_the_end_renew_nothing():
@@ -45,8 +48,8 @@ def test_a_pending_order_counts_first_and_orders_without_auto_renew_or_cancelled
         order("ending", "vps-s", 1, date(2026, 12, 7), cancel_at=date(2026, 12, 7)),
         order("renews", "vps-s", 1, date(2026, 12, 7)),
         order("new", "vps-l", 1, None, status="pending_payment", auto_renew=False, created=5)], TODAY, 20)
-    assert [(c.order_id, c.kind, c.on.isoformat()) for c in schedule] == [
-        ("new", "payment", "2026-12-05"), ("renews", "renewal", "2026-12-06")]
+    assert [(c.order_id, c.kind, c.on.isoformat(), c.key) for c in schedule] == [
+        ("new", "payment", "2026-12-05", "order:new:activate"), ("renews", "renewal", "2026-12-06", "order:renews:renew:1")]
     assert renewal_schedule([order("off", "vps-s", 1, date(2026, 12, 7), auto_renew=False)], TODAY) == []
 
 
