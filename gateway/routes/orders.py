@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from gateway.http import route
+from gateway.language import lines_in
 from services.common.pagination import PageQuerySchema
 from services.orders.schemas import (CancelQuoteQuerySchema, CancelQuoteSchema, CancellationResultSchema,
                                      CancelSchema, ChangePlanSchema, ChangeQuoteQuerySchema, ChangeQuoteSchema,
@@ -53,9 +54,11 @@ class OrdersRoutes:
            response=ChangeQuoteSchema, tags=TAGS, summary="What a plan change would charge or credit now",
            errors=(400, 404, 409, 422),
            description="Prorated over the unused whole days after today, per paid period, each line rounded "
-                       "to the cent in the customer's favour. 409 `not_changeable`.")
+                       "to the cent in the customer's favour. 409 `not_changeable`. The lines' descriptions are "
+                       "in the language of Accept-Language (pl, en), else the customer's.")
     def quote_plan_change(self, call, order_id):
-        return 200, self.orders.change_plan_quote(call.account_id, order_id, call.query["plan_id"])
+        quote = self.orders.change_plan_quote(call.account_id, order_id, call.query["plan_id"])
+        return 200, lines_in(quote, self.language_for(call))
 
     @route("POST", "/api/v1/orders/<order_id>/change-plan", body=ChangePlanSchema, response=PlanChangeResultSchema,
            idempotent=True, tags=TAGS, summary="Change an active order's plan", errors=(404, 409, 422),

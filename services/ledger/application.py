@@ -10,6 +10,7 @@ no transaction is ever held across an RPC call.
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -24,6 +25,7 @@ from services.common.money import Money
 from services.common.outbox import first_delivery, publish_later
 from services.common.pagination import keyset_page
 from services.common.schemas import load
+from services.common.wording import CUSTOMER_TEXTS as WORDING
 from services.ledger import domain, invoicing, payment_methods, tax
 from services.ledger.models import Balance, Invoice, InvoiceCounter, Posting, Transaction
 from services.ledger.schemas import (AdjustmentSchema, ChargeSchema, CreditLimitSchema, PaymentSchema,
@@ -65,7 +67,9 @@ class Ledger:
         replay, known = self._first_look(request)
         if replay is not None:
             return replay
-        if data["method"] is not None or not known:
+        profile = None
+        # Without a description of its own, the payment's is written in the customer's language.
+        if data["method"] is not None or not known or not data["description"]:
             profile = self.profiles.get(data["account_id"])  # not_found for an account nobody has
             if data["method"] is not None:
                 payment_methods.check_offered(
@@ -76,7 +80,8 @@ class Ledger:
             if (replay := self._replay(request, session)) is not None:
                 return replay
             tx = self._move(session, balance, domain.PAYMENT, request, method=data["method"], caller=caller,
-                            description=data["description"] or "Payment received")
+                            description=data["description"] or WORDING.say(
+                                "Payment received", (profile or {}).get("language") or "en"))
             publish_later(session, "payment_received", {
                 "account_id": tx.account_id, "transaction_id": tx.id, "amount": _money(tx.amount_minor, tx),
                 "balance": _money(tx.balance_after_minor, tx), "reference": tx.reference, "method": tx.method})
@@ -92,20 +97,23 @@ class Ledger:
             return replay
         profile = self.profiles.get(data["account_id"])
         buyer = tax.Buyer.from_profile(profile)
+        # Written in the buyer's language now: the invoice keeps the language of its issue.
+        language = profile.get("language") or "en"
+        invoice_lines = [replace(line, description=WORDING.say(line.description, language)) for line in invoice_lines]
         with self.uow.transaction() as session:
             balance = self._lock_balance(session, data["account_id"])
             if (replay := self._replay(request, session)) is not None:
                 return replay
             invoice_id = str(uuid.uuid4())
             tx = self._move(session, balance, domain.CHARGE, request, invoice_id=invoice_id,
-                            description=data["description"] or "Charge")
+                            description=WORDING.say(data["description"] or "Charge", language))
             now = as_utc(tx.created_at)
             treatment = tax.tax_treatment(buyer, self.seller, on=now)
             document = invoicing.build_invoice(
                 invoice_id=invoice_id, number=self._next_number(session, now), seller=self.seller,
                 buyer=buyer, lines=invoice_lines, treatment=treatment, currency=tx.currency,
                 order_id=tx.reference, issued_at=now)
-            self._issue(session, tx, document, profile.get("language") or "en")
+            self._issue(session, tx, document, language)
             return domain.transaction_view(tx)
 
     def refund(self, account_id, amount, idempotency_key, reference, charge_id, description=None) -> dict:
@@ -131,15 +139,19 @@ class Ledger:
             invoice = session.scalar(select(Invoice).where(Invoice.id == charge.invoice_id))
             earlier = session.scalars(select(Invoice).where(Invoice.corrects == invoice.id)).all()
             note_id = str(uuid.uuid4())
+            # In the language of the invoice it corrects (its buyer's at its issue).
+            language = invoice.language
             tx = self._move(session, balance, domain.REFUND, request, invoice_id=note_id,
                             refunds_transaction_id=charge.id,
-                            description=data["description"] or f"Refund of {charge.description}"[:500])
+                            description=WORDING.say(data["description"] or f"Refund of {charge.description}",
+                                                    language)[:500])
             now = as_utc(tx.created_at)
             document = invoicing.credit_note_for(
                 invoice.document, invoice_id=note_id, number=self._next_number(session, now), issued_at=now,
-                amount=data["amount"], description=data["description"],
+                amount=data["amount"], description=WORDING.say(
+                    data["description"] or f"Refund for invoice {invoice.document['number']}", language),
                 earlier_credit_notes=[note.document for note in earlier])
-            self._issue(session, tx, document, invoice.language)
+            self._issue(session, tx, document, language)
             publish_later(session, "refund_issued", {
                 "account_id": tx.account_id, "transaction_id": tx.id, "amount": data["amount"].to_wire(),
                 "balance": _money(tx.balance_after_minor, tx), "reference": tx.reference,

@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 from nameko.timer import timer
-from nameko.web.handlers import http
 
+from services.common.base import ServiceBase
 from services.common.clock import clock
 from services.common.config import env_float, rpc_timeout
 from services.common.database import Database
 from services.common.events import handle_event
-from services.common.health import HealthCheck
-from services.common.logging import LogContext, configure
-from services.common.metrics import LEDGER_AUDIT_DISCREPANCIES, LEDGER_AUDIT_FINISHED, serve_metrics
-from services.common.roles import EVERYONE, GATEWAY, NOTIFIER, OPERATOR, ORDERS, PAYMENTS, PROFILE, STAFF
+from services.common.logging import configure
+from services.common.metrics import LEDGER_AUDIT_DISCREPANCIES, LEDGER_AUDIT_FINISHED
+from services.common.roles import GATEWAY, NOTIFIER, OPERATOR, ORDERS, PAYMENTS, PROFILE, STAFF
 from services.common.rpc import Caller, ServiceRpc, rpc
 from services.ledger.application import Ledger, default_currency
 from services.ledger.documents.application import InvoicePdfs
@@ -26,15 +25,13 @@ AUDIT_SECONDS = env_float("LEDGER_AUDIT_SECONDS", 300.0)
 STATEMENT_SECONDS = env_float("LEDGER_STATEMENT_SECONDS", 3600.0)
 
 
-class LedgerService:
+class LedgerService(ServiceBase):
     name = "ledger"
 
     db = Database(Base.metadata)
     profile = ServiceRpc("profile")
     # The document worker renders a PDF not stored yet; it answers (or is given up) before the caller's own wait ends.
     documents = ServiceRpc("ledger_documents", timeout=lambda: max(1.0, rpc_timeout() - 1.0))
-    health = HealthCheck()
-    log = LogContext()
     caller = Caller()
 
     @property
@@ -54,10 +51,6 @@ class LedgerService:
     def statements(self) -> Statements:
         return Statements(self.db, self.profile, clock, default_currency())
 
-    @serve_metrics()
-    def metrics(self, request):
-        """Prometheus metrics: answered by the entrypoint itself (services/common/metrics.py)."""
-
     @timer(interval=AUDIT_SECONDS, eager=True)
     def audit_regularly(self):
         """The audit for the alert on /metrics; a replica that finds another one auditing skips its turn."""
@@ -70,14 +63,6 @@ class LedgerService:
     def monthly_statements(self):
         """Last month's statement announced to those who asked for one (the notifier mails it)."""
         self.statements.send_monthly()
-
-    @http("GET", "/health")
-    def health_check(self, request):
-        return self.health.response()
-
-    @rpc(roles=EVERYONE)
-    def ping(self):
-        return "pong"
 
     # -- money movements (docs/CONTRACTS.md)
     @rpc(roles=PAYMENTS | OPERATOR)

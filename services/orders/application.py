@@ -736,7 +736,7 @@ class Orders:
                 "plan_name": loaded.state.plan.name}
 
     def _view(self, loaded: Loaded) -> dict:
-        """API.md's Order shape; days_left and actions are computed from the clock and the status."""
+        """The Order shape of docs/CONTRACTS.md; days_left and actions are computed from the clock and the status."""
         row, state = loaded.row, loaded.state
         today = self.clock.today()
         shown_ip = None if state.status == Status.PENDING_PAYMENT else row.ip_address

@@ -37,7 +37,7 @@ import structlog
 from sqlalchemy import and_, select
 
 from services.common.clock import as_utc
-from services.common.errors import DomainError
+from services.common.errors import DomainError, NotFound
 from services.common.locks import try_lock
 from services.common.money import Money
 from services.orders import domain
@@ -152,8 +152,7 @@ class Forecasts:
     def forecast(self, account_id: str) -> dict:
         """API.md's forecast: the ledger walks the balance through this account's schedule."""
         if not isinstance(account_id, str) or not 1 <= len(account_id) <= 64:
-            raise DomainError("validation_error", "account_id must be an account id",
-                              fields={"account_id": ["must be an account id"]})
+            raise NotFound("account")
         schedule = [charge.to_wire() for charge in self.schedule(account_id)]
         return self.ledger.forecast(account_id, schedule, HORIZON_DAYS)
 

@@ -3,16 +3,14 @@ from __future__ import annotations
 
 from nameko.extensions import DependencyProvider
 from nameko.timer import Timer
-from nameko.web.handlers import http
 
+from services.common.base import ServiceBase
 from services.common.clock import clock
 from services.common.config import env
 from services.common.database import Database
 from services.common.events import handle_event
-from services.common.health import HealthCheck
-from services.common.logging import LogContext, configure
-from services.common.metrics import serve_metrics
-from services.common.roles import EVERYONE, GATEWAY, OPERATOR, STAFF
+from services.common.logging import configure
+from services.common.roles import GATEWAY, OPERATOR, STAFF
 from services.common.rpc import ServiceRpc, rpc
 from services.orders.application import Orders, tick_seconds
 from services.orders.forecast import Forecasts
@@ -46,15 +44,13 @@ class LifecycleTimer(Timer):
         self.interval = tick_seconds()
 
 
-class OrdersService:
+class OrdersService(ServiceBase):
     name = "orders"
 
     db = Database(Base.metadata)
     catalogue = CatalogueProvider()
     ledger = ServiceRpc("ledger")
     profile = ServiceRpc("profile")
-    health = HealthCheck()
-    log = LogContext()
 
     @property
     def orders(self) -> Orders:
@@ -63,18 +59,6 @@ class OrdersService:
     @property
     def forecasts(self) -> Forecasts:
         return Forecasts(self.db, self.catalogue, self.ledger, clock)
-
-    @serve_metrics()
-    def metrics(self, request):
-        """Prometheus metrics: answered by the entrypoint itself (services/common/metrics.py)."""
-
-    @http("GET", "/health")
-    def health_check(self, request):
-        return self.health.response()
-
-    @rpc(roles=EVERYONE)
-    def ping(self):
-        return "pong"
 
     # -- for other Introserv systems (docs/CONTRACTS.md, RPC)
     @rpc(roles=GATEWAY | STAFF)

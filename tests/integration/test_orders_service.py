@@ -11,7 +11,6 @@ from datetime import date, timedelta
 
 import eventlet
 import pytest
-from sqlalchemy import create_engine, text
 
 from services.common.clock import clock
 from services.common.errors import DomainError

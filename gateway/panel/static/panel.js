@@ -6,7 +6,9 @@
 const MESSAGES = JSON.parse(document.getElementById("messages").textContent);
 const TOKEN_KEY = "introserv.token";
 const LANGUAGE_COOKIE = "panel_lang";
-const PUBLIC_PAGES = ["login", "register", "confirm-email", "forgot-password", "reset-password"];
+const PUBLIC_PAGES = ["login", "register", "confirm-email", "forgot-password", "reset-password", "not-found"];
+// Dates, numbers and money in the page's language (en-GB: day before month, as in Polish).
+const LOCALE = document.documentElement.lang === "pl" ? "pl-PL" : "en-GB";
 
 function t(key, values) {
   let text = MESSAGES[key] ?? key;
@@ -54,17 +56,20 @@ function useLanguage(language) {
 // ---- the API
 
 class ApiError extends Error {
-  constructor(status, error) {
+  constructor(status, error, retryAfter = null) {
     super(error.message);
     this.status = status;
     this.code = error.code;
     this.fields = error.fields || {};
+    this.fieldCodes = error.field_codes || {};
     this.details = error.details || {};
+    this.retryAfter = retryAfter;
   }
 }
 
 async function api(method, path, body, headers = {}) {
-  const init = { method, headers: { Accept: "application/json", ...headers } };
+  // Refusals come back in the page's language (the API reads Accept-Language).
+  const init = { method, headers: { Accept: "application/json", "Accept-Language": document.documentElement.lang, ...headers } };
   if (session.token) init.headers.Authorization = `Bearer ${session.token}`;
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
@@ -74,8 +79,9 @@ async function api(method, path, body, headers = {}) {
   try {
     response = await fetch(path, init);
   } catch (networkError) {
-    throw unavailable();
+    throw unreachable();
   }
+  connectionRestored();
   if (response.status === 204) return null;
   let payload = null;
   try { payload = await response.json(); } catch (notJson) { payload = null; }
@@ -85,20 +91,38 @@ async function api(method, path, body, headers = {}) {
     toLogin();
   }
   if (response.status >= 500) throw unavailable(response.status, error);
-  throw new ApiError(response.status, error);
+  throw new ApiError(response.status, error, response.headers.get("Retry-After"));
+}
+
+// Offline (the device has no network), unreachable (no answer) and a server fault (5xx) are
+// three different things for the customer: only the last is ours to fix.
+function unreachable() {
+  const offline = navigator.onLine === false;
+  notice(t(offline ? "errors.offline" : "errors.unreachable"), offline ? "offline" : "unreachable");
+  return new ApiError(0, { code: offline ? "offline" : "unreachable", message: "" });
 }
 
 function unavailable(status = 503, error = { code: "service_unavailable", message: "" }) {
   const problem = new ApiError(status, error);
-  notice(t("errors.unavailable"));
+  notice(t("errors.unavailable"), "fault");
   return problem;
 }
 
-function notice(text) {
+function notice(text, kind = "") {
   const box = $("#notice");
   box.textContent = text;
+  box.dataset.kind = text ? kind : "";
   box.hidden = !text;
 }
+
+// An answer came: a notice that the connection was lost is no longer true.
+function connectionRestored() {
+  const box = $("#notice");
+  if (["offline", "unreachable"].includes(box.dataset.kind)) notice("");
+}
+
+window.addEventListener("offline", () => notice(t("errors.offline"), "offline"));
+window.addEventListener("online", () => { if ($("#notice").dataset.kind === "offline") notice(""); });
 
 function newKey() {
   return crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random().toString(16).slice(2)}`;
@@ -149,9 +173,9 @@ function flatErrors(fields, prefix = "") {
   const flat = {};
   for (const [name, value] of Object.entries(fields || {})) {
     const key = prefix + name;
-    if (Array.isArray(value)) flat[key] = value.map(String);
+    if (Array.isArray(value)) flat[key] = value;
     else if (value && typeof value === "object") Object.assign(flat, flatErrors(value, `${key}.`));
-    else flat[key] = [String(value)];
+    else flat[key] = [value];
   }
   return flat;
 }
@@ -163,37 +187,59 @@ function clearErrors(form) {
   if (done) done.textContent = "";
 }
 
-function fieldMessage(text) {
-  return MESSAGES[`field_errors.${text}`] ?? text;
+// A field's problem in the panel's words when its stable code has them, else the API's message
+// (which is in the page's language already: the API reads Accept-Language).
+function fieldMessage(text, problem) {
+  if (problem && MESSAGES[`field_codes.${problem.code}`]) return t(`field_codes.${problem.code}`, problem.params);
+  return MESSAGES[`field_errors.${text}`] ?? String(text);
 }
 
 function errorText(error) {
+  if (error.status === 429) return t("errors.rate_limited_wait", { seconds: waitOf(error) });
   return MESSAGES[`errors.${error.code}`] ?? (error.message || t("errors.unexpected"));
 }
 
+// One message per error: next to the field it concerns when it names one (a refusal that is not a
+// plain validation error says its own sentence there), else once above the form's button.
 function showErrors(form, error) {
   clearErrors(form);
   if (!(error instanceof ApiError)) throw error;
-  if (error.status >= 500) return;
-  let placed = false;
+  if (error.status >= 500 || error.status === 0) return;  // api() has told the customer already
+  const codes = flatErrors(error.fieldCodes);
+  let placed = 0;
   for (const [name, messages] of Object.entries(flatErrors(error.fields))) {
     const line = $(`[data-error-for="${name}"]`, form) || $(`[data-error-for="${name.split(".")[0]}"]`, form);
     if (!line) continue;
-    line.textContent = messages.map(fieldMessage).join(" ");
+    line.textContent = placed === 0 && error.code !== "validation_error" && codes[name]
+      ? errorText(error) : messages.map((text, index) => fieldMessage(text, (codes[name] || [])[index])).join(" ");
     const input = $(`[name="${name}"]`, form);
     if (input) input.setAttribute("aria-invalid", "true");
-    placed = true;
+    placed += 1;
   }
   const general = $('[data-error-for=""]', form);
-  if (general && (!placed || error.code !== "validation_error")) general.textContent = errorText(error);
+  if (general && !placed) general.textContent = errorText(error);
   const first = $('[aria-invalid="true"]', form);
   if (first) first.focus();
 }
 
-// A 429's wait in whole seconds (the API sends it in details and in Retry-After).
+// A 429's wait in whole seconds: the Retry-After header, else details.retry_after.
 function waitOf(error) {
-  return String(Math.max(1, Number(error.details && error.details.retry_after) || 1));
+  return String(Math.max(1, Number(error.retryAfter) || Number(error.details && error.details.retry_after) || 1));
 }
+
+// A message about a value goes once the customer changes that value; the form's own line too.
+document.addEventListener("input", (event) => {
+  const input = event.target;
+  const form = input.form;
+  if (!form) return;
+  if (input.getAttribute("aria-invalid") === "true") {
+    input.removeAttribute("aria-invalid");
+    const line = $(`[data-error-for="${input.name}"]`, form);
+    if (line) line.textContent = "";
+  }
+  const general = $('[data-error-for=""]', form);
+  if (general) general.textContent = "";
+});
 
 function done(form, text) {
   const line = $(".form-done", form);
@@ -230,9 +276,20 @@ async function confirmed(send) {
   }
 }
 
+// The form (or section) of the last action the customer took: where a call's code box goes.
+let lastAction = null;
+document.addEventListener("submit", (event) => { lastAction = event.target; }, true);
+document.addEventListener("click", (event) => {
+  const button = event.target.closest && event.target.closest("button");
+  if (button && !button.closest("#operation-check")) lastAction = button.closest("form, section");
+}, true);
+
 function verifyOperation(refusal) {
   const box = $("#operation-check");
   const form = $("#operation-check-form");
+  // The code is typed next to the action it confirms, not at the foot of the page.
+  const action = lastAction;
+  if (action && action.isConnected && !box.contains(action)) action.after(box);
   return new Promise((resolve, reject) => {
     let verification = null;
     const start = async (channel) => {
@@ -275,31 +332,74 @@ function money(amount, currency = "EUR") {
   return { amount: String(amount).replace(",", "."), currency };
 }
 
+const FORMATS = {
+  // The amount is formatted as the decimal string it is (Intl reads a string exactly, never as a float).
+  money: new Intl.NumberFormat(LOCALE, { minimumFractionDigits: 2, maximumFractionDigits: 2 }),
+  number: new Intl.NumberFormat(LOCALE),
+  percent: new Intl.NumberFormat(LOCALE, { style: "percent", maximumFractionDigits: 2 }),
+  // A date is a calendar day: read and shown in UTC so that no time zone moves it.
+  date: new Intl.DateTimeFormat(LOCALE, { day: "numeric", month: "short", year: "numeric", timeZone: "UTC" }),
+  time: new Intl.DateTimeFormat(LOCALE, { day: "numeric", month: "short", year: "numeric", hour: "2-digit", minute: "2-digit" }),
+};
+
 function showMoney(value) {
-  if (!value) return "–";
-  const [whole, cents] = value.amount.split(".");
-  const sign = whole.startsWith("-") ? "−" : "";
-  const digits = whole.replace("-", "").replace(/\B(?=(\d{3})+(?!\d))/g, "\u00a0");
-  return `${sign}${digits}${t("format.decimal")}${cents} ${value.currency}`;
+  return value ? `${FORMATS.money.format(value.amount)} ${value.currency}` : "–";
+}
+
+function showNumber(value) {
+  return value === null || value === undefined ? "–" : FORMATS.number.format(value);
+}
+
+// A VAT rate comes as percent ("23.00"): "23%" in English, "23%" in Polish, "8,5%" for 8.50.
+function showPercent(value) {
+  return FORMATS.percent.format(Number(value) / 100);
 }
 
 function showDate(value) {
-  return value ? new Date(value.length === 10 ? `${value}T00:00:00` : value).toLocaleDateString(document.documentElement.lang) : "–";
+  if (!value) return "–";
+  return FORMATS.date.format(new Date(value.length === 10 ? `${value}T00:00:00Z` : value));
 }
 
 function showTime(value) {
-  return value ? new Date(value).toLocaleString(document.documentElement.lang) : "–";
+  return value ? FORMATS.time.format(new Date(value)) : "–";
 }
 
 function row(...cells) {
   return el("tr", {}, cells.map((cell) => (cell instanceof Node && cell.tagName === "TD" ? cell : el("td", {}, cell))));
 }
 
+// Under 600 px a table is a stack of cards: each cell shows its column's name (data-label).
+function labelCells(table) {
+  const names = $$("thead th", table).map((cell) => cell.textContent.trim());
+  for (const line of $$("tbody tr", table)) {
+    Array.from(line.cells).forEach((cell, index) => { if (names[index]) cell.dataset.label = names[index]; });
+  }
+}
+
+// Until its rows come, a table says it is loading; with none, it says so instead of showing bare headers.
+function loading(table) {
+  const columns = $$("thead th", table).length || 1;
+  table.setAttribute("aria-busy", "true");
+  $("tbody", table).replaceChildren(el("tr", { class: "loading-row" },
+    el("td", { colspan: columns }, el("span", { class: "spinner", "aria-hidden": "true" }), t("common.loading"))));
+}
+
+function emptyNote(table) {
+  let empty = table.parentElement.querySelector(".empty");
+  if (!empty) {
+    empty = el("p", { class: "empty", text: t("common.nothing_yet"), hidden: true });
+    table.after(empty);
+  }
+  return empty;
+}
+
 function fillTable(table, items, toRow) {
   const body = $("tbody", table);
   body.replaceChildren(...items.map(toRow));
-  const empty = table.parentElement.querySelector(".empty");
-  if (empty) empty.hidden = items.length > 0;
+  labelCells(table);
+  table.removeAttribute("aria-busy");
+  table.hidden = items.length === 0;
+  emptyNote(table).hidden = items.length > 0;
 }
 
 const PAGE_SIZE = 20;
@@ -309,6 +409,7 @@ const PAGE_SIZE = 20;
 async function fillPagedTable(table, path, toRow) {
   const pageOf = (cursor) => api("GET", `${path}${path.includes("?") ? "&" : "?"}limit=${PAGE_SIZE}` +
     (cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""));
+  loading(table);
   const first = await pageOf(null);
   fillTable(table, first.items, toRow);
   let more = table.parentElement.querySelector("button.more");
@@ -323,6 +424,7 @@ async function fillPagedTable(table, path, toRow) {
     try {
       const next = await pageOf(cursor);
       $("tbody", table).append(...next.items.map(toRow));
+      labelCells(table);
       cursor = next.next_cursor;
       more.hidden = !cursor;
     } catch (error) {
@@ -676,17 +778,19 @@ pages.security = async () => {
         error.fields = {};
         throw error;
       }
-      const perLine = error.fields && error.fields.rules;
-      if (Array.isArray(perLine) && perLine.some((text) => /^line \d+/.test(text))) {
+      // Each bad line comes with the field code ip_rule and its number in params.line.
+      const perLine = (error.fields && error.fields.rules) || [];
+      const problems = (error.fieldCodes && error.fieldCodes.rules) || [];
+      if (Array.isArray(perLine) && problems.some((problem) => problem.code === "ip_rule")) {
         const byLine = {};
-        for (const text of perLine) {
-          const [, number, message] = text.match(/^line (\d+):?\s*(.*)$/) || [];
-          if (number) byLine[number] = message;
-        }
+        problems.forEach((problem, index) => {
+          if (problem.code === "ip_rule") byLine[problem.params.line] = String(perLine[index]).replace(/^[^:]*:\s*/, "");
+        });
         lineErrors.replaceChildren(...lines.map((line, index) => el("li", { class: byLine[index + 1] ? "bad" : "" },
           el("code", { text: line || " " }), byLine[index + 1] ? el("span", { class: "field-error", text: ` ← ${byLine[index + 1]}` }) : "")));
         lineErrors.hidden = false;
         error.fields = { rules: [t("security.ip_bad_lines", { count: Object.keys(byLine).length })] };
+        error.fieldCodes = {};
       }
       throw error;
     }
@@ -1081,22 +1185,52 @@ pages.invoice = async () => {
   if (invoice.order_id) $('[data-invoice="order_id"]').replaceChildren(el("a", { href: `/orders/${invoice.order_id}`, text: invoice.order_id }));
   fillTable($("#invoice-lines"), invoice.lines, (line) => row(line.description,
     line.period_from ? `${showDate(line.period_from)} – ${showDate(line.period_to)}` : "–",
-    el("td", { class: "num", text: String(line.quantity) }), el("td", { class: "num", text: showMoney(line.net) }),
-    el("td", { class: "num", text: `${line.vat_rate}%` }), el("td", { class: "num", text: showMoney(line.vat) }),
+    el("td", { class: "num", text: showNumber(line.quantity) }), el("td", { class: "num", text: showMoney(line.net) }),
+    el("td", { class: "num", text: showPercent(line.vat_rate) }), el("td", { class: "num", text: showMoney(line.vat) }),
     el("td", { class: "num", text: showMoney(line.gross) })));
   $("#invoice-pdf").addEventListener("click", () => downloadPdf(invoice));
 };
+
+// ---- page states: loading until the page is filled, a not-found page for what does not exist
+
+pages["not-found"] = () => {};
+
+// The thing a page shows (an order, an invoice) does not exist, or is another customer's.
+function showNotFound(name) {
+  const main = $("#main");
+  const heading = el("h1", { text: t("not_found.title") });
+  document.title = `${t("not_found.title")} · ${t("app.name")}`;
+  main.replaceChildren(heading, el("section", { class: "card not-found" },
+    el("p", { text: MESSAGES[`not_found.${name}`] ?? t("not_found.text") }),
+    el("p", {}, el("a", { class: "button", href: name === "order" ? "/orders" : name === "invoice" ? "/invoices" : "/profile",
+      text: name === "order" ? t("nav.orders") : name === "invoice" ? t("nav.invoices") : t("not_found.home") }))));
+  document.body.dataset.state = "not-found";
+  heading.setAttribute("tabindex", "-1");
+  heading.focus();
+}
+
+// Phones: the sections open and close behind the menu button.
+function foldMenu() {
+  const toggle = $(".menu-toggle");
+  if (!toggle) return;
+  toggle.addEventListener("click", () => {
+    const open = toggle.getAttribute("aria-expanded") !== "true";
+    toggle.setAttribute("aria-expanded", String(open));
+    toggle.closest("header").classList.toggle("open", open);
+  });
+}
 
 // ---- start
 
 async function start() {
   const name = document.body.dataset.page;
   let profile = null;
+  foldMenu();
   if (!PUBLIC_PAGES.includes(name)) {
     if (!session.token) { toLogin(); return; }
     try {
       profile = await api("GET", "/api/v1/profile");
-    } catch (error) { return; }
+    } catch (error) { document.body.dataset.state = "failed"; return; }
     if (profile.language !== document.documentElement.lang) { useLanguage(profile.language); return; }
     showAll("login", profile.login);
     $("#logout").addEventListener("click", async () => {
@@ -1106,10 +1240,17 @@ async function start() {
   try {
     if (profile) await forecastBand().catch(() => null);   // the band is a courtesy: a page works without it
     await pages[name](profile);
+    document.body.dataset.state = document.body.dataset.state || "ready";
     document.body.dataset.ready = "true";
   } catch (error) {
+    document.body.dataset.state = "failed";
     if (!(error instanceof ApiError)) throw error;
-    if (error.status < 500) notice(errorText(error));
+    if (error.status === 404 && (name === "order" || name === "invoice")) {
+      showNotFound(name);
+      document.body.dataset.ready = "true";
+      return;
+    }
+    if (error.status >= 400 && error.status < 500) notice(errorText(error));
   }
 }
 
