@@ -152,6 +152,8 @@ class RouteSpec:
     description: str = ""
     tags: tuple = field(default_factory=tuple)
     content_type: str = "application/json"
+    # Other media types the same route answers besides JSON (a statement as CSV or PDF).
+    alternatives: tuple = ()
 
 
 @dataclass
@@ -309,11 +311,12 @@ def to_openapi_path(path: str) -> str:
 def route(method: str, path: str, *, summary: str, body=None, query=None, response=None,
           status: int = 200, auth: bool = True, errors: tuple = (), many: bool = False,
           idempotent: bool = False, description: str = "", tags: tuple = (),
-          content_type: str = "application/json"):
+          content_type: str = "application/json", alternatives: tuple = ()):
     """Declare an API route: entrypoint, request parsing, auth and its OpenAPI description."""
     def decorate(fn):
         spec = RouteSpec(method, path, fn.__name__, summary, body, query, response, status, auth,
-                         tuple(errors), many, idempotent, description, tuple(tags), content_type)
+                         tuple(errors), many, idempotent, description, tuple(tags), content_type,
+                         tuple(alternatives))
         ROUTES.append(spec)
 
         @functools.wraps(fn)

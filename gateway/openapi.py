@@ -141,6 +141,8 @@ def openapi_document() -> dict:
                     "items": {"type": "array", "items": schema},
                     "next_cursor": {"type": "string", "nullable": True}}}
             responses[str(route.status)] = {"description": "success", "content": {"application/json": {"schema": schema}}}
+            for other in route.alternatives:
+                responses[str(route.status)]["content"][other] = {"schema": {"type": "string", "format": "binary"}}
         else:
             responses[str(route.status)] = {"description": "success", "content": {"application/json": {"schema": {"type": "object"}}}}
         statuses = set(route.errors) | ({401} if route.auth else set()) | {503}

@@ -6,6 +6,7 @@ from nameko.dependency_providers import Config
 from gateway.http import trusted_proxies
 from gateway.language import DEFAULT_LANGUAGE, requested_language
 from gateway.panel.routes import PanelRoutes
+from gateway.routes.balance_reports import BalanceReportRoutes
 from gateway.routes.ledger import LedgerRoutes
 from gateway.routes.meta import MetaRoutes
 from gateway.routes.notifications import NotificationRoutes
@@ -24,7 +25,7 @@ configure("gateway")
 
 
 class Gateway(ProfileRoutes, SecurityRoutes, NotificationRoutes, VerificationRoutes, LedgerRoutes,
-              OrdersRoutes, MetaRoutes, PanelRoutes):
+              BalanceReportRoutes, OrdersRoutes, MetaRoutes, PanelRoutes):
     name = "gateway"
 
     vouched = VouchedSessions()

@@ -76,7 +76,7 @@ class FakeProfile:
 
     def notification_settings(self, account_id) -> dict:
         profile = self.get(account_id)
-        settings = {"newsletter": False, "low_balance_threshold": None, **self.settings.get(account_id, {})}
+        settings = {"newsletter": False, "low_balance_threshold": None, "low_balance_days": None, "monthly_statement": False, **self.settings.get(account_id, {})}
         settings["emails"] = {"invoices": None, "support": None, "complaints": None, **settings.get("emails", {})}
         return {"account_id": account_id, **{name: profile[name] for name in (
             "email", "email_confirmed", "first_name", "last_name", "language")}, **settings}

@@ -27,8 +27,10 @@ _NOT_FOUND = 404
 HANDLER_QUEUES = (
     "evt-ledger-balance_changed--orders.on_balance_changed",
     "evt-ledger-balance_low--notifier.balance_low",
+    "evt-ledger-balance_running_out--notifier.balance_running_out",
     "evt-ledger-invoice_issued--ledger_documents.on_invoice_issued",
     "evt-ledger-invoice_pdf_ready--notifier.invoice_pdf_ready",
+    "evt-ledger-monthly_statement--notifier.monthly_statement",
     "evt-ledger-refund_issued--notifier.refund_issued",
     "evt-orders-order_activated--notifier.order_activated",
     "evt-orders-order_cancelled--notifier.order_cancelled",

@@ -362,6 +362,14 @@ class Ledger:
             balance.below_threshold = domain.below_after_threshold_change(
                 threshold, Money(balance.balance_minor, balance.currency), balance.below_threshold)
             balance.threshold_as_of = as_of
+            balance.low_balance_days = event.get("low_balance_days")
+            if balance.low_balance_days is None:
+                balance.below_days = False
+            wanted = bool(event.get("monthly_statement"))
+            if wanted and not balance.monthly_statement:
+                # The first statement is of the first whole month after the customer asked.
+                balance.statement_sent_for = as_of.date().replace(day=1)
+            balance.monthly_statement = wanted
             balance.updated_at = self.clock.now()
 
     # -- the parts of a movement ----------------------------------------------------------

@@ -12,14 +12,17 @@ from services.common.logging import configure
 from services.common.metrics import LEDGER_AUDIT_DISCREPANCIES, LEDGER_AUDIT_FINISHED
 from services.common.roles import GATEWAY, NOTIFIER, OPERATOR, ORDERS, PAYMENTS, PROFILE, STAFF
 from services.common.rpc import Caller, ServiceRpc, rpc
-from services.ledger.application import Ledger
+from services.ledger.application import Ledger, default_currency
 from services.ledger.documents.application import InvoicePdfs
+from services.ledger.forecast import BalanceForecasts
+from services.ledger.statements import Statements
 from services.ledger.models import Base
 from services.ledger.tax import Seller
 
 configure("ledger")
 SELLER = Seller.from_env()
 AUDIT_SECONDS = env_float("LEDGER_AUDIT_SECONDS", 300.0)
+STATEMENT_SECONDS = env_float("LEDGER_STATEMENT_SECONDS", 3600.0)
 
 
 class LedgerService(ServiceBase):
@@ -40,6 +43,14 @@ class LedgerService(ServiceBase):
         """The kept PDFs; one not kept yet is asked of the document worker (never rendered here)."""
         return InvoicePdfs(self.db, clock, worker=self.documents)
 
+    @property
+    def forecasts(self) -> BalanceForecasts:
+        return BalanceForecasts(self.db, self.profile, clock, SELLER, default_currency())
+
+    @property
+    def statements(self) -> Statements:
+        return Statements(self.db, self.profile, clock, default_currency())
+
     @timer(interval=AUDIT_SECONDS, eager=True)
     def audit_regularly(self):
         """The audit for the alert on /metrics; a replica that finds another one auditing skips its turn."""
@@ -47,6 +58,11 @@ class LedgerService(ServiceBase):
         if found is not None:
             LEDGER_AUDIT_DISCREPANCIES.set(len(found))
             LEDGER_AUDIT_FINISHED.set_to_current_time()
+
+    @timer(interval=STATEMENT_SECONDS)
+    def monthly_statements(self):
+        """Last month's statement announced to those who asked for one (the notifier mails it)."""
+        self.statements.send_monthly()
 
     # -- money movements (docs/CONTRACTS.md)
     @rpc(roles=PAYMENTS | OPERATOR)
@@ -89,6 +105,24 @@ class LedgerService(ServiceBase):
     @rpc(roles=ORDERS | OPERATOR)
     def price(self, account_id, amount):
         return self.ledger.price(account_id, amount)
+
+    @rpc(roles=ORDERS)
+    def forecast(self, account_id, schedule, horizon_days):
+        return self.forecasts.forecast(account_id, schedule, horizon_days)
+
+    @rpc(roles=GATEWAY | STAFF)
+    def statement(self, account_id, from_, to):
+        return self.statements.statement(account_id, from_, to)
+
+    @rpc(roles=GATEWAY | NOTIFIER | STAFF)
+    def statement_pdf(self, account_id, from_, to):
+        """The statement drawn by the document worker (ReportLab never loads here)."""
+        statement = self.statements.statement(account_id, from_, to)
+        return {**self.documents.render_statement_pdf(statement), "from": statement["from"], "to": statement["to"]}
+
+    @rpc(roles=GATEWAY | STAFF)
+    def invoice_archive_page(self, account_id, year, limit=100, cursor=None):
+        return self.statements.archive_page(account_id, year, limit, cursor)
 
     @rpc(roles=GATEWAY | STAFF)
     def list_invoices(self, account_id, limit=50, cursor=None):

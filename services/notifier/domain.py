@@ -29,6 +29,8 @@ Every kind also takes ``first_name``.
 | order_suspended        | invoices   | order_id, plan_name, ip_address, close_on:date, cost:money, order_number?, hostname?                                  |
 | order_closed           | invoices   | order_id, plan_name, order_number?, hostname?                                                                         |
 | balance_low            | invoices   | balance:money, threshold:money                                                                                        |
+| balance_running_out    | invoices   | order_id, plan_name, stops_on:date, days:int, low_balance_days:int, to_pay:money, balance:money                       |
+| monthly_statement      | invoices   | from:date, to:date, opening_balance:money, closing_balance:money, transactions:int                                    |
 | invoice_issued         | invoices   | invoice_id, number, kind, gross:money, issued_at:time, order_id?                                                      |
 | support_reply          | support    | ticket_id, ticket_subject, reply                                                                                      |
 | abuse_report           | complaints | report_id, ip_address, summary, respond_by:date, order_id?                                                            |
@@ -141,6 +143,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     _kind("order_suspended", Route.INVOICES, "order_id, plan_name, ip_address, close_on, cost, order_number?, hostname?"),
     _kind("order_closed", Route.INVOICES, "order_id, plan_name, order_number?, hostname?"),
     _kind("balance_low", Route.INVOICES, "balance, threshold"),
+    _kind("balance_running_out", Route.INVOICES, "order_id, plan_name, stops_on, days, low_balance_days, to_pay, balance"),
+    _kind("monthly_statement", Route.INVOICES, "from, to, opening_balance, closing_balance, transactions"),
     _kind("invoice_issued", Route.INVOICES, "invoice_id, number, kind, gross, issued_at, order_id?"),
     _kind("support_reply", Route.SUPPORT, "ticket_id, ticket_subject, reply"),
     _kind("abuse_report", Route.COMPLAINTS, "report_id, ip_address, summary, respond_by, order_id?"),

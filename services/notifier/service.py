@@ -108,6 +108,14 @@ class NotifierService(ServiceBase):
     def balance_low(self, payload):
         self.notifications.on_event("balance_low", payload)
 
+    @handle_event("ledger", "balance_running_out")
+    def balance_running_out(self, payload):
+        self.notifications.on_event("balance_running_out", payload)
+
+    @handle_event("ledger", "monthly_statement")
+    def monthly_statement(self, payload):
+        self.notifications.on_event("monthly_statement", payload)
+
     # The invoice mail waits for the invoice's PDF, which the ledger's document worker announces.
     @handle_event("ledger", "invoice_pdf_ready")
     def invoice_pdf_ready(self, payload):

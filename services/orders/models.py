@@ -154,3 +154,12 @@ class RenewalReminder(Base):
     paid_until: Mapped[date] = mapped_column(Date, primary_key=True)
     days: Mapped[int] = mapped_column(Integer, primary_key=True)
 
+
+
+class ForecastCheck(Base):
+    """The day the account's forecast was last given to the ledger's alert in days (services/orders/forecast.py)."""
+
+    __tablename__ = "forecast_checks"
+
+    account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    checked_on: Mapped[date] = mapped_column(Date)

@@ -13,6 +13,7 @@ from services.common.logging import configure
 from services.common.roles import GATEWAY, OPERATOR, STAFF
 from services.common.rpc import ServiceRpc, rpc
 from services.orders.application import Orders, retry_seconds, tick_seconds
+from services.orders.forecast import Forecasts
 from services.orders.catalogue import load_catalogue, parse_ip_pools
 from services.orders.models import Base
 
@@ -64,6 +65,10 @@ class OrdersService(ServiceBase):
     @property
     def orders(self) -> Orders:
         return Orders(self.db, self.catalogue, self.ledger, self.profile, clock)
+
+    @property
+    def forecasts(self) -> Forecasts:
+        return Forecasts(self.db, self.catalogue, self.ledger, clock)
 
     # -- for other Introserv systems (docs/CONTRACTS.md, RPC)
     @rpc(roles=GATEWAY | STAFF)
@@ -127,10 +132,16 @@ class OrdersService(ServiceBase):
     def cancel(self, account_id, order_id, body, idempotency_key=None):
         return self.orders.cancel(account_id, order_id, body, idempotency_key)
 
+    @rpc(roles=GATEWAY | STAFF)
+    def forecast(self, account_id):
+        return self.forecasts.forecast(account_id)
+
     # -- events and the clock
     @handle_event("ledger", "balance_changed")
     def on_balance_changed(self, payload):
         self.orders.on_balance_changed(payload)
+        if payload.get("account_id"):
+            self.forecasts.check(payload["account_id"])  # the alert in days (services/orders/forecast.py)
 
     @handle_event("profile", "account_registered")
     def on_account_registered(self, event):
@@ -156,3 +167,8 @@ class OrdersService(ServiceBase):
     def finish_interrupted(self):
         """An order whose ledger call failed is finished within seconds of the ledger answering again."""
         self.orders.finish_interrupted()
+
+    @LifecycleTimer.decorator
+    def forecast_checks(self):
+        """Once a day per account: the forecast's days fall as time passes, without any movement."""
+        self.forecasts.check_daily()

@@ -138,6 +138,11 @@ function readForm(form) {
     let value;
     if (input.type === "checkbox") value = input.checked;
     else if (input.dataset.money !== undefined) value = input.value.trim() ? money(input.value.trim()) : null;
+    else if (input.dataset.integer !== undefined) {
+      // A whole number is sent as one; anything else as typed, for the API to name the field.
+      const raw = input.value.trim();
+      value = raw === "" ? null : (/^\d+$/.test(raw) ? Number(raw) : raw);
+    }
     else {
       value = input.value.trim();
       if (value === "" && input.dataset.empty === "null") value = null;
@@ -1200,6 +1205,8 @@ pages.home = async (profile) => {
 };
 
 pages.balance = async () => {
+  statementForms();
+  await showForecast();
   const numbers = await orderNumbers();   // a charge's or refund's reference is its order's id
   const [balance, methods] = await Promise.all([api("GET", "/api/v1/balance"), api("GET", "/api/v1/payment-methods"),
     fillPagedTable($("#transactions"), "/api/v1/balance/transactions", (item) => row(showTime(item.at),
@@ -1212,6 +1219,80 @@ pages.balance = async () => {
     // The ledger names the method and the reason in the customer's language already.
     method.available ? t("balance.available") : t("balance.unavailable", { reason: method.reason || "" }))));
 };
+
+// ---- the forecast (how long the balance lasts), statements and the year's archive
+
+function dayCount(n) {
+  const key = `forecast.day.${new Intl.PluralRules(document.documentElement.lang).select(n)}`;
+  return t(key in MESSAGES ? key : "forecast.day.other", { n: String(n) });
+}
+
+function longDate(value) {
+  return new Date(`${value}T00:00:00`).toLocaleDateString(document.documentElement.lang, { day: "numeric", month: "long", year: "numeric" });
+}
+
+function forecastSummary(forecast) {
+  if (forecast.renews_nothing) return t("forecast.nothing");
+  if (forecast.covered_until === null) return t("forecast.beyond", { days: String(forecast.horizon_days) });
+  return t("forecast.until", { date: longDate(forecast.covered_until), days: dayCount(forecast.days) });
+}
+
+// The band on every page: shown while the forecast's days are under the customer's low_balance_days.
+async function forecastBand() {
+  const settings = await api("GET", "/api/v1/profile/notifications");
+  if (settings.low_balance_days === null || settings.low_balance_days === undefined) return;
+  const forecast = await api("GET", "/api/v1/balance/forecast");
+  if (forecast.days === null || forecast.days >= settings.low_balance_days) return;
+  const band = $("#forecast-band");
+  band.replaceChildren(t("forecast.band", { date: longDate(forecast.covered_until), days: dayCount(forecast.days) }), " ",
+    el("a", { href: "/balance#forecast", text: t("forecast.band_link") }));
+  band.hidden = false;
+}
+
+async function download(path, fallbackName) {
+  const response = await fetch(path, { headers: { Authorization: `Bearer ${session.token}` } });
+  if (!response.ok) {
+    let error = { code: `http_${response.status}`, message: "" };
+    try { error = (await response.json()).error || error; } catch (notJson) { /* keep the generic one */ }
+    if (response.status >= 500) throw unavailable(response.status, error);
+    throw new ApiError(response.status, error);
+  }
+  const named = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") || "");
+  const link = el("a", { href: URL.createObjectURL(await response.blob()), download: named ? named[1] : fallbackName });
+  document.body.append(link);
+  link.click();
+  link.remove();
+}
+
+async function showForecast() {
+  const forecast = await api("GET", "/api/v1/balance/forecast");
+  $("#forecast-summary").textContent = forecastSummary(forecast);
+  const stops = $("#forecast-stops");
+  if (forecast.stops) {
+    stops.textContent = t("forecast.stops", { order: forecast.stops.order_id, plan: forecast.stops.plan_name,
+      date: longDate(forecast.stops.on), amount: showMoney(forecast.stops.amount) });
+    stops.hidden = false;
+  }
+  $("#forecast-details").hidden = forecast.renewals.length === 0;
+  fillTable($("#forecast-renewals"), forecast.renewals, (renewal) => row(showDate(renewal.on),
+    el("a", { href: `/orders/${renewal.order_id}`, text: renewal.order_id }),
+    t(`forecast.kinds.${renewal.kind}`, { plan: renewal.plan_name, months: String(renewal.period_months) }),
+    el("td", { class: "num", text: showMoney(renewal.amount) }), el("td", { class: "num", text: showMoney(renewal.balance_after) })));
+}
+
+function statementForms() {
+  const today = new Date();
+  const iso = (day) => `${day.getFullYear()}-${String(day.getMonth() + 1).padStart(2, "0")}-${String(day.getDate()).padStart(2, "0")}`;
+  const statement = $("#statement-form");
+  // The month so far, by default: an accountant's usual period.
+  $("#f-statement-from").value = iso(new Date(today.getFullYear(), today.getMonth(), 1));
+  $("#f-statement-to").value = iso(today);
+  onSubmit(statement, (data) => download(`/api/v1/balance/statement?${new URLSearchParams(data)}`,
+    `statement.${data.format}`));
+  const archive = $("#archive-form");
+  $("#f-archive-year").value = String(today.getFullYear());
+  onSubmit(archive, (data) => download(`/api/v1/invoices/archive?${new URLSearchParams(data)}`, `invoices-${data.year}.zip`));
+}
 
 async function downloadPdf(invoice) {
   const response = await fetch(`/api/v1/invoices/${encodeURIComponent(invoice.id)}/pdf`, { headers: { Authorization: `Bearer ${session.token}` } });
@@ -1317,6 +1398,7 @@ async function start() {
     });
   }
   try {
+    if (profile) await forecastBand().catch(() => null);   // the band is a courtesy: a page works without it
     await pages[name](profile);
     document.body.dataset.state = document.body.dataset.state || "ready";
     document.body.dataset.ready = "true";

@@ -8,6 +8,8 @@ ledger's outbox to the ledger's processes, which publish it under their lock.
 """
 from __future__ import annotations
 
+import base64
+
 from nameko.timer import timer
 
 from services.common.base import ServiceBase
@@ -21,6 +23,7 @@ from services.common.rpc import rpc
 from services.ledger.documents.application import InvoicePdfs
 from services.ledger.invoice_pdf import render_invoice_pdf
 from services.ledger.models import Base
+from services.ledger.statement_pdf import render_statement_pdf
 
 configure("ledger_documents")
 BACKFILL_SECONDS = env_float("PDF_BACKFILL_SECONDS", 2.0)
@@ -39,6 +42,11 @@ class LedgerDocumentsService(ServiceBase):
     @rpc(roles=LEDGER)
     def render_invoice_pdf(self, invoice_id):
         return self.pdfs.render(invoice_id)
+
+    # -- the ledger, for a statement of the balance asked as a PDF (drawn, not kept: the journal is the record)
+    @rpc(roles=LEDGER)
+    def render_statement_pdf(self, statement):
+        return {"content": base64.b64encode(render_statement_pdf(statement)).decode("ascii")}
 
     # -- every invoice and credit note the ledger issues
     @handle_event("ledger", "invoice_issued")
