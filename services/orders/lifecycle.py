@@ -1,9 +1,11 @@
 """The lifecycle clock (O1, O7): overdue, suspended, closed; renewal reminders; automatic renewals.
 
 It works through the live orders in batches of ``ORDERS_CLOCK_BATCH`` (500), one short
-transaction each, and renews ``ORDERS_RENEWALS_AT_ONCE`` (8) orders side by side: a month end
-with a hundred thousand renewals due on one day holds no transaction and no lock for the run
-(``bench.run --renewals``).
+transaction each, account by account, and renews ``ORDERS_RENEWALS_AT_ONCE`` (8) accounts side by
+side: a month end with a hundred thousand renewals due on one day holds no transaction and no lock
+for the run (``bench.run --renewals``). One account's renewals are made one after the other, in
+the order its orders were placed, so the balance pays them in the order the balance forecast
+counts them (services/orders/forecast.py).
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from datetime import timedelta
 
 import eventlet
 import structlog
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, tuple_
 
 from services.common.config import env_float, env_int
 from services.common.errors import DomainError
@@ -56,13 +58,13 @@ def renewals_at_once() -> int:
 
 @dataclass
 class Batch:
-    """What one transaction of the clock did: its orders' last id, how many it read, and the renewals due."""
+    """What one transaction of the clock did: where it stopped, how many it read, and the renewals due."""
 
-    last_id: str | None = None
+    last: tuple | None = None          # (account_id, created_at, id) of its last order
     read: int = 0
     moved: int = 0
     reminded: int = 0
-    due: list[tuple[str, int]] = field(default_factory=list)
+    due: list[tuple[str, str, int]] = field(default_factory=list)   # (account_id, order_id, months), in order
 
 
 class LifecycleClock:
@@ -93,6 +95,7 @@ class LifecycleClock:
         renewals = eventlet.GreenPool(self.at_once)
         started = []
         after = None
+        account, turn = None, []   # the account being read and its due renewals: an account's orders come together
         try:
             while True:
                 with self.uow.transaction() as session:
@@ -100,25 +103,38 @@ class LifecycleClock:
                 totals["batches"] += 1
                 totals["moved"] += batch.moved
                 totals["reminded"] += batch.reminded
-                for order_id, months in batch.due:
-                    started.append(renewals.spawn(self.renew_automatically, order_id, months))  # waits for a slot
+                for account_id, order_id, months in batch.due:
+                    if account_id != account and turn:
+                        started.append(renewals.spawn(self.renew_in_turn, turn))  # waits for a slot
+                        turn = []
+                    account = account_id
+                    turn.append((order_id, months))
                 if batch.read < self.batch:
                     break
-                after = batch.last_id
+                after = batch.last
         finally:
+            if turn:  # marked as tried today by a committed batch: renewed now or not today
+                started.append(renewals.spawn(self.renew_in_turn, turn))
             renewals.waitall()  # a batch that failed (the database away) still lets the started renewals end
-        totals["renewed"] = sum(1 for renewal in started if renewal.wait())
+        totals["renewed"] = sum(renewal.wait() for renewal in started)
         return totals
 
+    def renew_in_turn(self, due: list[tuple[str, int]]) -> int:
+        """One account's due renewals, one after the other in the order its orders were placed."""
+        return sum(1 for order_id, months in due if self.renew_automatically(order_id, months))
+
     def advance_batch(self, session, after: str | None, today, now) -> Batch:
-        """The next ``batch`` live orders after ``after`` (by id), moved along in the caller's transaction."""
+        """The next ``batch`` live orders after ``after`` (by account, then as placed), moved along in the
+        caller's transaction."""
         query = select(Order).where(
             Order.status.not_in([s.value for s in ENDED]), Order.pending_operation.is_(None),
             or_(Order.busy_until.is_(None), Order.busy_until < now))
+        position = tuple_(Order.account_id, Order.created_at, Order.id)
         if after is not None:
-            query = query.where(Order.id > after)
-        rows = session.scalars(query.order_by(Order.id).limit(self.batch).with_for_update(skip_locked=True)).all()
-        batch = Batch(last_id=rows[-1].id if rows else after, read=len(rows))
+            query = query.where(position > tuple_(*after))
+        rows = session.scalars(query.order_by(Order.account_id, Order.created_at, Order.id).limit(self.batch)
+                               .with_for_update(skip_locked=True)).all()
+        batch = Batch(last=(rows[-1].account_id, rows[-1].created_at, rows[-1].id) if rows else after, read=len(rows))
         if not rows:
             return batch
         ids = [row.id for row in rows]
@@ -148,7 +164,7 @@ class LifecycleClock:
                 batch.reminded += 1
             if domain.auto_renewal_due(loaded.state, today, self.settings) and row.auto_renew_tried_on != today:
                 row.auto_renew_tried_on = today  # once a day: a short balance is not retried every tick
-                batch.due.append((row.id, row.period_months))
+                batch.due.append((row.account_id, row.id, row.period_months))
         return batch
 
     def renew_automatically(self, order_id: str, months: int) -> bool:

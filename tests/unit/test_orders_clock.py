@@ -36,7 +36,8 @@ class Transactions:
 
 
 class Renewals:
-    """Renewals that take a moment, some refused, counting how many ran at once."""
+    """Renewals that take a moment (every fourth order longer), some refused, counting how many ran at once;
+    ``done`` in the order they finished."""
 
     def __init__(self, refused=()):
         self.refused = set(refused)
@@ -47,7 +48,7 @@ class Renewals:
         self.running += 1
         self.most_running = max(self.most_running, self.running)
         try:
-            eventlet.sleep(0.002)
+            eventlet.sleep(0.004 if int(order_id[1:]) % 4 == 0 else 0.001)
             if order_id in self.refused:
                 raise DomainError("insufficient_funds", "short")
             self.done.append(order_id)
@@ -56,7 +57,10 @@ class Renewals:
 
 
 class ScriptedClock(LifecycleClock):
-    """The clock over ``total`` live orders ``o0000``... of which every second is due for renewal."""
+    """The clock over ``total`` live orders ``o0000``... of which every second is due for renewal.
+
+    Orders ``o0000`` to ``o0009`` belong to one account, the next ten to another, and so on.
+    """
 
     def __init__(self, total: int, batch: int, at_once: int, renewals: Renewals):
         self.uow_ = Transactions()
@@ -70,10 +74,15 @@ class ScriptedClock(LifecycleClock):
     def advance_batch(self, session, after, today, now) -> Batch:
         assert self.uow_.open == 1  # inside the batch's own transaction
         self.asked_after.append(after)
-        start = 0 if after is None else self.ids.index(after) + 1
+        start = 0 if after is None else self.ids.index(after[2]) + 1
         rows = self.ids[start:start + self.batch]
-        return Batch(last_id=rows[-1] if rows else after, read=len(rows), moved=len(rows) // 3,
-                     due=[(order_id, 1) for order_id in rows if int(order_id[1:]) % 2 == 0])
+        return Batch(last=(account_of(rows[-1]), None, rows[-1]) if rows else after, read=len(rows),
+                     moved=len(rows) // 3,
+                     due=[(account_of(order_id), order_id, 1) for order_id in rows if int(order_id[1:]) % 2 == 0])
+
+
+def account_of(order_id: str) -> str:
+    return f"a{int(order_id[1:]) // 10:03d}"
 
 
 def test_a_run_reads_every_order_in_batches_each_in_a_transaction_of_its_own():
@@ -81,7 +90,7 @@ def test_a_run_reads_every_order_in_batches_each_in_a_transaction_of_its_own():
     result = clock.tick()
     assert result["batches"] == 13 and clock.uow_.opened == 13
     assert clock.uow_.most_open == 1                 # never two at once, none held for the run
-    assert clock.asked_after == [None] + [f"o{n:04d}" for n in range(99, 1234, 100)]
+    assert [after and after[2] for after in clock.asked_after] == [None] + [f"o{n:04d}" for n in range(99, 1234, 100)]
     assert result["moved"] == 12 * 33 + 11
 
 
@@ -91,6 +100,15 @@ def test_every_due_order_is_renewed_once_a_few_at_a_time():
     assert sorted(renewals.done) == [f"o{n:04d}" for n in range(0, 1000, 2)]
     assert result["renewed"] == 500
     assert 1 < renewals.most_running <= 8
+
+
+def test_one_accounts_renewals_are_made_one_after_the_other_in_the_order_its_orders_were_placed():
+    renewals = Renewals()
+    ScriptedClock(total=1000, batch=64, at_once=8, renewals=renewals).tick()   # accounts span batches
+    for account in {account_of(order_id) for order_id in renewals.done}:
+        mine = [order_id for order_id in renewals.done if account_of(order_id) == account]
+        assert mine == sorted(mine), account
+    assert renewals.most_running <= 8
 
 
 def test_a_refused_renewal_is_counted_out_and_the_others_go_on():
