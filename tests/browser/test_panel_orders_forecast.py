@@ -2,7 +2,8 @@
 
 A line above the active orders says how long the balance lasts (the balance page's words), and the
 order the forecast says stops first carries "stops on <date>: top up <amount>", a link to the
-forecast, on its row at a desktop's size and on its card at 390x844.
+forecast, on its row at a desktop's size and on its card at 390x844, without sideways scrolling
+and without an axe-core violation. Without the forecast (the ledger away) the orders are listed.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import requests
 from playwright.sync_api import expect
 
 from tests.browser.conftest import DESKTOP, PHONE, screenshot, settled
+from tests.browser.test_panel_accessibility import violations
 from tests.browser.test_panel_forecast import customer_over_the_api, pay
 from tests.browser.test_panel_states import sideways
 
@@ -81,6 +83,7 @@ def test_the_orders_page_says_how_long_the_balance_lasts_and_marks_the_order_tha
         assert box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"], (size, box)
         display = order_row(page, customer["stops"]).locator("td").first.evaluate("td => getComputedStyle(td).display")
         assert display == ("table-cell" if size == "desktop" else "grid"), size   # rows on a desktop, cards on a phone
+        assert violations(page) == [], size                      # axe-core: the line and the mark read well
         screenshot(page, f"orders-forecast-{language}-{size}")
 
     mark.click()
