@@ -114,3 +114,26 @@ def test_a_balance_that_lasts_past_the_horizon_marks_no_order(open_as, stack, pa
     expect(order_row(page, order)).to_be_visible()
     expect(page.locator("#orders-forecast")).to_have_text("Your balance covers your services for more than 366 days.")
     expect(page.locator("#active-orders .forecast-mark")).to_have_count(0)
+
+
+def test_the_top_up_named_is_what_the_renewal_lacks_after_the_renewals_before_it_and_the_credit_limit(
+        open_as, stack, payments, rpc):
+    _, account, headers = customer_over_the_api(stack, "en")
+    pay(payments, account, "30.00")
+    rpc.ledger.set_credit_limit(account, {"amount": "5.00", "currency": "EUR"}, "tests")
+    order = place_vps(stack, headers, auto_renew=True)      # 20.10 left: renewals to 10.20 and 0.30, then -9.60
+    forecast = requests.get(f"{stack.gateway_url}/api/v1/balance/forecast", headers=headers, timeout=10).json()
+    assert [r["balance_after"]["amount"] for r in forecast["renewals"]] == ["10.20", "0.30"], forecast
+    assert forecast["stops"]["order_id"] == order["id"]
+    page = settled(open_as({"language": "en", "token": headers["Authorization"].split()[1]}, DESKTOP), "/orders")
+    # 9.90 less the 0.30 left and the 5.00 the credit limit allows: 4.60 makes the third renewal payable
+    expect(order_row(page, order).locator(".forecast-mark")).to_have_text(re.compile(r"^Stops on .+: top up 4\.60 EUR$"))
+
+    def read() -> dict:
+        return requests.get(f"{stack.gateway_url}/api/v1/balance/forecast", headers=headers, timeout=10).json()
+
+    pay(payments, account, "4.59")                            # a cent short: the same renewal still stops
+    assert read()["covered_until"] == forecast["covered_until"]
+    pay(payments, account, "0.01")                            # the amount named: that renewal is paid, down to -5.00
+    after = read()
+    assert after["covered_until"] > forecast["covered_until"] and after["renewals"][2]["balance_after"]["amount"] == "-5.00"
