@@ -904,10 +904,20 @@ function orderActions(order) {
 }
 
 pages.orders = async () => {
+  // The forecast comes first, so that the order it says stops is marked in every page of the table;
+  // the tables say they are loading meanwhile. Without it (the ledger away) the page lists the orders.
+  loading($("#active-orders"));
+  loading($("#order-history"));
+  const forecast = await readForecast().catch(() => null);
+  if (forecast) {
+    $("#orders-forecast").textContent = forecastSummary(forecast);
+    $("#orders-forecast").hidden = false;
+  }
   await Promise.all([
     fillPagedTable($("#active-orders"), "/api/v1/orders", (order) => row(
       el("a", { href: `/orders/${order.id}`, text: order.number }), order.hostname || "–", order.plan.name, order.ip_address || "–",
-      showDate(order.paid_until), String(order.days_left), status(order.status), showMoney(order.cost), orderActions(order))),
+      showDate(order.paid_until), String(order.days_left), el("td", {}, el("div", {}, status(order.status), stopMark(forecast, order))),
+      showMoney(order.cost), orderActions(order))),
     fillPagedTable($("#order-history"), "/api/v1/orders/history", (order) => row(
       el("a", { href: `/orders/${order.id}`, text: order.number }), order.hostname || "–", order.plan.name, showDate(order.created_at),
       showDate(order.paid_until), status(order.status), showMoney(order.cost)))]);
@@ -1231,6 +1241,44 @@ function longDate(value) {
   return new Date(`${value}T00:00:00`).toLocaleDateString(document.documentElement.lang, { day: "numeric", month: "long", year: "numeric" });
 }
 
+// One read per page: the band and the page that shows the forecast share it.
+let forecastRead = null;
+
+function readForecast() {
+  forecastRead = forecastRead || api("GET", "/api/v1/balance/forecast");
+  return forecastRead;
+}
+
+// Money as whole minor units (cents), read from and written as the API's decimal string, never a float.
+function minorOf(value) {
+  const [whole, fraction = ""] = value.amount.replace("-", "").split(".");
+  const minor = Number(whole) * 100 + Number(fraction.padEnd(2, "0").slice(0, 2));
+  return value.amount.startsWith("-") ? -minor : minor;
+}
+
+function moneyOf(minor, currency) {
+  const sign = minor < 0 ? "-" : "";
+  const size = Math.abs(minor);
+  return money(`${sign}${Math.floor(size / 100)}.${String(size % 100).padStart(2, "0")}`, currency);
+}
+
+// What a top-up must bring for the charge that stops to be paid: the charge, less what the balance
+// (after the renewals before it) and the credit limit still cover. A top-up now raises every later
+// balance by its amount, so this is the least that keeps the order running.
+function toTopUp(forecast) {
+  const last = forecast.renewals[forecast.renewals.length - 1];
+  const before = last ? last.balance_after : forecast.balance;
+  const missing = minorOf(forecast.stops.amount) - minorOf(before) - minorOf(forecast.credit_limit);
+  return moneyOf(missing, forecast.stops.amount.currency);
+}
+
+// The orders page marks the order that the forecast says stops first, with a way to the forecast.
+function stopMark(forecast, order) {
+  if (!forecast || !forecast.stops || forecast.stops.order_id !== order.id) return null;
+  return el("a", { class: "forecast-mark", href: "/balance#forecast",
+    text: t("forecast.mark", { date: longDate(forecast.stops.on), amount: showMoney(toTopUp(forecast)) }) });
+}
+
 function forecastSummary(forecast) {
   if (forecast.renews_nothing) return t("forecast.nothing");
   if (forecast.covered_until === null) return t("forecast.beyond", { days: String(forecast.horizon_days) });
@@ -1241,7 +1289,7 @@ function forecastSummary(forecast) {
 async function forecastBand() {
   const settings = await api("GET", "/api/v1/profile/notifications");
   if (settings.low_balance_days === null || settings.low_balance_days === undefined) return;
-  const forecast = await api("GET", "/api/v1/balance/forecast");
+  const forecast = await readForecast();
   if (forecast.days === null || forecast.days >= settings.low_balance_days) return;
   const band = $("#forecast-band");
   band.replaceChildren(t("forecast.band", { date: longDate(forecast.covered_until), days: dayCount(forecast.days) }), " ",
@@ -1265,7 +1313,7 @@ async function download(path, fallbackName) {
 }
 
 async function showForecast() {
-  const forecast = await api("GET", "/api/v1/balance/forecast");
+  const forecast = await readForecast();
   $("#forecast-summary").textContent = forecastSummary(forecast);
   const stops = $("#forecast-stops");
   if (forecast.stops) {
