@@ -6,6 +6,15 @@ blocking C driver and a single writer, so each process gets one connection that 
 take in turn from a green pool: no worker ever sleeps inside the driver waiting for a lock
 another worker of the same process holds.
 
+A read is one statement and one round trip. No connection is pinged when it leaves the pool
+(``pool_pre_ping`` cost a round trip on every unit of work): a connection the server dropped
+(a restart, ``pg_terminate_backend``, an idle timeout) fails its first statement, SQLAlchemy
+invalidates it and every connection of the pool older than it, and the statement is sent once
+more on a fresh connection (:class:`RetryingSession`) when nothing can have been lost: the first
+statement of a transaction with nothing waiting to be flushed, or any statement of a read
+(:meth:`UnitOfWork.read`, autocommit: no BEGIN and no COMMIT around a single select, where
+isolation does not matter).
+
 Rule for every caller: never hold a transaction open across an RPC call.
 """
 from __future__ import annotations
@@ -50,7 +59,7 @@ def make_engine(url: str, *, green: bool = True):
             green_psycopg()
         return create_engine(
             url, pool_size=env_int("DB_POOL_SIZE", 10), max_overflow=env_int("DB_MAX_OVERFLOW", 10),
-            pool_pre_ping=True, pool_timeout=5, connect_args={"connect_timeout": 3},
+            pool_timeout=5, connect_args={"connect_timeout": 3},
         )
     engine = create_engine(url, pool_size=1, max_overflow=0, pool_timeout=30,
                            connect_args={"check_same_thread": False, "timeout": 10})
@@ -66,18 +75,61 @@ def make_engine(url: str, *, green: bool = True):
     return engine
 
 
+class RetryingSession(Session):
+    """A session that sends a statement again, once, when its connection turned out dead.
+
+    Safe only where the dead connection lost nothing: in autocommit (``reads``: every
+    statement stands alone) or on the first statement of a transaction with nothing pending
+    to flush (the server never saw a BEGIN). Anything else is the caller's
+    ``ServiceUnavailable``; the pool is renewed for the next unit of work either way.
+    """
+
+    reads = False
+
+    def _execute_internal(self, *args, **kwargs):
+        transaction = self.get_transaction()
+        fresh = transaction is None or not transaction._connections
+        retryable = self.reads or (fresh and not (self.new or self.dirty or self.deleted))
+        try:
+            return super()._execute_internal(*args, **kwargs)
+        except sa_exc.DBAPIError as exc:
+            if not (retryable and exc.connection_invalidated):
+                raise
+            log.info("database connection was gone; sending the statement again", error=str(exc.orig).strip()[:200])
+            self.rollback()
+        return super()._execute_internal(*args, **kwargs)
+
+
 class UnitOfWork:
     """Hands out sessions; commits when the block ends cleanly, rolls back otherwise."""
 
-    def __init__(self, engine, service: str, metadata=None, on_commit=None):
+    def __init__(self, engine, service: str, metadata=None, on_commit=None, read_engine=None):
         self.engine = engine
+        self.read_engine = read_engine if read_engine is not None else autocommit(engine)
         self.service = service
         self.metadata = metadata
         self.on_commit = on_commit
 
     @contextlib.contextmanager
     def transaction(self):
-        session = Session(bind=self.engine, expire_on_commit=False)
+        """A unit of work: every statement in one transaction, committed when the block ends."""
+        with self._session(self.engine, reads=False) as session:
+            yield session
+        if self.on_commit and session.info.get("outbox_written"):
+            self.on_commit()
+
+    @contextlib.contextmanager
+    def read(self):
+        """Reads whose isolation does not matter (one select, or selects that need no common
+        snapshot): each statement on its own, no BEGIN/COMMIT round trips, retried once on a
+        dropped connection. Nothing written here is kept unless the statement commits itself."""
+        with self._session(self.read_engine, reads=True) as session:
+            yield session
+
+    @contextlib.contextmanager
+    def _session(self, engine, reads: bool):
+        session = RetryingSession(bind=engine, expire_on_commit=False)
+        session.reads = reads
         if self.metadata is not None:
             session.info["tables"] = self.metadata.tables
         try:
@@ -92,12 +144,19 @@ class UnitOfWork:
             raise
         finally:
             session.close()
-        if self.on_commit and session.info.get("outbox_written"):
-            self.on_commit()
 
     def ping(self) -> None:
         with self.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
+
+
+def autocommit(engine):
+    """The same pool, its connections in autocommit for a read (SQLite keeps its transactions:
+    its one connection is shared by every worker in turn, and the driver's own autocommit is
+    not SQLAlchemy's)."""
+    if engine.dialect.name != "postgresql":
+        return engine
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 class Database(DependencyProvider):
@@ -113,11 +172,13 @@ class Database(DependencyProvider):
         self.service = service
         self.relays = relay
         self.engine = None
+        self.read_engine = None
         self.relay = None
 
     def setup(self):
         service = self.service_name
         self.engine = make_engine(database_url(service))
+        self.read_engine = autocommit(self.engine)
         if self.relays and "outbox" in self.metadata.tables:
             self.relay = OutboxRelay(self.engine, self.container.config, service,
                                      self.metadata.tables["outbox"])
@@ -137,7 +198,7 @@ class Database(DependencyProvider):
 
     def unit_of_work(self) -> UnitOfWork:
         return UnitOfWork(self.engine, self.service_name, self.metadata,
-                          on_commit=self.relay.kick if self.relay else None)
+                          on_commit=self.relay.kick if self.relay else None, read_engine=self.read_engine)
 
     def get_dependency(self, worker_ctx):
         return self.unit_of_work()

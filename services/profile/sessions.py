@@ -113,7 +113,7 @@ class Sessions:
         if not isinstance(token, str) or not token or len(token) > 200:
             raise _unauthenticated()
         now = self.clock.now()
-        with self.uow.transaction() as session:
+        with self.uow.read() as session:   # the select, and now and then the update, each on its own
             row = session.execute(
                 select(Session.id, Session.account_id, Session.expires_at, Session.last_seen_at, Account.frozen,
                        Account.ip_rules)
