@@ -52,6 +52,23 @@ class RpcClient:
         self.proxy.stop()
 
 
+class TransientRpcClient(RpcClient):
+    """The echo as the services call each other: requests transient (delivery mode 1), with confirms."""
+
+    options = {"delivery_mode": 1, "use_confirms": True}
+
+    def __init__(self, setup):
+        self.proxy = UnsignedClusterRpcProxy({"AMQP_URI": setup["amqp"], "serializer": "json"}, timeout=30,
+                                             **self.options)
+        self.rpc = self.proxy.start()
+
+
+class UnconfirmedRpcClient(TransientRpcClient):
+    """Requests transient and unconfirmed."""
+
+    options = {"delivery_mode": 1, "use_confirms": False}
+
+
 class PaymentsClient(RpcClient):
     """The payment system: its own login, each request signed with it."""
 
@@ -97,6 +114,10 @@ def echo(client, account, n):
     return client.rpc.echo.echo({"n": n, "account_id": account["account_id"]})["n"] == n
 
 
+def tuned_echo(client, account, n):
+    return client.rpc.tuned_echo.echo({"n": n, "account_id": account["account_id"]})["n"] == n
+
+
 def insert(client, account, n):
     with client.engine.begin() as connection:
         connection.execute(text("INSERT INTO bench_rows (account_id, n, at) VALUES (:a, :n, now())"),
@@ -112,6 +133,8 @@ TARGETS = {
     "credit_payment": (PaymentsClient, credit_payment),
     "http_hello": (HttpClient, hello),
     "rpc_echo": (RpcClient, echo),
+    "rpc_echo_transient": (TransientRpcClient, tuned_echo),
+    "rpc_echo_unconfirmed": (UnconfirmedRpcClient, tuned_echo),
     "db_insert": (DbClient, insert),
 }
 

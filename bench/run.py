@@ -41,7 +41,7 @@ CLIENTS = (1, 10, 50)
 SEEDERS = 8  # customers seeded at a time: more outruns orders' 5 s RPC timeout on 2 busy cores
 READS = ("profile", "orders", "balance")
 SYSTEM = (*READS, "place_order", "credit_payment")
-BASELINES = ("rpc_echo", "http_hello", "db_insert")
+BASELINES = ("rpc_echo", "rpc_echo_transient", "rpc_echo_unconfirmed", "http_hello", "db_insert")
 # The baseline each target is held against, and the issue's target ratio.
 MATCHING = {"profile": ("rpc_echo", 0.5), "orders": ("rpc_echo", 0.5), "balance": ("rpc_echo", 0.5),
             "place_order": ("rpc_echo", 0.25), "credit_payment": ("rpc_echo", 0.8)}
@@ -85,8 +85,8 @@ class Baselines:
         config.write_text(f"AMQP_URI: {amqp}\nWEB_SERVER_ADDRESS: 127.0.0.1:{self.port}\n"
                           "serializer: json\nmax_workers: 10\n")
         self.processes = {}
-        for name, service in (("echo", "Echo"), ("hello", "Hello")):
-            log = open(var / f"{name}.log", "ab")
+        for name, service in (("echo", "Echo"), ("tuned echo", "TunedEcho"), ("hello", "Hello")):
+            log = open(var / f"{name.replace(' ', '_')}.log", "ab")
             self.processes[name] = subprocess.Popen(
                 [sys.executable, "-m", "nameko", "run", "--config", str(config), f"bench.baselines:{service}"],
                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
