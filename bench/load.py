@@ -17,8 +17,10 @@ import itertools  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
 
 import requests  # noqa: E402
+from nameko.rpc import ServiceProxy  # noqa: E402
 from nameko.standalone.rpc import ClusterRpcProxy as UnsignedClusterRpcProxy  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
@@ -58,9 +60,11 @@ class TransientRpcClient(RpcClient):
     options = {"delivery_mode": 1, "use_confirms": True}
 
     def __init__(self, setup):
-        self.proxy = UnsignedClusterRpcProxy({"AMQP_URI": setup["amqp"], "serializer": "json"}, timeout=30,
-                                             **self.options)
-        self.rpc = self.proxy.start()
+        self.proxy = UnsignedClusterRpcProxy({"AMQP_URI": setup["amqp"], "serializer": "json"}, timeout=30)
+        self.proxy.start()
+        # the standalone proxy passes no publish options: its parts, put together with them
+        self.rpc = SimpleNamespace(tuned_echo=ServiceProxy(self.proxy._worker_ctx, "tuned_echo",
+                                                           self.proxy._reply_listener, **self.options))
 
 
 class UnconfirmedRpcClient(TransientRpcClient):

@@ -51,7 +51,9 @@ def green_psycopg() -> None:
             _patched = True
 
 
-def make_engine(url: str, *, green: bool = True):
+def make_engine(url: str, *, green: bool = True, autocommit: bool = False):
+    """An engine and its pool; ``autocommit``: PostgreSQL connections that stay in autocommit for
+    good (reads), since switching a pooled connection in and out costs a round trip each way."""
     if url.startswith("postgres"):
         if url.startswith("postgres://"):
             url = "postgresql://" + url[len("postgres://"):]
@@ -60,6 +62,7 @@ def make_engine(url: str, *, green: bool = True):
         return create_engine(
             url, pool_size=env_int("DB_POOL_SIZE", 10), max_overflow=env_int("DB_MAX_OVERFLOW", 10),
             pool_timeout=5, connect_args={"connect_timeout": 3},
+            **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
         )
     engine = create_engine(url, pool_size=1, max_overflow=0, pool_timeout=30,
                            connect_args={"check_same_thread": False, "timeout": 10})
@@ -105,7 +108,7 @@ class UnitOfWork:
 
     def __init__(self, engine, service: str, metadata=None, on_commit=None, read_engine=None):
         self.engine = engine
-        self.read_engine = read_engine if read_engine is not None else autocommit(engine)
+        self.read_engine = read_engine if read_engine is not None else read_engine_for(engine)
         self.service = service
         self.metadata = metadata
         self.on_commit = on_commit
@@ -150,13 +153,12 @@ class UnitOfWork:
             connection.execute(text("SELECT 1"))
 
 
-def autocommit(engine):
-    """The same pool, its connections in autocommit for a read (SQLite keeps its transactions:
-    its one connection is shared by every worker in turn, and the driver's own autocommit is
-    not SQLAlchemy's)."""
+def read_engine_for(engine):
+    """A pool of its own whose connections stay in autocommit, for reads (PostgreSQL); SQLite's one
+    connection is shared by every worker in turn, so its reads keep to it and its transactions."""
     if engine.dialect.name != "postgresql":
         return engine
-    return engine.execution_options(isolation_level="AUTOCOMMIT")
+    return make_engine(engine.url.render_as_string(hide_password=False), autocommit=True)
 
 
 class Database(DependencyProvider):
@@ -178,7 +180,7 @@ class Database(DependencyProvider):
     def setup(self):
         service = self.service_name
         self.engine = make_engine(database_url(service))
-        self.read_engine = autocommit(self.engine)
+        self.read_engine = read_engine_for(self.engine)
         if self.relays and "outbox" in self.metadata.tables:
             self.relay = OutboxRelay(self.engine, self.container.config, service,
                                      self.metadata.tables["outbox"])
@@ -191,6 +193,7 @@ class Database(DependencyProvider):
         if self.relay is not None:
             self.relay.stop()
         self.engine.dispose()
+        self.read_engine.dispose()
 
     @property
     def service_name(self) -> str:
