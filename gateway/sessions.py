@@ -36,6 +36,7 @@ from datetime import datetime
 
 import eventlet
 import structlog
+from kombu import Queue
 from nameko.events import BROADCAST, EventHandler
 from nameko.extensions import DependencyProvider, SharedExtension
 
@@ -161,6 +162,14 @@ class AccessChanged(EventHandler):
 
     def __init__(self, **kwargs):
         super().__init__("profile", ACCESS_CHANGED, handler_type=BROADCAST, reliable_delivery=False, **kwargs)
+
+    def setup(self):
+        super().setup()
+        # Not durable: it dies with its connection anyway, and so a vhost whose default queue type
+        # is quorum (Kubernetes) leaves it classic.
+        queue = self.queue
+        self.queue = Queue(queue.name, exchange=queue.exchange, routing_key=queue.routing_key, durable=False,
+                           auto_delete=True, exclusive=True)
 
     def consuming(self) -> None:
         self.vouched.listen()
