@@ -73,6 +73,14 @@ class UnconfirmedRpcClient(TransientRpcClient):
     options = {"delivery_mode": 1, "use_confirms": False}
 
 
+class StaffClient(RpcClient):
+    """Support staff's tools: the operator's login."""
+
+    def __init__(self, setup):
+        self.proxy = ClusterRpcProxy({"AMQP_URI": setup["operator_amqp"], "serializer": "json"}, timeout=30)
+        self.rpc = self.proxy.start()
+
+
 class PaymentsClient(RpcClient):
     """The payment system: its own login, each request signed with it."""
 
@@ -122,6 +130,10 @@ def tuned_echo(client, account, n):
     return client.rpc.tuned_echo.echo({"n": n, "account_id": account["account_id"]})["n"] == n
 
 
+def profile_rpc(client, account, n):
+    return client.rpc.profile.get(account["account_id"])["id"] == account["account_id"]
+
+
 def insert(client, account, n):
     with client.engine.begin() as connection:
         connection.execute(text("INSERT INTO bench_rows (account_id, n, at) VALUES (:a, :n, now())"),
@@ -140,6 +152,7 @@ TARGETS = {
     "rpc_echo_transient": (TransientRpcClient, tuned_echo),
     "rpc_echo_unconfirmed": (UnconfirmedRpcClient, tuned_echo),
     "db_insert": (DbClient, insert),
+    "profile_rpc": (StaffClient, profile_rpc),
 }
 
 
