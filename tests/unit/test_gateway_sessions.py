@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from gateway.sessions import ACCESS_CHANGING, VouchedSessions, _ForgettingProxy
+import eventlet
+
+from gateway.sessions import ACCESS_CHANGING, VouchedSessions, _ForgettingProxy, ask_again_later
+from services.common.errors import DomainError
 
 NOON = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
 
@@ -143,3 +146,29 @@ def test_reads_go_through_untouched():
     sessions.remember("token", "ip", anna(), sessions.epoch)
     assert _ForgettingProxy(EchoProxy(), sessions).get("a-1") == "get"
     assert sessions.lookup("token", "ip")
+
+
+class Profile:
+    """profile.authenticate answering as told: a refusal's code, or yes."""
+
+    def __init__(self, refusal=None):
+        self.refusal = refusal
+        self.asked = []
+
+    def authenticate(self, token, ip):
+        self.asked.append((token, ip))
+        if self.refusal:
+            raise DomainError(self.refusal)
+        return anna()
+
+
+def test_asking_again_later_forgets_a_session_profile_refuses_and_keeps_it_when_profile_is_away():
+    for refusal, kept in ((None, True), ("unauthenticated", False), ("ip_not_allowed", False),
+                          ("service_unavailable", True)):
+        sessions, _ = vouched()
+        sessions.remember("token", "10.0.0.1", anna(), sessions.epoch)
+        profile = Profile(refusal)
+        ask_again_later(profile, sessions, "token", "10.0.0.1")
+        eventlet.sleep(0.01)   # off the request's path: a green thread of its own
+        assert profile.asked == [("token", "10.0.0.1")]
+        assert (sessions.lookup("token", "10.0.0.1") is not None) is kept, refusal
