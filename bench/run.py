@@ -52,6 +52,9 @@ STACK_ENV = {
     # of them come from this one address (600 an hour by default).
     "ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "8192", "REGISTRATIONS_PER_IP_HOUR": "100000",
     "LOG_LEVEL": "WARNING", "LOG_FORMAT": "json",
+    # The scale check writes its million journal rows without their postings, which the periodic audit
+    # would rightly report, a million discrepancies held in memory: not what is measured here.
+    "LEDGER_AUDIT_SECONDS": "86400",
     # Room in the IP pools for every order the run places.
     "ORDERS_IP_POOLS": "WAW1=10.10.0.0/20;FRA1=10.20.0.0/20;AMS1=10.30.0.0/20",
 }

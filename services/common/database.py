@@ -51,19 +51,18 @@ def green_psycopg() -> None:
             _patched = True
 
 
-def make_engine(url: str, *, green: bool = True, autocommit: bool = False):
-    """An engine and its pool; ``autocommit``: PostgreSQL connections that stay in autocommit for
-    good (reads), since switching a pooled connection in and out costs a round trip each way."""
+def make_engine(url: str, *, green: bool = True):
     if url.startswith("postgres"):
         if url.startswith("postgres://"):
             url = "postgresql://" + url[len("postgres://"):]
         if green:
             green_psycopg()
-        return create_engine(
+        engine = create_engine(
             url, pool_size=env_int("DB_POOL_SIZE", 10), max_overflow=env_int("DB_MAX_OVERFLOW", 10),
             pool_timeout=5, connect_args={"connect_timeout": 3},
-            **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
         )
+        event.listen(engine, "checkin", _transactions_again)
+        return engine
     engine = create_engine(url, pool_size=1, max_overflow=0, pool_timeout=30,
                            connect_args={"check_same_thread": False, "timeout": 10})
 
@@ -78,6 +77,19 @@ def make_engine(url: str, *, green: bool = True, autocommit: bool = False):
     return engine
 
 
+def _autocommit_for_reads(session, _transaction, connection) -> None:
+    """A read's connection in autocommit, psycopg2's own flag (a Python attribute: SQLAlchemy's
+    isolation-level option resets the level on return to the pool, a round trip each time)."""
+    if session.reads and connection.dialect.name == "postgresql":
+        connection.connection.dbapi_connection.autocommit = True
+
+
+def _transactions_again(dbapi_connection, _record) -> None:
+    """Back in the pool: the next unit of work gets a transaction again."""
+    if dbapi_connection is not None and getattr(dbapi_connection, "autocommit", False):
+        dbapi_connection.autocommit = False
+
+
 class RetryingSession(Session):
     """A session that sends a statement again, once, when its connection turned out dead.
 
@@ -88,6 +100,10 @@ class RetryingSession(Session):
     """
 
     reads = False
+
+    def __init__(self, *args, reads: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.reads = reads
 
     def _execute_internal(self, *args, **kwargs):
         transaction = self.get_transaction()
@@ -103,12 +119,14 @@ class RetryingSession(Session):
         return super()._execute_internal(*args, **kwargs)
 
 
+event.listen(RetryingSession, "after_begin", _autocommit_for_reads)
+
+
 class UnitOfWork:
     """Hands out sessions; commits when the block ends cleanly, rolls back otherwise."""
 
-    def __init__(self, engine, service: str, metadata=None, on_commit=None, read_engine=None):
+    def __init__(self, engine, service: str, metadata=None, on_commit=None):
         self.engine = engine
-        self.read_engine = read_engine if read_engine is not None else read_engine_for(engine)
         self.service = service
         self.metadata = metadata
         self.on_commit = on_commit
@@ -116,7 +134,7 @@ class UnitOfWork:
     @contextlib.contextmanager
     def transaction(self):
         """A unit of work: every statement in one transaction, committed when the block ends."""
-        with self._session(self.engine, reads=False) as session:
+        with self._session(reads=False) as session:
             yield session
         if self.on_commit and session.info.get("outbox_written"):
             self.on_commit()
@@ -126,13 +144,12 @@ class UnitOfWork:
         """Reads whose isolation does not matter (one select, or selects that need no common
         snapshot): each statement on its own, no BEGIN/COMMIT round trips, retried once on a
         dropped connection. Nothing written here is kept unless the statement commits itself."""
-        with self._session(self.read_engine, reads=True) as session:
+        with self._session(reads=True) as session:
             yield session
 
     @contextlib.contextmanager
-    def _session(self, engine, reads: bool):
-        session = RetryingSession(bind=engine, expire_on_commit=False)
-        session.reads = reads
+    def _session(self, reads: bool):
+        session = RetryingSession(bind=self.engine, expire_on_commit=False, reads=reads)
         if self.metadata is not None:
             session.info["tables"] = self.metadata.tables
         try:
@@ -153,14 +170,6 @@ class UnitOfWork:
             connection.execute(text("SELECT 1"))
 
 
-def read_engine_for(engine):
-    """A pool of its own whose connections stay in autocommit, for reads (PostgreSQL); SQLite's one
-    connection is shared by every worker in turn, so its reads keep to it and its transactions."""
-    if engine.dialect.name != "postgresql":
-        return engine
-    return make_engine(engine.url.render_as_string(hide_password=False), autocommit=True)
-
-
 class Database(DependencyProvider):
     """``self.db.transaction()`` in a service; starts the outbox relay when it has an outbox.
 
@@ -174,13 +183,11 @@ class Database(DependencyProvider):
         self.service = service
         self.relays = relay
         self.engine = None
-        self.read_engine = None
         self.relay = None
 
     def setup(self):
         service = self.service_name
         self.engine = make_engine(database_url(service))
-        self.read_engine = read_engine_for(self.engine)
         if self.relays and "outbox" in self.metadata.tables:
             self.relay = OutboxRelay(self.engine, self.container.config, service,
                                      self.metadata.tables["outbox"])
@@ -193,7 +200,6 @@ class Database(DependencyProvider):
         if self.relay is not None:
             self.relay.stop()
         self.engine.dispose()
-        self.read_engine.dispose()
 
     @property
     def service_name(self) -> str:
@@ -201,7 +207,7 @@ class Database(DependencyProvider):
 
     def unit_of_work(self) -> UnitOfWork:
         return UnitOfWork(self.engine, self.service_name, self.metadata,
-                          on_commit=self.relay.kick if self.relay else None, read_engine=self.read_engine)
+                          on_commit=self.relay.kick if self.relay else None)
 
     def get_dependency(self, worker_ctx):
         return self.unit_of_work()

@@ -55,7 +55,7 @@ def test_a_read_is_one_statement_without_a_ping_or_a_transaction(postgres):
     uow = UnitOfWork(engine, "common", metadata)
     with uow.transaction() as session:
         session.execute(insert(notes).values(id=1, text="hello"))
-    sent = statements_sent(uow.read_engine)
+    sent = statements_sent(engine)
     with uow.read() as session:
         assert session.scalar(select(notes.c.text).where(notes.c.id == 1)) == "hello"
         # psycopg2 sends BEGIN (and later COMMIT) by itself, unseen by SQLAlchemy's events; the
@@ -63,9 +63,11 @@ def test_a_read_is_one_statement_without_a_ping_or_a_transaction(postgres):
         status = session.connection().connection.dbapi_connection.info.transaction_status
     assert status == psycopg2.extensions.TRANSACTION_STATUS_IDLE
     assert len(sent) == 1 and sent[0].lstrip().startswith("SELECT notes.text")   # no "SELECT 1" ping
-    with uow.read() as session:    # the read pool's connections stay in autocommit: nothing to switch back
+    with uow.read() as session:
         session.scalar(select(notes.c.text))
-        assert session.connection().connection.dbapi_connection.autocommit is True
+        raw = session.connection().connection.dbapi_connection
+        assert raw.autocommit is True
+    assert raw.autocommit is False    # back in the pool: the next unit of work has its transaction
     with uow.transaction() as session:    # while a unit of work keeps its transaction
         session.scalar(select(notes.c.text))
         status = session.connection().connection.dbapi_connection.info.transaction_status
