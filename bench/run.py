@@ -5,10 +5,12 @@ with balances and orders, then measures each target with a load generator in its
 process (``bench.load``) at 1, 10 and 50 concurrent clients: the gateway's reads, order
 placement end to end, ``ledger.credit_payment`` over RPC, and, in the same run, the
 baselines: a Nameko RPC echo, a Nameko HTTP hello and single-row inserts through the same
-driver. Then the same targets with two replicas of orders and ledger, and a scale check of
-an account with a million ledger entries. Prints Markdown; asserts nothing.
+driver. Then the same targets with two replicas of orders and ledger, a scale check of
+an account with a million ledger entries, and a month end: 100,000 active orders with
+auto-renew due on one day (written with SQL), renewed by the lifecycle clock while the
+panel's reads are timed against a quiet run. Prints Markdown; asserts nothing.
 
-    .venv/bin/python -m bench.run [--requests 300] [--accounts 1000] [--entries 1000000]
+    .venv/bin/python -m bench.run [--requests 300] [--accounts 1000] [--entries 1000000] [--renewals 100000]
 """
 from __future__ import annotations
 
@@ -57,7 +59,11 @@ STACK_ENV = {
     "LEDGER_AUDIT_SECONDS": "86400",
     # Room in the IP pools for every order the run places.
     "ORDERS_IP_POOLS": "WAW1=10.10.0.0/20;FRA1=10.20.0.0/20;AMS1=10.30.0.0/20",
+    # The month end's orders are found by the next tick, not a minute later.
+    "ORDERS_TICK_SECONDS": "5",
 }
+RENEWAL_READS = ("orders", "balance")  # the panel's reads timed while the month end runs, at 10 clients
+RENEWAL_CUSTOMERS = 100                # the month end's orders belong to this many customers
 
 
 def say(message: str) -> None:
@@ -136,7 +142,7 @@ class Run:
             "of them with an active order")
         return accounts
 
-    def customer(self, rpc, n: int) -> dict | None:
+    def customer(self, rpc, n: int, order: bool | None = None) -> dict | None:
         http = requests.Session()
         login = f"bench{n}-{uuid.uuid4().hex[:6]}"
         password = "a long and unusual passphrase 7"
@@ -147,7 +153,7 @@ class Run:
         token = http.post(self.stack.gateway_url + "/api/v1/sessions", timeout=60,
                           json={"login": login, "password": password}).json()["token"]
         rpc.ledger.credit_payment(profile["id"], {"amount": "1000.00", "currency": "EUR"}, f"seed-{login}", "seed")
-        if n % self.order_every:
+        if (n % self.order_every) if order is None else not order:
             return {"account_id": profile["id"], "token": token, "ordered": False}
         order = http.post(self.stack.gateway_url + "/api/v1/orders", json=VPS, timeout=60,
                           headers={"Authorization": f"Bearer {token}"})
@@ -168,6 +174,7 @@ class Run:
         result = json.loads(output.stdout.strip().splitlines()[-1])
         latencies = sorted(result["latencies"])
         row = {"profile": profile, "target": target, "clients": clients, "requests": result["requests"],
+               "latencies": latencies,
                "rps": result["requests"] / result["elapsed"], "errors": result["errors"],
                "p50": percentile(latencies, 50), "p95": percentile(latencies, 95),
                "p99": percentile(latencies, 99), "samples": result["error_samples"]}
@@ -226,6 +233,74 @@ class Run:
         return times
 
 
+    # -- the month end
+    def month_end(self, setup_file: Path, count: int) -> dict:
+        """``count`` active orders with auto-renew due today, renewed by the clock while the reads are timed."""
+        quiet = {target: self.measure(setup_file, target, 10, "quiet") for target in RENEWAL_READS}
+        per_customer = -(-count // RENEWAL_CUSTOMERS)
+        with bus_client(self.stack.env, "payments", timeout=60) as rpc:
+            owners = [self.customer(rpc, 20_000 + n, order=False) for n in range(RENEWAL_CUSTOMERS)]
+            for owner in owners:  # each renewal takes 9.90: enough for all of them, and a little more
+                rpc.ledger.credit_payment(owner["account_id"], {"amount": f"{per_customer * 10 + 100}.00",
+                                                                "currency": "EUR"}, "month-end", "bench")
+        say(f"writing {count:,} active orders due for renewal today for {len(owners)} customers (straight SQL) ...")
+        marker = datetime(2000, 1, 1, tzinfo=timezone.utc)  # their created_at: how the run finds them again
+        orders = create_engine(self.urls["orders"], poolclass=NullPool)
+        with orders.begin() as connection:
+            # paid until tomorrow (UTC): overdue tomorrow, auto-renewed today (the last paid day).
+            connection.execute(text("""
+                INSERT INTO orders (id, number, account_id, plan_id, period_months, status, auto_renew, fields,
+                                    datacenter, currency, renewals, plan_changes, created_at, updated_at)
+                SELECT md5('month-end' || g::text)::uuid::text, nextval('order_numbers'),
+                       (CAST(:owners AS text[]))[1 + g % :n], 'vps-s', 1,
+                       'active', true, '{"hostname": "renew.example.com", "os_template": "debian-12"}', 'WAW1',
+                       'EUR', 0, 0, :marker, now()
+                FROM generate_series(1, :count) AS g"""),
+                {"owners": [o["account_id"] for o in owners], "n": len(owners), "count": count, "marker": marker})
+            connection.execute(text("""
+                INSERT INTO order_periods (order_id, starts, ends, months, paid_minor, price_minor, charged_minor,
+                                           adjustment_minor, adjusted_from)
+                SELECT id, CAST(d.tomorrow - interval '1 month' AS date), d.tomorrow, 1, 990, 990, 990, 0,
+                       CAST(d.tomorrow - interval '1 month' AS date)
+                FROM orders, (SELECT CAST(now() AT TIME ZONE 'UTC' AS date) + 1 AS tomorrow) AS d
+                WHERE created_at = :marker"""), {"marker": marker})
+        with orders.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("ANALYZE orders"))
+            connection.execute(text("ANALYZE order_periods"))
+        seeded = time.monotonic()
+        busy = {target: [] for target in RENEWAL_READS}
+        done = {"value": False}
+
+        def reads():
+            while not done["value"]:
+                for target in RENEWAL_READS:
+                    busy[target].append(self.measure(setup_file, target, 10, "month end"))
+        reader = eventlet.spawn(reads)
+        progress, first, last, last_count = [], None, None, 0
+        stalled = time.monotonic()
+        while True:
+            eventlet.sleep(2)
+            with orders.connect() as connection:
+                renewed = connection.execute(text("SELECT count(*) FROM orders WHERE created_at = :marker "
+                                                  "AND renewals > 0"), {"marker": marker}).scalar()
+            now = time.monotonic()
+            if renewed and first is None:
+                first = now
+            if renewed != last_count:
+                last, last_count, stalled = now, renewed, now
+                say(f"month end: {renewed:,} of {count:,} renewed after {now - seeded:.0f} s")
+            progress.append((now - seeded, renewed))
+            if renewed >= count or now - stalled > 120:
+                break
+        done["value"] = True
+        reader.wait()
+        orders.dispose()
+        return {"count": count, "renewed": last_count, "customers": len(owners), "first": first - seeded if first else None,
+                "all": (last - seeded) if last else None,
+                "rate": last_count / (last - first) if first and last and last > first else None,
+                "quiet": quiet, "busy": busy}
+
+
 def percentile(sorted_values: list[float], p: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -233,7 +308,7 @@ def percentile(sorted_values: list[float], p: float) -> float:
     return sorted_values[index]
 
 
-def report(run: Run, scale: dict | None, started: datetime, elapsed: float, args) -> str:
+def report(run: Run, scale: dict | None, started: datetime, elapsed: float, args, month_end: dict | None = None) -> str:
     by_key = {(r["profile"], r["target"], r["clients"]): r for r in run.rows}
     lines = [f"Measured {started:%Y-%m-%d %H:%M} UTC on {machine()}; PostgreSQL and RabbitMQ on the same machine, "
              f"{args.accounts} customers (an order for every {args.order_every}), {run.requests} requests per cell "
@@ -241,7 +316,7 @@ def report(run: Run, scale: dict | None, started: datetime, elapsed: float, args
              f"(whole run {elapsed / 60:.1f} min).", "",
              "| profile | target | clients | req/s | p50 ms | p95 ms | p99 ms | p99/p50 | errors | baseline | ratio | target |",
              "|---|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|"]
-    for row in run.rows:
+    for row in [r for r in run.rows if r["profile"] not in ("quiet", "month end")]:
         baseline, goal = MATCHING.get(row["target"], (None, None))
         base = by_key.get(("1 replica", baseline, row["clients"])) if baseline else None
         ratio = row["rps"] / base["rps"] if base else None
@@ -264,6 +339,27 @@ def report(run: Run, scale: dict | None, started: datetime, elapsed: float, args
             big = next(v for k, v in scale.items() if k[1] == path and k[0] != label)
             lines.append(f"| GET {path} | {scale[(label, path)] * 1000:.1f} | {big * 1000:.1f} | "
                          f"{big / scale[(label, path)]:.2f} |")
+    if month_end:
+        m = month_end
+        lines += ["", f"Month end: {m['count']:,} active orders of {m['customers']} customers with auto-renew due "
+                      f"today (written with SQL), renewed by the lifecycle clock (batches of "
+                      f"{os.environ.get('ORDERS_CLOCK_BATCH', '500')}, {os.environ.get('ORDERS_RENEWALS_AT_ONCE', '8')} "
+                      f"renewals at once, a tick every {STACK_ENV['ORDERS_TICK_SECONDS']} s): "
+                      f"{m['renewed']:,} renewed; the first {m['first']:.0f} s after the orders were written, "
+                      f"the last after {m['all']:.0f} s: **{m['rate']:.0f} renewals/s** (target ≥ 500)."
+                      if m["rate"] else f"Month end: {m['renewed']} of {m['count']} renewed: no rate.", "",
+                  "The panel's reads at 10 clients meanwhile, against the same reads just before (quiet):", "",
+                  "| read | quiet p50 ms | quiet p99 ms | month end p50 ms | month end p99 ms | p99 ratio | "
+                  "month end requests | errors |", "|---|--:|--:|--:|--:|--:|--:|--:|"]
+        for target, quiet in m["quiet"].items():
+            cells = m["busy"][target]
+            latencies = sorted(x for cell in cells for x in cell["latencies"])
+            errors = sum(cell["errors"] for cell in cells)
+            if not latencies:
+                continue
+            p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+            lines.append(f"| {target} | {quiet['p50'] * 1000:.1f} | {quiet['p99'] * 1000:.1f} | {p50 * 1000:.1f} | "
+                         f"{p99 * 1000:.1f} | {p99 / quiet['p99']:.1f} | {len(latencies)} | {errors} |")
     return "\n".join(lines)
 
 
@@ -276,6 +372,8 @@ def main() -> None:
                         help="seed an active order for every Nth customer (order placement is the slow part)")
     parser.add_argument("--targets", default=",".join((*SYSTEM, *BASELINES)))
     parser.add_argument("--no-replicas", action="store_true", help="skip the two-replica profile")
+    parser.add_argument("--renewals", type=int, default=100_000,
+                        help="orders of the month end's renewal run (0: skip it)")
     args = parser.parse_args()
     targets = args.targets.split(",")
     os.environ["TEST_DATABASE"] = "postgres"
@@ -307,6 +405,7 @@ def main() -> None:
             for target in [t for t in (*BASELINES, *SYSTEM) if t in targets]:
                 for clients in CLIENTS:
                     run.measure(setup_file, target, clients, "1 replica")
+            month_end = run.month_end(setup_file, args.renewals) if args.renewals else None
             if not args.no_replicas:
                 say("starting a second orders and a second ledger")
                 doubled.start(timeout=120)
@@ -320,7 +419,7 @@ def main() -> None:
             if baselines:
                 baselines.stop()
             doubled.stop()
-    print(report(run, scale, started, time.monotonic() - clock, args))
+    print(report(run, scale, started, time.monotonic() - clock, args, month_end))
 
 
 if __name__ == "__main__":

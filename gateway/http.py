@@ -18,6 +18,7 @@ from nameko.web.server import WebServer, WsgiApp
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
+from gateway.language import DEFAULT_LANGUAGE, localised_body, requested_language
 from services.common.config import env
 from services.common.errors import DomainError, ValidationError
 from services.common.logging import REQUEST_ID
@@ -51,14 +52,22 @@ def json_response(status: int, body, headers: dict | None = None) -> Response:
     return response
 
 
-def error_response(error: DomainError, request_id: str | None = None) -> Response:
+def error_response(error: DomainError, request_id: str | None = None,
+                   language: str = DEFAULT_LANGUAGE) -> Response:
+    """The error shape, its ``message`` and field messages in ``language`` (gateway/language.py)."""
     headers = {}
     retry_after = error.details.get("retry_after") if isinstance(error.details, dict) else None
     if error.status in (409, 429) and retry_after:  # rate_limited, request_in_progress: when to ask again
         headers["Retry-After"] = str(max(1, int(retry_after)))
     if request_id:
         headers["X-Request-Id"] = request_id
-    return json_response(error.status, error.to_body(), headers)
+    return json_response(error.status, localised_body(error.to_body(), language), headers)
+
+
+def wants_a_page(request) -> bool:
+    """A browser asking for an address outside the API: it gets the panel's page, not the error shape."""
+    return not request.path.startswith("/api/") and request.path != "/health" and \
+        request.accept_mimetypes.accept_html and request.method in ("GET", "HEAD")
 
 
 class JsonWsgiApp(WsgiApp):
@@ -71,8 +80,12 @@ class JsonWsgiApp(WsgiApp):
         try:
             provider, values = adapter.match()
         except HTTPException as exc:
+            if exc.code == 404 and wants_a_page(request):
+                from gateway.panel.routes import not_found_page  # the panel's pages import this module
+                return not_found_page(request)(environ, start_response)
             code = {404: "not_found", 405: "method_not_allowed"}.get(exc.code, "validation_error")
-            response = error_response(DomainError(code, exc.description or exc.name, status=exc.code))
+            response = error_response(DomainError(code, exc.description or exc.name, status=exc.code),
+                                      language=requested_language(request) or DEFAULT_LANGUAGE)
             return with_safe_headers(response)(environ, start_response)
         request.path_values = values
         return provider.handle_request(request)(environ, start_response)
@@ -102,7 +115,9 @@ class ApiEntrypoint(HttpRequestHandler):
             result = event.wait()
             response = self.response_from_result(result)
         except Exception as exc:
-            response = self.response_from_exception(exc, request.request_id)
+            response = self.response_from_exception(exc, request.request_id,
+                                                    getattr(request, "language", None)
+                                                    or requested_language(request) or DEFAULT_LANGUAGE)
         response.headers["X-Request-Id"] = request.request_id
         return with_safe_headers(response)
 
@@ -112,12 +127,12 @@ class ApiEntrypoint(HttpRequestHandler):
         status, body = result
         return json_response(status, body)
 
-    def response_from_exception(self, exc, request_id=None):
+    def response_from_exception(self, exc, request_id=None, language=DEFAULT_LANGUAGE):
         if isinstance(exc, DomainError):
-            return error_response(exc, request_id)
+            return error_response(exc, request_id, language)
         log.exception("unhandled error in the gateway", exc_info=exc)
         return error_response(DomainError("internal_error", "Something went wrong on our side.",
-                                          status=500), request_id)
+                                          status=500), request_id, language)
 
 
 @dataclass
@@ -137,6 +152,8 @@ class RouteSpec:
     description: str = ""
     tags: tuple = field(default_factory=tuple)
     content_type: str = "application/json"
+    # Other media types the same route answers besides JSON (a statement as CSV or PDF).
+    alternatives: tuple = ()
 
 
 @dataclass
@@ -294,23 +311,31 @@ def to_openapi_path(path: str) -> str:
 def route(method: str, path: str, *, summary: str, body=None, query=None, response=None,
           status: int = 200, auth: bool = True, errors: tuple = (), many: bool = False,
           idempotent: bool = False, description: str = "", tags: tuple = (),
-          content_type: str = "application/json"):
+          content_type: str = "application/json", alternatives: tuple = ()):
     """Declare an API route: entrypoint, request parsing, auth and its OpenAPI description."""
     def decorate(fn):
         spec = RouteSpec(method, path, fn.__name__, summary, body, query, response, status, auth,
-                         tuple(errors), many, idempotent, description, tuple(tags), content_type)
+                         tuple(errors), many, idempotent, description, tuple(tags), content_type,
+                         tuple(alternatives))
         ROUTES.append(spec)
 
         @functools.wraps(fn)
         def handler(self, request, **path_values):
             call = Call(request=request, ip=client_ip(request.remote_addr or "", request.headers.get("X-Forwarded-For"),
                                                       self.proxies))
-            if auth:
-                self.authenticate(call)
-            if body is not None:
-                call.body = load(body(), read_json(request))
-            if query is not None:
-                call.query = load(query(), {k: v for k, v in request.args.items()})
-            return fn(self, call, **path_values)
+            try:
+                if auth:
+                    self.authenticate(call)
+                if body is not None:
+                    call.body = load(body(), read_json(request))
+                if query is not None:
+                    call.query = load(query(), {k: v for k, v in request.args.items()})
+                return fn(self, call, **path_values)
+            except DomainError as error:
+                # The refusal is said in the language asked for, else the customer's: one profile call,
+                # never after a 5xx (profile may be what failed, and the answer must not wait twice).
+                request.language = requested_language(request) or (
+                    self.customer_language(call) if error.status < 500 else DEFAULT_LANGUAGE)
+                raise
         return ApiEntrypoint.decorator(method, path)(handler)
     return decorate

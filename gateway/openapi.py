@@ -29,8 +29,10 @@ CONVENTIONS = """\
 JSON in and out, UTF-8. Times are ISO 8601 with a zone; dates YYYY-MM-DD; ids are strings.
 Money is {"amount": "12.50", "currency": "EUR"}: a decimal string with two places, never a
 float (a float is 400 validation_error). Errors always have the shape
-{"error": {"code", "message", "fields", "details"}}; nested field errors are keyed with dots
-(postal_address.city). Lists answer {"items": [...], "next_cursor": "..." | null}, newest first
+{"error": {"code", "message", "fields", "details", "field_codes"}}; nested field errors are keyed with
+dots (postal_address.city). `message` and the messages in `fields` are in the language of
+Accept-Language (pl, en), else the customer's profile language, else English; `field_codes` gives
+each field message as a stable code with its values ({"code": "length", "params": {"min": 1, "max": 100}}). Lists answer {"items": [...], "next_cursor": "..." | null}, newest first
 wherever items have a time. A list that pages takes ?limit=&cursor=: limit is 1 to 100, 50
 when absent, anything else is 400 validation_error naming limit; cursor is the next_cursor of
 the previous page, opaque, absent for the first page, and one the list did not hand out is 400
@@ -38,7 +40,8 @@ validation_error naming cursor. Every response carries X-Request-Id (echoed when
 sent a sane one). The client IP is the TCP peer, or the right-most untrusted X-Forwarded-For
 hop when the peer is in TRUSTED_PROXIES (empty by default); a malformed hop ends the walk at
 the last trusted address. Unknown paths answer 404 not_found and wrong methods 405
-method_not_allowed in the same error shape; an unexpected fault is 500 internal_error.
+method_not_allowed in the same error shape (a browser's GET for a page outside /api/ gets the
+panel's not-found page, 404 text/html); an unexpected fault is 500 internal_error.
 Every answer carries Cache-Control: no-store and X-Content-Type-Options: nosniff. A request
 body is JSON sent as Content-Type: application/json (a charset parameter must be UTF-8; any
 other type is 415 unsupported_media_type), nested at most 32 levels deep (deeper is 400
@@ -138,6 +141,8 @@ def openapi_document() -> dict:
                     "items": {"type": "array", "items": schema},
                     "next_cursor": {"type": "string", "nullable": True}}}
             responses[str(route.status)] = {"description": "success", "content": {"application/json": {"schema": schema}}}
+            for other in route.alternatives:
+                responses[str(route.status)]["content"][other] = {"schema": {"type": "string", "format": "binary"}}
         else:
             responses[str(route.status)] = {"description": "success", "content": {"application/json": {"schema": {"type": "object"}}}}
         statuses = set(route.errors) | ({401} if route.auth else set()) | {503}

@@ -4,7 +4,9 @@ from __future__ import annotations
 from nameko.dependency_providers import Config
 
 from gateway.http import trusted_proxies
+from gateway.language import DEFAULT_LANGUAGE, requested_language
 from gateway.panel.routes import PanelRoutes
+from gateway.routes.balance_reports import BalanceReportRoutes
 from gateway.routes.ledger import LedgerRoutes
 from gateway.routes.meta import MetaRoutes
 from gateway.routes.notifications import NotificationRoutes
@@ -23,7 +25,7 @@ configure("gateway")
 
 
 class Gateway(ProfileRoutes, SecurityRoutes, NotificationRoutes, VerificationRoutes, LedgerRoutes,
-              OrdersRoutes, MetaRoutes, PanelRoutes):
+              BalanceReportRoutes, OrdersRoutes, MetaRoutes, PanelRoutes):
     name = "gateway"
 
     vouched = Vouched()
@@ -48,6 +50,19 @@ class Gateway(ProfileRoutes, SecurityRoutes, NotificationRoutes, VerificationRou
     @AccessChanged.decorator()
     def session_access_changed(self, payload):
         """profile's sessions of an account ended or narrowed: forgotten here, by the entrypoint itself."""
+
+    def customer_language(self, call) -> str:
+        """The caller's profile language, for a refusal whose request named none (English before login)."""
+        if call.account_id is None:
+            return DEFAULT_LANGUAGE
+        try:
+            return self.profile.get(call.account_id).get("language") or DEFAULT_LANGUAGE
+        except DomainError:
+            return DEFAULT_LANGUAGE
+
+    def language_for(self, call) -> str:
+        """The language to say something in: Accept-Language's, else the customer's profile language."""
+        return requested_language(call.request) or self.customer_language(call)
 
     def authenticate(self, call) -> None:
         """Bearer token -> account, checked by the profile service (expiry, IP list, freeze)."""

@@ -76,7 +76,7 @@ class FakeProfile:
 
     def notification_settings(self, account_id) -> dict:
         profile = self.get(account_id)
-        settings = {"newsletter": False, "low_balance_threshold": None, **self.settings.get(account_id, {})}
+        settings = {"newsletter": False, "low_balance_threshold": None, "low_balance_days": None, "monthly_statement": False, **self.settings.get(account_id, {})}
         settings["emails"] = {"invoices": None, "support": None, "complaints": None, **settings.get("emails", {})}
         return {"account_id": account_id, **{name: profile[name] for name in (
             "email", "email_confirmed", "first_name", "last_name", "language")}, **settings}
@@ -147,6 +147,19 @@ class FakeLedger:
             assert sum(Money.from_wire(line["gross"]).minor for line in lines) == minor, lines
         transaction, new = self._move("charge", account_id, minor, idempotency_key,
                                       (amount, reference, description, lines), {"reference": reference})
+        failure = self.fail_after_charge if new else None
+        if failure is not None:
+            self.fail_after_charge = None
+            raise failure
+        return transaction
+
+    def charge_order(self, account_id, amount, idempotency_key, reference, description, lines=None) -> dict:
+        """A list price priced (an individual pays it) and charged in one call, like the real ledger's."""
+        minor = Money.from_wire(amount).minor
+        if lines:
+            assert sum(Money.from_wire(line["gross"]).minor for line in lines) == minor, lines
+        transaction, new = self._move("charge", account_id, minor, idempotency_key,
+                                      ("charge_order", amount, reference, description, lines), {"reference": reference})
         failure = self.fail_after_charge if new else None
         if failure is not None:
             self.fail_after_charge = None
@@ -228,6 +241,11 @@ class FakeLedger:
             def charge(self, account_id, amount, idempotency_key, reference, description, lines=None):
                 return self._announce(account_id, books.charge(account_id, amount, idempotency_key, reference,
                                                                description, lines))
+
+            @rpc(roles=roles_of("ledger.charge_order"))
+            def charge_order(self, account_id, amount, idempotency_key, reference, description, lines=None):
+                return self._announce(account_id, books.charge_order(account_id, amount, idempotency_key, reference,
+                                                                     description, lines))
 
             @rpc(roles=roles_of("ledger.refund"))
             def refund(self, account_id, amount, idempotency_key, reference, charge_id, description):

@@ -156,11 +156,12 @@ def error_code(response) -> str:
     """The API error code of a response, asserting the error shape on the way."""
     body = response.json()
     assert set(body) == {"error"}, body
-    assert set(body["error"]) == {"code", "message", "fields", "details"}, body
+    # field_codes: each of `fields`' messages as a stable code (docs/CONTRACTS.md, Errors)
+    assert set(body["error"]) == {"code", "message", "fields", "details", "field_codes"}, body
     return body["error"]["code"]
 
 
-def eventually(probe, timeout: float = 15.0, interval: float = 0.2):
+def eventually(probe, timeout: float = 30.0, interval: float = 0.2):
     """Ask ``probe`` until it answers something truthy and return that; fail after ``timeout`` seconds.
 
     For what another process or a timer does in its own time (a mail sent, an order paid).
@@ -172,6 +173,20 @@ def eventually(probe, timeout: float = 15.0, interval: float = 0.2):
             assert answer, f"still {answer!r} after {timeout:.0f} s"
             return answer
         time.sleep(interval)
+
+
+def passes_eventually(check, timeout: float = 20.0, interval: float = 0.3):
+    """Run ``check`` until it returns without an AssertionError and return its answer; after ``timeout``
+    seconds its last AssertionError is the test's failure (for checks that assert several things).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(interval)
 
 
 def refusal_of(call, *args) -> DomainError | None:

@@ -89,7 +89,7 @@ def templates() -> Environment:
                        trim_blocks=True, lstrip_blocks=True)
 
 
-def render(request, template: str, page_name: str, **context) -> Response:
+def render(request, template: str, page_name: str, status: int = 200, **context) -> Response:
     language = language_of(request)
     messages = catalogue(language)
 
@@ -100,8 +100,13 @@ def render(request, template: str, page_name: str, **context) -> Response:
     html = templates().get_template(template).render(
         t=t, lang=language, page=page_name, messages_json=json.dumps(messages, ensure_ascii=False),
         countries=countries(language), **context)
-    return Response(html, status=200, content_type="text/html; charset=utf-8",
+    return Response(html, status=status, content_type="text/html; charset=utf-8",
                     headers={**SECURITY_HEADERS, "Cache-Control": "no-store"})
+
+
+def not_found_page(request) -> Response:
+    """404 for a panel address that does not exist: a page in the customer's language, not JSON."""
+    return render(request, "not_found.html", "not-found", status=404)
 
 
 def qr_svg(text: str) -> str:
@@ -115,8 +120,12 @@ class PanelRoutes:
     """Pages of the web panel (docs/requirements.md P, S, N, O, B, I), each a shell filled from the public API."""
 
     @page("/")
+    def panel_root(self, request):
+        return Response(status=302, headers={"Location": "/home"})
+
+    @page("/home")
     def panel_home(self, request):
-        return Response(status=302, headers={"Location": "/profile"})
+        return render(request, "home.html", "home")
 
     @page("/login")
     def panel_login(self, request):

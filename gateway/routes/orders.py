@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 from gateway.http import route
+from gateway.language import lines_in
 from services.common.pagination import PageQuerySchema
 from services.orders.schemas import (CancelQuoteQuerySchema, CancelQuoteSchema, CancellationResultSchema,
                                      CancelSchema, ChangePlanSchema, ChangeQuoteQuerySchema, ChangeQuoteSchema,
-                                     NewOrderSchema, OrderDetailSchema, OrderSchema, PlanChangeResultSchema,
-                                     PlanSchema, PlansQuerySchema, RenewSchema)
+                                     NewOrderSchema, OrderChangeSchema, OrderDetailSchema, OrderQuoteQuerySchema,
+                                     OrderQuoteSchema, OrderSchema,
+                                     PlanChangeResultSchema, PlanSchema, PlansQuerySchema, RenewQuoteQuerySchema,
+                                     RenewQuoteSchema, RenewSchema)
 
 TAGS = ("orders",)
 
@@ -33,6 +36,17 @@ class OrdersRoutes:
     def get_order(self, call, order_id):
         return 200, self.orders.get_customer_order(call.account_id, order_id)
 
+    @route("GET", "/api/v1/orders/quote", query=OrderQuoteQuerySchema, response=OrderQuoteSchema, tags=TAGS,
+           summary="What placing an order would charge now", errors=(400, 422),
+           description="This customer's price for the plan and period (less than the list price only under the "
+                       "EU reverse charge), as the order's payment charges it when the balance pays it at once; "
+                       "`paid_until` as if paid today. 400 for a period the plan does not offer; 422 "
+                       "`unknown_plan`. The lines' descriptions are in the language of Accept-Language (pl, en), "
+                       "else the customer's.")
+    def quote_order(self, call):
+        quote = self.orders.order_quote(call.account_id, call.query["plan_id"], call.query["period_months"])
+        return 200, lines_in(quote, self.language_for(call))
+
     @route("POST", "/api/v1/orders", body=NewOrderSchema, response=OrderSchema, status=201, idempotent=True,
            tags=TAGS, summary="Order a plan", errors=(404, 422),
            description="`active` when the balance paid it, `pending_payment` when it could not (paid "
@@ -41,6 +55,24 @@ class OrdersRoutes:
                        "`idempotency_conflict`.")
     def place_order(self, call):
         return 201, self.order_writes.place_order(call.account_id, call.body, call.idempotency_key)
+
+    @route("PATCH", "/api/v1/orders/<order_id>", body=OrderChangeSchema, response=OrderSchema, tags=TAGS,
+           summary="Switch an order's auto-renew on or off", errors=(400, 404, 409),
+           description="`auto_renew`: renewed from the balance before paid-until by the lifecycle timer. "
+                       "409 `conflict` for a cancelled or closed order.")
+    def update_order(self, call, order_id):
+        return 200, self.orders.update_order(call.account_id, order_id, call.body)
+
+    @route("GET", "/api/v1/orders/<order_id>/renew/quote", query=RenewQuoteQuerySchema, response=RenewQuoteSchema,
+           tags=TAGS, summary="What a renewal would charge now, and the paid-until after it",
+           errors=(400, 404, 409, 422),
+           description="The exact amount `POST .../renew` with this period takes from the balance now (the "
+                       "order's current plan, this customer's price). 409 `not_renewable`; 400 for a period "
+                       "the plan does not offer. The lines' descriptions are in the language of Accept-Language "
+                       "(pl, en), else the customer's.")
+    def quote_renewal(self, call, order_id):
+        quote = self.orders.renew_quote(call.account_id, order_id, call.query["period_months"])
+        return 200, lines_in(quote, self.language_for(call))
 
     @route("POST", "/api/v1/orders/<order_id>/renew", body=RenewSchema, response=OrderSchema, idempotent=True,
            tags=TAGS, summary="Renew an order from the balance", errors=(404, 409, 422),
@@ -53,9 +85,11 @@ class OrdersRoutes:
            response=ChangeQuoteSchema, tags=TAGS, summary="What a plan change would charge or credit now",
            errors=(400, 404, 409, 422),
            description="Prorated over the unused whole days after today, per paid period, each line rounded "
-                       "to the cent in the customer's favour. 409 `not_changeable`.")
+                       "to the cent in the customer's favour. 409 `not_changeable`. The lines' descriptions are "
+                       "in the language of Accept-Language (pl, en), else the customer's.")
     def quote_plan_change(self, call, order_id):
-        return 200, self.orders.change_plan_quote(call.account_id, order_id, call.query["plan_id"])
+        quote = self.orders.change_plan_quote(call.account_id, order_id, call.query["plan_id"])
+        return 200, lines_in(quote, self.language_for(call))
 
     @route("POST", "/api/v1/orders/<order_id>/change-plan", body=ChangePlanSchema, response=PlanChangeResultSchema,
            idempotent=True, tags=TAGS, summary="Change an active order's plan", errors=(404, 409, 422),

@@ -59,8 +59,10 @@ def rpc_timeout() -> float:
 def order_write_timeout() -> float:
     """Seconds the gateway waits for an order that is placed, renewed, changed or cancelled.
 
-    Such an operation makes up to three calls of its own (profile, the ledger's price and its
-    charge or refund), each allowed ``RPC_TIMEOUT``; a shorter outer wait answered 503 while the
-    order went on to be paid. ``ORDER_WRITE_TIMEOUT``, three times ``RPC_TIMEOUT`` unless set.
+    Such an operation may make calls of its own (placing and renewing one, the ledger's
+    ``charge_order``, and profile's ``get`` when orders has no copy of the customer yet; a plan
+    change the ledger's prices and its charge or refunds), each allowed ``RPC_TIMEOUT``; a shorter
+    outer wait answered 503 while the order went on to be paid. ``ORDER_WRITE_TIMEOUT``, three
+    times ``RPC_TIMEOUT`` unless set.
     """
     return env_float("ORDER_WRITE_TIMEOUT", 3 * rpc_timeout())

@@ -105,6 +105,7 @@ class IdempotencyKeys:
         self.uow = uow
         self.clock = clock
         self.abandoned_after = abandoned_after
+        self._kept: set[KeyedRequest] = set()  # answers the work kept itself: not written a second time
 
     def claim(self, session: Session, request: KeyedRequest) -> Any | None:
         """Take the key in this transaction: None when the request is this worker's to carry out.
@@ -133,6 +134,7 @@ class IdempotencyKeys:
     def remember(self, session: Session, request: KeyedRequest, answer) -> None:
         """Keep ``answer`` for the key, in the transaction that did the work; a kept answer is never replaced."""
         table = _table(session)
+        self._kept.add(request)  # a transaction that fails after this raises, and once() then forgets the claim
         kept = session.execute(update(table).where(*_scope(table, request), table.c.response.is_(None))
                                .values(response=json.dumps(answer))).rowcount
         if not kept:  # answered already, or the claim was given up meanwhile: then the answer makes the row
@@ -164,8 +166,9 @@ class IdempotencyKeys:
             with self.uow.transaction() as session:
                 self.forget(session, request)
             raise
-        with self.uow.transaction() as session:
-            self.remember(session, request, answer)
+        if request not in self._kept:
+            with self.uow.transaction() as session:
+                self.remember(session, request, answer)
         return answer
 
 

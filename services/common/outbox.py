@@ -30,17 +30,26 @@ log = structlog.get_logger(__name__)
 
 def publish_later(session: Session, event_type: str, data: dict) -> str:
     """Record an event in this transaction's outbox; the relay publishes it after commit."""
-    table = _table(session, "outbox")
+    row = outbox_row(session, event_type, data)
+    session.execute(insert(_table(session, "outbox")).values(**row))
+    return row["event_id"]
+
+
+def outbox_row(session: Session, event_type: str, data: dict) -> dict:
+    """The outbox row of an event, for a caller that writes it in a statement of its own.
+
+    The ledger writes ``invoice_issued`` in the statement that takes the invoice's number, so that
+    the year's counter is the last thing its transaction touches; everyone else calls
+    :func:`publish_later`.
+    """
     event_id = str(uuid.uuid4())
     now = clock.now()
     payload = {"event_id": event_id, "occurred_at": iso(now), **data}
     context = structlog.contextvars.get_contextvars()
     headers = {f"{HEADER_PREFIX}.{key}": context[key] for key in ("request_id",) if context.get(key)}
-    session.execute(insert(table).values(
-        event_id=event_id, event_type=event_type, payload=json.dumps(payload),
-        headers=json.dumps(headers), created_at=now, published_at=None))
     session.info["outbox_written"] = True
-    return event_id
+    return {"event_id": event_id, "event_type": event_type, "payload": json.dumps(payload),
+            "headers": json.dumps(headers), "created_at": now, "published_at": None}
 
 
 def first_delivery(session: Session, consumer: str, message_id: str) -> bool:

@@ -2,14 +2,18 @@
 
 A movement locks the customer's balance row (SELECT ... FOR UPDATE on PostgreSQL), checks
 its idempotency key again under that lock, writes the transaction, its postings, the new
-running balance, the invoice or credit note with the next number of the year, and its
-events in the outbox, and commits them together. Whatever it needs from profile (the buyer
-for an invoice, the country for a payment method) is asked before the transaction opens:
-no transaction is ever held across an RPC call.
+running balance and its events in the outbox, and last the invoice or credit note with the
+next number of the year (the one lock every charge shares, held only from that statement to
+the commit: ``numbering.py``), and commits them together. Whatever it needs from profile (the
+buyer for an invoice, the country for a payment method) it reads from its copy of the customer
+(``services/common/profile_copy.py``, kept from profile's events) in that transaction; only
+when it has no copy does it ask profile ``get``, before the transaction opens: no transaction
+is ever held across an RPC call.
 """
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -23,9 +27,13 @@ from services.common.locks import is_postgres, try_lock
 from services.common.money import Money
 from services.common.outbox import first_delivery, publish_later
 from services.common.pagination import keyset_page
+from services.common import profile_copy
+from services.common.profile_copy import ProfileCopies, keep_answer, read
 from services.common.schemas import load
-from services.ledger import domain, invoicing, payment_methods, tax
-from services.ledger.models import Balance, Invoice, InvoiceCounter, Posting, Transaction
+from services.common.wording import CUSTOMER_TEXTS as WORDING
+from services.ledger import domain, invoicing, numbering, payment_methods, tax
+from services.ledger.invoice_view import invoice_view
+from services.ledger.models import Balance, Invoice, Posting, Transaction
 from services.ledger.schemas import (AdjustmentSchema, ChargeSchema, CreditLimitSchema, PaymentSchema,
                                      PriceSchema, RefundSchema)
 
@@ -50,6 +58,7 @@ class Ledger:
     def __init__(self, uow, profiles, clock, seller: tax.Seller, currency: str | None = None):
         self.uow = uow
         self.profiles = profiles  # anything with get(account_id) -> the Profile shape (docs/CONTRACTS.md)
+        self.copies = ProfileCopies(uow, profiles)
         self.clock = clock
         self.seller = seller
         self.currency = currency or default_currency()
@@ -58,29 +67,67 @@ class Ledger:
 
     def credit_payment(self, account_id, amount, idempotency_key, reference, method=None, caller=None) -> dict:
         """The payment system (or support staff, matching a transfer by hand: ``caller`` keeps which)
-        reports a payment; a method must be offered to the customer."""
+        reports a payment; a method must be offered to the customer.
+
+        One transaction: the balance locked, the key checked under its lock, the method checked
+        against the copy of the customer, the movement written. Profile is asked (before that
+        transaction) only for an account the ledger has no balance or no copy of.
+        """
         data = _load(PaymentSchema(), account_id=account_id, amount=amount, idempotency_key=idempotency_key,
                      reference=reference, method=method)
         request = _Request("credit_payment", data)
-        replay, known = self._first_look(request)
-        if replay is not None:
-            return replay
-        if data["method"] is not None or not known:
-            profile = self.profiles.get(data["account_id"])  # not_found for an account nobody has
-            if data["method"] is not None:
-                payment_methods.check_offered(
-                    data["method"], profile["country"], profile["profile_type"],
-                    profile["company_verification"], bool(profile.get("postal_address")))
-        with self.uow.transaction() as session:
+        asked = None
+        while True:
+            with self.uow.transaction() as session:
+                balance = (self._lock_balance(session, data["account_id"]) if asked is not None
+                           else self._locked_balance(session, data["account_id"]))
+                if (replay := self._replay(request, session)) is not None:
+                    return replay
+                # The customer's copy: for the method's rules, and for a description in their language.
+                needs_profile = data["method"] is not None or not data["description"]
+                profile = read(session, data["account_id"]) if needs_profile else None
+                if balance is not None and (not needs_profile or profile is not None or asked is not None):
+                    if asked is not None:
+                        keep_answer(session, data["account_id"], asked)
+                    profile = profile or asked
+                    if data["method"] is not None:
+                        payment_methods.check_offered(
+                            data["method"], profile["country"], profile["profile_type"],
+                            profile["company_verification"], bool(profile.get("postal_address")))
+                    tx = self._move(session, balance, domain.PAYMENT, request, method=data["method"],
+                                    caller=caller, description=data["description"] or WORDING.say(
+                                        "Payment received", (profile or {}).get("language") or "en"))
+                    publish_later(session, "payment_received", {
+                        "account_id": tx.account_id, "transaction_id": tx.id, "amount": _money(tx.amount_minor, tx),
+                        "balance": _money(tx.balance_after_minor, tx), "reference": tx.reference, "method": tx.method})
+                    return domain.transaction_view(tx)
+            asked = self.profiles.get(data["account_id"])  # not_found for an account nobody has
+
+    def charge_order(self, account_id, amount, idempotency_key, reference, description, lines=None) -> dict:
+        """Price a list amount for this customer and take it, with its invoice, in one transaction.
+
+        Orders' one call per paid order: ``amount`` and the lines' ``gross`` are list prices
+        (what an individual pays); the answer is the charge transaction, whose ``amount`` is
+        what this customer paid. The key is bound to the list prices, so a replay of the same
+        call (the lifecycle timer finishing an interrupted order) answers the first charge.
+        """
+        data = _load(ChargeSchema(), account_id=account_id, amount=amount, idempotency_key=idempotency_key,
+                     reference=reference, description=description, lines=lines)
+        _invoice_lines(data)  # the list prices' lines must add up, as a charge's must
+        request = _Request("charge_order", data)
+
+        def charge(session, profile):
             balance = self._lock_balance(session, data["account_id"])
             if (replay := self._replay(request, session)) is not None:
                 return replay
-            tx = self._move(session, balance, domain.PAYMENT, request, method=data["method"], caller=caller,
-                            description=data["description"] or "Payment received")
-            publish_later(session, "payment_received", {
-                "account_id": tx.account_id, "transaction_id": tx.id, "amount": _money(tx.amount_minor, tx),
-                "balance": _money(tx.balance_after_minor, tx), "reference": tx.reference, "method": tx.method})
+            buyer = tax.Buyer.from_profile(profile)
+            now = self.clock.now()
+            treatment = tax.tax_treatment(buyer, self.seller, on=now)
+            priced = _priced(data, lambda price: tax.price_for(price, treatment, self.seller, on=now).gross)
+            tx = self._charge_in(session, balance, request.priced(priced), buyer, _invoice_lines(priced),
+                                 treatment, profile.get("language"))
             return domain.transaction_view(tx)
+        return self._as_customer(data["account_id"], charge)
 
     def charge(self, account_id, amount, idempotency_key, reference, description, lines=None) -> dict:
         """Take an already priced amount from the balance and issue its invoice."""
@@ -88,25 +135,50 @@ class Ledger:
                      reference=reference, description=description, lines=lines)
         invoice_lines = _invoice_lines(data)
         request = _Request("charge", data)
-        if (replay := self._replay(request)) is not None:
-            return replay
-        profile = self.profiles.get(data["account_id"])
-        buyer = tax.Buyer.from_profile(profile)
-        with self.uow.transaction() as session:
+
+        def charge(session, profile):
             balance = self._lock_balance(session, data["account_id"])
             if (replay := self._replay(request, session)) is not None:
                 return replay
-            invoice_id = str(uuid.uuid4())
-            tx = self._move(session, balance, domain.CHARGE, request, invoice_id=invoice_id,
-                            description=data["description"] or "Charge")
-            now = as_utc(tx.created_at)
-            treatment = tax.tax_treatment(buyer, self.seller, on=now)
-            document = invoicing.build_invoice(
-                invoice_id=invoice_id, number=self._next_number(session, now), seller=self.seller,
-                buyer=buyer, lines=invoice_lines, treatment=treatment, currency=tx.currency,
-                order_id=tx.reference, issued_at=now)
-            self._issue(session, tx, document, profile.get("language") or "en")
+            buyer = tax.Buyer.from_profile(profile)
+            treatment = tax.tax_treatment(buyer, self.seller, on=self.clock.now())
+            tx = self._charge_in(session, balance, request, buyer, invoice_lines, treatment, profile.get("language"))
             return domain.transaction_view(tx)
+        return self._as_customer(data["account_id"], charge)
+
+    def _as_customer(self, account_id: str, work):
+        """``work(session, profile)`` in one transaction, with the copy of the customer read in it.
+
+        Without a copy, profile is asked first (``not_found`` for an account nobody has: nothing
+        is written), outside any transaction, and its answer kept in the transaction of the work.
+        """
+        asked = None
+        while True:
+            with self.uow.transaction() as session:
+                profile = read(session, account_id)
+                if profile is None and asked is not None:
+                    keep_answer(session, account_id, asked)
+                    profile = asked
+                if profile is not None:
+                    return work(session, profile)
+            asked = self.profiles.get(account_id)
+
+    def _charge_in(self, session, balance: Balance, request: "_Request", buyer: tax.Buyer,
+                   invoice_lines: list, treatment, language: str | None) -> Transaction:
+        """The charge's movement and its invoice, in the caller's transaction, whose last write this is."""
+        # Written in the buyer's language now: the invoice keeps the language of its issue.
+        language = language or "en"
+        invoice_lines = [replace(line, description=WORDING.say(line.description, language)) for line in invoice_lines]
+        invoice_id = str(uuid.uuid4())
+        tx = self._move(session, balance, domain.CHARGE, request, invoice_id=invoice_id,
+                        description=WORDING.say(request.data["description"] or "Charge", language))
+        now = as_utc(tx.created_at)
+        document = invoicing.build_invoice(
+            invoice_id=invoice_id, number=None, seller=self.seller,
+            buyer=buyer, lines=invoice_lines, treatment=treatment, currency=tx.currency,
+            order_id=tx.reference, issued_at=now)
+        self._issue(session, tx, document, language)  # the last write: numbering.py
+        return tx
 
     def refund(self, account_id, amount, idempotency_key, reference, charge_id, description=None) -> dict:
         """Return money to the balance against a charge, never more than it took, with a credit note."""
@@ -131,19 +203,23 @@ class Ledger:
             invoice = session.scalar(select(Invoice).where(Invoice.id == charge.invoice_id))
             earlier = session.scalars(select(Invoice).where(Invoice.corrects == invoice.id)).all()
             note_id = str(uuid.uuid4())
+            # In the language of the invoice it corrects (its buyer's at its issue).
+            language = invoice.language
             tx = self._move(session, balance, domain.REFUND, request, invoice_id=note_id,
                             refunds_transaction_id=charge.id,
-                            description=data["description"] or f"Refund of {charge.description}"[:500])
+                            description=WORDING.say(data["description"] or f"Refund of {charge.description}",
+                                                    language)[:500])
             now = as_utc(tx.created_at)
             document = invoicing.credit_note_for(
-                invoice.document, invoice_id=note_id, number=self._next_number(session, now), issued_at=now,
-                amount=data["amount"], description=data["description"],
+                invoice.document, invoice_id=note_id, number=None, issued_at=now,
+                amount=data["amount"], description=WORDING.say(
+                    data["description"] or f"Refund for invoice {invoice.document['number']}", language),
                 earlier_credit_notes=[note.document for note in earlier])
-            self._issue(session, tx, document, invoice.language)
             publish_later(session, "refund_issued", {
                 "account_id": tx.account_id, "transaction_id": tx.id, "amount": data["amount"].to_wire(),
                 "balance": _money(tx.balance_after_minor, tx), "reference": tx.reference,
                 "order_id": invoice.document.get("order_id") or tx.reference, "charge_id": charge.id})
+            self._issue(session, tx, document, invoice.language)  # the last write
             return domain.transaction_view(tx)
 
     def adjust(self, account_id, amount, idempotency_key, reason, operator, caller=None) -> dict:
@@ -199,17 +275,18 @@ class Ledger:
     def list_invoices(self, account_id, limit=50, cursor=None) -> dict:
         query = select(Invoice).where(Invoice.account_id == _account_id(account_id))
         with self.uow.transaction() as session:
-            return keyset_page(session, query, [Invoice.seq], limit, cursor).answer(lambda invoice: invoice.document)
+            return keyset_page(session, query, [Invoice.seq], limit, cursor).answer(
+                lambda invoice: invoice_view(session, invoice))
 
     def get_invoice(self, invoice_id, account_id=None) -> dict:
         """One invoice; with ``account_id`` another customer's invoice is not found."""
         with self.uow.transaction() as session:
-            return self._invoice(session, invoice_id, account_id).document
+            return invoice_view(session, self._invoice(session, invoice_id, account_id))
 
     def price(self, account_id, amount) -> dict:
         """What this customer pays for a list price, split into net, VAT and gross (I2)."""
         data = _load(PriceSchema(), account_id=account_id, amount=amount)
-        profile = self.profiles.get(data["account_id"])
+        profile = self.copies.get(data["account_id"])
         currency = self._currency_of(data["account_id"])
         domain.check_currency(currency, data["amount"])
         now = self.clock.now()
@@ -265,6 +342,11 @@ class Ledger:
         with self.uow.transaction() as session:
             if first_delivery(session, "ledger.account_registered", event["event_id"]):
                 self._lock_balance(session, event["account_id"])
+            profile_copy.from_event(session, event)
+
+    def profile_changed(self, event: dict) -> None:
+        """Keep the copy of the customer as billed (buyer data, payment eligibility) up to date."""
+        self.copies.apply(event)
 
     def notification_settings_changed(self, event: dict) -> None:
         """Keep our copy of the low-balance threshold (N2), ignoring settings older than it."""
@@ -280,6 +362,14 @@ class Ledger:
             balance.below_threshold = domain.below_after_threshold_change(
                 threshold, Money(balance.balance_minor, balance.currency), balance.below_threshold)
             balance.threshold_as_of = as_of
+            balance.low_balance_days = event.get("low_balance_days")
+            if balance.low_balance_days is None:
+                balance.below_days = False
+            wanted = bool(event.get("monthly_statement"))
+            if wanted and not balance.monthly_statement:
+                # The first statement is of the first whole month after the customer asked.
+                balance.statement_sent_for = as_of.date().replace(day=1)
+            balance.monthly_statement = wanted
             balance.updated_at = self.clock.now()
 
     # -- the parts of a movement ----------------------------------------------------------
@@ -322,32 +412,26 @@ class Ledger:
         return tx
 
     def _issue(self, session, tx: Transaction, document: dict, language: str) -> None:
-        year, seq = invoicing.parse_number(document["number"])
-        session.add(Invoice(
-            id=document["id"], account_id=tx.account_id, year=year, number_seq=seq, number=document["number"],
-            kind=document["kind"], transaction_id=tx.id, corrects=document["corrects"],
-            gross_minor=Money.from_wire(document["gross"]).minor, language=language if language in ("en", "pl") else "en",
-            document=document, issued_at=tx.created_at))
-        publish_later(session, "invoice_issued", {
-            "account_id": tx.account_id, "invoice_id": document["id"], "number": document["number"],
-            "kind": document["kind"], "gross": document["gross"], "issued_at": document["issued_at"],
-            "order_id": document["order_id"]})
+        """Number the document and write it with its ``invoice_issued`` event: the transaction's last write.
 
-    def _next_number(self, session, issued_at: datetime) -> str:
-        """The next number of the year, taken under the year's row lock: no gaps, no twins."""
-        year = invoicing.number_year(issued_at)
-        locked = select(InvoiceCounter).where(InvoiceCounter.year == year).with_for_update() \
-            .execution_options(populate_existing=True)
-        counter = session.scalar(locked)
-        if counter is None:
-            try:
-                with session.begin_nested():
-                    session.add(InvoiceCounter(year=year, last_seq=0))
-            except IntegrityError:
-                pass  # another charge opened the year first; its row is there now
-            counter = session.scalar(locked)
-        counter.last_seq += 1
-        return invoicing.format_number(year, counter.last_seq)
+        The year's counter is locked from here to the commit, so nothing of the movement may
+        come after it (``numbering.py``).
+        """
+        numbering.issue_numbered(session, {
+            "id": document["id"], "account_id": tx.account_id, "year": invoicing.number_year(as_utc(tx.created_at)),
+            "kind": document["kind"], "transaction_id": tx.id, "corrects": document["corrects"],
+            "gross_minor": Money.from_wire(document["gross"]).minor,
+            "language": language if language in ("en", "pl") else "en",
+            "document": document, "issued_at": tx.created_at,
+        }, {
+            "account_id": tx.account_id, "invoice_id": document["id"], "kind": document["kind"],
+            "gross": document["gross"], "issued_at": document["issued_at"], "order_id": document["order_id"],
+        })
+
+    def _locked_balance(self, session, account_id: str) -> Balance | None:
+        """The account's balance row, locked until the transaction ends; None when there is none yet."""
+        return session.scalar(select(Balance).where(Balance.account_id == account_id).with_for_update()
+                              .execution_options(populate_existing=True))
 
     def _lock_balance(self, session, account_id: str, create: bool = True) -> Balance:
         locked = select(Balance).where(Balance.account_id == account_id).with_for_update() \
@@ -416,6 +500,13 @@ class _Request:
                                      field="idempotency_key")
         self.key, self.fingerprint = self.keyed.key, self.keyed.fingerprint
 
+    def priced(self, data: dict) -> "_Request":
+        """The same request (key and fingerprint) with the amounts this customer pays."""
+        priced = _Request.__new__(_Request)
+        priced.data, priced.account_id, priced.keyed = data, self.account_id, self.keyed
+        priced.key, priced.fingerprint = self.key, self.fingerprint
+        return priced
+
 
 def _load(schema, **arguments) -> dict:
     return load(schema, arguments)
@@ -454,3 +545,15 @@ def _invoice_lines(data: dict) -> list[invoicing.InvoiceLine]:
         raise ValidationError({"lines": ["each line's gross must be greater than zero"]})
     return lines
 
+
+
+def _priced(data: dict, price) -> dict:
+    """A charge of list prices in this customer's prices: the amount priced, the lines priced to add up to it."""
+    amount = price(data["amount"])
+    priced = {**data, "amount": amount}
+    if data["lines"]:
+        lines = [{**line, "gross": price(line["gross"])} for line in data["lines"]]
+        rest = amount.minor - sum(line["gross"].minor for line in lines[:-1])
+        lines[-1]["gross"] = Money(rest, amount.currency)  # rounding per line never moves the total
+        priced["lines"] = lines
+    return priced

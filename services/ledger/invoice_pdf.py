@@ -32,8 +32,11 @@ MESSAGES = {
         "credit_note": "Credit note",
         "number": "No. {number}",
         "issued_at": "Date of issue",
+        "sale_date": "Date of sale",
         "order": "Order",
         "corrects": "Corrects invoice No. {number}",
+        "corrects_of": "Corrects invoice No. {number} of {date}",
+        "unit_net": "Unit net",
         "seller": "Seller",
         "buyer": "Buyer",
         "vat_id": "VAT ID",
@@ -49,6 +52,7 @@ MESSAGES = {
         "total": "Total",
         "amounts_in": "Amounts in {currency}",
         "to_pay": "Total to pay",
+        "paid": "Paid from the balance on {date}",
         "to_return": "Total returned",
         "reverse_charge": "Reverse charge: the buyer accounts for the VAT "
                           "(Article 196 of Council Directive 2006/112/EC).",
@@ -63,8 +67,11 @@ MESSAGES = {
         "credit_note": "Faktura korygująca",
         "number": "nr {number}",
         "issued_at": "Data wystawienia",
+        "sale_date": "Data sprzedaży",
         "order": "Zamówienie",
         "corrects": "Korekta faktury nr {number}",
+        "corrects_of": "Korekta faktury nr {number} z dnia {date}",
+        "unit_net": "Cena jedn. netto",
         "seller": "Sprzedawca",
         "buyer": "Nabywca",
         "vat_id": "NIP / VAT UE",
@@ -80,6 +87,7 @@ MESSAGES = {
         "total": "Razem",
         "amounts_in": "Kwoty w {currency}",
         "to_pay": "Do zapłaty",
+        "paid": "Zapłacono z salda dnia {date}",
         "to_return": "Do zwrotu",
         "reverse_charge": "Odwrotne obciążenie: VAT rozlicza nabywca "
                           "(art. 196 dyrektywy Rady 2006/112/WE).",
@@ -142,20 +150,30 @@ class _Page:
         parts = [Paragraph(escape(f"{self.say(invoice['kind'])} {self.say('number', number=invoice['number'])}"),
                          self.title),
                  Spacer(0, 2 * mm)]
-        facts = [f"{self.say('issued_at')}: {invoice['issued_at'][:10]}"]
+        facts = [f"{self.say('issued_at')}: {self.date(invoice['issued_at'])}"]
+        if invoice.get("sale_date"):
+            facts.append(f"{self.say('sale_date')}: {self.date(invoice['sale_date'])}")
         if invoice.get("order_id"):
             facts.append(f"{self.say('order')}: {invoice['order_id']}")
         if invoice.get("kind") == "credit_note" and invoice.get("corrects_number"):
-            facts.append(self.say("corrects", number=invoice["corrects_number"]))
+            if invoice.get("corrects_issued_at"):
+                facts.append(self.say("corrects_of", number=invoice["corrects_number"],
+                                      date=self.date(invoice["corrects_issued_at"])))
+            else:
+                facts.append(self.say("corrects", number=invoice["corrects_number"]))
         parts += [Paragraph(escape(fact), self.text) for fact in facts]
         parts += [Spacer(0, 6 * mm), self.parties(), Spacer(0, 8 * mm), self.lines(), Spacer(0, 1 * mm),
                   Paragraph(escape(self.say("amounts_in", currency=invoice["currency"])), self.small),
                   Spacer(0, 3 * mm)]
-        closing = "to_return" if invoice["kind"] == "credit_note" else "to_pay"
+        if invoice["kind"] == "credit_note":
+            closing = self.say("to_return")
+        elif invoice.get("settled_at"):   # paid from the balance: nothing is left to pay
+            closing = self.say("paid", date=self.date(invoice["settled_at"]))
+        else:
+            closing = self.say("to_pay")
         # "Total returned" already says the direction; the table keeps the signed amounts.
         to_settle = {"amount": invoice["gross"]["amount"].lstrip("-")}
-        parts.append(Paragraph(escape(f"{self.say(closing)}: {self.money(to_settle)} {invoice['currency']}"),
-                               self.total))
+        parts.append(Paragraph(escape(f"{closing}: {self.money(to_settle)} {invoice['currency']}"), self.total))
         parts.append(Spacer(0, 6 * mm))
         parts += [Paragraph(escape(note), self.text) for note in self.tax_notes()]
         return parts
@@ -195,20 +213,24 @@ class _Page:
         return Paragraph("<br/>".join(row for row in rows if row), self.text)
 
     def lines(self) -> Table:
-        header = [self.say(key) for key in ("position", "description", "quantity", "net", "vat_rate", "vat", "gross")]
+        header = [self.say(key) for key in ("position", "description", "quantity", "unit_net", "net", "vat_rate",
+                                             "vat", "gross")]
         rows = [header]
         for position, line in enumerate(self.invoice["lines"], start=1):
             description = escape(line["description"])
             if line.get("period_from") or line.get("period_to"):
                 period = f"{line.get('period_from') or ''} – {line.get('period_to') or ''}"
                 description += f"<br/><font size=7.5>{escape(self.say('period'))}: {escape(period)}</font>"
+            # The unit net price (art. 106e ust. 1 pkt 9): the line's net over its quantity.
+            unit_net = {"amount": str(Decimal(line["net"]["amount"]) / line["quantity"])}
             rows.append([str(position), Paragraph(description, self.text), str(line["quantity"]),
-                         self.money(line["net"]), self.rate(line["vat_rate"]), self.money(line["vat"]),
-                         self.money(line["gross"])])
+                         self.money(unit_net), self.money(line["net"]), self.rate(line["vat_rate"]),
+                         self.money(line["vat"]), self.money(line["gross"])])
         invoice = self.invoice
-        rows.append(["", Paragraph(f"<b>{escape(self.say('total'))}</b>", self.text), "",
+        rows.append(["", Paragraph(f"<b>{escape(self.say('total'))}</b>", self.text), "", "",
                      self.money(invoice["net"]), "", self.money(invoice["vat"]), self.money(invoice["gross"])])
-        table = Table(rows, colWidths=[9 * mm, None, 11 * mm, 24 * mm, 15 * mm, 22 * mm, 24 * mm], repeatRows=1)
+        table = Table(rows, colWidths=[8 * mm, None, 10 * mm, 21 * mm, 21 * mm, 13 * mm, 19 * mm, 21 * mm],
+                      repeatRows=1)
         table.setStyle(TableStyle([
             ("FONTNAME", (0, 0), (-1, -1), FONT),
             ("FONTNAME", (0, 0), (-1, 0), FONT_BOLD),
@@ -239,6 +261,11 @@ class _Page:
         if treatment in ("reverse_charge", "outside_scope"):
             return self.say(f"rate_{treatment}")
         return self.number(Decimal(vat_rate).normalize(), places=None)
+
+    def date(self, value: str) -> str:
+        """A date (or the day of an ISO time) as read in the language: ``05.12.2026``, ``2026-12-05``."""
+        day = value[:10]
+        return f"{day[8:10]}.{day[5:7]}.{day[:4]}" if self.language == "pl" else day
 
     def money(self, money: dict) -> str:
         return self.number(Decimal(money["amount"]), places=2)

@@ -7,9 +7,11 @@ line grosses to ``gross``, and ``net + vat == gross`` on every line and in total
 Numbering contract (the ledger stores the counter, these functions only format it):
 invoices and credit notes share one sequence per calendar year (UTC), starting at 1 and
 without gaps. The ledger takes the next number in the same database transaction as the
-money movement the document belongs to (a row per year, locked with SELECT ... FOR UPDATE
-or an equivalent), so a rolled-back charge never consumes a number and two charges never
-get the same one. :func:`number_year` says which year's sequence a document takes.
+money movement the document belongs to, as that transaction's last statement (a row per
+year, whose row lock is then held only until the commit: ``services/ledger/numbering.py``),
+so a rolled-back charge never consumes a number and two charges never get the same one. A
+document is therefore built before it has its number (``number=None``) and is given it by
+the statement that takes it. :func:`number_year` says which year's sequence a document takes.
 """
 from __future__ import annotations
 
@@ -67,7 +69,7 @@ class InvoiceLine:
     period_to: date | None = None
 
 
-def build_invoice(*, invoice_id: str, number: str, seller: Seller, buyer: Buyer,
+def build_invoice(*, invoice_id: str, number: str | None, seller: Seller, buyer: Buyer,
                   lines: Sequence[InvoiceLine], treatment: TaxTreatment, currency: str,
                   order_id: str | None, issued_at: datetime) -> dict:
     """The invoice for a charge, with the buyer's data as they are now (docs/CONTRACTS.md, Invoice).
@@ -86,6 +88,8 @@ def build_invoice(*, invoice_id: str, number: str, seller: Seller, buyer: Buyer,
         seller=seller.to_party(), buyer=buyer.to_party(), lines=lines, parts=parts,
         vat_rate=treatment.vat_rate, currency=currency, tax_treatment=treatment.kind,
         order_id=order_id, corrects=None, corrects_number=None,
+        # Paid in advance from the balance: the sale is dated the day the payment was taken.
+        sale_date=_aware(issued_at).astimezone(timezone.utc).date().isoformat(),
     )
 
 
@@ -100,7 +104,7 @@ def creditable(invoice: dict, earlier_credit_notes: Iterable[dict] = ()) -> Amou
     return left
 
 
-def credit_note_for(invoice: dict, *, invoice_id: str, number: str, issued_at: datetime,
+def credit_note_for(invoice: dict, *, invoice_id: str, number: str | None, issued_at: datetime,
                     amount: Money | None = None, lines: Sequence[InvoiceLine] | None = None,
                     description: str | None = None, period_from: date | None = None,
                     period_to: date | None = None,
@@ -138,6 +142,7 @@ def credit_note_for(invoice: dict, *, invoice_id: str, number: str, issued_at: d
         lines=[_negated(line) for line in lines], parts=[-part for part in parts],
         vat_rate=vat_rate, currency=currency, tax_treatment=invoice["tax_treatment"],
         order_id=invoice["order_id"], corrects=invoice["id"], corrects_number=invoice["number"],
+        sale_date=invoice.get("sale_date") or invoice["issued_at"][:10],   # the corrected supply's
     )
 
 
@@ -172,14 +177,16 @@ def _negated(line: InvoiceLine) -> InvoiceLine:
 
 
 def _document(*, invoice_id, number, kind, issued_at, seller, buyer, lines, parts, vat_rate,
-              currency, tax_treatment, order_id, corrects, corrects_number) -> dict:
-    parse_number(number)
+              currency, tax_treatment, order_id, corrects, corrects_number, sale_date) -> dict:
+    if number is not None:  # None: numbered as it is issued (see the numbering contract above)
+        parse_number(number)
     total = sum(parts, Amounts.zero(currency))
     return {
         "id": str(invoice_id),
         "number": number,
         "kind": kind,
         "issued_at": iso(_aware(issued_at)),
+        "sale_date": sale_date,
         "seller": dict(seller),
         "buyer": dict(buyer),
         "lines": [_line(line, part, vat_rate) for line, part in zip(lines, parts)],
@@ -190,7 +197,6 @@ def _document(*, invoice_id, number, kind, issued_at, seller, buyer, lines, part
         "tax_treatment": tax_treatment,
         "order_id": None if order_id is None else str(order_id),
         "corrects": corrects,
-        # Not in the contract's Invoice shape, allowed as an extra: the PDF prints the corrected number.
         "corrects_number": corrects_number,
     }
 

@@ -7,12 +7,14 @@ entries that change it, and ``audit`` checks it against the journal.
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, String,
+from sqlalchemy import (JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer, LargeBinary, String,
                         UniqueConstraint)
+from sqlalchemy.sql.expression import false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from services.common.profile_copy import add_profile_copy_table
 from services.common.tables import Serial, add_messaging_tables
 
 
@@ -21,6 +23,7 @@ class Base(DeclarativeBase):
 
 
 add_messaging_tables(Base.metadata)
+add_profile_copy_table(Base.metadata)  # the customer as billed, from profile's events
 
 
 class Balance(Base):
@@ -45,6 +48,14 @@ class Balance(Base):
     below_threshold: Mapped[bool] = mapped_column(Boolean, default=False)
     # When profile's settings behind the threshold were made: an older event changes nothing.
     threshold_as_of: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # The alert in days (services/ledger/forecast.py): the customer's setting, and whether the
+    # forecast is under it (balance_running_out is sent once per crossing).
+    low_balance_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    below_days: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The monthly statement (services/ledger/statements.py): asked for, and the first day of the last
+    # month whose statement went out (so each month's goes once).
+    monthly_statement: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    statement_sent_for: Mapped[date | None] = mapped_column(Date, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

@@ -119,6 +119,16 @@ class InvoiceSchema(Schema):
     tax_treatment = fields.String(required=True, metadata={"enum": ["standard", "reverse_charge", "outside_scope"]})
     order_id = fields.String(allow_none=True)
     corrects = fields.String(allow_none=True, metadata={"description": "the invoice a credit note corrects"})
+    corrects_number = fields.String(allow_none=True, metadata={
+        "example": "2026/000165", "description": "on a credit note, the corrected invoice's number; else null"})
+    corrects_issued_at = fields.DateTime(allow_none=True, metadata={
+        "description": "on a credit note, when the corrected invoice was issued; else null"})
+    sale_date = fields.Date(required=True, metadata={
+        "description": "the date of the supply: the day the balance paid for it (services are paid in advance); "
+                       "on a credit note, the corrected invoice's"})
+    settled_at = fields.DateTime(allow_none=True, metadata={
+        "description": "when the balance paid it: at issue, unless the charge took the balance below zero "
+                       "(then when it was first back at zero or above); null while unpaid"})
 
 
 class PaymentMethodSchema(Schema):

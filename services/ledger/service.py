@@ -2,36 +2,36 @@
 from __future__ import annotations
 
 from nameko.timer import timer
-from nameko.web.handlers import http
 
+from services.common.base import ServiceBase
 from services.common.clock import clock
 from services.common.config import env_float, rpc_timeout
 from services.common.database import Database
 from services.common.events import handle_event
-from services.common.health import HealthCheck
-from services.common.logging import LogContext, configure
-from services.common.metrics import LEDGER_AUDIT_DISCREPANCIES, LEDGER_AUDIT_FINISHED, serve_metrics
-from services.common.roles import EVERYONE, GATEWAY, NOTIFIER, OPERATOR, ORDERS, PAYMENTS, PROFILE, STAFF
+from services.common.logging import configure
+from services.common.metrics import LEDGER_AUDIT_DISCREPANCIES, LEDGER_AUDIT_FINISHED
+from services.common.roles import GATEWAY, NOTIFIER, OPERATOR, ORDERS, PAYMENTS, PROFILE, STAFF
 from services.common.rpc import Caller, ServiceRpc, rpc
-from services.ledger.application import Ledger
+from services.ledger.application import Ledger, default_currency
 from services.ledger.documents.application import InvoicePdfs
+from services.ledger.forecast import BalanceForecasts
+from services.ledger.statements import Statements
 from services.ledger.models import Base
 from services.ledger.tax import Seller
 
 configure("ledger")
 SELLER = Seller.from_env()
 AUDIT_SECONDS = env_float("LEDGER_AUDIT_SECONDS", 300.0)
+STATEMENT_SECONDS = env_float("LEDGER_STATEMENT_SECONDS", 3600.0)
 
 
-class LedgerService:
+class LedgerService(ServiceBase):
     name = "ledger"
 
     db = Database(Base.metadata)
     profile = ServiceRpc("profile")
     # The document worker renders a PDF not stored yet; it answers (or is given up) before the caller's own wait ends.
     documents = ServiceRpc("ledger_documents", timeout=lambda: max(1.0, rpc_timeout() - 1.0))
-    health = HealthCheck()
-    log = LogContext()
     caller = Caller()
 
     @property
@@ -43,9 +43,13 @@ class LedgerService:
         """The kept PDFs; one not kept yet is asked of the document worker (never rendered here)."""
         return InvoicePdfs(self.db, clock, worker=self.documents)
 
-    @serve_metrics()
-    def metrics(self, request):
-        """Prometheus metrics: answered by the entrypoint itself (services/common/metrics.py)."""
+    @property
+    def forecasts(self) -> BalanceForecasts:
+        return BalanceForecasts(self.db, self.profile, clock, SELLER, default_currency())
+
+    @property
+    def statements(self) -> Statements:
+        return Statements(self.db, self.profile, clock, default_currency())
 
     @timer(interval=AUDIT_SECONDS, eager=True)
     def audit_regularly(self):
@@ -55,13 +59,10 @@ class LedgerService:
             LEDGER_AUDIT_DISCREPANCIES.set(len(found))
             LEDGER_AUDIT_FINISHED.set_to_current_time()
 
-    @http("GET", "/health")
-    def health_check(self, request):
-        return self.health.response()
-
-    @rpc(roles=EVERYONE)
-    def ping(self):
-        return "pong"
+    @timer(interval=STATEMENT_SECONDS)
+    def monthly_statements(self):
+        """Last month's statement announced to those who asked for one (the notifier mails it)."""
+        self.statements.send_monthly()
 
     # -- money movements (docs/CONTRACTS.md)
     @rpc(roles=PAYMENTS | OPERATOR)
@@ -71,6 +72,10 @@ class LedgerService:
     @rpc(roles=ORDERS)
     def charge(self, account_id, amount, idempotency_key, reference, description, lines=None):
         return self.ledger.charge(account_id, amount, idempotency_key, reference, description, lines)
+
+    @rpc(roles=ORDERS)
+    def charge_order(self, account_id, amount, idempotency_key, reference, description, lines=None):
+        return self.ledger.charge_order(account_id, amount, idempotency_key, reference, description, lines)
 
     @rpc(roles=ORDERS)
     def refund(self, account_id, amount, idempotency_key, reference, charge_id, description=None):
@@ -101,6 +106,24 @@ class LedgerService:
     def price(self, account_id, amount):
         return self.ledger.price(account_id, amount)
 
+    @rpc(roles=ORDERS)
+    def forecast(self, account_id, schedule, horizon_days):
+        return self.forecasts.forecast(account_id, schedule, horizon_days)
+
+    @rpc(roles=GATEWAY | STAFF)
+    def statement(self, account_id, from_, to):
+        return self.statements.statement(account_id, from_, to)
+
+    @rpc(roles=GATEWAY | NOTIFIER | STAFF)
+    def statement_pdf(self, account_id, from_, to):
+        """The statement drawn by the document worker (ReportLab never loads here)."""
+        statement = self.statements.statement(account_id, from_, to)
+        return {**self.documents.render_statement_pdf(statement), "from": statement["from"], "to": statement["to"]}
+
+    @rpc(roles=GATEWAY | STAFF)
+    def invoice_archive_page(self, account_id, year, limit=100, cursor=None):
+        return self.statements.archive_page(account_id, year, limit, cursor)
+
     @rpc(roles=GATEWAY | STAFF)
     def list_invoices(self, account_id, limit=50, cursor=None):
         return self.ledger.list_invoices(account_id, limit, cursor)
@@ -125,3 +148,15 @@ class LedgerService:
     @handle_event("profile", "notification_settings_changed")
     def on_notification_settings_changed(self, event):
         self.ledger.notification_settings_changed(event)
+
+    @handle_event("profile", "profile_changed")
+    def on_profile_changed(self, event):
+        self.ledger.profile_changed(event)
+
+    @handle_event("profile", "country_changed")
+    def on_country_changed(self, event):
+        self.ledger.profile_changed(event)
+
+    @handle_event("profile", "company_reviewed")
+    def on_company_reviewed(self, event):
+        self.ledger.profile_changed(event)

@@ -125,6 +125,8 @@ class Notifications:
         return dispatch.settings_from(answer)
 
     def _attachments(self, occasion: dispatch.Occasion, language: str) -> tuple[Attachment, ...]:
+        if occasion.kind == "monthly_statement":
+            return self._statement_attachment(occasion, language)
         if occasion.kind != "invoice_issued":
             return ()
         data = occasion.data
@@ -143,6 +145,16 @@ class Notifications:
             log.warning("no PDF for the invoice; sending the invoice mail without one", invoice_id=data["invoice_id"])
             return ()
         return (Attachment(dispatch.invoice_filename(data["kind"], data["number"], language), pdf),)
+
+    def _statement_attachment(self, occasion: dispatch.Occasion, language: str) -> tuple[Attachment, ...]:
+        """The month's statement as the ledger's document worker draws it; the ledger away retries the event."""
+        data = occasion.data
+        drawn = self.ledger.statement_pdf(occasion.account_id, data["from"], data["to"])
+        pdf = dispatch.pdf_from_base64(drawn)
+        if pdf is None:
+            log.warning("no PDF for the monthly statement; sending the mail without one", account_id=occasion.account_id)
+            return ()
+        return (Attachment(dispatch.statement_filename(data["from"], data["to"], language), pdf),)
 
     # -- the newsletter's copy of contact and consent, from profile's events
     def remember_contact(self, payload: dict, email_field: str = "email") -> None:

@@ -96,6 +96,11 @@ def invoice_filename(kind: str, number: str, language: str) -> str:
     return f"{words.get((kind, language), 'invoice')}-{stem}.pdf"
 
 
+def statement_filename(start: str, end: str, language: str) -> str:
+    """``wyciag-2026-11-01-2026-11-30.pdf``, ``statement-...``."""
+    return f"{'wyciag' if language == 'pl' else 'statement'}-{start}-{end}.pdf"
+
+
 def pdf_from_base64(value: Any) -> bytes | None:
     """The PDF in the ledger's answer (``{"content": base64, ...}``, or the bare base64); None if it is not one."""
     if isinstance(value, dict):

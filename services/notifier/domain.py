@@ -16,36 +16,38 @@ or null; every other field must be present and not null. ``:money`` is
 is ISO 8601 with a zone, ``:list`` a list of strings; the rest are strings.
 Every kind also takes ``first_name``.
 
-| kind                   | goes to    | fields                                                                                      |
-|------------------------|------------|---------------------------------------------------------------------------------------------|
-| order_created          | invoices   | order_id, plan_name, period_months:int, cost:money, status                                  |
-| order_activated        | invoices   | order_id, plan_name, ip_address, paid_until:date, cost:money                                |
-| order_renewed          | invoices   | order_id, plan_name, period_months:int, paid_until:date, cost:money                         |
-| order_plan_changed     | invoices   | order_id, old_plan_name, plan_name, paid_until:date, charge:money, credit:money, cost:money |
-| order_cancelled        | invoices   | order_id, plan_name, when, refund:money, cancel_at?:date                                    |
-| refund_issued          | invoices   | order_id, amount:money, balance:money                                                       |
-| renewal_due            | invoices   | order_id, plan_name, paid_until:date, days_left:int, cost:money, auto_renew:bool            |
-| order_overdue          | invoices   | order_id, plan_name, paid_until:date, suspend_on:date, cost:money                           |
-| order_suspended        | invoices   | order_id, plan_name, ip_address, close_on:date, cost:money                                  |
-| order_closed           | invoices   | order_id, plan_name                                                                         |
-| balance_low            | invoices   | balance:money, threshold:money                                                              |
-| invoice_issued         | invoices   | invoice_id, number, kind, gross:money, issued_at:time, order_id?                            |
-| support_reply          | support    | ticket_id, ticket_subject, reply                                                            |
-| abuse_report           | complaints | report_id, ip_address, summary, respond_by:date, order_id?                                  |
-| email_confirmation     | main       | token                                                                                       |
-| email_change_requested | named      | token, new_email                                                                            |
-| email_changed          | named      | old_email, new_email, at:time                                                               |
-| password_reset         | main       | login, token, expires_at:time, ip_address?                                                  |
-| password_changed       | main       | at:time, ip_address?, reset?:bool                                                           |
-| phone_changed          | main       | phone?, at:time, ip_address?                                                                |
-| ip_restriction_changed | main       | rules:list, at:time, ip_address?                                                            |
-| two_factor_enabled     | main       | at:time, ip_address?                                                                        |
-| two_factor_disabled    | main       | at:time, ip_address?                                                                        |
-| new_ip_login           | main       | ip_address, at:time, user_agent?                                                            |
-| security_code_set      | main       | at:time, ip_address?                                                                        |
-| account_frozen         | main       | at:time, ip_address?                                                                        |
-| sessions_ended         | main       | at:time, ip_address?                                                                        |
-| newsletter             | consent    | subject, text                                                                               |
+| kind                   | goes to    | fields                                                                                                                |
+|------------------------|------------|-----------------------------------------------------------------------------------------------------------------------|
+| order_created          | invoices   | order_id, plan_name, period_months:int, cost:money, status, order_number?, hostname?                                  |
+| order_activated        | invoices   | order_id, plan_name, ip_address, paid_until:date, cost:money, order_number?, hostname?                                |
+| order_renewed          | invoices   | order_id, plan_name, period_months:int, paid_until:date, cost:money, order_number?, hostname?                         |
+| order_plan_changed     | invoices   | order_id, old_plan_name, plan_name, paid_until:date, charge:money, credit:money, cost:money, order_number?, hostname? |
+| order_cancelled        | invoices   | order_id, plan_name, when, refund:money, cancel_at?:date, order_number?, hostname?                                    |
+| refund_issued          | invoices   | order_id, amount:money, balance:money                                                                                 |
+| renewal_due            | invoices   | order_id, plan_name, paid_until:date, days_left:int, cost:money, auto_renew:bool, order_number?, hostname?            |
+| order_overdue          | invoices   | order_id, plan_name, paid_until:date, suspend_on:date, cost:money, order_number?, hostname?                           |
+| order_suspended        | invoices   | order_id, plan_name, ip_address, close_on:date, cost:money, order_number?, hostname?                                  |
+| order_closed           | invoices   | order_id, plan_name, order_number?, hostname?                                                                         |
+| balance_low            | invoices   | balance:money, threshold:money                                                                                        |
+| balance_running_out    | invoices   | order_id, plan_name, stops_on:date, days:int, low_balance_days:int, to_pay:money, balance:money                       |
+| monthly_statement      | invoices   | from:date, to:date, opening_balance:money, closing_balance:money, transactions:int                                    |
+| invoice_issued         | invoices   | invoice_id, number, kind, gross:money, issued_at:time, order_id?                                                      |
+| support_reply          | support    | ticket_id, ticket_subject, reply                                                                                      |
+| abuse_report           | complaints | report_id, ip_address, summary, respond_by:date, order_id?                                                            |
+| email_confirmation     | main       | token                                                                                                                 |
+| email_change_requested | named      | token, new_email                                                                                                      |
+| email_changed          | named      | old_email, new_email, at:time                                                                                         |
+| password_reset         | main       | login, token, expires_at:time, ip_address?                                                                            |
+| password_changed       | main       | at:time, ip_address?, reset?:bool                                                                                     |
+| phone_changed          | main       | phone?, at:time, ip_address?                                                                                          |
+| ip_restriction_changed | main       | rules:list, at:time, ip_address?                                                                                      |
+| two_factor_enabled     | main       | at:time, ip_address?                                                                                                  |
+| two_factor_disabled    | main       | at:time, ip_address?                                                                                                  |
+| new_ip_login           | main       | ip_address, at:time, user_agent?                                                                                      |
+| security_code_set      | main       | at:time, ip_address?                                                                                                  |
+| account_frozen         | main       | at:time, ip_address?                                                                                                  |
+| sessions_ended         | main       | at:time, ip_address?                                                                                                  |
+| newsletter             | consent    | subject, text                                                                                                         |
 
 ``goes to``: *invoices*, *support*, *complaints* are the N3 addresses with the main
 e-mail as fallback; *main* is the main e-mail unless the event names the address
@@ -129,18 +131,20 @@ def _kind(name: str, route: Route, fields: str) -> Kind:
 
 _SECURITY_NOTICE = "at, ip_address?"
 KINDS: dict[str, Kind] = {k.name: k for k in (
-    _kind("order_created", Route.INVOICES, "order_id, plan_name, period_months, cost, status"),
-    _kind("order_activated", Route.INVOICES, "order_id, plan_name, ip_address, paid_until, cost"),
-    _kind("order_renewed", Route.INVOICES, "order_id, plan_name, period_months, paid_until, cost"),
+    _kind("order_created", Route.INVOICES, "order_id, plan_name, period_months, cost, status, order_number?, hostname?"),
+    _kind("order_activated", Route.INVOICES, "order_id, plan_name, ip_address, paid_until, cost, order_number?, hostname?"),
+    _kind("order_renewed", Route.INVOICES, "order_id, plan_name, period_months, paid_until, cost, order_number?, hostname?"),
     _kind("order_plan_changed", Route.INVOICES,
-          "order_id, old_plan_name, plan_name, paid_until, charge, credit, cost"),
-    _kind("order_cancelled", Route.INVOICES, "order_id, plan_name, when, refund, cancel_at?"),
+          "order_id, old_plan_name, plan_name, paid_until, charge, credit, cost, order_number?, hostname?"),
+    _kind("order_cancelled", Route.INVOICES, "order_id, plan_name, when, refund, cancel_at?, order_number?, hostname?"),
     _kind("refund_issued", Route.INVOICES, "order_id, amount, balance"),
-    _kind("renewal_due", Route.INVOICES, "order_id, plan_name, paid_until, days_left, cost, auto_renew"),
-    _kind("order_overdue", Route.INVOICES, "order_id, plan_name, paid_until, suspend_on, cost"),
-    _kind("order_suspended", Route.INVOICES, "order_id, plan_name, ip_address, close_on, cost"),
-    _kind("order_closed", Route.INVOICES, "order_id, plan_name"),
+    _kind("renewal_due", Route.INVOICES, "order_id, plan_name, paid_until, days_left, cost, auto_renew, order_number?, hostname?"),
+    _kind("order_overdue", Route.INVOICES, "order_id, plan_name, paid_until, suspend_on, cost, order_number?, hostname?"),
+    _kind("order_suspended", Route.INVOICES, "order_id, plan_name, ip_address, close_on, cost, order_number?, hostname?"),
+    _kind("order_closed", Route.INVOICES, "order_id, plan_name, order_number?, hostname?"),
     _kind("balance_low", Route.INVOICES, "balance, threshold"),
+    _kind("balance_running_out", Route.INVOICES, "order_id, plan_name, stops_on, days, low_balance_days, to_pay, balance"),
+    _kind("monthly_statement", Route.INVOICES, "from, to, opening_balance, closing_balance, transactions"),
     _kind("invoice_issued", Route.INVOICES, "invoice_id, number, kind, gross, issued_at, order_id?"),
     _kind("support_reply", Route.SUPPORT, "ticket_id, ticket_subject, reply"),
     _kind("abuse_report", Route.COMPLAINTS, "report_id, ip_address, summary, respond_by, order_id?"),
@@ -283,7 +287,17 @@ def _context(spec: Kind, data: dict[str, Any], panel_url: str) -> dict[str, Any]
         raise IncompleteEvent(f"{spec.name} needs {', '.join(missing)}")
     context = {name: None for name in spec.optional}
     context.update(data)
-    return {**panel_links(panel_url, context), **context, "route": spec.route.value}
+    return {**panel_links(panel_url, context), **context, "route": spec.route.value,
+            "order_ref": order_ref(context)}
+
+
+def order_ref(data: dict[str, Any]) -> str | None:
+    """How a message names an order: its short number and host name (``ORD-000042 (web1.example.com)``);
+    the order id for an event sent before orders had numbers."""
+    number, hostname = data.get("order_number"), data.get("hostname")
+    if not number:
+        return data.get("order_id")
+    return f"{number} ({hostname})" if hostname else number
 
 
 def panel_links(panel_url: str, data: dict[str, Any]) -> dict[str, str]:

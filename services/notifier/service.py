@@ -6,16 +6,15 @@ the timer hands due messages to the mail relay (``Sender.send_due``).
 from __future__ import annotations
 
 from nameko.timer import timer
-from nameko.web.handlers import http
 
+from services.common.base import ServiceBase
 from services.common.clock import clock
 from services.common.config import env_float
 from services.common.database import Database
 from services.common.events import handle_event
-from services.common.health import HealthCheck
-from services.common.logging import LogContext, configure
+from services.common.logging import configure
 from services.common.metrics import mail_deliveries, serve_metrics
-from services.common.roles import EVERYONE, GATEWAY, OPERATOR, STAFF, SUPPORT_DESK
+from services.common.roles import GATEWAY, OPERATOR, STAFF, SUPPORT_DESK
 from services.common.rpc import ServiceRpc, rpc
 from services.notifier.application import Notifications, Sender, mail_by_state
 from services.notifier.mailer import SmtpMailer
@@ -30,12 +29,10 @@ def mail_waiting_and_failed(uow):
     return [mail_deliveries(mail_by_state(uow))]
 
 
-class NotifierService:
+class NotifierService(ServiceBase):
     name = "notifier"
 
     db = Database(Base.metadata)
-    health = HealthCheck()
-    log = LogContext()
     profile = ServiceRpc("profile")
     ledger = ServiceRpc("ledger")
 
@@ -45,15 +42,7 @@ class NotifierService:
 
     @serve_metrics(mail_waiting_and_failed)
     def metrics(self, request):
-        """Prometheus metrics: answered by the entrypoint itself (services/common/metrics.py)."""
-
-    @http("GET", "/health")
-    def health_check(self, request):
-        return self.health.response()
-
-    @rpc(roles=EVERYONE)
-    def ping(self):
-        return "pong"
+        """Prometheus metrics with the mail waiting and failed (services/common/metrics.py)."""
 
     # -- for support staff and operators (docs/CONTRACTS.md, RPC)
     @rpc(roles=GATEWAY | STAFF)
@@ -118,6 +107,14 @@ class NotifierService:
     @handle_event("ledger", "balance_low")
     def balance_low(self, payload):
         self.notifications.on_event("balance_low", payload)
+
+    @handle_event("ledger", "balance_running_out")
+    def balance_running_out(self, payload):
+        self.notifications.on_event("balance_running_out", payload)
+
+    @handle_event("ledger", "monthly_statement")
+    def monthly_statement(self, payload):
+        self.notifications.on_event("monthly_statement", payload)
 
     # The invoice mail waits for the invoice's PDF, which the ledger's document worker announces.
     @handle_event("ledger", "invoice_pdf_ready")

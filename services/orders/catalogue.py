@@ -40,6 +40,7 @@ class OrderField:
     options: tuple[str, ...] = ()
     pattern: str | None = None
     max_length: int = DEFAULT_MAX_LENGTH
+    from_stock: bool = False   # a choice of the plan's datacenters (``options_from: stock``)
 
     def problem_with(self, value: Any) -> str | None:
         """What is wrong with a customer's value, in words, or None when it is fine."""
@@ -57,10 +58,17 @@ class OrderField:
             return "is not in the required format"
         return None
 
-    def to_wire(self) -> dict:
-        """A Plan's required field (docs/CONTRACTS.md): {name, type, options} or {name, type, pattern?}."""
+    def to_wire(self, room: Mapping[str, bool] | None = None) -> dict:
+        """A Plan's required field (docs/CONTRACTS.md): {name, type, options} or {name, type, pattern?}.
+
+        A choice of datacenters names each option with whether it has stock now (``room``):
+        ``{"value": "WAW1", "available": false}``.
+        """
         wire: dict = {"name": self.name, "type": self.type}
-        if self.type == "choice":
+        if self.from_stock:
+            wire["options"] = [{"value": option, "available": bool((room or {}).get(option, room is None))}
+                               for option in self.options]
+        elif self.type == "choice":
             wire["options"] = list(self.options)
         elif self.pattern is not None:
             wire["pattern"] = self.pattern
@@ -124,8 +132,8 @@ class Plan:
             raise ValidationError(problems)
         return {spec.name: fields[spec.name] for spec in self.required_fields}
 
-    def to_wire(self) -> dict:
-        """The Plan shape of docs/CONTRACTS.md."""
+    def to_wire(self, room: Mapping[str, bool] | None = None) -> dict:
+        """The Plan shape of docs/CONTRACTS.md; ``room``: which datacenters have stock now (None: all)."""
         return {
             "id": self.id,
             "kind": self.kind,
@@ -133,7 +141,8 @@ class Plan:
             "description": self.description,
             "prices": [{"period_months": months, "price": self.price_for(months).to_wire()}
                        for months in self.period_months],
-            "required_fields": [spec.to_wire() for spec in self.required_fields],
+            "required_fields": [spec.to_wire(room) for spec in self.required_fields],
+            "available": room is None or any(room.get(datacenter, False) for datacenter in self.stock),
         }
 
     def summary_to_wire(self) -> dict:
@@ -247,7 +256,7 @@ def _field(value: Any, where: str, plan_datacenters: tuple[str, ...]) -> OrderFi
             options = tuple(_text(option, f"{where}.options") for option in raw)
         if len(set(options)) != len(options):
             _fail(f"{where}.options", "repeat an option")
-        return OrderField(name=name, type=kind, options=tuple(options))
+        return OrderField(name=name, type=kind, options=tuple(options), from_stock="options_from" in spec)
     if "options" in spec or "options_from" in spec:
         _fail(where, "a string has a pattern, not options")
     pattern = spec.get("pattern")

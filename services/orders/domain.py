@@ -1,4 +1,4 @@
-"""Order rules: statuses, renewals, plan changes, cancellations, refunds and IP addresses.
+"""Order rules: statuses, renewals, plan changes, cancellations and refunds (placement: address_stock.py).
 
 Pure Python without I/O and without a clock of its own: every rule takes ``today`` (the
 UTC date, from ``services.common.clock``) and works on an :class:`OrderState` that the
@@ -89,7 +89,6 @@ from typing import Callable, Iterable, Mapping
 from services.common.errors import DomainError, ValidationError
 from services.common.money import Money
 from services.orders.catalogue import Plan
-from services.orders.ip_pools import IpPool
 
 
 class Status(StrEnum):
@@ -596,39 +595,3 @@ def allocate_refund(amount: Money, charges: Iterable[tuple[str, Money]]) -> list
 def quote_cancellation(order: OrderState, today: date, when: str = CANCEL_NOW) -> Money:
     """The refund a cancellation would give today (raises as :func:`cancel` would)."""
     return cancel(order, today, when).refund
-
-
-# --- placing a new server (the pools themselves: ip_pools.py) -------------------------
-
-@dataclass(frozen=True)
-class Placement:
-    datacenter: str
-    ip_address: str
-
-
-def choose_placement(plan: Plan, fields: Mapping[str, str], pools: Mapping[str, IpPool],
-                     used_ips: Iterable[str], servers_in_use: Mapping[str, int] | None = None) -> Placement:
-    """Where a new order of ``plan`` goes and its IP address, or out_of_stock (422).
-
-    The customer's ``datacenter`` field decides when the plan has one (dedicated); a VPS
-    goes to the first of the plan's datacenters with room. ``servers_in_use``: live orders
-    of this plan per datacenter (they count against its stock); ``used_ips``: every
-    address held by a live order.
-    """
-    servers_in_use = servers_in_use or {}
-    used = set(used_ips)
-    chosen = fields.get("datacenter")
-    candidates = [chosen] if chosen else list(plan.stock)
-    for datacenter in candidates:
-        if datacenter not in plan.stock or datacenter not in pools:
-            continue
-        capacity = plan.stock[datacenter]
-        if capacity is not None and servers_in_use.get(datacenter, 0) >= capacity:
-            continue
-        try:
-            return Placement(datacenter, pools[datacenter].first_free(used))
-        except DomainError:
-            continue
-    where = f" in {chosen}" if chosen else ""
-    raise DomainError("out_of_stock", f"{plan.name} is out of stock{where}.",
-                      details={"plan_id": plan.id, "datacenter": chosen})

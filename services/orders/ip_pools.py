@@ -1,16 +1,19 @@
 """The addresses a datacenter hands out to new servers: CIDR blocks, dash ranges and single addresses.
 
-Its own module because both the catalogue (which loads the pools) and the order rules (which
-place a new server) need it.
+Its own module because both the catalogue (which loads the pools) and the free-address table
+(``address_stock.py``, which a new server takes its address from) need it. A pool holds at most
+``MAX_POOL_SIZE`` addresses: every one of them is a row of that table.
 """
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
-
-from services.common.errors import DomainError
+from collections.abc import Iterable, Iterator
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Addresses one datacenter's pool may hold: each is a row of the free-address table while it is free
+# (an IPv4 /12; an IPv6 pool is written as the ranges actually handed out, not a whole /64).
+MAX_POOL_SIZE = 2 ** 20
 
 
 def _parse_span(text: str) -> tuple[IpAddress, IpAddress]:
@@ -45,6 +48,8 @@ class IpPool:
         for (_, previous_last), (first, _) in zip(self._spans, self._spans[1:]):
             if first.version == previous_last.version and first <= previous_last:
                 raise ValueError(f"pool {datacenter or '?'}: ranges overlap at {first}")
+        if self.size > MAX_POOL_SIZE:
+            raise ValueError(f"pool {datacenter or '?'} holds {self.size} addresses, more than {MAX_POOL_SIZE}")
 
     def __repr__(self) -> str:
         return f"IpPool({list(self.ranges)!r}, datacenter={self.datacenter!r})"
@@ -65,30 +70,8 @@ class IpPool:
         return any(a.version == c.version and a <= d and c <= b
                    for a, b in self._spans for c, d in other._spans)
 
-    def first_free(self, used: Iterable[str]) -> str:
-        """The lowest address of the pool not in ``used``; out_of_stock (422) when none is left."""
-        return next(self._free(used), None) or self._exhausted()
-
-    def _exhausted(self):
-        raise DomainError("out_of_stock", "No IP address is left for a new server in this datacenter.",
-                          details={"datacenter": self.datacenter})
-
-    def _free(self, used: Iterable[str]):
-        """The free addresses, lowest first."""
-        taken = set()
-        for address in used:
-            try:
-                taken.add(ipaddress.ip_address(address))
-            except ValueError:
-                continue  # not an address, so it cannot be one of ours
+    def addresses(self) -> Iterator[str]:
+        """Every address of the pool, lowest first, as the free-address table keeps them."""
         for first, last in self._spans:
-            inside = {int(a) for a in taken if a.version == first.version and first <= a <= last}
-            candidate = int(first)
-            while candidate <= int(last):
-                if candidate not in inside:
-                    yield str(type(first)(candidate))
-                candidate += 1
-
-    def free_count(self, used: Iterable[str]) -> int:
-        """How many addresses are still free."""
-        return self.size - sum(1 for address in set(used) if address in self)
+            for number in range(int(first), int(last) + 1):
+                yield str(type(first)(number))

@@ -3,16 +3,18 @@
 An order's paid time is a list of paid periods (``order_periods``), its money a list of
 ledger charges (``order_charges``, what a refund may draw on), its story a list of events
 (``order_events``). An IP address belongs to at most one order (``ip_assignments``: the
-address is the primary key). ``idempotency_keys`` (services/common) keeps the first answer
+address is the primary key); the addresses no order holds are the rows of ``ip_free_addresses``. ``idempotency_keys`` (services/common) keeps the first answer
 to a request that carried an ``Idempotency-Key``.
 """
 from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer, String
+from sqlalchemy import (JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer, String,
+                        UniqueConstraint, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from services.common.profile_copy import add_profile_copy_table
 from services.common.tables import Serial, add_idempotency_table, add_messaging_tables
 
 
@@ -22,6 +24,7 @@ class Base(DeclarativeBase):
 
 add_messaging_tables(Base.metadata)
 add_idempotency_table(Base.metadata)
+add_profile_copy_table(Base.metadata)  # whether the customer may pay, from profile's events
 
 
 class CataloguePlan(Base):
@@ -37,12 +40,27 @@ class CataloguePlan(Base):
     catalogue_version: Mapped[str] = mapped_column(String(32))
 
 
+# What the partial index ix_orders_live_by_plan covers: a plan's live orders in a datacenter, the
+# ones its stock counts (address_stock.py). The statuses of domain.ENDED.
+_LIVE = text("status NOT IN ('cancelled', 'closed')")
+
+
 class Order(Base):
     __tablename__ = "orders"
     __table_args__ = (Index("ix_orders_account_created", "account_id", "created_at", "id"),
-                      Index("ix_orders_status", "status"))
+                      Index("ix_orders_status", "status"),
+                      UniqueConstraint("number", name="uq_orders_number"),
+                      Index("ix_orders_live_by_plan", "plan_id", "datacenter",
+                            postgresql_where=_LIVE, sqlite_where=_LIVE),
+                      # The operations to finish, looked for every few seconds (operations.py).
+                      Index("ix_orders_interrupted", "busy_until",
+                            postgresql_where=text("pending_operation IS NOT NULL"),
+                            sqlite_where=text("pending_operation IS NOT NULL")))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    # The order's short number, unique in the system: the next one at placement (under the
+    # placement lock), shown as ORD-000042 (services/orders/numbers.py).
+    number: Mapped[int] = mapped_column(BigInteger)
     account_id: Mapped[str] = mapped_column(String(36))
     plan_id: Mapped[str] = mapped_column(String(48))
     period_months: Mapped[int] = mapped_column(Integer)
@@ -117,6 +135,16 @@ class IpAssignment(Base):
     assigned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class IpFreeAddress(Base):
+    """An address of a datacenter's pool that no order holds: a new order takes one (address_stock.py)."""
+
+    __tablename__ = "ip_free_addresses"
+    __table_args__ = (Index("ix_ip_free_addresses_datacenter", "datacenter"),)
+
+    ip_address: Mapped[str] = mapped_column(String(45), primary_key=True)
+    datacenter: Mapped[str] = mapped_column(String(10))
+
+
 class RenewalReminder(Base):
     """A renewal_due reminder sent for one paid_until: never twice."""
 
@@ -126,3 +154,12 @@ class RenewalReminder(Base):
     paid_until: Mapped[date] = mapped_column(Date, primary_key=True)
     days: Mapped[int] = mapped_column(Integer, primary_key=True)
 
+
+
+class ForecastCheck(Base):
+    """The day the account's forecast was last given to the ledger's alert in days (services/orders/forecast.py)."""
+
+    __tablename__ = "forecast_checks"
+
+    account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    checked_on: Mapped[date] = mapped_column(Date)

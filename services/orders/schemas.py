@@ -39,6 +39,13 @@ class RenewSchema(StrictSchema):
     period_months = StrictInteger(required=True, validate=validate.Range(min=1, max=120, error="must be 1 to 120"))
 
 
+class OrderChangeSchema(StrictSchema):
+    """``PATCH /api/v1/orders/{id}``: what a customer may change on an order after placing it."""
+
+    auto_renew = StrictBoolean(required=True, metadata={
+        "description": "renew from the balance before paid-until (the lifecycle timer's auto-renewal)"})
+
+
 class ChangePlanSchema(StrictSchema):
     plan_id = text(48, required=True)
 
@@ -57,6 +64,19 @@ class CancelSchema(StrictSchema):
 class PlansQuerySchema(StrictSchema):
     kind = fields.String(load_default=None, error_messages=MESSAGES,
                          validate=validate.OneOf(KINDS, error="must be dedicated or vps"))
+
+
+class OrderQuoteQuerySchema(StrictSchema):
+    plan_id = text(48, required=True)
+    period_months = fields.Integer(required=True, error_messages=MESSAGES,
+                                   validate=validate.Range(min=1, max=120, error="must be 1 to 120"),
+                                   metadata={"description": "one of the plan's periods"})
+
+
+class RenewQuoteQuerySchema(StrictSchema):
+    period_months = fields.Integer(required=True, error_messages=MESSAGES,
+                                   validate=validate.Range(min=1, max=120, error="must be 1 to 120"),
+                                   metadata={"description": "one of the plan's periods"})
 
 
 class ChangeQuoteQuerySchema(StrictSchema):
@@ -83,7 +103,11 @@ class PlanPriceSchema(StrictSchema):
 class RequiredFieldSchema(StrictSchema):
     name = fields.String()
     type = fields.String(validate=validate.OneOf(("string", "choice")))
-    options = fields.List(fields.String())
+    options = fields.List(fields.Raw(metadata={"oneOf": [{"type": "string"}, {
+        "type": "object", "required": ["value", "available"],
+        "properties": {"value": {"type": "string", "example": "WAW1"}, "available": {"type": "boolean"}}}]}),
+        metadata={"description": "a choice's values: strings; for the datacenter (a choice of where the server "
+                                 "stands) objects {value, available}, so a form offers no sold-out choice"})
     pattern = fields.String()
 
 
@@ -94,6 +118,7 @@ class PlanSchema(StrictSchema):
     description = fields.String()
     prices = fields.List(fields.Nested(PlanPriceSchema))
     required_fields = fields.List(fields.Nested(RequiredFieldSchema))
+    available = fields.Boolean(metadata={"description": "whether any of the plan's datacenters has stock now"})
 
 
 class PlanSummarySchema(StrictSchema):
@@ -105,12 +130,16 @@ class PlanSummarySchema(StrictSchema):
 class OrderEventSchema(StrictSchema):
     at = fields.String()
     kind = fields.String(metadata={"enum": ["created", "paid", "renewed", "plan_changed", "cancelled",
-                                            "refunded", "overdue", "suspended", "closed"]})
+                                            "refunded", "overdue", "suspended", "closed", "auto_renew_changed"]})
     details = fields.Dict()
 
 
 class OrderSchema(StrictSchema):
     id = fields.String()
+    number = fields.String(metadata={"description": "the order's short number, unique in the system",
+                                     "example": "ORD-000042"})
+    hostname = fields.String(allow_none=True, metadata={
+        "description": "the server's host name from the order form, or null when the plan's form has none"})
     plan = fields.Nested(PlanSummarySchema)
     period_months = fields.Integer()
     ip_address = fields.String(allow_none=True)
@@ -140,6 +169,25 @@ class QuoteLineSchema(StrictSchema):
     new_daily_price = fields.String(metadata={"description": "the new plan's price per day of the period, "
                                                              "4 decimal places"})
     amount = fields.Nested(MoneySchema, metadata={"description": "positive: charged; negative: credited"})
+
+
+class RenewQuoteLineSchema(StrictSchema):
+    description = fields.String()
+    period_from = fields.Date()
+    period_to = fields.Date(metadata={"description": "the last day the renewal pays for"})
+    months = fields.Integer()
+    amount = fields.Nested(MoneySchema)
+
+
+class RenewQuoteSchema(StrictSchema):
+    charge = fields.Nested(MoneySchema, metadata={"description": "exactly what renewing now takes from the balance"})
+    paid_until = fields.Date(metadata={"description": "the order's paid-until after the renewal"})
+    period_months = fields.Integer()
+    lines = fields.List(fields.Nested(RenewQuoteLineSchema))
+
+
+class OrderQuoteSchema(RenewQuoteSchema):
+    """A new order's quote: the same fields, ``paid_until`` as if the balance paid it today."""
 
 
 class ChangeQuoteSchema(StrictSchema):

@@ -3,18 +3,17 @@ from __future__ import annotations
 
 from nameko.extensions import DependencyProvider
 from nameko.timer import Timer
-from nameko.web.handlers import http
 
+from services.common.base import ServiceBase
 from services.common.clock import clock
 from services.common.config import env
 from services.common.database import Database
 from services.common.events import handle_event
-from services.common.health import HealthCheck
-from services.common.logging import LogContext, configure
-from services.common.metrics import serve_metrics
-from services.common.roles import EVERYONE, GATEWAY, OPERATOR, STAFF
+from services.common.logging import configure
+from services.common.roles import GATEWAY, OPERATOR, STAFF
 from services.common.rpc import ServiceRpc, rpc
-from services.orders.application import Orders, tick_seconds
+from services.orders.application import Orders, retry_seconds, tick_seconds
+from services.orders.forecast import Forecasts
 from services.orders.catalogue import load_catalogue, parse_ip_pools
 from services.orders.models import Base
 
@@ -45,31 +44,31 @@ class LifecycleTimer(Timer):
         self.interval = tick_seconds()
 
 
-class OrdersService:
+class InterruptedTimer(Timer):
+    """How often interrupted operations are looked for (``ORDERS_RETRY_SECONDS``, default 5)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(interval=None, **kwargs)
+
+    def setup(self):
+        self.interval = retry_seconds()
+
+
+class OrdersService(ServiceBase):
     name = "orders"
 
     db = Database(Base.metadata)
     catalogue = CatalogueProvider()
     ledger = ServiceRpc("ledger")
     profile = ServiceRpc("profile")
-    health = HealthCheck()
-    log = LogContext()
 
     @property
     def orders(self) -> Orders:
         return Orders(self.db, self.catalogue, self.ledger, self.profile, clock)
 
-    @serve_metrics()
-    def metrics(self, request):
-        """Prometheus metrics: answered by the entrypoint itself (services/common/metrics.py)."""
-
-    @http("GET", "/health")
-    def health_check(self, request):
-        return self.health.response()
-
-    @rpc(roles=EVERYONE)
-    def ping(self):
-        return "pong"
+    @property
+    def forecasts(self) -> Forecasts:
+        return Forecasts(self.db, self.catalogue, self.ledger, clock)
 
     # -- for other Introserv systems (docs/CONTRACTS.md, RPC)
     @rpc(roles=GATEWAY | STAFF)
@@ -106,6 +105,18 @@ class OrdersService:
         return self.orders.renew(account_id, order_id, body, idempotency_key)
 
     @rpc(roles=GATEWAY | OPERATOR)
+    def order_quote(self, account_id, plan_id, period_months):
+        return self.orders.order_quote(account_id, plan_id, period_months)
+
+    @rpc(roles=GATEWAY | OPERATOR)
+    def renew_quote(self, account_id, order_id, period_months):
+        return self.orders.renew_quote(account_id, order_id, period_months)
+
+    @rpc(roles=GATEWAY)
+    def update_order(self, account_id, order_id, body):
+        return self.orders.update_order(account_id, order_id, body)
+
+    @rpc(roles=GATEWAY | OPERATOR)
     def change_plan_quote(self, account_id, order_id, plan_id):
         return self.orders.change_plan_quote(account_id, order_id, plan_id)
 
@@ -121,11 +132,43 @@ class OrdersService:
     def cancel(self, account_id, order_id, body, idempotency_key=None):
         return self.orders.cancel(account_id, order_id, body, idempotency_key)
 
+    @rpc(roles=GATEWAY | STAFF)
+    def forecast(self, account_id):
+        return self.forecasts.forecast(account_id)
+
     # -- events and the clock
     @handle_event("ledger", "balance_changed")
     def on_balance_changed(self, payload):
         self.orders.on_balance_changed(payload)
+        if payload.get("account_id"):
+            self.forecasts.check(payload["account_id"])  # the alert in days (services/orders/forecast.py)
+
+    @handle_event("profile", "account_registered")
+    def on_account_registered(self, event):
+        self.orders.on_profile_changed(event)
+
+    @handle_event("profile", "profile_changed")
+    def on_profile_changed(self, event):
+        self.orders.on_profile_changed(event)
+
+    @handle_event("profile", "country_changed")
+    def on_country_changed(self, event):
+        self.orders.on_profile_changed(event)
+
+    @handle_event("profile", "company_reviewed")
+    def on_company_reviewed(self, event):
+        self.orders.on_profile_changed(event)
 
     @LifecycleTimer.decorator
     def lifecycle(self):
         self.orders.tick()
+
+    @InterruptedTimer.decorator
+    def finish_interrupted(self):
+        """An order whose ledger call failed is finished within seconds of the ledger answering again."""
+        self.orders.finish_interrupted()
+
+    @LifecycleTimer.decorator
+    def forecast_checks(self):
+        """Once a day per account: the forecast's days fall as time passes, without any movement."""
+        self.forecasts.check_daily()

@@ -152,9 +152,7 @@ class Profiles:
                 session.add(account)
                 session.flush()
                 publish_later(session, "account_registered", {
-                    "account_id": account.id, "login": login, "email": account.email,
-                    "first_name": account.first_name, "language": account.language,
-                    "country": account.country})
+                    "account_id": account.id, "login": login, **buyer_fields(account)})
                 issue_email_token(session, account, account.email, "registration", now)
         except IntegrityError:
             raise _login_taken() from None
@@ -371,4 +369,6 @@ def buyer_fields(account: Account) -> dict:
             "address": account.address, "postal_address": account.postal_address,
             "profile_type": account.profile_type, "company_name": account.company_name,
             "vat_id": account.vat_id, "company_verification": account.company_verification,
+            "vat_id_check": account.vat_id_check,
+            "payments_blocked": domain.payments_blocked(account.profile_type, account.company_verification),
             "language": account.language}

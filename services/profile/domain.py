@@ -250,6 +250,8 @@ def notification_settings_view(account) -> dict:
     return {
         "newsletter": bool(account.newsletter),
         "low_balance_threshold": threshold,
+        "low_balance_days": account.low_balance_days,
+        "monthly_statement": bool(account.monthly_statement),
         "emails": {"invoices": account.invoices_email, "support": account.support_email,
                    "complaints": account.complaints_email},
     }
@@ -275,6 +277,10 @@ def apply_notification_settings(account, settings: dict) -> None:
             raise ValidationError({"low_balance_threshold": ["must not be negative"]})
         account.low_balance_minor = None if threshold is None else threshold.minor
         account.low_balance_currency = None if threshold is None else threshold.currency
+    if "low_balance_days" in settings:
+        account.low_balance_days = settings["low_balance_days"]
+    if "monthly_statement" in settings:
+        account.monthly_statement = settings["monthly_statement"]
     for kind, address in (settings.get("emails") or {}).items():
         setattr(account, f"{kind}_email", address)
 

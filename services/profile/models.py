@@ -54,6 +54,10 @@ class Account(Base):
     newsletter: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     low_balance_minor: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     low_balance_currency: Mapped[str | None] = mapped_column(String(3), nullable=True)
+    # The alert in days: when the balance forecast's days fall under it (null: no such alert).
+    low_balance_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # A statement of the past month mailed to the invoices address on the 1st (opt-in).
+    monthly_statement: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     invoices_email: Mapped[str | None] = mapped_column(String(254), nullable=True)
     support_email: Mapped[str | None] = mapped_column(String(254), nullable=True)
     complaints_email: Mapped[str | None] = mapped_column(String(254), nullable=True)

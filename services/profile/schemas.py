@@ -7,7 +7,7 @@ from email_validator import EmailNotValidError, validate_email
 from marshmallow import ValidationError as FieldError
 from marshmallow import fields, validate, validates, validates_schema
 
-from services.common.schemas import (MESSAGES, MoneyField, StrictBoolean, StrictSchema, TrimmedString, one_line,
+from services.common.schemas import (MESSAGES, MoneyField, StrictBoolean, StrictInteger, StrictSchema, TrimmedString, one_line,
                                      text)
 from services.common.vat_ids import VAT_ID_CHECKS
 
@@ -333,4 +333,9 @@ class NotificationSettingsSchema(StrictSchema):
 
     newsletter = StrictBoolean()
     low_balance_threshold = WireMoney(allow_none=True, error_messages=MESSAGES)
+    low_balance_days = StrictInteger(allow_none=True, validate=validate.Range(1, 366), error_messages=MESSAGES,
+                                     metadata={"description": "alert when the balance forecast's days fall under "
+                                                              "it (null: no alert in days)"})
+    monthly_statement = StrictBoolean(metadata={"description": "a statement of the past month mailed to the "
+                                                               "invoices address each month (default false)"})
     emails = fields.Nested(NotificationEmailsSchema, error_messages=MESSAGES)

@@ -2,15 +2,13 @@
 notification settings."""
 from __future__ import annotations
 
-from nameko.web.handlers import http
 
+from services.common.base import ServiceBase
 from services.common.clock import clock
 from services.common.database import Database
 from services.common.events import handle_event
-from services.common.health import HealthCheck
-from services.common.logging import LogContext, configure
-from services.common.metrics import serve_metrics
-from services.common.roles import EVERYONE, GATEWAY, LEDGER, NOTIFIER, OPERATOR, ORDERS, STAFF
+from services.common.logging import configure
+from services.common.roles import GATEWAY, LEDGER, NOTIFIER, OPERATOR, ORDERS, STAFF
 from services.common.rpc import Caller, ServiceRpc, rpc
 from services.profile.account_security import AccountSecurity
 from services.profile.application import Profiles, make_hasher
@@ -23,14 +21,12 @@ configure("profile")
 HASHER = make_hasher()
 
 
-class ProfileService:
+class ProfileService(ServiceBase):
     name = "profile"
 
     db = Database(Base.metadata)
     verification = ServiceRpc("verification")
     ledger = ServiceRpc("ledger")  # the balance's currency, when a low-balance threshold is set
-    health = HealthCheck()
-    log = LogContext()
     caller = Caller()
 
     @property
@@ -52,18 +48,6 @@ class ProfileService:
     @property
     def confirmation_mail(self) -> ConfirmationMail:
         return ConfirmationMail(self.db, clock)
-
-    @serve_metrics()
-    def metrics(self, request):
-        """Prometheus metrics: answered by the entrypoint itself (services/common/metrics.py)."""
-
-    @http("GET", "/health")
-    def health_check(self, request):
-        return self.health.response()
-
-    @rpc(roles=EVERYONE)
-    def ping(self):
-        return "pong"
 
     # -- for other Introserv systems (docs/CONTRACTS.md, RPC)
     @rpc(roles=GATEWAY | ORDERS | LEDGER | STAFF)

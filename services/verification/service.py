@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 from nameko.extensions import DependencyProvider
-from nameko.web.handlers import http
 
+from services.common.base import ServiceBase
 from services.common.clock import clock
 from services.common.database import Database
-from services.common.health import HealthCheck
-from services.common.logging import LogContext, configure
-from services.common.metrics import serve_metrics
-from services.common.roles import EVERYONE, GATEWAY, PROFILE
+from services.common.logging import configure
+from services.common.roles import GATEWAY, PROFILE
 from services.common.rpc import rpc
 from services.verification.application import (Verifications, countries_from_environment,
                                                telephony_from_environment)
@@ -35,30 +33,16 @@ class BuiltAtStart(DependencyProvider):
         return self.value
 
 
-class VerificationService:
+class VerificationService(ServiceBase):
     name = "verification"
 
     db = Database(Base.metadata)
     telephony = BuiltAtStart(telephony_from_environment)
     countries = BuiltAtStart(countries_from_environment)
-    health = HealthCheck()
-    log = LogContext()
 
     @property
     def verifications(self) -> Verifications:
         return Verifications(self.db, self.telephony, clock, self.countries)
-
-    @serve_metrics()
-    def metrics(self, request):
-        """Prometheus metrics: answered by the entrypoint itself (services/common/metrics.py)."""
-
-    @http("GET", "/health")
-    def health_check(self, request):
-        return self.health.response()
-
-    @rpc(roles=EVERYONE)
-    def ping(self):
-        return "pong"
 
     # -- docs/CONTRACTS.md: for the gateway and other Introserv systems
     @rpc(roles=GATEWAY)

@@ -15,6 +15,8 @@ import re
 import shutil
 from pathlib import Path
 
+import uuid
+
 import pytest
 import requests
 
@@ -133,3 +135,81 @@ def telephony(stack):
     yield Telephony()
     for url in urls.values():
         requests.put(f"{url}/control", json={"mode": "ok"}, timeout=5)
+
+
+# ---- a customer with something in every table, and browsers at a desktop's and a phone's size
+
+PASSWORD = "a long and unusual passphrase 7"
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+PUBLIC = ["/login", "/register", "/forgot-password", "/reset-password", "/confirm-email"]
+
+
+def new_customer(stack, payments, language: str, with_order: bool) -> dict:
+    """A customer made over the API (faster than the forms, which other tests drive); with an order
+    paid from a payment, so that every table has rows."""
+    api = stack.gateway_url
+    login = f"s{uuid.uuid4().hex[:10]}"
+    created = requests.post(f"{api}/api/v1/accounts", json={
+        "login": login, "password": PASSWORD, "email": f"{login}@example.com", "first_name": "Anna",
+        "last_name": "Nowak", "city": "Warszawa", "address": "ul. Prosta 1", "country": "PL", "language": language,
+        "postal_address": {"line1": "ul. Prosta 1", "city": "Warszawa", "postcode": "00-001", "country": "PL"}},
+        timeout=30)
+    assert created.status_code == 201, created.text
+    token = requests.post(f"{api}/api/v1/sessions", json={"login": login, "password": PASSWORD},
+                          timeout=30).json()["token"]
+    customer = {"login": login, "token": token, "language": language, "order": None, "invoice": None}
+    if with_order:
+        account = created.json()["id"]
+        payments.ledger.credit_payment(account, {"amount": "500.00", "currency": "EUR"}, f"pay-{uuid.uuid4()}", "bank")
+        plan = requests.get(f"{api}/api/v1/plans?kind=vps", timeout=30).json()["items"][0]
+        fields = {spec["name"]: (spec["options"][0] if spec["type"] == "choice" else "web1.example.com")
+                  for spec in plan["required_fields"]}
+        headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": str(uuid.uuid4())}
+        order = requests.post(f"{api}/api/v1/orders", headers=headers, timeout=60, json={
+            "plan_id": plan["id"], "period_months": plan["prices"][0]["period_months"], "fields": fields})
+        assert order.status_code == 201, order.text
+        customer["order"] = order.json()["id"]
+        invoices = requests.get(f"{api}/api/v1/invoices", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        customer["invoice"] = invoices.json()["items"][0]["id"]
+    return customer
+
+
+@pytest.fixture(scope="module")
+def customers(stack, payments):
+    return {language: new_customer(stack, payments, language, with_order=True) for language in ("en", "pl")}
+
+
+@pytest.fixture
+def open_as(browser, stack):
+    """``open_as(customer, viewport)``: a fresh browser whose tab holds the customer's session."""
+    contexts = []
+
+    def make(customer: dict | None, viewport=DESKTOP, language: str = "en"):
+        language = customer["language"] if customer else language
+        context = browser.new_context(base_url=stack.gateway_url, viewport=viewport,
+                                      locale="pl-PL" if language == "pl" else "en-GB")
+        context.set_default_timeout(15_000)
+        context.add_cookies([{"name": "panel_lang", "value": language, "url": stack.gateway_url}])
+        contexts.append(context)
+        page = context.new_page()
+        if customer:
+            page.goto("/login")
+            page.evaluate("token => sessionStorage.setItem('introserv.token', token)", customer["token"])
+        return page
+    yield make
+    for context in contexts:
+        context.close()
+
+
+def settled(page, path: str):
+    page.goto(path)
+    page.wait_for_selector("body[data-state]")
+    return page
+
+
+def settled(page, path: str):
+    """Open ``path`` and wait until the page is in its state: filled, failed or not found."""
+    page.goto(path)
+    page.wait_for_selector("body[data-state]")
+    return page

@@ -270,7 +270,9 @@ def test_polish_customer_sees_the_panel_in_polish_and_a_503_as_a_message(open_pa
     page.get_by_text("Zapisano.").wait_for()
     screenshot(page, "notifications-pl")
     ready(page, "/orders")
-    assert page.get_by_role("columnheader", name="Pozostało dni").is_visible()
+    # No orders yet: the panel says so instead of showing bare column headers (issue 18).
+    assert page.get_by_text("Nie masz aktywnych zamówień.").is_visible()
+    assert page.get_by_role("columnheader", name="Pozostało dni", include_hidden=True).count() == 1
     screenshot(page, "orders-pl")
 
     page.route("**/api/v1/balance", lambda route: route.fulfill(status=503, content_type="application/json", body=(
@@ -305,6 +307,8 @@ def test_a_password_change_is_confirmed_by_a_call_once_the_customer_asks_for_it(
     passwords.get_by_label("Confirm the new password").fill(new_password)
     passwords.get_by_role("button", name="Change the password").click()
     page.locator("#operation-check").wait_for()
+    # The code box stands right under the action it confirms, not at the foot of the page (issue 18).
+    assert passwords.evaluate("form => form.nextElementSibling.id") == "operation-check"
     page.get_by_text("enter the last four digits", exact=False).last.wait_for()
     screenshot(page, "security-operation-call")
     page.locator("#f-operation-code").fill(telephony.last_call(phone)["caller_id"][-4:])

@@ -70,7 +70,9 @@ def test_a_new_phone_number_asks_for_the_password_and_lands_on_the_timeline(open
     page.locator("[data-error-for=password]").filter(has_text="current password").wait_for()
     password.fill("not my password")
     page.get_by_role("button", name="Verify").click()
-    page.locator("#phone-form [data-error-for='']").filter(has_text="The password is wrong").wait_for()
+    # One message, next to the field it concerns (issue 18: no second copy above the button).
+    page.locator("#phone-form [data-error-for=password]").filter(has_text="The password is wrong").wait_for()
+    assert page.locator("#phone-form [data-error-for='']").inner_text() == ""
     password.fill(PASSWORD)
     page.get_by_role("button", name="Verify").click()
     page.get_by_text("enter the last four digits", exact=False).wait_for()

@@ -14,7 +14,7 @@ from tests.support import Api, bus_client, database_env, databases, rabbit_vhost
 STACK_ENV = {
     "ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "8192",   # cheap hashing in tests
     "OUTBOX_POLL_SECONDS": "0.2", "EVENT_RETRY_BASE_SECONDS": "0.2",
-    "ORDERS_TICK_SECONDS": "1", "NOTIFIER_TICK_SECONDS": "0.5",
+    "ORDERS_TICK_SECONDS": "1", "NOTIFIER_TICK_SECONDS": "0.5", "LEDGER_STATEMENT_SECONDS": "1",
     "LOG_FORMAT": "json", "RPC_TIMEOUT": "5",
 }
 

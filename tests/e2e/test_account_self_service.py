@@ -24,7 +24,7 @@ from sqlalchemy.pool import NullPool
 
 from services.common.clock import move_clock
 from tests.e2e.conftest import running_stack
-from tests.support import Api, bus_client, error_code
+from tests.support import Api, bus_client, error_code, eventually
 
 PASSWORD = "a long and unusual passphrase 7"
 NEW_PASSWORD = "another long passphrase 8"
@@ -92,16 +92,6 @@ def session_of(gateway, profile, ip, agent="pytest") -> Api:
 def mails(proxied, address: str, subject: str = "") -> list[dict]:
     items = requests.get(f"{proxied.url('mail_http')}/messages", params={"to": address}, timeout=5).json()["items"]
     return [item for item in items if subject in item["subject"]]
-
-
-def eventually(probe, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        answer = probe()
-        if answer or time.monotonic() > deadline:
-            assert answer, "gave up waiting"
-            return answer
-        time.sleep(0.2)
 
 
 def reset_mail(proxied, address: str, count: int = 1) -> dict:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 import uuid
 
 import pytest
@@ -17,6 +16,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.common.config import SERVICES
+from tests.support import passes_eventually
 
 SERVICE_FAMILIES = {  # family: its labels, on every service
     "introserv_rpc_calls": {"service", "method", "outcome", "code"},
@@ -51,19 +51,6 @@ def service_metrics(stack, service: str) -> dict:
 
 def gateway_metrics(stack) -> dict:
     return families(scrape(f"{stack.url('gateway_metrics')}/metrics"))
-
-
-def eventually(check, seconds: float = 20.0):
-    """``check()`` until it returns without an AssertionError (events and mail are asynchronous)."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            return check()
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
-
 
 def test_every_service_exports_its_rpc_calls_outbox_and_process_families(stack, customer):
     customer()
@@ -126,14 +113,14 @@ def test_events_are_counted_by_queue_and_dead_letters_read_from_the_broker(stack
         assert value(found, "introserv_events", "introserv_events_total", service="ledger", queue=queue,
                      outcome="handled") >= 1
         return found
-    found = eventually(handled)
+    found = passes_eventually(handled)
     assert value(found, "introserv_dead_letters", service="ledger", queue=queue) == 0
 
     def drained():   # the event's publisher: profile's relay empties its outbox
         outbox = service_metrics(stack, "profile")
         assert value(outbox, "introserv_outbox_unpublished", service="profile") == 0
         assert value(outbox, "introserv_outbox_oldest_age_seconds", service="profile") == 0
-    eventually(drained)
+    passes_eventually(drained)
 
 
 def test_mail_waiting_and_failed_are_read_from_the_notifiers_table(stack, customer):
@@ -166,7 +153,7 @@ def test_the_ledger_exports_its_periodic_audit(stack):
         found = service_metrics(stack, "ledger")
         assert value(found, "introserv_ledger_audit_last_run_timestamp_seconds") > 0
         return found
-    found = eventually(audited)
+    found = passes_eventually(audited)
     assert value(found, "introserv_ledger_audit_discrepancies") == 0
 
 

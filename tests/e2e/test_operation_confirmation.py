@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 import requests
-from tests.support import error_code
+from tests.support import error_code, eventually
 
 POSTAL = {"line1": "ul. Prosta 1", "city": "Warszawa", "postcode": "00-001", "country": "PL"}
 VPS = {"plan_id": "vps-s", "period_months": 1, "fields": {"hostname": "web1.example.com", "os_template": "debian-12"}}
@@ -84,17 +84,6 @@ def test_confirmations_guard_password_ip_list_and_cancel_until_turned_off(custom
     assert off.status_code == 200 and off.json()["operation_confirmation"] is False
     assert anna.put("/api/v1/security/ip-restriction", {"rules": [], "password": password}).status_code == 200
     assert rpc.ledger.audit() == []
-
-
-def eventually(probe, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        answer = probe()
-        if answer or time.monotonic() > deadline:
-            assert answer, "gave up waiting"
-            return answer
-        time.sleep(0.3)
-
 
 def test_a_stolen_session_cannot_move_the_confirmation_calls_to_its_own_phone(customer, call_me, rpc, stack):
     """Issue 17, item 2 replayed: the thief has the token only, sets its own phone, verifies it,

@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -21,6 +20,7 @@ from click.testing import CliRunner
 
 from introserv_clients import Ledger, Money, Notifier, RpcClient
 from introserv_clients.ops import cli
+from tests.support import eventually
 
 POSTAL = {"line1": "ul. Prosta 1", "city": "Warszawa", "postcode": "00-001", "country": "PL"}
 VPS = {"plan_id": "vps-s", "period_months": 1, "fields": {"hostname": "web1.example.com", "os_template": "debian-12"}}
@@ -201,7 +201,7 @@ def test_dead_letters_are_listed_shown_and_replayed_to_their_handler(ops, stack)
     queues = ["evt-orders-order_activated--notifier.order_activated",
               "evt-profile-security_code_set--notifier.security_code_set"]
     poisons = {queue: park_a_poison(stack.env, queue) for queue in queues}
-    parked = {queue: eventually(lambda q=queue: dead_letter(ops, q, poisons[q])) for queue in queues}
+    parked = {queue: eventually(lambda q=queue: dead_letter(ops, q, poisons[q]), timeout=60) for queue in queues}
 
     event = parked[queues[0]]
     assert event["attempts"] == 6 and event["error"] and event["payload"] == ["not an event"]
@@ -213,7 +213,7 @@ def test_dead_letters_are_listed_shown_and_replayed_to_their_handler(ops, stack)
     assert data(ops("deadletters", "replay", "--queue", queues[0], "--id", event["id"], "--json")) == {"replayed": 1}
     assert dead_letter(ops, queues[0], event["id"]) is None and dead_letter(ops, queues[1], poisons[queues[1]])
     # back at its handler with its attempts reset: it fails through every retry again, then is parked again
-    assert eventually(lambda: dead_letter(ops, queues[0], event["id"]))["attempts"] == 6
+    assert eventually(lambda: dead_letter(ops, queues[0], event["id"]), timeout=60)["attempts"] == 6
 
     everything = ops("deadletters", "replay", "--all")
     assert everything.exit_code == 0 and "Replayed" in everything.stdout
@@ -283,11 +283,3 @@ def park_a_poison(env: dict, queue: str) -> str:
 def dead_letter(ops, queue: str, message_id: str) -> dict | None:
     items = data(ops("deadletters", "list", "--queue", queue, "--json"))["items"]
     return next((item for item in items if item["id"] == message_id), None)
-
-
-def eventually(probe, seconds: float = 60.0):
-    deadline = time.monotonic() + seconds
-    while (found := probe()) is None:
-        assert time.monotonic() < deadline, "the event was not dead-lettered in time"
-        time.sleep(0.5)
-    return found

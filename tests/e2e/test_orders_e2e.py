@@ -149,3 +149,23 @@ def test_the_clock_makes_an_unrenewed_order_overdue_then_suspended_then_closed(c
     assert closed["actions"] == []
     assert [e["kind"] for e in closed["events"]][-3:] == ["overdue", "suspended", "closed"]
     assert rpc.orders.get_order(order["id"])["status"] == "closed"
+
+
+def test_retries_racing_the_first_request_with_its_key_are_never_refused(customer, payments):
+    # A client that does not hear back retries with the same Idempotency-Key at once: each retry
+    # either waits for nothing and replays the order, or is told the first is still running
+    # (409 request_in_progress with Retry-After), never the generic "conflict".
+    from concurrent.futures import ThreadPoolExecutor
+    anna = customer(postal_address=POSTAL)
+    pay(payments, anna.profile["id"], "100.00")
+    headers = key()
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: anna.post("/api/v1/orders", VPS, headers=headers), range(6)))
+    placed = [a.json() for a in answers if a.status_code == 201]
+    waiting = [a for a in answers if a.status_code == 409]
+    assert len(placed) + len(waiting) == 6, [(a.status_code, a.text) for a in answers]
+    assert all(error_code(a) == "request_in_progress" and int(a.headers["Retry-After"]) >= 1 for a in waiting)
+    order = eventually(lambda: (lambda r: r.json() if r.status_code == 201 else None)(
+        anna.post("/api/v1/orders", VPS, headers=headers)), timeout=20)
+    assert order["status"] == "active" and all(p == order for p in placed)
+    assert [o["id"] for o in anna.get("/api/v1/orders").json()["items"]] == [order["id"]]

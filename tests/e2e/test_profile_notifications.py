@@ -5,8 +5,8 @@ import pytest
 
 from tests.support import error_code
 
-DEFAULTS = {"newsletter": False, "low_balance_threshold": None,
-            "emails": {"invoices": None, "support": None, "complaints": None}}
+DEFAULTS = {"newsletter": False, "low_balance_threshold": None, "low_balance_days": None,
+            "monthly_statement": False, "emails": {"invoices": None, "support": None, "complaints": None}}
 
 
 def test_notification_settings_start_empty_and_keep_what_was_saved(customer):
@@ -17,6 +17,7 @@ def test_notification_settings_start_empty_and_keep_what_was_saved(customer):
         "emails": {"invoices": "faktury@example.com", "support": None, "complaints": "abuse@example.com"}})
     assert saved.status_code == 200, saved.text
     expected = {"newsletter": True, "low_balance_threshold": {"amount": "15.50", "currency": "EUR"},
+                "low_balance_days": None, "monthly_statement": False,
                 "emails": {"invoices": "faktury@example.com", "support": None, "complaints": "abuse@example.com"}}
     assert saved.json() == expected
     assert me.get("/api/v1/profile/notifications").json() == expected

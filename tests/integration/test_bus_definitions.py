@@ -7,7 +7,6 @@ must call profile back. Then what a role must not do is refused by the broker it
 """
 from __future__ import annotations
 
-import time
 import uuid
 from contextlib import contextmanager
 
@@ -25,7 +24,7 @@ from services.ledger.documents.service import LedgerDocumentsService
 from services.ledger.service import LedgerService
 from services.notifier.service import NotifierService
 from services.profile.service import ProfileService
-from tests.support import database_env, kill_together, role_uri
+from tests.support import database_env, eventually, kill_together, role_uri
 
 pytestmark = pytest.mark.integration
 
@@ -79,14 +78,6 @@ def services_as_themselves(logins, service_databases, monkeypatch, tmp_path):
 def handled(service: str, queue: str) -> float:
     return REGISTRY.get_sample_value("introserv_events_total",
                                      {"service": service, "queue": queue, "outcome": "handled"}) or 0.0
-
-
-def eventually(check, seconds: float = 30.0):
-    deadline = time.monotonic() + seconds
-    while not (result := check()):
-        assert time.monotonic() < deadline, "not within the time"
-        time.sleep(0.2)
-    return result
 
 
 def test_each_service_logged_in_as_itself_serves_calls_and_events(services_as_themselves):

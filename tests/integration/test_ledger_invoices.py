@@ -2,7 +2,10 @@
 test_ledger_invoice_pdfs.py)."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
+from sqlalchemy import event
 
 from services.common.money import Money
 from tests.integration.test_ledger_journal import (database, eur, ledger, outbox, profiles,  # noqa: F401 (fixtures)
@@ -95,6 +98,51 @@ def test_invoice_numbers_run_on_across_invoices_and_credit_notes(ledger, profile
     assert sequence == [sequence[0], sequence[0] - 1, sequence[0] - 2]  # newest first, consecutive
 
 
+@contextmanager
+def statements(uow):
+    """The SQL the ledger sends while the block runs, and ``COMMIT`` where each transaction commits."""
+    sent = []
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        sent.append(" ".join(statement.split()))
+
+    def commit(conn):
+        sent.append("COMMIT")
+
+    event.listen(uow.engine, "before_cursor_execute", before)
+    event.listen(uow.engine, "commit", commit)
+    try:
+        yield sent
+    finally:
+        event.remove(uow.engine, "before_cursor_execute", before)
+        event.remove(uow.engine, "commit", commit)
+
+
+def test_the_years_counter_is_the_last_thing_a_charge_and_a_refund_touch_before_commit(database, ledger, profiles):
+    # Every charge in the system waits for the year's counter row while another holds it: it is taken
+    # last, so that it is held from that statement to the commit only.
+    account = profiles.add()
+    ledger.credit_payment(account, eur("100.00"), "p", "P")
+    ledger.charge(account, eur("10.00"), "c0", "o", "VPS")  # the year's first document opens its row
+    with statements(database) as sent:
+        charge = ledger.charge(account, eur("10.00"), "c1", "o", "VPS")
+        ledger.refund(account, eur("1.00"), "r1", "o", charge["id"])
+    counter_at = [i for i, statement in enumerate(sent) if "invoice_counters" in statement]
+    assert len(counter_at) == 2  # one for the charge, one for the refund: the year is open already
+    for at in counter_at:
+        commit = sent.index("COMMIT", at)
+        after = sent[at + 1:commit]
+        if database.engine.dialect.name == "postgresql":
+            assert after == [] and "INSERT INTO invoices" in sent[at] and "INSERT INTO outbox" in sent[at]
+        else:  # one writer holds the whole database anyway: the invoice and its event follow
+            assert [statement.split(" (")[0] for statement in after] == ["INSERT INTO invoices", "INSERT INTO outbox"]
+    issued = outbox(database, account, "invoice_issued")[1:]
+    documents = {d["id"]: d for d in ledger.list_invoices(account)["items"]}
+    assert [e["number"] for e in issued] == [documents[e["invoice_id"]]["number"] for e in issued]
+    first, second = (int(e["number"].split("/")[1]) for e in issued)
+    assert second == first + 1
+
+
 def test_another_customers_invoice_is_not_found(ledger, profiles):
     alice, bob = profiles.add(), profiles.add()
     ledger.credit_payment(alice, eur("10.00"), "p", "P")
@@ -128,3 +176,59 @@ def test_a_method_offered_elsewhere_is_refused_and_an_offered_one_is_accepted(le
     error = refused(lambda: ledger.credit_payment(account, eur("10.00"), "p", "P", "bank_transfer_pln"))
     assert error.error_code == "method_not_offered"
     assert ledger.credit_payment(account, eur("10.00"), "p", "P", "sepa_transfer")["method"] == "sepa_transfer"
+
+
+def test_an_invoice_paid_from_the_balance_is_settled_at_issue_and_dated_the_day_of_sale(ledger, profiles):
+    account = profiles.add()
+    ledger.credit_payment(account, eur("100.00"), "p", "P")
+    charge = ledger.charge(account, eur("19.90"), "c", "order-7", "VPS M")
+    invoice = ledger.get_invoice(charge["invoice_id"])
+    assert invoice["settled_at"] == charge["at"]
+    assert invoice["sale_date"] == charge["at"][:10]
+    assert invoice["corrects_number"] is None and invoice["corrects_issued_at"] is None
+    assert ledger.list_invoices(account)["items"] == [invoice]
+
+
+def test_an_invoice_taken_into_an_overdraft_is_settled_when_the_balance_is_back_at_zero(ledger, profiles):
+    account = profiles.add()
+    ledger.set_credit_limit(account, eur("50.00"), "operator")
+    ledger.credit_payment(account, eur("10.00"), "p1", "P")
+    charge = ledger.charge(account, eur("30.00"), "c", "order-7", "VPS L")          # balance -20.00
+    assert ledger.get_invoice(charge["invoice_id"])["settled_at"] is None
+    ledger.credit_payment(account, eur("15.00"), "p2", "P")                          # -5.00: still owed
+    assert ledger.get_invoice(charge["invoice_id"])["settled_at"] is None
+    paid = ledger.credit_payment(account, eur("5.00"), "p3", "P")                    # 0.00
+    assert ledger.get_invoice(charge["invoice_id"])["settled_at"] == paid["at"]
+
+
+def test_a_credit_note_names_the_corrected_invoice_by_number_and_date_and_keeps_its_sale_date(ledger, profiles):
+    account = profiles.add()
+    ledger.credit_payment(account, eur("100.00"), "p", "P")
+    charge = ledger.charge(account, eur("19.90"), "c", "order-7", "VPS M")
+    refund = ledger.refund(account, eur("5.00"), "r", "order-7", charge["id"], "Unused days")
+    invoice, note = ledger.get_invoice(charge["invoice_id"]), ledger.get_invoice(refund["credit_note_id"])
+    assert note["corrects"] == invoice["id"] and note["corrects_number"] == invoice["number"]
+    assert note["corrects_issued_at"] == invoice["issued_at"] and note["sale_date"] == invoice["sale_date"]
+    assert note["settled_at"] == refund["at"]
+
+
+def test_documents_issued_before_sale_dates_get_theirs_from_the_rule(ledger, profiles):
+    from sqlalchemy import select
+
+    from services.ledger.invoice_view import invoice_view
+    from services.ledger.models import Invoice
+    account = profiles.add()
+    ledger.credit_payment(account, eur("100.00"), "p", "P")
+    charge = ledger.charge(account, eur("19.90"), "c", "order-7", "VPS M")
+    refund = ledger.refund(account, eur("5.00"), "r", "order-7", charge["id"], "Unused days")
+    with ledger.uow.transaction() as session:
+        # a document as stored before (the journal is append-only, so a copy stands in for it)
+        def as_stored_before(invoice_id):
+            row = session.scalar(select(Invoice).where(Invoice.id == invoice_id))
+            return Invoice(id=row.id, kind=row.kind, number=row.number, corrects=row.corrects,
+                           transaction_id=row.transaction_id,
+                           document={k: v for k, v in row.document.items() if k not in ("sale_date", "corrects_number")})
+        invoice = invoice_view(session, as_stored_before(charge["invoice_id"]))
+        note = invoice_view(session, as_stored_before(refund["credit_note_id"]))
+    assert invoice["sale_date"] == invoice["issued_at"][:10] and note["sale_date"] == invoice["sale_date"]
+    assert note["corrects_number"] == invoice["number"] and invoice["settled_at"] == charge["at"]

@@ -104,7 +104,9 @@ def test_a_worker_killed_after_the_charge_leaves_the_order_to_the_timer_once_its
     assert orders.tick()["finished"] == 0  # the lease still runs: the worker might be alive and slow
     with pytest.raises(DomainError) as busy:
         orders.place_order(account, VPS, "new-1")
-    assert busy.value.error_code == "conflict"
+    # The customer's retry is told its first request is still being carried out, never a refusal.
+    assert (busy.value.error_code, busy.value.status) == ("request_in_progress", 409)
+    assert busy.value.details["retry_after"] >= 1
 
     clock.seconds += timedelta(minutes=2).total_seconds()
     assert orders.tick()["finished"] == 1
@@ -121,16 +123,16 @@ def test_a_retry_while_the_first_request_with_its_key_still_runs_is_told_when_to
     orders, ledger, clock = world
     account = str(uuid.uuid4())
     ledger.fund(account, "50.00")
-    charge, meanwhile = ledger.charge, []
+    charge, meanwhile = ledger.charge_order, []
 
     def charge_while_the_customer_retries(*args, **kwargs):
         with pytest.raises(DomainError) as busy:
             orders.place_order(account, VPS, "new-1")
         meanwhile.append(busy.value)
         return charge(*args, **kwargs)
-    ledger.charge = charge_while_the_customer_retries
+    ledger.charge_order = charge_while_the_customer_retries
     order = orders.place_order(account, VPS, "new-1")
-    ledger.charge = charge
+    ledger.charge_order = charge
     [busy] = meanwhile
     assert (busy.error_code, busy.status) == ("request_in_progress", 409) and busy.details["retry_after"] >= 1
     assert order["status"] == "active"
@@ -191,7 +193,7 @@ def test_a_late_background_payment_takes_no_lease_on_an_order_already_active(wor
             leases.append(statement)
     event.listen(orders.uow.engine, "before_cursor_execute", record)
     try:
-        assert orders._activate(order["id"]) is False   # pay_pending's step for an order it saw pending
+        assert orders.placement.activate(order["id"]) is False   # pay_pending's step for an order it saw pending
     finally:
         event.remove(orders.uow.engine, "before_cursor_execute", record)
     assert leases == []

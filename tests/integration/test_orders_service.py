@@ -11,7 +11,6 @@ from datetime import date, timedelta
 
 import eventlet
 import pytest
-from sqlalchemy import create_engine, text
 
 from services.common.clock import clock
 from services.common.errors import DomainError
@@ -213,9 +212,9 @@ def test_cancel_now_refunds_unused_days_releases_the_ip_and_a_new_key_is_not_can
     with pytest.raises(DomainError) as excinfo:
         orders.cancel(account, order["id"], {"when": "now"}, "x2")
     assert "not_cancellable" in str(excinfo.value)
-    # the address is free again: the next order gets it
-    again = orders.place_order(account, VPS, None)
-    assert again["ip_address"] == order["ip_address"]
+    # the address is free again: the pools' four addresses all go to the next four orders
+    again = [orders.place_order(account, VPS, None)["ip_address"] for _ in range(4)]
+    assert order["ip_address"] in again and len(set(again)) == 4
 
 
 def test_cancel_at_end_of_period_keeps_it_active_without_renew(orders):
@@ -366,3 +365,27 @@ def test_auto_renew_pays_from_the_balance_on_the_last_paid_day_by_the_timer(run_
     renewed = rpc_client.orders.get_order(order["id"])
     assert renewed["status"] == "active" and balance(account) == "0.00"
     assert [e for e in renewed["events"] if e["kind"] == "renewed"][0]["details"]["automatic"] is True
+
+
+def test_the_clock_renews_more_orders_than_one_batch_each_once(run_service, rpc_client, monkeypatch, rpc_as):
+    # Batches of 3 orders, 2 renewals at once: 8 orders due on one day take three batches, each its
+    # own transaction (tests/unit/test_orders_clock.py), and every one is renewed exactly once.
+    global LEDGER, PROFILE
+    LEDGER, PROFILE = FakeLedger(), FakeProfile()
+    run_service(LEDGER.service())
+    run_service(PROFILE.service())
+    run_service(OrdersService, ORDERS_TICK_SECONDS=0.3, ORDERS_CLOCK_BATCH=3, ORDERS_RENEWALS_AT_ONCE=2,
+                ORDERS_IP_POOLS="WAW1=10.0.0.0/28;FRA1=10.1.0.1")
+    orders = rpc_as("gateway").orders
+    accounts = [customer("19.80") for _ in range(6)] + [customer("9.90") for _ in range(2)]  # 2 cannot pay
+    placed = [orders.place_order(account, {**VPS, "auto_renew": True}, None) for account in accounts]
+    paid_until = date.fromisoformat(placed[0]["paid_until"])
+    set_today(monkeypatch, paid_until - timedelta(days=1))
+
+    def renewals():
+        return [[e for e in rpc_client.orders.get_order(order["id"])["events"] if e["kind"] == "renewed"]
+                for order in placed]
+    eventually(lambda: sum(map(len, renewals())) == 6, timeout=20)
+    eventlet.sleep(1.5)  # a few more ticks: nothing is renewed twice, the short balances are not retried today
+    assert [len(renewed) for renewed in renewals()] == [1] * 6 + [0] * 2
+    assert [balance(account) for account in accounts] == ["0.00"] * 6 + ["0.00"] * 2

@@ -223,7 +223,7 @@ def test_notification_settings_round_trip_and_reach_the_notifier(profile, run_se
     run_service(LedgerService)  # it keeps the balance, whose currency a threshold must be in
     account = profile.register()
     assert profile.rpc.get_notifications(account["id"]) == {
-        "newsletter": False, "low_balance_threshold": None,
+        "newsletter": False, "low_balance_threshold": None, "low_balance_days": None, "monthly_statement": False,
         "emails": {"invoices": None, "support": None, "complaints": None}}
     saved = profile.rpc.update_notifications(account["id"], {
         "newsletter": True, "low_balance_threshold": {"amount": "20.00", "currency": "EUR"},

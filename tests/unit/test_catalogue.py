@@ -79,7 +79,7 @@ def test_shipped_dedicated_plans_ask_for_a_datacenter_they_are_stocked_in_and_vp
 
 def test_plan_on_the_wire_has_exactly_the_api_shape():
     wire = CATALOGUE.plan("vps-s").to_wire()
-    assert set(wire) == {"id", "kind", "name", "description", "prices", "required_fields"}
+    assert set(wire) == {"id", "kind", "name", "description", "prices", "required_fields", "available"}
     assert wire["prices"][0] == {"period_months": 1, "price": {"amount": "9.90", "currency": "EUR"}}
     assert wire["required_fields"] == [
         {"name": "hostname", "type": "string", "pattern": HOSTNAME},
@@ -248,14 +248,14 @@ def test_a_string_field_without_max_length_is_still_bounded():
 def test_each_datacenter_has_an_ip_pool_from_the_file():
     catalogue = parse_catalogue(catalogue_data())
     assert catalogue.ip_pools["WAW1"].size == 11
-    assert catalogue.ip_pools["FRA1"].first_free([]) == "198.51.100.1"
+    assert next(catalogue.ip_pools["FRA1"].addresses()) == "198.51.100.1"
 
 
 def test_ip_pools_can_be_overridden_per_datacenter():
     catalogue = load_catalogue(ip_pools={"WAW1": ["10.20.0.0/30"]})
     assert catalogue.ip_pools["WAW1"].size == 2
-    assert catalogue.ip_pools["WAW1"].first_free([]) == "10.20.0.1"
-    assert catalogue.ip_pools["FRA1"].first_free([]) == "198.51.100.10"
+    assert next(catalogue.ip_pools["WAW1"].addresses()) == "10.20.0.1"
+    assert next(catalogue.ip_pools["FRA1"].addresses()) == "198.51.100.10"
 
 
 def test_ip_pool_override_is_read_from_one_setting():
@@ -315,3 +315,15 @@ def test_a_file_that_is_not_yaml_is_refused(tmp_path):
     path.write_text("plans: [unclosed\n", encoding="utf-8")
     with pytest.raises(CatalogueError, match="not valid YAML"):
         load_catalogue(path)
+
+
+def test_a_datacenter_choice_names_each_option_with_whether_it_has_stock():
+    plan = CATALOGUE.plan("ded-e2388g")
+    room = {datacenter: datacenter != plan.datacenters[0] for datacenter in plan.datacenters}
+    wire = plan.to_wire(room)
+    datacenter = next(spec for spec in wire["required_fields"] if spec["name"] == "datacenter")
+    assert datacenter["options"] == [{"value": code, "available": room[code]} for code in plan.datacenters]
+    operating_system = next(spec for spec in wire["required_fields"] if spec["name"] == "os_template")
+    assert all(isinstance(option, str) for option in operating_system["options"])   # other choices stay plain
+    assert wire["available"] is True
+    assert plan.to_wire({code: False for code in plan.datacenters})["available"] is False

@@ -120,3 +120,34 @@ def test_both_languages_have_every_text():
     assert set(MESSAGES["en"]) == set(MESSAGES["pl"])
     with pytest.raises(ValueError):
         render_invoice_pdf(invoice_for(polish_individual(), ("VPS S", "123.00")), "de")
+
+
+def test_an_invoice_paid_from_the_balance_says_so_instead_of_to_pay():
+    invoice = {**invoice_for(polish_individual(), ("VPS S", "123.00")), "settled_at": "2026-03-01T10:00:00Z"}
+    polish, english = text_of(render_invoice_pdf(invoice, "pl")), text_of(render_invoice_pdf(invoice, "en"))
+    assert "Zapłacono z salda dnia 01.03.2026: 123,00 PLN" in polish and "Do zapłaty" not in polish
+    assert "Paid from the balance on 2026-03-01: 123.00 PLN" in english and "to pay" not in english
+    unpaid = {**invoice, "settled_at": None}                   # taken into an overdraft: still to pay
+    assert "Do zapłaty: 123,00 PLN" in text_of(render_invoice_pdf(unpaid, "pl"))
+
+
+def test_an_invoice_carries_what_art_106e_asks_date_of_sale_and_unit_net_price():
+    invoice = invoice_for(polish_individual(), ("VPS S, 1 miesiąc", "123.00"), ("Dodatkowy adres IP", "24.60"))
+    polish = text_of(render_invoice_pdf(invoice, "pl"))
+    assert "Data wystawienia: 01.03.2026" in polish and "Data sprzedaży: 01.03.2026" in polish
+    assert "Cena jedn. netto" in polish and "NIP" in polish
+    assert "100,00 100,00 23 23,00 123,00" in polish         # unit net, net, rate, VAT, gross of one unit
+    english = text_of(render_invoice_pdf(invoice, "en"))
+    assert "Date of sale: 2026-03-01" in english and "Unit net" in english
+
+
+def test_a_credit_note_names_the_corrected_invoice_by_number_and_date_and_its_sale_date():
+    original = invoice_for(polish_individual(), ("VPS S", "123.00"))
+    note = credit_note_for(original, invoice_id="cn-1", number="2026/000130",
+                           issued_at=datetime(2026, 3, 10, 9, 0, tzinfo=timezone.utc),
+                           amount=Money.of("61.50", "PLN"), description="Zwrot za niewykorzystane dni")
+    note = {**note, "corrects_issued_at": original["issued_at"], "settled_at": "2026-03-10T09:00:00Z"}
+    polish = text_of(render_invoice_pdf(note, "pl"))
+    assert "Korekta faktury nr 2026/000123 z dnia 01.03.2026" in polish
+    assert "Data wystawienia: 10.03.2026" in polish and "Data sprzedaży: 01.03.2026" in polish
+    assert "Do zwrotu: 61,50 PLN" in polish

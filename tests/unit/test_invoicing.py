@@ -82,6 +82,7 @@ def test_invoice_has_the_api_shape_with_the_buyer_as_billed():
         treatment=tax_treatment(customer, SELLER), currency="PLN", order_id="ord-7", issued_at=MARCH_1)
     assert document == {
         "id": "inv-1", "number": "2026/000001", "kind": "invoice", "issued_at": "2026-03-01T10:00:00Z",
+        "sale_date": "2026-03-01",
         "seller": SELLER.to_party(), "buyer": customer.to_party(),
         "lines": [{"description": "VPS S, 1 month", "period_from": "2026-03-01", "period_to": "2026-03-31",
                    "quantity": 1, "net": {"amount": "100.00", "currency": "PLN"}, "vat_rate": "23.00",
@@ -135,6 +136,7 @@ def test_credit_note_returns_part_of_an_invoice_in_negative_amounts():
                            period_to=date(2026, 3, 31))
     assert note["kind"] == "credit_note"
     assert note["corrects"] == "inv-1" and note["corrects_number"] == "2026/000001"
+    assert note["sale_date"] == original["sale_date"] == "2026-03-01"    # the corrected supply's date
     assert (note["net"]["amount"], note["vat"]["amount"], note["gross"]["amount"]) == ("-50.00", "-11.50", "-61.50")
     assert note["lines"][0]["description"] == "Unused days"
     assert note["lines"][0]["period_from"] == "2026-03-10"

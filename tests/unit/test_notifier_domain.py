@@ -33,7 +33,8 @@ COMPLAINTS = "abuse@firma.example"
 
 ORDER_AND_MONEY_KINDS = ["order_created", "order_activated", "order_renewed", "order_plan_changed",
                          "order_cancelled", "refund_issued", "renewal_due", "order_overdue",
-                         "order_suspended", "order_closed", "balance_low", "invoice_issued"]
+                         "order_suspended", "order_closed", "balance_low", "balance_running_out",
+                         "monthly_statement", "invoice_issued"]
 SECURITY_KINDS = ["email_confirmation", "password_reset", "password_changed", "phone_changed", "ip_restriction_changed",
                   "two_factor_enabled", "two_factor_disabled", "new_ip_login", "security_code_set",
                   "account_frozen", "sessions_ended"]

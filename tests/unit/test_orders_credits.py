@@ -10,7 +10,6 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import Decimal
 
-import pytest
 from hypothesis import given, settings, strategies as st
 
 from services.common.errors import DomainError, ValidationError

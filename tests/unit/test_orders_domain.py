@@ -12,10 +12,9 @@ from services.common.money import Money
 from services.orders.catalogue import load_catalogue
 from services.orders.domain import (
     LifecycleSettings, OrderState, PaidPeriod, Status, actions, activate, advance,
-    auto_renewal_due, cancel, change_plan, choose_placement, days_left, months_after,
+    auto_renewal_due, cancel, change_plan, days_left, months_after,
     new_order, quote_cancellation, quote_plan_change, refund_for_unused_days, renew,
     renewal_reminders_due, renewed_until)
-from services.orders.ip_pools import IpPool
 
 CATALOGUE = load_catalogue()
 VPS_S = CATALOGUE.plan("vps-s")      # 9.90 a month
@@ -513,96 +512,3 @@ def test_plan_changes_and_a_refund_never_return_more_than_was_paid(changes, canc
     refund = quote_cancellation(order, today + timedelta(days=cancel_after))
     assert paid.minor >= 0
     assert refund <= paid
-
-
-# --- IP pools ------------------------------------------------------------------------------
-
-def test_a_cidr_pool_hands_out_its_hosts_lowest_first():
-    pool = IpPool(["10.0.0.0/29"], datacenter="WAW1")
-    assert pool.size == 6                      # network and broadcast left out
-    assert pool.first_free(set()) == "10.0.0.1"
-    assert pool.first_free({"10.0.0.1", "10.0.0.2", "10.0.0.4"}) == "10.0.0.3"
-
-
-def test_a_pool_of_dash_ranges_and_single_addresses_moves_on_to_the_next_range():
-    pool = IpPool(["10.0.1.5-10.0.1.6", "10.0.2.9"])
-    assert pool.size == 3
-    assert pool.first_free({"10.0.1.5", "10.0.1.6"}) == "10.0.2.9"
-
-
-def test_an_exhausted_pool_is_out_of_stock():
-    pool = IpPool(["10.0.0.0/30"], datacenter="FRA1")
-    with pytest.raises(DomainError) as refused:
-        pool.first_free({"10.0.0.1", "10.0.0.2"})
-    assert (refused.value.error_code, refused.value.status) == ("out_of_stock", 422)
-    assert refused.value.details == {"datacenter": "FRA1"}
-    assert pool.free_count({"10.0.0.1", "10.0.0.2", "192.0.2.1"}) == 0
-
-
-@pytest.mark.parametrize("block, first, size", [
-    ("10.0.0.8/31", "10.0.0.8", 2),            # point-to-point: both addresses
-    ("10.0.0.8/32", "10.0.0.8", 1),
-    ("2001:db8::/126", "2001:db8::1", 3),      # no subnet-router anycast address
-])
-def test_small_blocks_give_every_usable_address(block, first, size):
-    pool = IpPool([block])
-    assert (pool.first_free([]), pool.size) == (first, size)
-
-
-def test_ipv6_addresses_in_use_are_recognised_however_they_are_written():
-    pool = IpPool(["2001:db8::1-2001:db8::2"])
-    assert pool.first_free({"2001:DB8:0:0::1"}) == "2001:db8::2"
-    assert "2001:db8::2" in pool and "10.0.0.1" not in pool and "banana" not in pool
-
-
-@pytest.mark.parametrize("ranges", [["10.0.0.9-10.0.0.1"], ["10.0.0.0/33"], ["10.0.0.1/24"],
-                                    ["10.0.0.1-2001:db8::1"], ["banana"], [""],
-                                    ["10.0.0.0/24", "10.0.0.200-10.0.1.5"]])
-def test_a_malformed_or_overlapping_range_is_refused(ranges):
-    with pytest.raises(ValueError):
-        IpPool(ranges)
-
-
-# --- placement of a new server -----------------------------------------------------------
-
-POOLS = {"WAW1": IpPool(["10.1.0.1-10.1.0.2"], "WAW1"), "FRA1": IpPool(["10.2.0.1"], "FRA1"),
-         "AMS1": IpPool(["10.3.0.1"], "AMS1")}
-
-
-def test_a_dedicated_server_goes_to_the_datacenter_the_customer_chose():
-    placement = choose_placement(DEDICATED, {"datacenter": "FRA1"}, POOLS, used_ips=[])
-    assert (placement.datacenter, placement.ip_address) == ("FRA1", "10.2.0.1")
-
-
-def test_a_dedicated_plan_is_out_of_stock_when_its_servers_there_are_taken():
-    with pytest.raises(DomainError) as refused:
-        choose_placement(DEDICATED, {"datacenter": "AMS1"}, POOLS, used_ips=[], servers_in_use={"AMS1": 4})
-    assert refused.value.error_code == "out_of_stock"
-    assert refused.value.details == {"plan_id": "ded-e2388g", "datacenter": "AMS1"}
-
-
-def test_a_dedicated_plan_is_out_of_stock_when_its_datacenter_has_no_address_left():
-    with pytest.raises(DomainError) as refused:
-        choose_placement(DEDICATED, {"datacenter": "FRA1"}, POOLS, used_ips=["10.2.0.1"])
-    assert refused.value.error_code == "out_of_stock"
-
-
-def test_a_vps_draws_from_the_next_datacenter_when_the_first_pool_is_exhausted():
-    placement = choose_placement(VPS_S, {}, POOLS, used_ips=["10.1.0.1", "10.1.0.2"])
-    assert (placement.datacenter, placement.ip_address) == ("FRA1", "10.2.0.1")
-
-
-def test_a_vps_is_out_of_stock_when_every_pool_is_exhausted():
-    with pytest.raises(DomainError) as refused:
-        choose_placement(VPS_S, {}, POOLS, used_ips=["10.1.0.1", "10.1.0.2", "10.2.0.1"])
-    assert refused.value.error_code == "out_of_stock"
-
-
-def test_the_lowest_free_address_of_a_pool_is_given_first():
-    pool = IpPool(["192.0.2.10-192.0.2.15"], "WAW1")
-    assert pool.first_free({"192.0.2.10", "192.0.2.12"}) == "192.0.2.11"
-    with pytest.raises(DomainError) as exhausted:
-        pool.first_free({f"192.0.2.{n}" for n in range(10, 16)})
-    assert exhausted.value.error_code == "out_of_stock"
-
-

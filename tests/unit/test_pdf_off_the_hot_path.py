@@ -7,7 +7,7 @@ import sys
 from deploy.serve import RUNS
 from services.common.config import ROOT
 
-RENDERING = ("reportlab", "_rl_accel", "services.ledger.invoice_pdf")
+RENDERING = ("reportlab", "_rl_accel", "services.ledger.invoice_pdf", "services.ledger.statement_pdf")
 
 
 def loaded_by(process: str) -> set[str]:
@@ -26,5 +26,10 @@ def test_the_ledgers_rpc_process_never_loads_the_pdf_renderer():
     assert rendering(loaded_by("ledger")) == set()
 
 
+def test_the_gateway_which_streams_statements_and_archives_never_loads_it_either():
+    assert rendering(loaded_by("gateway")) == set()
+
+
 def test_the_document_worker_is_where_pdfs_are_rendered():
-    assert {"reportlab", "services.ledger.invoice_pdf"} <= rendering(loaded_by("ledger_documents"))
+    assert {"reportlab", "services.ledger.invoice_pdf",
+            "services.ledger.statement_pdf"} <= rendering(loaded_by("ledger_documents"))

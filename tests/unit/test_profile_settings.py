@@ -16,7 +16,7 @@ NOON = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
 
 def account(**overrides):
     values = dict(login="anna", security_code_hash=None, ip_rules=[], totp_secret=None, last_login_at=None,
-                  last_login_ip=None, newsletter=False, low_balance_minor=None, low_balance_currency=None,
+                  last_login_ip=None, newsletter=False, low_balance_minor=None, low_balance_currency=None, low_balance_days=None, monthly_statement=False,
                   invoices_email=None, support_email=None, complaints_email=None, confirm_operations=False)
     return SimpleNamespace(**{**values, **overrides})
 
@@ -68,7 +68,7 @@ def test_mismatched_password_confirmation_is_refused():
 
 def test_notification_settings_default_to_nothing_and_fall_back_to_the_main_address():
     assert domain.notification_settings_view(account()) == {
-        "newsletter": False, "low_balance_threshold": None,
+        "newsletter": False, "low_balance_threshold": None, "low_balance_days": None, "monthly_statement": False,
         "emails": {"invoices": None, "support": None, "complaints": None}}
 
 

@@ -40,6 +40,10 @@ EVENTS = {
                         "close_on": "2026-12-20", "cost": eur("19.90")},
     "order_closed": {"order_id": "ord-1042", "plan_name": "VPS M"},
     "balance_low": {"balance": eur("8.00"), "threshold": eur("20.00")},
+    "balance_running_out": {"order_id": "ord-42", "plan_name": "VPS M", "stops_on": "2027-01-14", "days": 3,
+                            "low_balance_days": 14, "to_pay": eur("18.90"), "balance": eur("4.10")},
+    "monthly_statement": {"from": "2026-11-01", "to": "2026-11-30", "opening_balance": eur("12.00"),
+                          "closing_balance": eur("31.40"), "transactions": 4},
     "invoice_issued": {"invoice_id": "inv-77", "number": "2026/000123", "kind": "invoice",
                        "gross": eur("24.48"), "issued_at": AT, "order_id": "ord-1042"},
     "support_reply": {"ticket_id": "T-5521", "ticket_subject": "Reverse DNS for 203.0.113.10",
@@ -86,6 +90,9 @@ ESSENTIALS = {
                         "pl": ["19,90 EUR", "20.12.2026"]},
     "order_closed": {"*": ["ord-1042", "VPS M", ORDER]},
     "balance_low": {"*": [f"{PANEL}/balance"], "en": ["EUR 8.00", "EUR 20.00"], "pl": ["8,00 EUR", "20,00 EUR"]},
+    "balance_running_out": {"*": [f"{PANEL}/balance", "ord-42", "VPS M"], "en": ["EUR 18.90", "3 days", "14 days"],
+                            "pl": ["18,90 EUR", "3 dni", "14 dni"]},
+    "monthly_statement": {"*": [f"{PANEL}/balance"], "en": ["EUR 12.00", "EUR 31.40"], "pl": ["12,00 EUR", "31,40 EUR"]},
     "invoice_issued": {"*": ["2026/000123", "ord-1042", f"{PANEL}/invoices/inv-77"], "en": ["EUR 24.48", "2026-11-29"],
                        "pl": ["24,48 EUR", "29.11.2026"]},
     "support_reply": {"*": ["T-5521", "Reverse DNS for 203.0.113.10", "The PTR record is set."]},
@@ -108,6 +115,14 @@ ESSENTIALS = {
 for _kind in ("password_changed", "two_factor_enabled", "two_factor_disabled", "security_code_set",
               "account_frozen", "sessions_ended"):
     ESSENTIALS[_kind] = {"*": ["198.51.100.23"], "en": ["2026-11-29 10:00 UTC"], "pl": ["29.11.2026, 10:00 UTC"]}
+
+# An order's messages name it by its short number and host name (issue 18), the link by its id.
+ORDER_KINDS = ("order_created", "order_activated", "order_renewed", "order_plan_changed", "order_cancelled",
+               "renewal_due", "order_overdue", "order_suspended", "order_closed")
+ORDER_REF = "ORD-001042 (web1.example.com)"
+for _kind in ORDER_KINDS:
+    EVENTS[_kind] = {**EVENTS[_kind], "order_number": "ORD-001042", "hostname": "web1.example.com"}
+    ESSENTIALS[_kind]["*"] = [ORDER_REF if value == "ord-1042" else value for value in ESSENTIALS[_kind]["*"]]
 
 EVERY_MESSAGE = [(kind, language) for kind in KINDS for language in LANGUAGES]
 
@@ -162,7 +177,7 @@ def test_the_polish_and_english_versions_differ(kind):
 def test_templates_use_only_documented_fields_and_the_built_links(kind, language):
     env = domain.environment(language)
     macros = set(re.findall(r"{% macro (\w+)", env.loader.get_source(env, "_ui.html")[0]))
-    known = set(KINDS[kind].fields) | set(PANEL_PAGES) | {"panel_url", "route", "email_subject"} | macros
+    known = set(KINDS[kind].fields) | set(PANEL_PAGES) | {"panel_url", "route", "email_subject", "order_ref"} | macros
     for suffix in ("txt", "html"):
         source = env.loader.get_source(env, f"{language}/{kind}.{suffix}")[0]
         unknown = meta.find_undeclared_variables(env.parse(source)) - known
@@ -197,7 +212,7 @@ def test_a_paid_order_says_it_was_paid_and_a_pending_one_asks_for_a_top_up():
 def test_cancellation_at_end_of_period_names_the_last_day_and_promises_no_refund():
     subject, text, _ = rendered("order_cancelled", "en", when="end_of_period", cancel_at="2026-11-29",
                                 refund=eur("0.00"))
-    assert subject == "Order ord-1042 will end on 2026-11-29"
+    assert subject == f"Order {ORDER_REF} will end on 2026-11-29"
     assert "active until 2026-11-29" in text and "EUR 0.00" not in text
     assert "29.11.2026" in rendered("order_cancelled", "pl", when="end_of_period", cancel_at="2026-11-29",
                                     refund=eur("0.00")).subject
@@ -261,3 +276,14 @@ def test_html_escapes_what_customers_and_staff_typed_but_text_keeps_it():
 def test_a_newsletters_paragraphs_and_line_breaks_survive_in_html():
     html = rendered("newsletter", "en", text="First line\nsecond line\n\nNew paragraph").html
     assert "<p>First line<br>\nsecond line</p>" in html and "<p>New paragraph</p>" in html
+
+
+@pytest.mark.parametrize("kind", ORDER_KINDS)
+def test_an_order_mail_names_the_order_by_number_and_host_name_in_its_subject(kind):
+    for language in LANGUAGES:
+        assert ORDER_REF in rendered(kind, language).subject
+        assert "ord-1042" not in rendered(kind, language).subject
+        # an event sent before orders had numbers still names its order
+        older = render(kind, language, {k: v for k, v in event(kind).items() if k not in ("order_number", "hostname")},
+                       panel_url=PANEL)
+        assert "ord-1042" in older.subject

@@ -6,7 +6,9 @@
 const MESSAGES = JSON.parse(document.getElementById("messages").textContent);
 const TOKEN_KEY = "introserv.token";
 const LANGUAGE_COOKIE = "panel_lang";
-const PUBLIC_PAGES = ["login", "register", "confirm-email", "forgot-password", "reset-password"];
+const PUBLIC_PAGES = ["login", "register", "confirm-email", "forgot-password", "reset-password", "not-found"];
+// Dates, numbers and money in the page's language (en-GB: day before month, as in Polish).
+const LOCALE = document.documentElement.lang === "pl" ? "pl-PL" : "en-GB";
 
 function t(key, values) {
   let text = MESSAGES[key] ?? key;
@@ -54,17 +56,20 @@ function useLanguage(language) {
 // ---- the API
 
 class ApiError extends Error {
-  constructor(status, error) {
+  constructor(status, error, retryAfter = null) {
     super(error.message);
     this.status = status;
     this.code = error.code;
     this.fields = error.fields || {};
+    this.fieldCodes = error.field_codes || {};
     this.details = error.details || {};
+    this.retryAfter = retryAfter;
   }
 }
 
 async function api(method, path, body, headers = {}) {
-  const init = { method, headers: { Accept: "application/json", ...headers } };
+  // Refusals come back in the page's language (the API reads Accept-Language).
+  const init = { method, headers: { Accept: "application/json", "Accept-Language": document.documentElement.lang, ...headers } };
   if (session.token) init.headers.Authorization = `Bearer ${session.token}`;
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
@@ -74,8 +79,9 @@ async function api(method, path, body, headers = {}) {
   try {
     response = await fetch(path, init);
   } catch (networkError) {
-    throw unavailable();
+    throw unreachable();
   }
+  connectionRestored();
   if (response.status === 204) return null;
   let payload = null;
   try { payload = await response.json(); } catch (notJson) { payload = null; }
@@ -85,20 +91,38 @@ async function api(method, path, body, headers = {}) {
     toLogin();
   }
   if (response.status >= 500) throw unavailable(response.status, error);
-  throw new ApiError(response.status, error);
+  throw new ApiError(response.status, error, response.headers.get("Retry-After"));
+}
+
+// Offline (the device has no network), unreachable (no answer) and a server fault (5xx) are
+// three different things for the customer: only the last is ours to fix.
+function unreachable() {
+  const offline = navigator.onLine === false;
+  notice(t(offline ? "errors.offline" : "errors.unreachable"), offline ? "offline" : "unreachable");
+  return new ApiError(0, { code: offline ? "offline" : "unreachable", message: "" });
 }
 
 function unavailable(status = 503, error = { code: "service_unavailable", message: "" }) {
   const problem = new ApiError(status, error);
-  notice(t("errors.unavailable"));
+  notice(t("errors.unavailable"), "fault");
   return problem;
 }
 
-function notice(text) {
+function notice(text, kind = "") {
   const box = $("#notice");
   box.textContent = text;
+  box.dataset.kind = text ? kind : "";
   box.hidden = !text;
 }
+
+// An answer came: a notice that the connection was lost is no longer true.
+function connectionRestored() {
+  const box = $("#notice");
+  if (["offline", "unreachable"].includes(box.dataset.kind)) notice("");
+}
+
+window.addEventListener("offline", () => notice(t("errors.offline"), "offline"));
+window.addEventListener("online", () => { if ($("#notice").dataset.kind === "offline") notice(""); });
 
 function newKey() {
   return crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random().toString(16).slice(2)}`;
@@ -114,6 +138,11 @@ function readForm(form) {
     let value;
     if (input.type === "checkbox") value = input.checked;
     else if (input.dataset.money !== undefined) value = input.value.trim() ? money(input.value.trim()) : null;
+    else if (input.dataset.integer !== undefined) {
+      // A whole number is sent as one; anything else as typed, for the API to name the field.
+      const raw = input.value.trim();
+      value = raw === "" ? null : (/^\d+$/.test(raw) ? Number(raw) : raw);
+    }
     else {
       value = input.value.trim();
       if (value === "" && input.dataset.empty === "null") value = null;
@@ -144,9 +173,9 @@ function flatErrors(fields, prefix = "") {
   const flat = {};
   for (const [name, value] of Object.entries(fields || {})) {
     const key = prefix + name;
-    if (Array.isArray(value)) flat[key] = value.map(String);
+    if (Array.isArray(value)) flat[key] = value;
     else if (value && typeof value === "object") Object.assign(flat, flatErrors(value, `${key}.`));
-    else flat[key] = [String(value)];
+    else flat[key] = [value];
   }
   return flat;
 }
@@ -158,37 +187,59 @@ function clearErrors(form) {
   if (done) done.textContent = "";
 }
 
-function fieldMessage(text) {
-  return MESSAGES[`field_errors.${text}`] ?? text;
+// A field's problem in the panel's words when its stable code has them, else the API's message
+// (which is in the page's language already: the API reads Accept-Language).
+function fieldMessage(text, problem) {
+  if (problem && MESSAGES[`field_codes.${problem.code}`]) return t(`field_codes.${problem.code}`, problem.params);
+  return MESSAGES[`field_errors.${text}`] ?? String(text);
 }
 
 function errorText(error) {
+  if (error.status === 429) return t("errors.rate_limited_wait", { seconds: waitOf(error) });
   return MESSAGES[`errors.${error.code}`] ?? (error.message || t("errors.unexpected"));
 }
 
+// One message per error: next to the field it concerns when it names one (a refusal that is not a
+// plain validation error says its own sentence there), else once above the form's button.
 function showErrors(form, error) {
   clearErrors(form);
   if (!(error instanceof ApiError)) throw error;
-  if (error.status >= 500) return;
-  let placed = false;
+  if (error.status >= 500 || error.status === 0) return;  // api() has told the customer already
+  const codes = flatErrors(error.fieldCodes);
+  let placed = 0;
   for (const [name, messages] of Object.entries(flatErrors(error.fields))) {
     const line = $(`[data-error-for="${name}"]`, form) || $(`[data-error-for="${name.split(".")[0]}"]`, form);
     if (!line) continue;
-    line.textContent = messages.map(fieldMessage).join(" ");
+    line.textContent = placed === 0 && error.code !== "validation_error" && codes[name]
+      ? errorText(error) : messages.map((text, index) => fieldMessage(text, (codes[name] || [])[index])).join(" ");
     const input = $(`[name="${name}"]`, form);
     if (input) input.setAttribute("aria-invalid", "true");
-    placed = true;
+    placed += 1;
   }
   const general = $('[data-error-for=""]', form);
-  if (general && (!placed || error.code !== "validation_error")) general.textContent = errorText(error);
+  if (general && !placed) general.textContent = errorText(error);
   const first = $('[aria-invalid="true"]', form);
   if (first) first.focus();
 }
 
-// A 429's wait in whole seconds (the API sends it in details and in Retry-After).
+// A 429's wait in whole seconds: the Retry-After header, else details.retry_after.
 function waitOf(error) {
-  return String(Math.max(1, Number(error.details && error.details.retry_after) || 1));
+  return String(Math.max(1, Number(error.retryAfter) || Number(error.details && error.details.retry_after) || 1));
 }
+
+// A message about a value goes once the customer changes that value; the form's own line too.
+document.addEventListener("input", (event) => {
+  const input = event.target;
+  const form = input.form;
+  if (!form) return;
+  if (input.getAttribute("aria-invalid") === "true") {
+    input.removeAttribute("aria-invalid");
+    const line = $(`[data-error-for="${input.name}"]`, form);
+    if (line) line.textContent = "";
+  }
+  const general = $('[data-error-for=""]', form);
+  if (general) general.textContent = "";
+});
 
 function done(form, text) {
   const line = $(".form-done", form);
@@ -225,9 +276,20 @@ async function confirmed(send) {
   }
 }
 
+// The form (or section) of the last action the customer took: where a call's code box goes.
+let lastAction = null;
+document.addEventListener("submit", (event) => { lastAction = event.target; }, true);
+document.addEventListener("click", (event) => {
+  const button = event.target.closest && event.target.closest("button");
+  if (button && !button.closest("#operation-check")) lastAction = button.closest("form, section");
+}, true);
+
 function verifyOperation(refusal) {
   const box = $("#operation-check");
   const form = $("#operation-check-form");
+  // The code is typed next to the action it confirms, not at the foot of the page.
+  const action = lastAction;
+  if (action && action.isConnected && !box.contains(action)) action.after(box);
   return new Promise((resolve, reject) => {
     let verification = null;
     const start = async (channel) => {
@@ -270,31 +332,74 @@ function money(amount, currency = "EUR") {
   return { amount: String(amount).replace(",", "."), currency };
 }
 
+const FORMATS = {
+  // The amount is formatted as the decimal string it is (Intl reads a string exactly, never as a float).
+  money: new Intl.NumberFormat(LOCALE, { minimumFractionDigits: 2, maximumFractionDigits: 2 }),
+  number: new Intl.NumberFormat(LOCALE),
+  percent: new Intl.NumberFormat(LOCALE, { style: "percent", maximumFractionDigits: 2 }),
+  // A date is a calendar day: read and shown in UTC so that no time zone moves it.
+  date: new Intl.DateTimeFormat(LOCALE, { day: "numeric", month: "short", year: "numeric", timeZone: "UTC" }),
+  time: new Intl.DateTimeFormat(LOCALE, { day: "numeric", month: "short", year: "numeric", hour: "2-digit", minute: "2-digit" }),
+};
+
 function showMoney(value) {
-  if (!value) return "–";
-  const [whole, cents] = value.amount.split(".");
-  const sign = whole.startsWith("-") ? "−" : "";
-  const digits = whole.replace("-", "").replace(/\B(?=(\d{3})+(?!\d))/g, "\u00a0");
-  return `${sign}${digits}${t("format.decimal")}${cents} ${value.currency}`;
+  return value ? `${FORMATS.money.format(value.amount)} ${value.currency}` : "–";
+}
+
+function showNumber(value) {
+  return value === null || value === undefined ? "–" : FORMATS.number.format(value);
+}
+
+// A VAT rate comes as percent ("23.00"): "23%" in English, "23%" in Polish, "8,5%" for 8.50.
+function showPercent(value) {
+  return FORMATS.percent.format(Number(value) / 100);
 }
 
 function showDate(value) {
-  return value ? new Date(value.length === 10 ? `${value}T00:00:00` : value).toLocaleDateString(document.documentElement.lang) : "–";
+  if (!value) return "–";
+  return FORMATS.date.format(new Date(value.length === 10 ? `${value}T00:00:00Z` : value));
 }
 
 function showTime(value) {
-  return value ? new Date(value).toLocaleString(document.documentElement.lang) : "–";
+  return value ? FORMATS.time.format(new Date(value)) : "–";
 }
 
 function row(...cells) {
   return el("tr", {}, cells.map((cell) => (cell instanceof Node && cell.tagName === "TD" ? cell : el("td", {}, cell))));
 }
 
+// Under 600 px a table is a stack of cards: each cell shows its column's name (data-label).
+function labelCells(table) {
+  const names = $$("thead th", table).map((cell) => cell.textContent.trim());
+  for (const line of $$("tbody tr", table)) {
+    Array.from(line.cells).forEach((cell, index) => { if (names[index]) cell.dataset.label = names[index]; });
+  }
+}
+
+// Until its rows come, a table says it is loading; with none, it says so instead of showing bare headers.
+function loading(table) {
+  const columns = $$("thead th", table).length || 1;
+  table.setAttribute("aria-busy", "true");
+  $("tbody", table).replaceChildren(el("tr", { class: "loading-row" },
+    el("td", { colspan: columns }, el("span", { class: "spinner", "aria-hidden": "true" }), t("common.loading"))));
+}
+
+function emptyNote(table) {
+  let empty = table.parentElement.querySelector(".empty");
+  if (!empty) {
+    empty = el("p", { class: "empty", text: t("common.nothing_yet"), hidden: true });
+    table.after(empty);
+  }
+  return empty;
+}
+
 function fillTable(table, items, toRow) {
   const body = $("tbody", table);
   body.replaceChildren(...items.map(toRow));
-  const empty = table.parentElement.querySelector(".empty");
-  if (empty) empty.hidden = items.length > 0;
+  labelCells(table);
+  table.removeAttribute("aria-busy");
+  table.hidden = items.length === 0;
+  emptyNote(table).hidden = items.length > 0;
 }
 
 const PAGE_SIZE = 20;
@@ -304,6 +409,7 @@ const PAGE_SIZE = 20;
 async function fillPagedTable(table, path, toRow) {
   const pageOf = (cursor) => api("GET", `${path}${path.includes("?") ? "&" : "?"}limit=${PAGE_SIZE}` +
     (cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""));
+  loading(table);
   const first = await pageOf(null);
   fillTable(table, first.items, toRow);
   let more = table.parentElement.querySelector("button.more");
@@ -318,6 +424,7 @@ async function fillPagedTable(table, path, toRow) {
     try {
       const next = await pageOf(cursor);
       $("tbody", table).append(...next.items.map(toRow));
+      labelCells(table);
       cursor = next.next_cursor;
       more.hidden = !cursor;
     } catch (error) {
@@ -671,17 +778,19 @@ pages.security = async () => {
         error.fields = {};
         throw error;
       }
-      const perLine = error.fields && error.fields.rules;
-      if (Array.isArray(perLine) && perLine.some((text) => /^line \d+/.test(text))) {
+      // Each bad line comes with the field code ip_rule and its number in params.line.
+      const perLine = (error.fields && error.fields.rules) || [];
+      const problems = (error.fieldCodes && error.fieldCodes.rules) || [];
+      if (Array.isArray(perLine) && problems.some((problem) => problem.code === "ip_rule")) {
         const byLine = {};
-        for (const text of perLine) {
-          const [, number, message] = text.match(/^line (\d+):?\s*(.*)$/) || [];
-          if (number) byLine[number] = message;
-        }
+        problems.forEach((problem, index) => {
+          if (problem.code === "ip_rule") byLine[problem.params.line] = String(perLine[index]).replace(/^[^:]*:\s*/, "");
+        });
         lineErrors.replaceChildren(...lines.map((line, index) => el("li", { class: byLine[index + 1] ? "bad" : "" },
           el("code", { text: line || " " }), byLine[index + 1] ? el("span", { class: "field-error", text: ` ← ${byLine[index + 1]}` }) : "")));
         lineErrors.hidden = false;
         error.fields = { rules: [t("security.ip_bad_lines", { count: Object.keys(byLine).length })] };
+        error.fieldCodes = {};
       }
       throw error;
     }
@@ -791,16 +900,16 @@ pages.security = async () => {
 function orderActions(order) {
   return el("td", { class: "actions" }, order.actions.map((action) =>
     el("a", { class: "button small", href: `/orders/${order.id}#${action}`, text: t(`orders.action.${action}`),
-      "aria-label": `${t(`orders.action.${action}`)}: ${order.id}` })));
+      "aria-label": `${t(`orders.action.${action}`)}: ${order.number}` })));
 }
 
 pages.orders = async () => {
   await Promise.all([
     fillPagedTable($("#active-orders"), "/api/v1/orders", (order) => row(
-      el("a", { href: `/orders/${order.id}`, text: order.id }), order.plan.name, order.ip_address || "–",
+      el("a", { href: `/orders/${order.id}`, text: order.number }), order.hostname || "–", order.plan.name, order.ip_address || "–",
       showDate(order.paid_until), String(order.days_left), status(order.status), showMoney(order.cost), orderActions(order))),
     fillPagedTable($("#order-history"), "/api/v1/orders/history", (order) => row(
-      el("a", { href: `/orders/${order.id}`, text: order.id }), order.plan.name, showDate(order.created_at),
+      el("a", { href: `/orders/${order.id}`, text: order.number }), order.hostname || "–", order.plan.name, showDate(order.created_at),
       showDate(order.paid_until), status(order.status), showMoney(order.cost)))]);
 };
 
@@ -821,10 +930,16 @@ pages["order-new"] = async () => {
       const id = `f-fields-${spec.name}`;
       const label = el("label", { for: id }, MESSAGES[`plans.field.${spec.name}`] ?? spec.name, " ",
         el("span", { class: "required", title: t("common.required"), text: "*" }));
+      // A datacenter choice says per option whether it has stock: a sold-out one cannot be chosen.
+      const choice = (option) => {
+        if (typeof option === "string") return el("option", { value: option, text: option });
+        const name = MESSAGES[`plans.datacenter.${option.value}`] ?? option.value;
+        return el("option", { value: option.value, disabled: !option.available,
+          text: option.available ? name : t("plans.sold_out_option", { name }) });
+      };
       const input = spec.type === "choice"
         ? el("select", { id, name: `fields.${spec.name}`, required: true, "aria-describedby": `e-${id}` },
-          el("option", { value: "", text: t("common.choose") }),
-          spec.options.map((option) => el("option", { value: option, text: option })))
+          el("option", { value: "", text: t("common.choose") }), spec.options.map(choice))
         : el("input", { id, name: `fields.${spec.name}`, type: "text", required: true, "data-pattern": spec.pattern || null,
           "aria-describedby": `e-${id}` });
       return el("div", { class: "field" }, label, input,
@@ -832,15 +947,38 @@ pages["order-new"] = async () => {
     }));
     $("#plan-fields").hidden = plan.required_fields.length === 0;
     $("#auto-renew").hidden = false;
-    submit.disabled = false;
     key = newKey();
+    quoteOrder();
   };
+  // The amount placing the order charges, from the server; the submit button carries it.
+  let quote = null;
+  const askQuote = () => api("GET", `/api/v1/orders/quote?plan_id=${encodeURIComponent(chosen.id)}` +
+    `&period_months=${encodeURIComponent($("#f-period_months").value)}`);
+  const showQuote = (answer) => {
+    quote = answer;
+    $("#order-quote").replaceChildren(el("p", { text: t("order_new.quote", { charge: showMoney(answer.charge), date: showDate(answer.paid_until) }) }));
+    $("#order-quote").hidden = false;
+    submit.textContent = t("order_new.submit_pay", { charge: showMoney(answer.charge) });
+    submit.dataset.amount = answer.charge.amount;
+    submit.disabled = false;
+  };
+  const quoteOrder = async () => {
+    quote = null;
+    submit.disabled = true;
+    submit.textContent = t("order_new.submit");
+    delete submit.dataset.amount;
+    $("#order-quote").hidden = true;
+    if (!chosen || !$("#f-period_months").value) return;
+    try { showQuote(await askQuote()); } catch (error) { showErrors(form, error); }
+  };
+  $("#f-period_months").addEventListener("change", () => { key = newKey(); quoteOrder(); });
   const chooseKind = async (kind) => {
     plans = (await api("GET", `/api/v1/plans?kind=${kind}`)).items;
-    $("#plan-list").replaceChildren(...plans.map((plan) => el("label", { class: "plan" },
-      el("input", { type: "radio", name: "plan_id", value: plan.id, onchange: () => choosePlan(plan) }),
+    $("#plan-list").replaceChildren(...plans.map((plan) => el("label", { class: plan.available === false ? "plan sold-out" : "plan" },
+      el("input", { type: "radio", name: "plan_id", value: plan.id, disabled: plan.available === false, onchange: () => choosePlan(plan) }),
       el("strong", { text: ` ${plan.name}` }), ` — ${plan.description} `,
-      el("span", { class: "price", text: t("order_new.from", { price: showMoney(plan.prices[0].price) }) }))));
+      el("span", { class: "price", text: t("order_new.from", { price: showMoney(plan.prices[0].price) }) }),
+      plan.available === false ? el("span", { class: "status", text: ` (${t("plans.sold_out")})` }) : null)));
     $("#plans").hidden = false;
     $("#period-field").hidden = true;
     $("#plan-fields").hidden = true;
@@ -863,6 +1001,14 @@ pages["order-new"] = async () => {
       }
     }
     if (Object.keys(missing).length) throw new ApiError(400, { code: "validation_error", message: "", fields: missing });
+    // Placed only at the amount the button shows: a quote that moved meanwhile is shown again first.
+    const shown = quote;
+    const fresh = await askQuote();
+    if (!shown || fresh.charge.amount !== shown.charge.amount || fresh.charge.currency !== shown.charge.currency) {
+      showQuote(fresh);
+      $('[data-error-for=""]', form).textContent = t("order_new.price_changed");
+      return;
+    }
     const body = { plan_id: chosen.id, period_months: Number(data.period_months), fields: data.fields || {},
       auto_renew: data.auto_renew };
     const order = await api("POST", "/api/v1/orders", body, { "Idempotency-Key": key });
@@ -877,40 +1023,103 @@ pages.order = async () => {
   const show = async () => {
     order = await api("GET", `/api/v1/orders/${encodeURIComponent(id)}`);
     const facts = {
-      id: order.id, plan: `${order.plan.name} (${t(`plans.kind.${order.plan.kind}`)})`, ip_address: order.ip_address || "–",
+      number: order.number, hostname: order.hostname || "–",
+      plan: `${order.plan.name} (${t(`plans.kind.${order.plan.kind}`)})`, ip_address: order.ip_address || "–",
       paid_until: showDate(order.paid_until), days_left: String(order.days_left), cost: showMoney(order.cost),
-      cancel_at: showDate(order.cancel_at),
+      auto_renew: t(order.auto_renew ? "order.on" : "order.off"), cancel_at: showDate(order.cancel_at),
       fields: Object.entries(order.fields || {}).map(([name, value]) => `${MESSAGES[`plans.field.${name}`] ?? name}: ${value}`).join(", "),
     };
     for (const [name, value] of Object.entries(facts)) for (const node of $$(`[data-order="${name}"]`)) node.textContent = value;
     $('[data-order="status"]').replaceChildren(status(order.status));
     for (const action of ["renew", "change_plan", "cancel"]) $(`#${action}`).hidden = !order.actions.includes(action);
+    $("#auto-renew").hidden = ["cancelled", "closed"].includes(order.status);
+    $("#f-order-auto_renew").checked = order.auto_renew;
     fillTable($("#order-events"), order.events || [], (item) => row(showTime(item.at), t(`order.event_kind.${item.kind}`)));
   };
-  await show();
+
+  // Plans and prices are the server's and are read again after every change: the plan list never
+  // offers the current plan, and the renew button carries the amount of a fresh renewal quote.
+  const renewForm = $("#renew-form");
+  const renewButton = $("#renew-confirm");
+  let renewQuote = null;
+  const loadPlans = async () => {
+    const plans = (await api("GET", `/api/v1/plans?kind=${order.plan.kind}`)).items;
+    const plan = plans.find((item) => item.id === order.plan.id);
+    const period = $("#f-renew-period");
+    const keep = period.value || String(order.period_months);
+    period.replaceChildren(...(plan ? plan.prices : []).map((price) => el("option",
+      { value: price.period_months, text: t("order.renew_period", { months: price.period_months }) })));
+    if (plan && plan.prices.some((price) => String(price.period_months) === keep)) period.value = keep;
+    $("#f-change-plan").replaceChildren(...plans.filter((item) => item.id !== order.plan.id)
+      .map((item) => el("option", { value: item.id, text: item.name })));
+  };
+  const quoteLines = (quote) => el("ul", {}, (quote.lines || []).map((line) => el("li", {},
+    `${line.description || `${showDate(line.period_from)} – ${showDate(line.period_to)}`}: ${showMoney(line.amount)}`)));
+  const showRenewQuote = (quote) => {
+    renewQuote = quote;
+    $("#renew-quote").replaceChildren(el("p", { text: t("order.renew_quote", { charge: showMoney(quote.charge), date: showDate(quote.paid_until) }) }),
+      quoteLines(quote));
+    $("#renew-quote").hidden = false;
+    renewButton.textContent = t("order.renew_pay", { charge: showMoney(quote.charge) });
+    renewButton.dataset.amount = quote.charge.amount;
+    renewButton.disabled = false;
+  };
+  const askRenewQuote = () => api("GET", `/api/v1/orders/${encodeURIComponent(id)}/renew/quote?period_months=${encodeURIComponent($("#f-renew-period").value)}`);
+  const quoteRenewal = async () => {
+    renewQuote = null;
+    renewButton.disabled = true;
+    renewButton.textContent = t("order.renew_submit");
+    delete renewButton.dataset.amount;
+    $("#renew-quote").hidden = true;
+    if (!order.actions.includes("renew") || !$("#f-renew-period").value) return;
+    try {
+      showRenewQuote(await askRenewQuote());
+    } catch (error) { showErrors(renewForm, error); }
+  };
+  const refresh = async () => {
+    await show();
+    await loadPlans();
+    await quoteRenewal();
+  };
+  await refresh();
   if (new URLSearchParams(location.search).get("placed")) say(t(`order.placed.${order.status}`));
-  const plans = (await api("GET", `/api/v1/plans?kind=${order.plan.kind}`)).items;
-  const plan = plans.find((item) => item.id === order.plan.id);
-  $("#f-renew-period").replaceChildren(...(plan ? plan.prices : []).map((price) => el("option",
-    { value: price.period_months, text: t("order_new.period_option", { months: price.period_months, price: showMoney(price.price) }) })));
-  $("#f-change-plan").replaceChildren(...plans.filter((item) => item.id !== order.plan.id)
-    .map((item) => el("option", { value: item.id, text: item.name })));
   if (location.hash) { const target = $(location.hash); if (target && !target.hidden) $("select, input", target).focus(); }
 
-  const renewForm = $("#renew-form");
+  const autoRenewForm = $("#auto-renew-form");
+  $("#f-order-auto_renew").addEventListener("change", async (event) => {
+    clearErrors(autoRenewForm);
+    const wanted = event.target.checked;
+    try {
+      await api("PATCH", `/api/v1/orders/${encodeURIComponent(id)}`, { auto_renew: wanted });
+      await refresh();
+      done(autoRenewForm, t(order.auto_renew ? "order.auto_renew_on" : "order.auto_renew_off"));
+    } catch (error) {
+      event.target.checked = !wanted;
+      showErrors(autoRenewForm, error);
+    }
+  });
+
   let renewKey = newKey();
+  // Another period is another request: a retry of the first keeps its key, a new choice gets its own.
+  $("#f-renew-period").addEventListener("change", () => { renewKey = newKey(); clearErrors(renewForm); quoteRenewal(); });
   onSubmit(renewForm, async (data) => {
-    await api("POST", `/api/v1/orders/${id}/renew`, { period_months: Number(data.period_months) }, { "Idempotency-Key": renewKey });
+    // Charged only at the amount the button shows: a quote that moved meanwhile is shown again first.
+    const shown = renewQuote;
+    const fresh = await askRenewQuote();
+    if (!shown || fresh.charge.amount !== shown.charge.amount || fresh.charge.currency !== shown.charge.currency) {
+      showRenewQuote(fresh);
+      $('[data-error-for=""]', renewForm).textContent = t("order.price_changed");
+      return;
+    }
+    await api("POST", `/api/v1/orders/${encodeURIComponent(id)}/renew`, { period_months: Number(data.period_months) }, { "Idempotency-Key": renewKey });
     renewKey = newKey();
-    await show();
-    say(t("order.renewed", { date: showDate(order.paid_until) }));
+    await refresh();
+    say(t("order.renewed", { charge: showMoney(shown.charge), date: showDate(order.paid_until) }));
   });
 
   // A plan change and a cancellation show their quote first; the customer confirms what they read.
   const changeForm = $("#change-form");
   let changeKey = newKey();
-  const quoteLines = (quote) => el("ul", {}, (quote.lines || []).map((line) => el("li", {},
-    `${line.description || `${showDate(line.period_from)} – ${showDate(line.period_to)}`}: ${showMoney(line.amount)}`)));
   onSubmit(changeForm, async (data) => {
     const quote = await api("GET", `/api/v1/orders/${id}/change-plan/quote?plan_id=${encodeURIComponent(data.plan_id)}`);
     const box = $("#change-quote");
@@ -927,7 +1136,7 @@ pages.order = async () => {
       changeKey = newKey();
       $("#change-quote").hidden = true;
       $("#change-confirm").hidden = true;
-      await show();
+      await refresh();
       say(t("order.changed", { plan: result.order.plan.name, charge: showMoney(result.charge), credit: showMoney(result.credit) }));
     } catch (error) { showErrors(changeForm, error); }
   });
@@ -951,16 +1160,57 @@ pages.order = async () => {
         verificationId ? { ...body, verification_id: verificationId } : body, { "Idempotency-Key": newKey() }));
       $("#cancel-quote").hidden = true;
       $("#cancel-confirm").hidden = true;
-      await show();
+      await refresh();
       say(t("order.cancelled", { refund: showMoney(result.refund) }));
     } catch (error) { showErrors(cancelForm, error); }
   });
 };
 
+// Home: the balance with the ways to top it up, and what needs the customer now (orders awaiting
+// payment, overdue or suspended, ending without auto-renew; an unverified phone or e-mail).
+const ENDING_DAYS = 7;
+
+pages.home = async (profile) => {
+  const [balance, methods, orders] = await Promise.all([api("GET", "/api/v1/balance"),
+    api("GET", "/api/v1/payment-methods"), api("GET", "/api/v1/orders?limit=100")]);
+  $("#home-balance").textContent = showMoney(balance.balance);
+  const usable = (methods.items || []).filter((method) => method.available);
+  $("#home-methods").replaceChildren(...usable.map((method) => el("li", { text: method.name })));
+  $("#home-no-methods").hidden = usable.length > 0;
+  $("#home-top-up").hidden = usable.length === 0;
+
+  const name = (order) => (order.hostname ? `${order.number} (${order.hostname})` : order.number);
+  const item = (kind, text, href, action) => el("li", { class: `attention-${kind}` }, `${text} `,
+    el("a", { class: "button small", href, text: action, "aria-label": `${action}: ${text}` }));
+  const needs = [];
+  for (const order of orders.items) {
+    const link = `/orders/${encodeURIComponent(order.id)}`;
+    if (order.status === "pending_payment") {
+      needs.push(item("pending", t("home.pending", { order: name(order) }), "/balance#payment-methods", t("home.pay")));
+    } else if (order.status === "overdue") {
+      needs.push(item("overdue", t("home.overdue", { order: name(order), date: showDate(order.paid_until) }), `${link}#renew`, t("home.renew")));
+    } else if (order.status === "suspended") {
+      needs.push(item("suspended", t("home.suspended", { order: name(order) }), `${link}#renew`, t("home.renew")));
+    } else if (order.status === "active" && !order.auto_renew && !order.cancel_at && order.days_left <= ENDING_DAYS) {
+      needs.push(item("ending", t("home.ending", { order: name(order), date: showDate(order.paid_until) }), `${link}#renew`, t("home.renew")));
+    }
+  }
+  if (!profile.phone) needs.push(item("phone", t("home.phone_missing"), "/profile", t("home.open")));
+  else if (!profile.phone_verified) needs.push(item("phone", t("home.phone_unverified"), "/profile", t("home.verify")));
+  if (!profile.email_confirmed) needs.push(item("email", t("home.email_unconfirmed", { email: profile.email }), "/profile", t("home.open")));
+  $("#attention").replaceChildren(...needs);
+  $("#attention-none").hidden = needs.length > 0;
+  $("#home-orders-count").textContent = t("home.orders_count",
+    { count: orders.next_cursor ? `${orders.items.length}+` : String(orders.items.length) });
+};
+
 pages.balance = async () => {
+  statementForms();
+  await showForecast();
+  const numbers = await orderNumbers();   // a charge's or refund's reference is its order's id
   const [balance, methods] = await Promise.all([api("GET", "/api/v1/balance"), api("GET", "/api/v1/payment-methods"),
     fillPagedTable($("#transactions"), "/api/v1/balance/transactions", (item) => row(showTime(item.at),
-      t(`balance.kinds.${item.kind}`), item.description || "", item.reference || "",
+      t(`balance.kinds.${item.kind}`), item.description || "", numbers.get(item.reference) || item.reference || "",
       el("td", { class: "num", text: showMoney(item.amount) }), el("td", { class: "num", text: showMoney(item.balance_after) })))]);
   $("#balance").textContent = showMoney(balance.balance);
   const items = methods.items || methods;
@@ -969,6 +1219,80 @@ pages.balance = async () => {
     // The ledger names the method and the reason in the customer's language already.
     method.available ? t("balance.available") : t("balance.unavailable", { reason: method.reason || "" }))));
 };
+
+// ---- the forecast (how long the balance lasts), statements and the year's archive
+
+function dayCount(n) {
+  const key = `forecast.day.${new Intl.PluralRules(document.documentElement.lang).select(n)}`;
+  return t(key in MESSAGES ? key : "forecast.day.other", { n: String(n) });
+}
+
+function longDate(value) {
+  return new Date(`${value}T00:00:00`).toLocaleDateString(document.documentElement.lang, { day: "numeric", month: "long", year: "numeric" });
+}
+
+function forecastSummary(forecast) {
+  if (forecast.renews_nothing) return t("forecast.nothing");
+  if (forecast.covered_until === null) return t("forecast.beyond", { days: String(forecast.horizon_days) });
+  return t("forecast.until", { date: longDate(forecast.covered_until), days: dayCount(forecast.days) });
+}
+
+// The band on every page: shown while the forecast's days are under the customer's low_balance_days.
+async function forecastBand() {
+  const settings = await api("GET", "/api/v1/profile/notifications");
+  if (settings.low_balance_days === null || settings.low_balance_days === undefined) return;
+  const forecast = await api("GET", "/api/v1/balance/forecast");
+  if (forecast.days === null || forecast.days >= settings.low_balance_days) return;
+  const band = $("#forecast-band");
+  band.replaceChildren(t("forecast.band", { date: longDate(forecast.covered_until), days: dayCount(forecast.days) }), " ",
+    el("a", { href: "/balance#forecast", text: t("forecast.band_link") }));
+  band.hidden = false;
+}
+
+async function download(path, fallbackName) {
+  const response = await fetch(path, { headers: { Authorization: `Bearer ${session.token}` } });
+  if (!response.ok) {
+    let error = { code: `http_${response.status}`, message: "" };
+    try { error = (await response.json()).error || error; } catch (notJson) { /* keep the generic one */ }
+    if (response.status >= 500) throw unavailable(response.status, error);
+    throw new ApiError(response.status, error);
+  }
+  const named = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") || "");
+  const link = el("a", { href: URL.createObjectURL(await response.blob()), download: named ? named[1] : fallbackName });
+  document.body.append(link);
+  link.click();
+  link.remove();
+}
+
+async function showForecast() {
+  const forecast = await api("GET", "/api/v1/balance/forecast");
+  $("#forecast-summary").textContent = forecastSummary(forecast);
+  const stops = $("#forecast-stops");
+  if (forecast.stops) {
+    stops.textContent = t("forecast.stops", { order: forecast.stops.order_id, plan: forecast.stops.plan_name,
+      date: longDate(forecast.stops.on), amount: showMoney(forecast.stops.amount) });
+    stops.hidden = false;
+  }
+  $("#forecast-details").hidden = forecast.renewals.length === 0;
+  fillTable($("#forecast-renewals"), forecast.renewals, (renewal) => row(showDate(renewal.on),
+    el("a", { href: `/orders/${renewal.order_id}`, text: renewal.order_id }),
+    t(`forecast.kinds.${renewal.kind}`, { plan: renewal.plan_name, months: String(renewal.period_months) }),
+    el("td", { class: "num", text: showMoney(renewal.amount) }), el("td", { class: "num", text: showMoney(renewal.balance_after) })));
+}
+
+function statementForms() {
+  const today = new Date();
+  const iso = (day) => `${day.getFullYear()}-${String(day.getMonth() + 1).padStart(2, "0")}-${String(day.getDate()).padStart(2, "0")}`;
+  const statement = $("#statement-form");
+  // The month so far, by default: an accountant's usual period.
+  $("#f-statement-from").value = iso(new Date(today.getFullYear(), today.getMonth(), 1));
+  $("#f-statement-to").value = iso(today);
+  onSubmit(statement, (data) => download(`/api/v1/balance/statement?${new URLSearchParams(data)}`,
+    `statement.${data.format}`));
+  const archive = $("#archive-form");
+  $("#f-archive-year").value = String(today.getFullYear());
+  onSubmit(archive, (data) => download(`/api/v1/invoices/archive?${new URLSearchParams(data)}`, `invoices-${data.year}.zip`));
+}
 
 async function downloadPdf(invoice) {
   const response = await fetch(`/api/v1/invoices/${encodeURIComponent(invoice.id)}/pdf`, { headers: { Authorization: `Bearer ${session.token}` } });
@@ -979,10 +1303,23 @@ async function downloadPdf(invoice) {
   link.remove();
 }
 
+// An invoice names its order by id; the customer knows it by its short number.
+async function orderNumbers() {
+  try {
+    const orders = await api("GET", "/api/v1/orders/history?limit=100");
+    return new Map(orders.items.map((order) => [order.id, order.number]));
+  } catch (error) { return new Map(); }
+}
+
+function orderLink(numbers, orderId) {
+  return orderId ? el("a", { href: `/orders/${encodeURIComponent(orderId)}`, text: numbers.get(orderId) || orderId }) : "–";
+}
+
 pages.invoices = async () => {
+  const numbers = await orderNumbers();
   await fillPagedTable($("#invoices"), "/api/v1/invoices", (invoice) => row(
     el("a", { href: `/invoices/${invoice.id}`, text: invoice.number }), t(`invoices.kinds.${invoice.kind}`),
-    showDate(invoice.issued_at), invoice.order_id || "–", el("td", { class: "num", text: showMoney(invoice.gross) }),
+    showDate(invoice.issued_at), orderLink(numbers, invoice.order_id), el("td", { class: "num", text: showMoney(invoice.gross) }),
     el("td", {}, el("a", { class: "button small", href: `/invoices/${invoice.id}`, text: t("invoices.view"), "aria-label": `${t("invoices.view")} ${invoice.number}` }), " ",
       el("button", { type: "button", class: "small", text: t("invoices.pdf"), "aria-label": `${t("invoices.pdf")} ${invoice.number}`, onclick: () => downloadPdf(invoice) }))));
 };
@@ -992,30 +1329,68 @@ pages.invoice = async () => {
   const party = (who) => [who.company_name, who.name, who.address, who.postal_address && typeof who.postal_address === "object"
     ? Object.values(who.postal_address).filter(Boolean).join(", ") : who.postal_address, who.vat_id && `${t("profile.vat_id")}: ${who.vat_id}`, who.country]
     .filter((line, index, lines) => line && lines.indexOf(line) === index).join("\n");
+  const settled = invoice.kind === "credit_note" ? t("invoice.returned", { date: showDate(invoice.settled_at) })
+    : invoice.settled_at ? t("invoice.paid", { date: showDate(invoice.settled_at) }) : t("invoice.to_pay");
   const facts = { kind: t(`invoices.kinds.${invoice.kind}`), number: invoice.number, issued_at: showDate(invoice.issued_at),
-    tax_treatment: t(`invoice.treatment.${invoice.tax_treatment}`), order_id: invoice.order_id || "–", corrects: invoice.corrects || "–",
+    sale_date: showDate(invoice.sale_date), settled,
+    tax_treatment: t(`invoice.treatment.${invoice.tax_treatment}`), order_id: invoice.order_id || "–", corrects: "–",
     seller: party(invoice.seller), buyer: party(invoice.buyer), net: showMoney(invoice.net), vat: showMoney(invoice.vat), gross: showMoney(invoice.gross) };
   for (const [name, value] of Object.entries(facts)) for (const node of $$(`[data-invoice="${name}"]`)) node.textContent = value;
-  if (invoice.corrects) $('[data-invoice="corrects"]').replaceChildren(el("a", { href: `/invoices/${invoice.corrects}`, text: invoice.corrects }));
-  if (invoice.order_id) $('[data-invoice="order_id"]').replaceChildren(el("a", { href: `/orders/${invoice.order_id}`, text: invoice.order_id }));
+  // A credit note names the corrected invoice by its number and date, never by the internal id.
+  if (invoice.corrects) {
+    $('[data-invoice="corrects"]').replaceChildren(el("a", { href: `/invoices/${encodeURIComponent(invoice.corrects)}`,
+      text: invoice.corrects_issued_at ? t("invoice.corrects_of", { number: invoice.corrects_number, date: showDate(invoice.corrects_issued_at) })
+        : invoice.corrects_number }));
+  }
+  if (invoice.order_id) $('[data-invoice="order_id"]').replaceChildren(orderLink(await orderNumbers(), invoice.order_id));
   fillTable($("#invoice-lines"), invoice.lines, (line) => row(line.description,
     line.period_from ? `${showDate(line.period_from)} – ${showDate(line.period_to)}` : "–",
-    el("td", { class: "num", text: String(line.quantity) }), el("td", { class: "num", text: showMoney(line.net) }),
-    el("td", { class: "num", text: `${line.vat_rate}%` }), el("td", { class: "num", text: showMoney(line.vat) }),
+    el("td", { class: "num", text: showNumber(line.quantity) }), el("td", { class: "num", text: showMoney(line.net) }),
+    el("td", { class: "num", text: showPercent(line.vat_rate) }), el("td", { class: "num", text: showMoney(line.vat) }),
     el("td", { class: "num", text: showMoney(line.gross) })));
   $("#invoice-pdf").addEventListener("click", () => downloadPdf(invoice));
 };
+
+// ---- page states: loading until the page is filled, a not-found page for what does not exist
+
+pages["not-found"] = () => {};
+
+// The thing a page shows (an order, an invoice) does not exist, or is another customer's.
+function showNotFound(name) {
+  const main = $("#main");
+  const heading = el("h1", { text: t("not_found.title") });
+  document.title = `${t("not_found.title")} · ${t("app.name")}`;
+  main.replaceChildren(heading, el("section", { class: "card not-found" },
+    el("p", { text: MESSAGES[`not_found.${name}`] ?? t("not_found.text") }),
+    el("p", {}, el("a", { class: "button", href: name === "order" ? "/orders" : name === "invoice" ? "/invoices" : "/profile",
+      text: name === "order" ? t("nav.orders") : name === "invoice" ? t("nav.invoices") : t("not_found.home") }))));
+  document.body.dataset.state = "not-found";
+  heading.setAttribute("tabindex", "-1");
+  heading.focus();
+}
+
+// Phones: the sections open and close behind the menu button.
+function foldMenu() {
+  const toggle = $(".menu-toggle");
+  if (!toggle) return;
+  toggle.addEventListener("click", () => {
+    const open = toggle.getAttribute("aria-expanded") !== "true";
+    toggle.setAttribute("aria-expanded", String(open));
+    toggle.closest("header").classList.toggle("open", open);
+  });
+}
 
 // ---- start
 
 async function start() {
   const name = document.body.dataset.page;
   let profile = null;
+  foldMenu();
   if (!PUBLIC_PAGES.includes(name)) {
     if (!session.token) { toLogin(); return; }
     try {
       profile = await api("GET", "/api/v1/profile");
-    } catch (error) { return; }
+    } catch (error) { document.body.dataset.state = "failed"; return; }
     if (profile.language !== document.documentElement.lang) { useLanguage(profile.language); return; }
     showAll("login", profile.login);
     $("#logout").addEventListener("click", async () => {
@@ -1023,11 +1398,19 @@ async function start() {
     });
   }
   try {
+    if (profile) await forecastBand().catch(() => null);   // the band is a courtesy: a page works without it
     await pages[name](profile);
+    document.body.dataset.state = document.body.dataset.state || "ready";
     document.body.dataset.ready = "true";
   } catch (error) {
+    document.body.dataset.state = "failed";
     if (!(error instanceof ApiError)) throw error;
-    if (error.status < 500) notice(errorText(error));
+    if (error.status === 404 && (name === "order" || name === "invoice")) {
+      showNotFound(name);
+      document.body.dataset.ready = "true";
+      return;
+    }
+    if (error.status >= 400 && error.status < 500) notice(errorText(error));
   }
 }
 

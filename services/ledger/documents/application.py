@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from services.common.clock import as_utc
 from services.common.errors import NotFound, ServiceUnavailable
 from services.common.outbox import publish_later
+from services.ledger.invoice_view import invoice_view
 from services.ledger.models import Invoice, InvoicePdf, PdfBackfill
 
 log = structlog.get_logger(__name__)
@@ -69,11 +70,13 @@ class InvoicePdfs:
             if invoice is None:
                 raise NotFound("invoice")
             stored = session.get(InvoicePdf, invoice.id)
+            # Printed with what the books say of it now: its sale date, and whether the balance paid it.
+            shown = invoice_view(session, invoice) if stored is None else None
         if stored is None:
             # On the worker's own thread, one PDF at a time: drawing holds the GIL in a thread pool
             # too, so a pool would only add its threads and their memory (the worker must stay under
             # 100 MB); the hub answers /health between two PDFs (a few tens of milliseconds each).
-            content = self.render_pdf(invoice.document, invoice.language)
+            content = self.render_pdf(shown, invoice.language)
             stored = self._store(invoice, content)
         return pdf_view(invoice.id, invoice.number, invoice.kind, stored.content, stored.sha256)
 

@@ -8,53 +8,45 @@ ledger's outbox to the ledger's processes, which publish it under their lock.
 """
 from __future__ import annotations
 
-from nameko.timer import timer
-from nameko.web.handlers import http
+import base64
 
+from nameko.timer import timer
+
+from services.common.base import ServiceBase
 from services.common.clock import clock
 from services.common.config import env_float
 from services.common.database import Database
 from services.common.events import handle_event
-from services.common.health import HealthCheck
-from services.common.logging import LogContext, configure
-from services.common.metrics import serve_metrics
-from services.common.roles import EVERYONE, LEDGER
+from services.common.logging import configure
+from services.common.roles import LEDGER
 from services.common.rpc import rpc
 from services.ledger.documents.application import InvoicePdfs
 from services.ledger.invoice_pdf import render_invoice_pdf
 from services.ledger.models import Base
+from services.ledger.statement_pdf import render_statement_pdf
 
 configure("ledger_documents")
 BACKFILL_SECONDS = env_float("PDF_BACKFILL_SECONDS", 2.0)
 
 
-class LedgerDocumentsService:
+class LedgerDocumentsService(ServiceBase):
     name = "ledger_documents"
 
     db = Database(Base.metadata, service="ledger", relay=False)
-    health = HealthCheck()
-    log = LogContext()
 
     @property
     def pdfs(self) -> InvoicePdfs:
         return InvoicePdfs(self.db, clock, render=render_invoice_pdf)
 
-    @serve_metrics()
-    def metrics(self, request):
-        """Prometheus metrics: answered by the entrypoint itself (services/common/metrics.py)."""
-
-    @http("GET", "/health")
-    def health_check(self, request):
-        return self.health.response()
-
-    @rpc(roles=EVERYONE)
-    def ping(self):
-        return "pong"
-
     # -- the ledger, for a download that came before the invoice's event was handled
     @rpc(roles=LEDGER)
     def render_invoice_pdf(self, invoice_id):
         return self.pdfs.render(invoice_id)
+
+    # -- the ledger, for a statement of the balance asked as a PDF (drawn, not kept: the journal is the record)
+    @rpc(roles=LEDGER)
+    def render_statement_pdf(self, statement):
+        return {"content": base64.b64encode(render_statement_pdf(statement)).decode("ascii")}
 
     # -- every invoice and credit note the ledger issues
     @handle_event("ledger", "invoice_issued")

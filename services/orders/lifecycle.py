@@ -1,0 +1,188 @@
+"""The lifecycle clock (O1, O7): overdue, suspended, closed; renewal reminders; automatic renewals.
+
+It works through the live orders in batches of ``ORDERS_CLOCK_BATCH`` (500), one short
+transaction each, and renews ``ORDERS_RENEWALS_AT_ONCE`` (8) orders side by side: a month end
+with a hundred thousand renewals due on one day holds no transaction and no lock for the run
+(``bench.run --renewals``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import eventlet
+import structlog
+from sqlalchemy import or_, select
+
+from services.common.config import env_float, env_int
+from services.common.errors import DomainError
+from services.common.money import Money
+from services.common.outbox import publish_later
+from services.orders import domain
+from services.orders.domain import ENDED, LifecycleSettings, Status
+from services.orders.models import Order, OrderPeriod, RenewalReminder
+from services.orders.parts import Parts
+from services.orders.renewal import Renewal
+from services.orders.repository import Loaded, about, iso_date
+
+log = structlog.get_logger(__name__)
+
+
+def lifecycle_settings() -> LifecycleSettings:
+    """The lifecycle's day counts, configurable for a deployment (defaults: SPEC O7 and issue 4)."""
+    return LifecycleSettings(grace_days=env_int("ORDERS_GRACE_DAYS", 3),
+                             close_after_days=env_int("ORDERS_CLOSE_AFTER_DAYS", 14),
+                             pending_payment_days=env_int("ORDERS_PENDING_PAYMENT_DAYS", 7))
+
+
+def tick_seconds() -> float:
+    return env_float("ORDERS_TICK_SECONDS", 60.0)
+
+
+def retry_seconds() -> float:
+    """How often the operations whose ledger call failed are tried again (issue 16, item 6)."""
+    return env_float("ORDERS_RETRY_SECONDS", 5.0)
+
+
+def clock_batch() -> int:
+    """How many orders the clock reads and moves in one transaction."""
+    return env_int("ORDERS_CLOCK_BATCH", 500)
+
+
+def renewals_at_once() -> int:
+    """How many automatic renewals run side by side (each waits on the ledger most of its time)."""
+    return env_int("ORDERS_RENEWALS_AT_ONCE", 8)
+
+
+@dataclass
+class Batch:
+    """What one transaction of the clock did: its orders' last id, how many it read, and the renewals due."""
+
+    last_id: str | None = None
+    read: int = 0
+    moved: int = 0
+    reminded: int = 0
+    due: list[tuple[str, int]] = field(default_factory=list)
+
+
+class LifecycleClock:
+    """The clock's run: the live orders in batches, each batch its own short transaction.
+
+    A batch locks its orders (``FOR UPDATE SKIP LOCKED``: a replica running the clock at the same
+    time takes other orders, and an order being changed right now waits for the next tick), moves
+    them along, records the reminders and marks today's automatic renewals, and commits. Its
+    renewals then run, a few at a time, while the next batch is read: a renewal is the customer's
+    renewal (its own lease, pending operation and ledger call), never inside a batch's transaction.
+    No transaction lasts longer than one batch, however many orders are due on one day.
+    """
+
+    def __init__(self, parts: Parts, renewal: Renewal, settings: LifecycleSettings | None = None,
+                 batch: int | None = None, at_once: int | None = None):
+        self.parts = parts
+        self.renewal = renewal
+        self.uow, self.repository, self.clock = parts.uow, parts.repository, parts.clock
+        self.settings = settings or lifecycle_settings()
+        self.batch = batch or clock_batch()
+        self.at_once = at_once or renewals_at_once()
+
+    def tick(self) -> dict:
+        """Move orders along their lifecycle, send renewal reminders, and make the due auto-renewals."""
+        finished = self.parts.pending.finish_interrupted()
+        today, now = self.clock.today(), self.clock.now()
+        totals = {"moved": 0, "reminded": 0, "renewed": 0, "finished": finished, "batches": 0}
+        renewals = eventlet.GreenPool(self.at_once)
+        started = []
+        after = None
+        try:
+            while True:
+                with self.uow.transaction() as session:
+                    batch = self.advance_batch(session, after, today, now)
+                totals["batches"] += 1
+                totals["moved"] += batch.moved
+                totals["reminded"] += batch.reminded
+                for order_id, months in batch.due:
+                    started.append(renewals.spawn(self.renew_automatically, order_id, months))  # waits for a slot
+                if batch.read < self.batch:
+                    break
+                after = batch.last_id
+        finally:
+            renewals.waitall()  # a batch that failed (the database away) still lets the started renewals end
+        totals["renewed"] = sum(1 for renewal in started if renewal.wait())
+        return totals
+
+    def advance_batch(self, session, after: str | None, today, now) -> Batch:
+        """The next ``batch`` live orders after ``after`` (by id), moved along in the caller's transaction."""
+        query = select(Order).where(
+            Order.status.not_in([s.value for s in ENDED]), Order.pending_operation.is_(None),
+            or_(Order.busy_until.is_(None), Order.busy_until < now))
+        if after is not None:
+            query = query.where(Order.id > after)
+        rows = session.scalars(query.order_by(Order.id).limit(self.batch).with_for_update(skip_locked=True)).all()
+        batch = Batch(last_id=rows[-1].id if rows else after, read=len(rows))
+        if not rows:
+            return batch
+        ids = [row.id for row in rows]
+        periods: dict[str, list] = {order_id: [] for order_id in ids}
+        for period in session.scalars(select(OrderPeriod).where(OrderPeriod.order_id.in_(ids))
+                                      .order_by(OrderPeriod.order_id, OrderPeriod.starts)):
+            periods[period.order_id].append(period)
+        reminders: dict[tuple[str, object], list[int]] = {}
+        for order_id, paid_until, days in session.execute(
+                select(RenewalReminder.order_id, RenewalReminder.paid_until, RenewalReminder.days)
+                .where(RenewalReminder.order_id.in_(ids))):
+            reminders.setdefault((order_id, paid_until), []).append(days)
+        for row in rows:
+            loaded = Loaded(row, self.repository.state_of(row, periods[row.id]))
+            due = domain.advance(loaded.state, today, self.settings)
+            if due is not None:
+                self._move(session, loaded, due)
+                batch.moved += 1
+                continue
+            sent = reminders.get((row.id, loaded.state.paid_until), [])
+            for days in domain.renewal_reminders_due(loaded.state, today, sent, self.settings):
+                session.add(RenewalReminder(order_id=row.id, paid_until=loaded.state.paid_until, days=days))
+                publish_later(session, "renewal_due", {
+                    **about(loaded), "paid_until": iso_date(loaded.state.paid_until),
+                    "days_left": loaded.state.days_left(today), "cost": loaded.state.cost.to_wire(),
+                    "auto_renew": row.auto_renew})
+                batch.reminded += 1
+            if domain.auto_renewal_due(loaded.state, today, self.settings) and row.auto_renew_tried_on != today:
+                row.auto_renew_tried_on = today  # once a day: a short balance is not retried every tick
+                batch.due.append((row.id, row.period_months))
+        return batch
+
+    def renew_automatically(self, order_id: str, months: int) -> bool:
+        """One automatic renewal; False when it was not made (a short balance, the order busy), never raised."""
+        try:
+            self.renewal.renew_now(order_id, months, None, automatic=True)
+            return True
+        except DomainError as error:
+            log.info("automatic renewal not done", order_id=order_id, code=error.error_code)
+        except Exception:  # one order's failure must not stop the others' renewals
+            log.exception("automatic renewal failed", order_id=order_id)
+        return False
+
+    def _move(self, session, loaded: Loaded, due: Status) -> None:
+        row, state = loaded.row, loaded.state
+        previous = row.status
+        row.status = due.value
+        row.updated_at = self.clock.now()
+        self.repository.event(session, row.id, due.value if due != Status.CANCELLED else "cancelled",
+                              {"from": previous, "by": "lifecycle"})
+        said = about(Loaded(row, state))
+        paid_until, grace = state.paid_until, self.settings.grace_days
+        if due == Status.OVERDUE:
+            publish_later(session, "order_overdue", {
+                **said, "paid_until": iso_date(paid_until), "cost": state.cost.to_wire(),
+                "suspend_on": iso_date(paid_until + timedelta(days=grace))})
+        elif due == Status.SUSPENDED:
+            publish_later(session, "order_suspended", {
+                **said, "ip_address": row.ip_address, "cost": state.cost.to_wire(),
+                "close_on": iso_date(paid_until + timedelta(days=grace + self.settings.close_after_days))})
+        elif due == Status.CLOSED:
+            self.repository.free_ip(session, row.id)
+            publish_later(session, "order_closed", said)
+        elif due == Status.CANCELLED:  # never paid within the pending-payment days
+            self.repository.free_ip(session, row.id)
+            publish_later(session, "order_cancelled", {
+                **said, "when": domain.CANCEL_NOW, "refund": Money.zero(state.currency).to_wire(), "cancel_at": None})

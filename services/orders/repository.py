@@ -1,0 +1,157 @@
+"""Orders and their periods, charges, events and addresses in the database, and back to the rules' view.
+
+Every function works inside a transaction its caller opened (``session``): the repository
+never decides where a unit of work begins or ends.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from sqlalchemy import delete, select, update
+
+from services.common.clock import as_utc, iso
+from services.common.errors import NotFound
+from services.common.money import Money
+from services.orders import address_stock, domain, numbers
+from services.orders.catalogue import Catalogue
+from services.orders.domain import OrderState, PaidPeriod, Status
+from services.orders.models import IpAssignment, Order, OrderCharge, OrderEvent, OrderPeriod
+
+
+@dataclass
+class Loaded:
+    """An order row and the rules' view of it."""
+
+    row: Order
+    state: OrderState
+
+
+class OrderRepository:
+    def __init__(self, catalogue: Catalogue, clock):
+        self.catalogue = catalogue
+        self.clock = clock
+
+    def load(self, session, order_id, account_id: str | None = None, lock: bool = False) -> Loaded:
+        """The order (another customer's is not_found); ``lock``: FOR UPDATE until the transaction ends."""
+        if not isinstance(order_id, str) or len(order_id) > 36:
+            raise NotFound("order")
+        query = select(Order).where(Order.id == order_id)
+        if account_id is not None:
+            query = query.where(Order.account_id == account_id)
+        if lock:
+            query = query.with_for_update()
+        row = session.scalar(query)
+        if row is None:
+            raise NotFound("order")
+        return self.loaded(session, row)
+
+    def loaded(self, session, row: Order) -> Loaded:
+        periods = session.scalars(select(OrderPeriod).where(OrderPeriod.order_id == row.id)
+                                  .order_by(OrderPeriod.starts)).all()
+        return Loaded(row, self.state_of(row, periods))
+
+    def state_of(self, row: Order, periods) -> OrderState:
+        """The rules' view of an order row and its period rows."""
+        return OrderState(
+            plan=self.catalogue.plan(row.plan_id), period_months=row.period_months,
+            created_on=as_utc(row.created_at).date(), status=Status(row.status),
+            periods=tuple(PaidPeriod(p.starts, p.ends, p.months, money(p.paid_minor, row.currency),
+                                     money(p.price_minor, row.currency), money(p.charged_minor, row.currency),
+                                     money(p.adjustment_minor, row.currency), p.adjusted_from)
+                          for p in periods),
+            cancel_at=row.cancel_at, auto_renew=row.auto_renew, fields=row.fields or {})
+
+    def save(self, session, row: Order, state: OrderState, had_periods: bool = True) -> None:
+        """Write the rules' view back on the row and replace its periods (``had_periods``: False for none to delete)."""
+        row.status = state.status.value
+        row.period_months = state.period_months
+        row.cancel_at = state.cancel_at
+        row.plan_id = state.plan.id
+        row.updated_at = self.clock.now()
+        if had_periods:
+            session.execute(delete(OrderPeriod).where(OrderPeriod.order_id == row.id))
+        for period in state.periods:
+            session.add(OrderPeriod(order_id=row.id, starts=period.starts, ends=period.ends, months=period.months,
+                                    paid_minor=period.paid.minor, price_minor=period.price.minor,
+                                    charged_minor=period.charged.minor, adjustment_minor=period.adjustment.minor,
+                                    adjusted_from=period.adjusted_from))
+
+    def pending_orders(self, session, account_id: str) -> list[str]:
+        """The account's orders awaiting payment, oldest first."""
+        return session.scalars(select(Order.id).where(
+            Order.account_id == account_id, Order.status == Status.PENDING_PAYMENT.value)
+            .order_by(Order.created_at, Order.id)).all()
+
+    def assigned_ip(self, session, order_id: str) -> str | None:
+        return session.scalar(select(IpAssignment.ip_address).where(IpAssignment.order_id == order_id))
+
+    def free_ip(self, session, order_id: str) -> None:
+        """The order has ended: its address goes back to the free addresses (address_stock.py)."""
+        address_stock.give_back(session, order_id, self.catalogue.ip_pools)
+
+    def event(self, session, order_id: str, kind: str, details: dict) -> None:
+        session.add(OrderEvent(order_id=order_id, at=self.clock.now(), kind=kind, details=details))
+
+    def events(self, session, order_id: str) -> list[dict]:
+        rows = session.scalars(select(OrderEvent).where(OrderEvent.order_id == order_id).order_by(OrderEvent.id)).all()
+        return [{"at": iso(as_utc(e.at)), "kind": e.kind, "details": e.details} for e in rows]
+
+    def refundable(self, session, row: Order) -> list[tuple[str, Money]]:
+        """The order's charges, oldest first, each with what is left of it to refund."""
+        charges = session.scalars(select(OrderCharge).where(OrderCharge.order_id == row.id)
+                                  .order_by(OrderCharge.at, OrderCharge.transaction_id)).all()
+        return [(c.transaction_id, money(c.amount_minor - c.refunded_minor, row.currency)) for c in charges]
+
+    def record_charge(self, session, order_id: str, transaction: dict, amount: Money, reason: str) -> None:
+        session.add(OrderCharge(transaction_id=transaction_id(transaction), order_id=order_id,
+                                amount_minor=amount.minor, refunded_minor=0, reason=reason,
+                                at=self.clock.now()))
+
+    def record_refunds(self, session, refunds) -> None:
+        for charge_id, part, _ in refunds:
+            session.execute(update(OrderCharge).where(OrderCharge.transaction_id == charge_id)
+                            .values(refunded_minor=OrderCharge.refunded_minor + part.minor))
+
+    def view(self, loaded: Loaded) -> dict:
+        """The Order shape of the API; days_left and actions are computed from the clock and the status."""
+        return order_view(loaded, self.clock.today())
+
+
+def order_view(loaded: Loaded, today: date) -> dict:
+    """The Order shape of the API on ``today``."""
+    row, state = loaded.row, loaded.state
+    shown_ip = None if state.status == Status.PENDING_PAYMENT else row.ip_address
+    return {
+        "id": row.id, "number": numbers.shown(row.number), "hostname": numbers.hostname(state.fields),
+        "plan": state.plan.summary_to_wire(), "period_months": state.period_months,
+        "ip_address": shown_ip, "paid_until": iso_date(state.paid_until), "days_left": state.days_left(today),
+        "status": state.status.value, "cost": state.cost.to_wire(), "auto_renew": state.auto_renew,
+        "cancel_at": iso_date(state.cancel_at), "fields": dict(state.fields), "actions": domain.actions(state),
+        "created_at": iso(as_utc(row.created_at)),
+    }
+
+
+def about(loaded: Loaded) -> dict:
+    """What every event about an order says of it."""
+    return {"account_id": loaded.row.account_id, "order_id": loaded.row.id,
+            "order_number": numbers.shown(loaded.row.number), "hostname": numbers.hostname(loaded.state.fields),
+            "plan_name": loaded.state.plan.name}
+
+
+def money(minor: int, currency: str) -> Money:
+    return Money(int(minor), currency)
+
+
+def transaction_id(transaction: dict) -> str:
+    return str(transaction.get("id") or transaction.get("transaction_id"))
+
+
+def invoice_line(description: str, period: PaidPeriod) -> dict:
+    """The invoice line of a paid period: its price and its first and last day."""
+    return {"description": description, "gross": period.paid.to_wire(),
+            "period_from": period.starts.isoformat(), "period_to": (period.ends - timedelta(days=1)).isoformat()}
+
+
+def iso_date(value: date | None) -> str | None:
+    return value.isoformat() if value else None

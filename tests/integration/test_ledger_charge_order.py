@@ -1,0 +1,136 @@
+"""Orders' one call: a list price priced for the customer and charged in one transaction (issue 16, item 1).
+
+On a real database (SQLite, or PostgreSQL with TEST_DATABASE=postgres), profile the shared fake:
+the buyer's data come from the ledger's copy of the customer, kept from profile's events, and
+profile is asked only when there is no copy yet.
+"""
+from __future__ import annotations
+
+import contextlib
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import event
+
+from services.common.profile_copy import COPIED
+from tests.fakes import profile_of
+from tests.integration.test_ledger_invoices import GERMAN_COMPANY
+from tests.integration.test_ledger_journal import (database, eur, ledger, outbox, profiles,  # noqa: F401 (fixtures)
+                                                   refused)
+
+pytestmark = pytest.mark.integration
+
+LINE = {"description": "VPS M, 1 months", "gross": eur("11.99"), "period_from": "2026-01-01",
+        "period_to": "2026-01-31"}
+
+
+def profile_event(account_id: str, kind: str = "profile_changed", at: datetime | None = None, **changes) -> dict:
+    """An event of profile carrying the customer as billed, like profile's outbox writes it."""
+    profile = profile_of(account_id, **changes)
+    at = at or datetime.now(timezone.utc)
+    return {"event_id": str(uuid.uuid4()), "occurred_at": at.isoformat().replace("+00:00", "Z"),
+            "account_id": account_id, "fields": ["company_name"], **{name: profile[name] for name in COPIED}}
+
+
+@contextlib.contextmanager
+def transactions(uow):
+    """Count the database transactions begun inside the block."""
+    begun = []
+
+    def count(connection):
+        begun.append(1)
+    event.listen(uow.engine, "begin", count)
+    try:
+        yield begun
+    finally:
+        event.remove(uow.engine, "begin", count)
+
+
+def test_a_list_price_is_priced_for_a_reverse_charge_company_and_charged_with_its_invoice(ledger, profiles):
+    account = profiles.add(**GERMAN_COMPANY)
+    ledger.credit_payment(account, eur("100.00"), "p", "P")
+    charge = ledger.charge_order(account, eur("11.99"), "order:o-1:activate", "o-1", "VPS M, 1 months", [LINE])
+    assert charge["amount"] == eur("-9.75") and charge["balance_after"] == eur("90.25")
+    invoice = ledger.get_invoice(charge["invoice_id"])
+    assert invoice["tax_treatment"] == "reverse_charge" and invoice["gross"] == eur("9.75")
+    assert [line["gross"] for line in invoice["lines"]] == [eur("9.75")]
+    assert invoice["buyer"]["company_name"] == "Beispiel GmbH"
+
+
+def test_lines_priced_one_by_one_still_add_up_to_the_priced_amount(ledger, profiles):
+    account = profiles.add(**GERMAN_COMPANY)
+    ledger.credit_payment(account, eur("100.00"), "p", "P")
+    lines = [dict(LINE, gross=eur("0.01")), dict(LINE, gross=eur("0.01")), dict(LINE, gross=eur("11.99"))]
+    charge = ledger.charge_order(account, eur("12.01"), "k", "o-1", "VPS M", lines)
+    invoice = ledger.get_invoice(charge["invoice_id"])
+    assert sum(int(line["gross"]["amount"].replace(".", "")) for line in invoice["lines"]) == \
+        int(invoice["gross"]["amount"].replace(".", "")) == 976
+
+
+def test_a_replay_of_the_same_list_price_answers_the_first_charge_even_after_the_buyer_changed(ledger, profiles):
+    account = profiles.add(**GERMAN_COMPANY)
+    ledger.credit_payment(account, eur("100.00"), "p", "P")
+    first = ledger.charge_order(account, eur("11.99"), "order:o-1:activate", "o-1", "VPS M, 1 months", [LINE])
+    # The company is no longer reverse-charged: a new charge would cost the gross, the replay does not.
+    ledger.profile_changed(profile_event(account, **{**GERMAN_COMPANY, "country": "PL", "vat_id": "PL1234563218"}))
+    again = ledger.charge_order(account, eur("11.99"), "order:o-1:activate", "o-1", "VPS M, 1 months", [LINE])
+    assert again == first and ledger.get_balance(account) == eur("90.25")
+    other = refused(lambda: ledger.charge_order(account, eur("12.99"), "order:o-1:activate", "o-1", "VPS M, 1 months"))
+    assert other.error_code == "idempotency_conflict"
+
+
+def test_the_buyer_comes_from_the_copy_kept_from_profile_s_events_without_asking_profile(ledger, profiles):
+    account = profiles.add()
+    ledger.account_registered(profile_event(account, "account_registered"))
+    ledger.profile_changed(profile_event(account, **GERMAN_COMPANY))
+    ledger.profile_changed(profile_event(account, at=datetime.now(timezone.utc) - timedelta(minutes=5),
+                                         company_name="Older GmbH"))  # late and older: ignored
+    ledger.credit_payment(account, eur("100.00"), "p", "P", method="card")
+    asked = profiles.calls
+    charge = ledger.charge_order(account, eur("11.99"), "k", "o-1", "VPS M, 1 months", [LINE])
+    assert profiles.calls == asked == 0
+    invoice = ledger.get_invoice(charge["invoice_id"])
+    assert invoice["buyer"]["company_name"] == "Beispiel GmbH" and invoice["tax_treatment"] == "reverse_charge"
+
+
+def test_without_a_copy_profile_is_asked_once_and_its_answer_kept(ledger, profiles):
+    account = profiles.add(**GERMAN_COMPANY)
+    ledger.credit_payment(account, eur("100.00"), "p", "P")
+    ledger.charge_order(account, eur("11.99"), "k1", "o-1", "VPS M")
+    ledger.charge_order(account, eur("11.99"), "k2", "o-2", "VPS M")
+    assert profiles.calls == 1
+    assert refused(lambda: ledger.charge_order("ghost-1", eur("1.00"), "k", "o", "VPS")).error_code == "not_found"
+
+
+def test_a_charge_without_the_funds_moves_nothing_and_leaves_its_key_unused(ledger, profiles):
+    account = profiles.add()
+    ledger.credit_payment(account, eur("5.00"), "p", "P")
+    assert refused(lambda: ledger.charge_order(account, eur("9.90"), "k", "o-1", "VPS S")).error_code == \
+        "insufficient_funds"
+    ledger.credit_payment(account, eur("5.00"), "p2", "P")
+    assert ledger.charge_order(account, eur("9.90"), "k", "o-1", "VPS S")["balance_after"] == eur("0.10")
+
+
+def test_an_order_s_charge_and_a_payment_each_take_one_transaction(ledger, profiles):
+    account = profiles.add()
+    ledger.account_registered(profile_event(account, "account_registered"))
+    with transactions(ledger.uow) as begun:
+        ledger.credit_payment(account, eur("100.00"), "p", "P")
+    assert len(begun) == 1
+    with transactions(ledger.uow) as begun:
+        ledger.credit_payment(account, eur("10.00"), "p2", "P", method="card")
+    assert len(begun) == 1
+    with transactions(ledger.uow) as begun:
+        ledger.charge_order(account, eur("9.90"), "order:o-1:activate", "o-1", "VPS S, 1 months")
+    assert len(begun) == 1
+    assert [e["kind"] for e in outbox(ledger.uow, account, "balance_changed")] == ["payment", "payment", "charge"]
+
+
+def test_a_charge_for_an_account_nobody_has_writes_nothing(ledger, profiles):
+    from sqlalchemy import select
+    from services.ledger.models import Balance
+    assert refused(lambda: ledger.charge_order("ghost-2", eur("1.00"), "k", "o", "VPS")).error_code == "not_found"
+    assert refused(lambda: ledger.charge("ghost-2", eur("1.00"), "k", "o", "VPS")).error_code == "not_found"
+    with ledger.uow.transaction() as session:
+        assert session.scalar(select(Balance).where(Balance.account_id == "ghost-2")) is None
