@@ -6,14 +6,31 @@ any work, on the same broker and machine as the panel.
 """
 from __future__ import annotations
 
-from nameko.rpc import rpc
+from nameko.rpc import Rpc, rpc
 from nameko.web.handlers import http
+
+from services.common.consumer import TransientReplies
 
 
 class Echo:
     name = "echo"
 
     @rpc
+    def echo(self, value):
+        return value
+
+
+class _TransientReplyRpc(Rpc):
+    rpc_consumer = TransientReplies()
+
+
+class TunedEcho:
+    """The echo, its replies sent as the services send theirs (transient, unconfirmed): the bus
+    settings measured on their own (``rpc_echo_transient``, ``rpc_echo_unconfirmed``)."""
+
+    name = "tuned_echo"
+
+    @_TransientReplyRpc.decorator
     def echo(self, value):
         return value
 

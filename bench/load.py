@@ -17,8 +17,10 @@ import itertools  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
 
 import requests  # noqa: E402
+from nameko.rpc import ServiceProxy  # noqa: E402
 from nameko.standalone.rpc import ClusterRpcProxy as UnsignedClusterRpcProxy  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
@@ -50,6 +52,33 @@ class RpcClient:
 
     def close(self):
         self.proxy.stop()
+
+
+class TransientRpcClient(RpcClient):
+    """The echo as the services call each other: requests transient (delivery mode 1), with confirms."""
+
+    options = {"delivery_mode": 1, "use_confirms": True}
+
+    def __init__(self, setup):
+        self.proxy = UnsignedClusterRpcProxy({"AMQP_URI": setup["amqp"], "serializer": "json"}, timeout=30)
+        self.proxy.start()
+        # the standalone proxy passes no publish options: its parts, put together with them
+        self.rpc = SimpleNamespace(tuned_echo=ServiceProxy(self.proxy._worker_ctx, "tuned_echo",
+                                                           self.proxy._reply_listener, **self.options))
+
+
+class UnconfirmedRpcClient(TransientRpcClient):
+    """Requests transient and unconfirmed."""
+
+    options = {"delivery_mode": 1, "use_confirms": False}
+
+
+class StaffClient(RpcClient):
+    """Support staff's tools: the operator's login."""
+
+    def __init__(self, setup):
+        self.proxy = ClusterRpcProxy({"AMQP_URI": setup["operator_amqp"], "serializer": "json"}, timeout=30)
+        self.rpc = self.proxy.start()
 
 
 class PaymentsClient(RpcClient):
@@ -97,6 +126,14 @@ def echo(client, account, n):
     return client.rpc.echo.echo({"n": n, "account_id": account["account_id"]})["n"] == n
 
 
+def tuned_echo(client, account, n):
+    return client.rpc.tuned_echo.echo({"n": n, "account_id": account["account_id"]})["n"] == n
+
+
+def profile_rpc(client, account, n):
+    return client.rpc.profile.get(account["account_id"])["id"] == account["account_id"]
+
+
 def insert(client, account, n):
     with client.engine.begin() as connection:
         connection.execute(text("INSERT INTO bench_rows (account_id, n, at) VALUES (:a, :n, now())"),
@@ -112,7 +149,10 @@ TARGETS = {
     "credit_payment": (PaymentsClient, credit_payment),
     "http_hello": (HttpClient, hello),
     "rpc_echo": (RpcClient, echo),
+    "rpc_echo_transient": (TransientRpcClient, tuned_echo),
+    "rpc_echo_unconfirmed": (UnconfirmedRpcClient, tuned_echo),
     "db_insert": (DbClient, insert),
+    "profile_rpc": (StaffClient, profile_rpc),
 }
 
 

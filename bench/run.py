@@ -43,7 +43,7 @@ CLIENTS = (1, 10, 50)
 SEEDERS = 8  # customers seeded at a time: more outruns orders' 5 s RPC timeout on 2 busy cores
 READS = ("profile", "orders", "balance")
 SYSTEM = (*READS, "place_order", "credit_payment")
-BASELINES = ("rpc_echo", "http_hello", "db_insert")
+BASELINES = ("rpc_echo", "rpc_echo_transient", "rpc_echo_unconfirmed", "http_hello", "db_insert")
 # The baseline each target is held against, and the issue's target ratio.
 MATCHING = {"profile": ("rpc_echo", 0.5), "orders": ("rpc_echo", 0.5), "balance": ("rpc_echo", 0.5),
             "place_order": ("rpc_echo", 0.25), "credit_payment": ("rpc_echo", 0.8)}
@@ -54,6 +54,9 @@ STACK_ENV = {
     # of them come from this one address (600 an hour by default).
     "ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "8192", "REGISTRATIONS_PER_IP_HOUR": "100000",
     "LOG_LEVEL": "WARNING", "LOG_FORMAT": "json",
+    # The scale check writes its million journal rows without their postings, which the periodic audit
+    # would rightly report, a million discrepancies held in memory: not what is measured here.
+    "LEDGER_AUDIT_SECONDS": "86400",
     # Room in the IP pools for every order the run places.
     "ORDERS_IP_POOLS": "WAW1=10.10.0.0/20;FRA1=10.20.0.0/20;AMS1=10.30.0.0/20",
     # The month end's orders are found by the next tick, not a minute later.
@@ -91,8 +94,8 @@ class Baselines:
         config.write_text(f"AMQP_URI: {amqp}\nWEB_SERVER_ADDRESS: 127.0.0.1:{self.port}\n"
                           "serializer: json\nmax_workers: 10\n")
         self.processes = {}
-        for name, service in (("echo", "Echo"), ("hello", "Hello")):
-            log = open(var / f"{name}.log", "ab")
+        for name, service in (("echo", "Echo"), ("tuned echo", "TunedEcho"), ("hello", "Hello")):
+            log = open(var / f"{name.replace(' ', '_')}.log", "ab")
             self.processes[name] = subprocess.Popen(
                 [sys.executable, "-m", "nameko", "run", "--config", str(config), f"bench.baselines:{service}"],
                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -212,7 +215,8 @@ class Run:
             connection.execute(text("UPDATE balances SET balance_minor = balance_minor + 100 * :n WHERE account_id = :a"),
                                {"a": big["account_id"], "n": entries - 3})
         with ledger.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.execute(text("ANALYZE transactions"))  # what autovacuum does on a live database
+            # VACUUM as well: what autovacuum would otherwise start on its own in the middle of the timing
+            connection.execute(text("VACUUM ANALYZE transactions"))
         ledger.dispose()
         times = {}
         http = requests.Session()
@@ -401,7 +405,6 @@ def main() -> None:
             for target in [t for t in (*BASELINES, *SYSTEM) if t in targets]:
                 for clients in CLIENTS:
                     run.measure(setup_file, target, clients, "1 replica")
-            scale = run.scale_check(args.entries) if args.entries else None
             month_end = run.month_end(setup_file, args.renewals) if args.renewals else None
             if not args.no_replicas:
                 say("starting a second orders and a second ledger")
@@ -410,6 +413,8 @@ def main() -> None:
                 for target in [t for t in SYSTEM if t in targets]:
                     for clients in CLIENTS:
                         run.measure(setup_file, target, clients, "2 replicas")
+            # Last: a ledger started after it would audit its million rows, written without postings.
+            scale = run.scale_check(args.entries) if args.entries else None
         finally:
             if baselines:
                 baselines.stop()

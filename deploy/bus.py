@@ -73,11 +73,17 @@ def rpc_methods() -> dict[str, frozenset[str]]:
             for name, entrypoint in _entrypoints(cls) if isinstance(entrypoint, Rpc)}
 
 
+def gateway_class() -> type:
+    from deploy.serve import RUNS
+    module, _, cls = RUNS["gateway"].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
 @cache
 def subscriptions() -> dict[str, dict[str, frozenset[str]]]:
-    """For each service, the event types it handles by the service that publishes them."""
+    """For each service (and the gateway), the event types it handles by the service that publishes them."""
     found: dict[str, dict[str, set[str]]] = {}
-    for cls in service_classes().values():
+    for cls in (*service_classes().values(), gateway_class()):
         for _, entrypoint in _entrypoints(cls):
             if isinstance(entrypoint, EventHandler):
                 found.setdefault(cls.name, {}).setdefault(entrypoint.source_service, set()).add(entrypoint.event_type)
@@ -93,10 +99,13 @@ def permissions(role: str) -> dict:
     """What ``role``'s login may configure, write and read in a vhost (RabbitMQ's three regexes)."""
     name = re.escape(role)
     shared = [re.escape(RPC_EXCHANGE), rf"rpc\.reply-{name}-{UUID}"]
-    if role not in SERVICE_ROLES:
-        return {"configure": _one_of(shared), "write": _one_of(shared), "read": _one_of(shared)}
-    own = [rf"rpc-{name}", rf"{name}\.parking", rf"evt-[a-z_]+-[a-z_]+--{name}\.[a-z_]+(\.delayed|\.dead)?"]
     sources = [rf"{re.escape(source)}\.events" for source in sorted(subscriptions().get(role, {}))]
+    if role not in SERVICE_ROLES:
+        # The gateway: a queue of each replica's own for the events it hears (Nameko's BROADCAST).
+        own = [rf"evt-[a-z_]+-[a-z_]+--{name}\.[a-z_]+-[0-9a-f]{{32}}"] if sources else []
+        return {"configure": _one_of(shared + own + sources), "write": _one_of(shared + own),
+                "read": _one_of(shared + own + sources)}
+    own = [rf"rpc-{name}", rf"{name}\.parking", rf"evt-[a-z_]+-[a-z_]+--{name}\.[a-z_]+(\.delayed|\.dead)?"]
     events = [rf"{name}\.events"]
     return {"configure": _one_of(shared + own + events + sources),
             "write": _one_of(shared + own + events),

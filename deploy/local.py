@@ -62,9 +62,12 @@ class Stack:
         self.env.setdefault("VAR_DIR", str(self.var_dir))
         self.env.setdefault("PYTHONUNBUFFERED", "1")
         # argon2 hashing runs in eventlet's thread pool; a few threads and malloc arenas keep a
-        # burst of logins from leaving hundreds of MB resident in the profile service.
+        # burst of logins from leaving hundreds of MB resident in the profile service, and a fixed
+        # mmap threshold hands each hash's 19 MB buffer back to the system when it is freed (glibc
+        # otherwise raises the threshold after the first one and keeps the next ones on its heap).
         self.env.setdefault("EVENTLET_THREADPOOL_SIZE", "4")
         self.env.setdefault("MALLOC_ARENA_MAX", "2")
+        self.env.setdefault("MALLOC_MMAP_THRESHOLD_", "131072")
         self.env["PYTHONPATH"] = str(ROOT) + os.pathsep + self.env.get("PYTHONPATH", "")
         self.env.setdefault("SMTP_HOST", "127.0.0.1")
         self.env.setdefault("SMTP_PORT", str(self.ports["mail_smtp"]))

@@ -14,7 +14,7 @@ from gateway.routes.orders import OrdersRoutes
 from gateway.routes.profile import ProfileRoutes
 from gateway.routes.security import SecurityRoutes
 from gateway.routes.verification import VerificationRoutes
-from gateway.sessions import ProfileRpc, VouchedSessions
+from gateway.sessions import AccessChanged, ProfileRpc, Vouched, ask_again_later
 from services.common.config import order_write_timeout
 from services.common.errors import DomainError
 from services.common.logging import LogContext, configure
@@ -28,8 +28,8 @@ class Gateway(ProfileRoutes, SecurityRoutes, NotificationRoutes, VerificationRou
               BalanceReportRoutes, OrdersRoutes, MetaRoutes, PanelRoutes):
     name = "gateway"
 
-    vouched = VouchedSessions()
-    profile = ProfileRpc(vouched)
+    vouched = Vouched()
+    profile = ProfileRpc()
     orders = ServiceRpc("orders")
     # Placing, renewing, changing and cancelling call profile and the ledger in turn: a longer wait.
     order_writes = ServiceRpc("orders", timeout=order_write_timeout)
@@ -46,6 +46,10 @@ class Gateway(ProfileRoutes, SecurityRoutes, NotificationRoutes, VerificationRou
     @serve_metrics_on_own_port()
     def metrics(self, request):
         """Prometheus metrics on ``GATEWAY_METRICS_ADDRESS``, answered by the entrypoint itself."""
+
+    @AccessChanged.decorator()
+    def session_access_changed(self, payload):
+        """profile's sessions of an account ended or narrowed: forgotten here, by the entrypoint itself."""
 
     def customer_language(self, call) -> str:
         """The caller's profile language, for a refusal whose request named none (English before login)."""
@@ -66,11 +70,14 @@ class Gateway(ProfileRoutes, SecurityRoutes, NotificationRoutes, VerificationRou
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise DomainError("unauthenticated", "Send Authorization: Bearer <token> from POST /api/v1/sessions.")
-        who = self.vouched.lookup(token.strip(), call.ip)
+        token = token.strip()
+        who = self.vouched.lookup(token, call.ip)
         if who is None:
             epoch = self.vouched.epoch
-            who = self.profile.authenticate(token.strip(), call.ip)
-            self.vouched.remember(token.strip(), call.ip, who, epoch)
-        call.token = token.strip()
+            who = self.profile.authenticate(token, call.ip)
+            self.vouched.remember(token, call.ip, who, epoch)
+        elif self.vouched.due(token, call.ip):
+            ask_again_later(self.profile, self.vouched, token, call.ip)
+        call.token = token
         call.account_id = who["account_id"]
         call.session_id = who["session_id"]

@@ -14,8 +14,6 @@ import mimetypes
 from pathlib import Path
 
 import pycountry
-import qrcode
-import qrcode.image.svg
 import yaml
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from werkzeug.security import safe_join
@@ -113,6 +111,7 @@ def not_found_page(request) -> Response:
 
 def qr_svg(text: str) -> str:
     """The QR code of ``text`` as an SVG document (drawn here so the browser needs no library)."""
+    import qrcode.image.svg   # here: once per 2FA enrolment, and it brings Pillow (about 5 MB resident)
     image = qrcode.make(text, image_factory=qrcode.image.svg.SvgPathImage, box_size=8, border=2)
     return image.to_string(encoding="unicode")
 

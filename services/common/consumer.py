@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import structlog
 from amqp.exceptions import AMQPError
+from nameko.amqp.publish import Publisher
+from nameko.constants import AMQP_SSL_CONFIG_KEY, AMQP_URI_CONFIG_KEY, LOGIN_METHOD_CONFIG_KEY
 from nameko.messaging import QueueConsumer
-from nameko.rpc import ReplyListener, RpcConsumer
+from nameko.rpc import ReplyListener, Responder, RpcConsumer, get_rpc_exchange
 
 log = structlog.get_logger(__name__)
 
@@ -39,7 +41,39 @@ class ResilientReplyListener(ReplyListener):
     queue_consumer = ResilientQueueConsumer()
 
 
-class ResilientRpcConsumer(RpcConsumer):
+# AMQP delivery mode 1: kept in memory only, never written to the broker's disk.
+TRANSIENT = 1
+
+
+class ReplyPublisher(Publisher):
+    """An RPC reply: transient and unconfirmed. The caller waits for it with a timeout and its
+    request is acked only after the reply was handed over: a reply lost with a broker restart
+    costs a retry the timeout already covers, and persisting it (an fsync) or waiting for the
+    broker's confirm would cost every call a wait for nothing."""
+
+    use_confirms = False
+    delivery_mode = TRANSIENT
+
+
+class ReplyResponder(Responder):
+    publisher_cls = ReplyPublisher
+
+
+class TransientReplies(RpcConsumer):
+    """Nameko's RPC consumer, its replies sent by :class:`ReplyPublisher`."""
+
+    def handle_result(self, message, result, exc_info):
+        # nameko's RpcConsumer.handle_result, with our responder
+        config = self.container.config
+        responder = ReplyResponder(config[AMQP_URI_CONFIG_KEY], get_rpc_exchange(config),
+                                   config.get("serializer", "json"), message,
+                                   ssl=config.get(AMQP_SSL_CONFIG_KEY), login_method=config.get(LOGIN_METHOD_CONFIG_KEY))
+        result, exc_info = responder.send_response(result, exc_info)
+        self.queue_consumer.ack_message(message)
+        return result, exc_info
+
+
+class ResilientRpcConsumer(TransientReplies):
     """RPC requests, consumed through :class:`ResilientQueueConsumer`, whose replies cannot kill the service.
 
     Nameko lets a reply's publish error escape (from a worker, or from a refusal before any
@@ -56,3 +90,4 @@ class ResilientRpcConsumer(RpcConsumer):
         except Exception as exc:  # kombu, amqp (not builtin ConnectionError subclasses) and socket errors alike
             log.warning("could not send an RPC reply; the broker is away", error=repr(exc))
             return result, exc_info
+

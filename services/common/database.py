@@ -6,6 +6,15 @@ blocking C driver and a single writer, so each process gets one connection that 
 take in turn from a green pool: no worker ever sleeps inside the driver waiting for a lock
 another worker of the same process holds.
 
+A read is one statement and one round trip. No connection is pinged when it leaves the pool
+(``pool_pre_ping`` cost a round trip on every unit of work): a connection the server dropped
+(a restart, ``pg_terminate_backend``, an idle timeout) fails its first statement, SQLAlchemy
+invalidates it and every connection of the pool older than it, and the statement is sent once
+more on a fresh connection (:class:`RetryingSession`) when nothing can have been lost: the first
+statement of a transaction with nothing waiting to be flushed, or any statement of a read
+(:meth:`UnitOfWork.read`, autocommit: no BEGIN and no COMMIT around a single select, where
+isolation does not matter).
+
 Rule for every caller: never hold a transaction open across an RPC call.
 """
 from __future__ import annotations
@@ -48,10 +57,12 @@ def make_engine(url: str, *, green: bool = True):
             url = "postgresql://" + url[len("postgres://"):]
         if green:
             green_psycopg()
-        return create_engine(
+        engine = create_engine(
             url, pool_size=env_int("DB_POOL_SIZE", 10), max_overflow=env_int("DB_MAX_OVERFLOW", 10),
-            pool_pre_ping=True, pool_timeout=5, connect_args={"connect_timeout": 3},
+            pool_timeout=5, connect_args={"connect_timeout": 3},
         )
+        event.listen(engine, "checkin", _transactions_again)
+        return engine
     engine = create_engine(url, pool_size=1, max_overflow=0, pool_timeout=30,
                            connect_args={"check_same_thread": False, "timeout": 10})
 
@@ -66,6 +77,51 @@ def make_engine(url: str, *, green: bool = True):
     return engine
 
 
+def _autocommit_for_reads(session, _transaction, connection) -> None:
+    """A read's connection in autocommit, psycopg2's own flag (a Python attribute: SQLAlchemy's
+    isolation-level option resets the level on return to the pool, a round trip each time)."""
+    if session.reads and connection.dialect.name == "postgresql":
+        connection.connection.dbapi_connection.autocommit = True
+
+
+def _transactions_again(dbapi_connection, _record) -> None:
+    """Back in the pool: the next unit of work gets a transaction again."""
+    if dbapi_connection is not None and getattr(dbapi_connection, "autocommit", False):
+        dbapi_connection.autocommit = False
+
+
+class RetryingSession(Session):
+    """A session that sends a statement again, once, when its connection turned out dead.
+
+    Safe only where the dead connection lost nothing: in autocommit (``reads``: every
+    statement stands alone) or on the first statement of a transaction with nothing pending
+    to flush (the server never saw a BEGIN). Anything else is the caller's
+    ``ServiceUnavailable``; the pool is renewed for the next unit of work either way.
+    """
+
+    reads = False
+
+    def __init__(self, *args, reads: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.reads = reads
+
+    def _execute_internal(self, *args, **kwargs):
+        transaction = self.get_transaction()
+        fresh = transaction is None or not transaction._connections
+        retryable = self.reads or (fresh and not (self.new or self.dirty or self.deleted))
+        try:
+            return super()._execute_internal(*args, **kwargs)
+        except sa_exc.DBAPIError as exc:
+            if not (retryable and exc.connection_invalidated):
+                raise
+            log.info("database connection was gone; sending the statement again", error=str(exc.orig).strip()[:200])
+            self.rollback()
+        return super()._execute_internal(*args, **kwargs)
+
+
+event.listen(RetryingSession, "after_begin", _autocommit_for_reads)
+
+
 class UnitOfWork:
     """Hands out sessions; commits when the block ends cleanly, rolls back otherwise."""
 
@@ -77,7 +133,23 @@ class UnitOfWork:
 
     @contextlib.contextmanager
     def transaction(self):
-        session = Session(bind=self.engine, expire_on_commit=False)
+        """A unit of work: every statement in one transaction, committed when the block ends."""
+        with self._session(reads=False) as session:
+            yield session
+        if self.on_commit and session.info.get("outbox_written"):
+            self.on_commit()
+
+    @contextlib.contextmanager
+    def read(self):
+        """Reads whose isolation does not matter (one select, or selects that need no common
+        snapshot): each statement on its own, no BEGIN/COMMIT round trips, retried once on a
+        dropped connection. Nothing written here is kept unless the statement commits itself."""
+        with self._session(reads=True) as session:
+            yield session
+
+    @contextlib.contextmanager
+    def _session(self, reads: bool):
+        session = RetryingSession(bind=self.engine, expire_on_commit=False, reads=reads)
         if self.metadata is not None:
             session.info["tables"] = self.metadata.tables
         try:
@@ -92,8 +164,6 @@ class UnitOfWork:
             raise
         finally:
             session.close()
-        if self.on_commit and session.info.get("outbox_written"):
-            self.on_commit()
 
     def ping(self) -> None:
         with self.engine.connect() as connection:

@@ -28,7 +28,7 @@ from nameko.rpc import Rpc as NamekoRpc
 from nameko.standalone import rpc as standalone
 
 from services.common.config import rpc_timeout
-from services.common.consumer import ResilientReplyListener, ResilientRpcConsumer
+from services.common.consumer import TRANSIENT, ResilientReplyListener, ResilientRpcConsumer
 from services.common.errors import DomainError, ServiceUnavailable
 from services.common.metrics import RPC_CALLS, MeasuredRpc
 from services.common.roles import ROLES, login_of
@@ -167,6 +167,13 @@ class ServiceRpc(RpcProxy):
 
     ``timeout``: seconds, or a function of no arguments read for each worker (configuration
     from the environment); ``RPC_TIMEOUT`` by default.
+
+    Requests are transient (never written to the broker's disk): one that a broker restart loses
+    is a timeout the caller already handles, and it would expire with its TTL anyway. They are
+    still confirmed: a confirm on a transient message costs one round trip, not an fsync, and it
+    is how a call to a service that never declared its queue (``ServiceUnavailable`` at once)
+    or one the broker refuses to this login (``forbidden``) is told apart from a slow one.
+    Replies: :class:`services.common.consumer.ReplyPublisher`.
     """
 
     rpc_reply_listener = ResilientReplyListener()
@@ -183,6 +190,7 @@ class ServiceRpc(RpcProxy):
         timeout = (self.timeout() if callable(self.timeout) else self.timeout) or rpc_timeout()
         options = dict(self.options)
         options.setdefault("expiration", timeout)
+        options.setdefault("delivery_mode", TRANSIENT)   # see the class's docstring
         options["user_id"] = self.login
         return TimedServiceProxy(worker_ctx, self.target_service, self.rpc_reply_listener,
                                  timeout, **options)

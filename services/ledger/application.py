@@ -261,7 +261,7 @@ class Ledger:
     def get_balance(self, account_id) -> dict:
         """The balance as money; 0.00 in the default currency for an account with no movement yet."""
         account_id = _account_id(account_id)
-        with self.uow.transaction() as session:
+        with self.uow.read() as session:
             balance = session.get(Balance, account_id)
             if balance is None:
                 return Money.zero(self.currency).to_wire()
@@ -269,7 +269,7 @@ class Ledger:
 
     def list_transactions(self, account_id, limit=50, cursor=None) -> dict:
         query = select(Transaction).where(Transaction.account_id == _account_id(account_id))
-        with self.uow.transaction() as session:
+        with self.uow.read() as session:
             return keyset_page(session, query, [Transaction.seq], limit, cursor).answer(domain.transaction_view)
 
     def list_invoices(self, account_id, limit=50, cursor=None) -> dict:

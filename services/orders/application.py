@@ -97,7 +97,7 @@ class Orders:
         if active_only:
             query = query.where(Order.status.not_in([s.value for s in ENDED]))
         repository = self.parts.repository
-        with self.uow.transaction() as session:
+        with self.uow.read() as session:   # READ COMMITTED: a transaction would give no common snapshot either
             page = keyset_page(session, query, [Order.created_at, Order.id], limit, cursor)
             return page.answer(lambda row: repository.view(repository.loaded(session, row)))
 

@@ -17,7 +17,7 @@ from services.profile.application import (account_or_not_found, buyer_fields, ha
                                           issue_email_token, record_security_event, verify_secret)
 from services.profile.models import Account, EmailToken, SecurityCodeCheck, SecurityEvent
 from services.profile.schemas import EmailChangeSchema, PasswordChangeSchema
-from services.profile.sessions import accept_second_factor, end_sessions, previous_login
+from services.profile.sessions import accept_second_factor, access_changed, end_sessions, previous_login
 
 
 class AccountSecurity:
@@ -251,6 +251,7 @@ class AccountSecurity:
             account = account_or_not_found(session, account_id, lock=True)
             account.ip_rules = allowed.lines()
             account.updated_at = now
+            access_changed(session, account.id)   # a session from an address no longer covered stops
             record_security_event(session, account, "ip_restriction_changed", ip, now,
                                   {"rules": allowed.lines()})
             return _security_view(session, account, session_id)

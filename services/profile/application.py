@@ -159,7 +159,7 @@ class Profiles:
         return domain.profile_view(account)
 
     def get(self, account_id: str) -> dict:
-        with self.uow.transaction() as session:
+        with self.uow.read() as session:
             return domain.profile_view(account_or_not_found(session, account_id))
 
     def find_by_login(self, login: str) -> dict:

@@ -15,6 +15,7 @@ from sqlalchemy import or_, select, update
 from services.common.clock import as_utc, iso
 from services.common.config import env_float
 from services.common.errors import DomainError, NotFound
+from services.common.outbox import publish_later
 from services.common.pagination import keyset_page
 from services.profile import domain, limits, security
 from services.profile.application import account_or_not_found, record_security_event, verify_secret
@@ -113,7 +114,7 @@ class Sessions:
         if not isinstance(token, str) or not token or len(token) > 200:
             raise _unauthenticated()
         now = self.clock.now()
-        with self.uow.transaction() as session:
+        with self.uow.read() as session:   # the select, and now and then the update, each on its own
             row = session.execute(
                 select(Session.id, Session.account_id, Session.expires_at, Session.last_seen_at, Account.frozen,
                        Account.ip_rules)
@@ -137,9 +138,11 @@ class Sessions:
         if not isinstance(token, str):
             return
         with self.uow.transaction() as session:
-            session.execute(update(Session).where(Session.token_hash == security.token_hash(token),
-                                                  Session.ended_at.is_(None))
-                            .values(ended_at=self.clock.now()))
+            ended = session.execute(update(Session).where(Session.token_hash == security.token_hash(token),
+                                                          Session.ended_at.is_(None))
+                                    .values(ended_at=self.clock.now()).returning(Session.account_id)).first()
+            if ended is not None:
+                access_changed(session, ended.account_id)
 
     def end_other_sessions(self, account_id: str, session_id: str, ip: str | None = None) -> int:
         now = self.clock.now()
@@ -172,6 +175,7 @@ class Sessions:
             if row is None:
                 raise NotFound("session")
             row.ended_at = now
+            access_changed(session, account_id)
             account = account_or_not_found(session, account_id)
             # On the timeline, not mailed: the customer did it from a session of their own.
             record_security_event(session, account, "session_ended", ip, now,
@@ -198,7 +202,14 @@ def end_sessions(session, account_id: str, now, keep: str | None = None) -> int:
     query = update(Session).where(Session.account_id == account_id, Session.ended_at.is_(None))
     if keep is not None:
         query = query.where(Session.id != keep)
+    access_changed(session, account_id)
     return session.execute(query.values(ended_at=now)).rowcount
+
+
+def access_changed(session, account_id: str) -> None:
+    """Tell every gateway, with this transaction, to stop trusting what it remembers of the
+    account's sessions: some ended, or what they may do narrowed (gateway/sessions.py)."""
+    publish_later(session, "session_access_changed", {"account_id": account_id})
 
 
 def _second_factor_refusal(account: Account, otp, now) -> DomainError | None:

@@ -163,3 +163,20 @@ def test_what_a_role_may_not_do_the_broker_refuses(logins):
     assert refused(logins["profile"], listen_to_the_ledgers_requests)
     # exchanges are not the callers' to make
     assert refused(logins["support_desk"], lambda channel: Exchange("support.events", type="topic")(channel).declare())
+
+
+def test_the_gateway_hears_profiles_session_events_on_a_queue_of_its_own_and_nothing_else(logins):
+    """Each gateway replica binds its own queue to ``session_access_changed``; profile's other events
+    (a reset's token among them) are not the gateway's to read."""
+    events = Exchange("profile.events", type="topic", durable=True)
+    with channel_of(logins["profile"]) as channel:
+        events(channel).declare()
+
+    def listen(event_type: str):
+        name = f"evt-profile-{event_type}--gateway.session_access_changed-{uuid.uuid4().hex}"
+        return lambda channel: Queue(name, exchange=events, routing_key=event_type, durable=True,
+                                     auto_delete=True, exclusive=True)(channel).declare()
+    assert not refused(logins["gateway"], listen("session_access_changed"))
+    assert refused(logins["gateway"], listen("password_reset_requested"))
+    assert refused(logins["gateway"], publish("profile.events", "session_access_changed"))
+    assert refused(logins["orders"], listen("session_access_changed"))

@@ -97,6 +97,7 @@ class Profile:
 
 def remembered():
     sessions = VouchedSessions(seconds=60)
+    sessions.listen()   # as once the replica consumes profile's events
     for token, account in (("anna-1", "anna"), ("anna-2", "anna"), ("bob-1", "bob")):
         sessions.remember(token, "ip", {"account_id": account, "session_id": token, "expires_at": None},
                           sessions.epoch)

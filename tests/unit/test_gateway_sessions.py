@@ -1,9 +1,13 @@
-"""The gateway remembers profile's "this token may be used from this IP" for a moment only."""
+"""The gateway remembers profile's "this token may be used from this IP" as long as the session, while it
+hears profile's events; it asks again once a minute, off the request's path."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from gateway.sessions import ACCESS_CHANGING, VouchedSessions, _ForgettingProxy
+import eventlet
+
+from gateway.sessions import ACCESS_CHANGING, VouchedSessions, _ForgettingProxy, ask_again_later
+from services.common.errors import DomainError
 
 NOON = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
 
@@ -18,22 +22,52 @@ class Ticking:
         self.wall += timedelta(seconds=seconds)
 
 
-def vouched(seconds=2.0):
+def vouched(seconds=60.0, listening=True):
     clock = Ticking()
-    return VouchedSessions(seconds=seconds, now=lambda: clock.now, wall=lambda: clock.wall), clock
+    sessions = VouchedSessions(seconds=seconds, now=lambda: clock.now, wall=lambda: clock.wall)
+    if listening:
+        sessions.listen()
+    return sessions, clock
 
 
 def anna(expires_in=timedelta(hours=12)):
     return {"account_id": "a-1", "session_id": "s-1", "expires_at": (NOON + expires_in).isoformat()}
 
 
-def test_an_answer_is_used_for_the_same_token_and_ip_within_the_bound_only():
-    sessions, clock = vouched(seconds=2)
+def test_an_answer_is_used_for_the_same_token_and_ip_as_long_as_the_session():
+    sessions, clock = vouched(seconds=60)
     sessions.remember("token", "10.0.0.1", anna(), sessions.epoch)
     assert sessions.lookup("token", "10.0.0.1") == {"account_id": "a-1", "session_id": "s-1"}
     assert sessions.lookup("token", "10.0.0.2") is None  # another IP is checked against the list afresh
     assert sessions.lookup("other", "10.0.0.1") is None
-    clock.move(2.0)
+    clock.move(11 * 3600)
+    assert sessions.lookup("token", "10.0.0.1") == {"account_id": "a-1", "session_id": "s-1"}
+
+
+def test_profile_hears_of_a_session_in_use_once_a_period():
+    sessions, clock = vouched(seconds=60)
+    sessions.remember("token", "10.0.0.1", anna(), sessions.epoch)
+    assert not sessions.due("token", "10.0.0.1")
+    clock.move(60)
+    assert sessions.due("token", "10.0.0.1")
+    assert not sessions.due("token", "10.0.0.1")      # one ask per period, however many requests
+    assert sessions.lookup("token", "10.0.0.1")       # served meanwhile
+    clock.move(60)
+    assert sessions.due("token", "10.0.0.1")
+
+
+def test_nothing_is_kept_or_used_while_the_replica_does_not_hear_profiles_events():
+    sessions, _ = vouched(listening=False)
+    sessions.remember("token", "10.0.0.1", anna(), sessions.epoch)
+    assert sessions.lookup("token", "10.0.0.1") is None      # not yet consuming
+    sessions.listen()
+    sessions.remember("token", "10.0.0.1", anna(), sessions.epoch)
+    assert sessions.lookup("token", "10.0.0.1")
+    epoch = sessions.epoch
+    sessions.stop_listening()                                  # the connection went away
+    assert sessions.lookup("token", "10.0.0.1") is None
+    sessions.remember("token", "10.0.0.1", anna(), epoch)
+    sessions.listen()                                          # back: events may have been missed
     assert sessions.lookup("token", "10.0.0.1") is None
 
 
@@ -112,3 +146,29 @@ def test_reads_go_through_untouched():
     sessions.remember("token", "ip", anna(), sessions.epoch)
     assert _ForgettingProxy(EchoProxy(), sessions).get("a-1") == "get"
     assert sessions.lookup("token", "ip")
+
+
+class Profile:
+    """profile.authenticate answering as told: a refusal's code, or yes."""
+
+    def __init__(self, refusal=None):
+        self.refusal = refusal
+        self.asked = []
+
+    def authenticate(self, token, ip):
+        self.asked.append((token, ip))
+        if self.refusal:
+            raise DomainError(self.refusal)
+        return anna()
+
+
+def test_asking_again_later_forgets_a_session_profile_refuses_and_keeps_it_when_profile_is_away():
+    for refusal, kept in ((None, True), ("unauthenticated", False), ("ip_not_allowed", False),
+                          ("service_unavailable", True)):
+        sessions, _ = vouched()
+        sessions.remember("token", "10.0.0.1", anna(), sessions.epoch)
+        profile = Profile(refusal)
+        ask_again_later(profile, sessions, "token", "10.0.0.1")
+        eventlet.sleep(0.01)   # off the request's path: a green thread of its own
+        assert profile.asked == [("token", "10.0.0.1")]
+        assert (sessions.lookup("token", "10.0.0.1") is not None) is kept, refusal

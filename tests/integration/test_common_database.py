@@ -1,0 +1,113 @@
+"""The database dependency on real PostgreSQL: one round trip a read, and a connection the server
+dropped costs no request (services/common/database.py)."""
+from __future__ import annotations
+
+import uuid
+
+import psycopg2.extensions
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, event, insert, select, text
+from sqlalchemy.pool import NullPool
+
+from services.common.database import UnitOfWork, make_engine
+from services.common.errors import DomainError
+from tests.support import POSTGRES_ADMIN_URL
+
+metadata = MetaData()
+notes = Table("notes", metadata, Column("id", Integer, primary_key=True), Column("text", String(50)))
+
+
+@pytest.fixture
+def postgres():
+    """A database of our own and an administrator's engine on it, to end its connections."""
+    name = f"t{uuid.uuid4().hex[:8]}_db"
+    admin = create_engine(POSTGRES_ADMIN_URL, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    engine = make_engine(url)
+    metadata.create_all(engine)
+    try:
+        yield engine, admin, name
+    finally:
+        engine.dispose()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def terminate_connections(admin, database: str) -> int:
+    """End every server process on ``database`` (a restart, an idle timeout, an operator)."""
+    with admin.connect() as connection:
+        return len(connection.execute(text(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name AND pid <> pg_backend_pid()"),
+            {"name": database}).all())
+
+
+def statements_sent(engine) -> list[str]:
+    sent: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda conn, cursor, statement, *rest: sent.append(statement))
+    return sent
+
+
+def test_a_read_is_one_statement_without_a_ping_or_a_transaction(postgres):
+    engine, _, _ = postgres
+    uow = UnitOfWork(engine, "common", metadata)
+    with uow.transaction() as session:
+        session.execute(insert(notes).values(id=1, text="hello"))
+    sent = statements_sent(engine)
+    with uow.read() as session:
+        assert session.scalar(select(notes.c.text).where(notes.c.id == 1)) == "hello"
+        # psycopg2 sends BEGIN (and later COMMIT) by itself, unseen by SQLAlchemy's events; the
+        # server's word: after the select no transaction is open on this connection.
+        status = session.connection().connection.dbapi_connection.info.transaction_status
+    assert status == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+    assert len(sent) == 1 and sent[0].lstrip().startswith("SELECT notes.text")   # no "SELECT 1" ping
+    with uow.read() as session:
+        session.scalar(select(notes.c.text))
+        raw = session.connection().connection.dbapi_connection
+        assert raw.autocommit is True
+    assert raw.autocommit is False    # back in the pool: the next unit of work has its transaction
+    with uow.transaction() as session:    # while a unit of work keeps its transaction
+        session.scalar(select(notes.c.text))
+        status = session.connection().connection.dbapi_connection.info.transaction_status
+    assert status == psycopg2.extensions.TRANSACTION_STATUS_INTRANS
+
+
+def test_a_read_answers_after_its_pooled_connection_was_terminated(postgres):
+    engine, admin, name = postgres
+    uow = UnitOfWork(engine, "common", metadata)
+    with uow.transaction() as session:
+        session.execute(insert(notes).values(id=1, text="kept"))
+    with uow.read() as session:           # the pool now holds a connection ...
+        session.scalar(select(notes.c.text))
+    assert terminate_connections(admin, name) >= 1   # ... that the server ends
+    with uow.read() as session:
+        assert session.scalar(select(notes.c.text).where(notes.c.id == 1)) == "kept"
+
+
+def test_a_transaction_answers_after_its_pooled_connection_was_terminated(postgres):
+    engine, admin, name = postgres
+    uow = UnitOfWork(engine, "common", metadata)
+    with uow.transaction() as session:
+        session.execute(insert(notes).values(id=1, text="first"))
+    assert terminate_connections(admin, name) >= 1
+    with uow.transaction() as session:    # its first statement meets the dead connection
+        assert session.scalar(select(notes.c.text).where(notes.c.id == 1)) == "first"
+        session.execute(insert(notes).values(id=2, text="second"))
+    with uow.read() as session:
+        assert session.scalars(select(notes.c.text).order_by(notes.c.id)).all() == ["first", "second"]
+
+
+def test_a_connection_lost_inside_a_transaction_is_not_retried(postgres):
+    """Past its first statement a transaction may have written: the caller hears 503, nothing half-kept."""
+    engine, admin, name = postgres
+    uow = UnitOfWork(engine, "common", metadata)
+    with pytest.raises(DomainError) as refused:
+        with uow.transaction() as session:
+            session.execute(insert(notes).values(id=1, text="lost"))
+            terminate_connections(admin, name)
+            session.execute(insert(notes).values(id=2, text="lost too"))
+    assert refused.value.args[0] == "service_unavailable"
+    with uow.read() as session:
+        assert session.scalars(select(notes.c.id)).all() == []
