@@ -17,7 +17,7 @@ from sqlalchemy.pool import NullPool
 
 from deploy.local import Stack
 from tests.e2e.conftest import running_stack
-from tests.support import RABBIT_API, RABBIT_AUTH, Api, bus_client
+from tests.support import RABBIT_API, RABBIT_AUTH, Api, bus_client, eventually
 
 PASSWORD = "a long and unusual passphrase 7"
 NEW_PASSWORD = "another long passphrase 8"
@@ -186,11 +186,23 @@ def test_a_replica_that_lost_its_event_queue_forgets_what_it_remembered(replicas
 
 def close_event_connections(stack) -> int:
     """Close, through the broker, each gateway replica's connection that consumes profile's events."""
-    vhost = quote(stack.env["AMQP_URI"].rsplit("/", 1)[1], safe="")
-    queues = requests.get(f"{RABBIT_API}/queues/{vhost}", auth=RABBIT_AUTH, timeout=10).json()
-    owners = [requests.get(f"{RABBIT_API}/queues/{vhost}/{quote(queue['name'], safe='')}", auth=RABBIT_AUTH,
-                           timeout=10).json()["owner_pid_details"]["name"]
-              for queue in queues if queue["name"].startswith("evt-profile-session_access_changed--gateway.")]
+    owners = eventually(lambda: event_queue_owners(stack))
     for name in owners:
         requests.delete(f"{RABBIT_API}/connections/{quote(name, safe='')}", auth=RABBIT_AUTH, timeout=10)
     return len(owners)
+
+
+def event_queue_owners(stack) -> list[str] | None:
+    """The connections owning the replicas' event queues; None while the management API does not know
+    them all yet (its details follow the queues by a statistics interval)."""
+    vhost = quote(stack.env["AMQP_URI"].rsplit("/", 1)[1], safe="")
+    queues = requests.get(f"{RABBIT_API}/queues/{vhost}", auth=RABBIT_AUTH, timeout=10).json()
+    owners = []
+    for queue in queues:
+        if queue["name"].startswith("evt-profile-session_access_changed--gateway."):
+            details = requests.get(f"{RABBIT_API}/queues/{vhost}/{quote(queue['name'], safe='')}",
+                                   auth=RABBIT_AUTH, timeout=10).json().get("owner_pid_details")
+            if not isinstance(details, dict) or "name" not in details:
+                return None
+            owners.append(details["name"])
+    return owners or None
