@@ -97,7 +97,7 @@ class ViesRegister:
     def check(self, vat_id: str) -> str:
         """``valid``, ``invalid`` or ``unavailable`` for a normalised EU VAT id (``DE136695976``)."""
         # Imported here: the ledger's document worker reads the VAT rules through services/ledger/tax.py
-        # and never asks VIES; requests, urllib3 and ssl would add about 4 MB to it (README Performance).
+        # and never asks VIES; requests and urllib3 would add about 4 MB to it (README Performance).
         import requests
 
         url = self.url.format(prefix=vat_id[:2], number=vat_id[2:])

@@ -1,4 +1,5 @@
-"""ReportLab and its fonts live only in the ledger's document worker, never in the process that prices and charges."""
+"""ReportLab and its fonts live only in the ledger's document worker, never in the process that prices and charges;
+the worker loads nothing it does not use and keeps nothing a PDF left behind."""
 from __future__ import annotations
 
 import subprocess
