@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 
-import requests
 import stdnum.eu.vat
 import structlog
 from stdnum.exceptions import (InvalidChecksum, InvalidComponent, InvalidFormat, InvalidLength,
@@ -97,6 +96,10 @@ class ViesRegister:
 
     def check(self, vat_id: str) -> str:
         """``valid``, ``invalid`` or ``unavailable`` for a normalised EU VAT id (``DE136695976``)."""
+        # Imported here: the ledger's document worker reads the VAT rules through services/ledger/tax.py
+        # and never asks VIES; requests and urllib3 would add about 4 MB to it (README Performance).
+        import requests
+
         url = self.url.format(prefix=vat_id[:2], number=vat_id[2:])
         try:
             response = requests.get(url, timeout=self.timeout)

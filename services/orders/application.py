@@ -99,7 +99,8 @@ class Orders:
         repository = self.parts.repository
         with self.uow.read() as session:   # READ COMMITTED: a transaction would give no common snapshot either
             page = keyset_page(session, query, [Order.created_at, Order.id], limit, cursor)
-            return page.answer(lambda row: repository.view(repository.loaded(session, row)))
+            loaded = repository.loaded_all(session, page.rows)   # the page's periods in one query, not one per order
+            return {"items": [repository.view(order) for order in loaded], "next_cursor": page.next_cursor}
 
     # -- commands
     def place_order(self, account_id: str, body, idempotency_key: str | None = None) -> dict:

@@ -22,7 +22,7 @@ from services.common.money import Money
 from services.common.outbox import publish_later
 from services.orders import domain
 from services.orders.domain import ENDED, LifecycleSettings, Status
-from services.orders.models import Order, OrderPeriod, RenewalReminder
+from services.orders.models import Order, RenewalReminder
 from services.orders.parts import Parts
 from services.orders.renewal import Renewal
 from services.orders.repository import Loaded, about, iso_date
@@ -138,17 +138,13 @@ class LifecycleClock:
         if not rows:
             return batch
         ids = [row.id for row in rows]
-        periods: dict[str, list] = {order_id: [] for order_id in ids}
-        for period in session.scalars(select(OrderPeriod).where(OrderPeriod.order_id.in_(ids))
-                                      .order_by(OrderPeriod.order_id, OrderPeriod.starts)):
-            periods[period.order_id].append(period)
         reminders: dict[tuple[str, object], list[int]] = {}
         for order_id, paid_until, days in session.execute(
                 select(RenewalReminder.order_id, RenewalReminder.paid_until, RenewalReminder.days)
                 .where(RenewalReminder.order_id.in_(ids))):
             reminders.setdefault((order_id, paid_until), []).append(days)
-        for row in rows:
-            loaded = Loaded(row, self.repository.state_of(row, periods[row.id]))
+        for loaded in self.repository.loaded_all(session, rows):
+            row = loaded.row
             due = domain.advance(loaded.state, today, self.settings)
             if due is not None:
                 self._move(session, loaded, due)

@@ -47,9 +47,16 @@ class OrderRepository:
         return self.loaded(session, row)
 
     def loaded(self, session, row: Order) -> Loaded:
-        periods = session.scalars(select(OrderPeriod).where(OrderPeriod.order_id == row.id)
-                                  .order_by(OrderPeriod.starts)).all()
-        return Loaded(row, self.state_of(row, periods))
+        return self.loaded_all(session, [row])[0]
+
+    def loaded_all(self, session, rows) -> list[Loaded]:
+        """The rules' view of each row, in the same order, with the periods of all of them read in one query."""
+        periods: dict[str, list] = {row.id: [] for row in rows}
+        if periods:
+            for period in session.scalars(select(OrderPeriod).where(OrderPeriod.order_id.in_(list(periods)))
+                                          .order_by(OrderPeriod.order_id, OrderPeriod.starts)):
+                periods[period.order_id].append(period)
+        return [Loaded(row, self.state_of(row, periods[row.id])) for row in rows]
 
     def state_of(self, row: Order, periods) -> OrderState:
         """The rules' view of an order row and its period rows."""

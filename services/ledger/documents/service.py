@@ -9,6 +9,9 @@ ledger's outbox to the ledger's processes, which publish it under their lock.
 from __future__ import annotations
 
 import base64
+import ctypes
+import functools
+import gc
 
 from nameko.timer import timer
 
@@ -28,6 +31,33 @@ from services.ledger.statement_pdf import render_statement_pdf
 configure("ledger_documents")
 BACKFILL_SECONDS = env_float("PDF_BACKFILL_SECONDS", 2.0)
 
+# glibc's malloc_trim (None elsewhere, where only the collection below is done).
+_MALLOC_TRIM = getattr(ctypes.CDLL(None), "malloc_trim", None)
+
+
+def gives_memory_back(render):
+    """``render``, after which the memory it freed goes back to the system (README Performance, "Memory").
+
+    A rendering leaves garbage in reference cycles (ReportLab's objects refer to one another), which
+    outlives the young generations and waits for a full collection; meanwhile its pages, and the
+    small objects freed around them, stay on glibc's heap: 200 PDFs left 3.4 MB more resident, 1,000 left 5 MB.
+    Collecting the two young generations right away frees them, and trimming hands the free pages
+    back: 0.3 and 0.5 MB, for about 0.1 ms against a PDF's 7 ms (``python -m bench.pdf_memory``).
+    """
+    @functools.wraps(render)
+    def rendered(*args):
+        try:
+            return render(*args)
+        finally:
+            gc.collect(1)
+            if _MALLOC_TRIM is not None:
+                _MALLOC_TRIM(0)
+    return rendered
+
+
+render_invoice = gives_memory_back(render_invoice_pdf)
+render_statement = gives_memory_back(render_statement_pdf)
+
 
 class LedgerDocumentsService(ServiceBase):
     name = "ledger_documents"
@@ -36,7 +66,7 @@ class LedgerDocumentsService(ServiceBase):
 
     @property
     def pdfs(self) -> InvoicePdfs:
-        return InvoicePdfs(self.db, clock, render=render_invoice_pdf)
+        return InvoicePdfs(self.db, clock, render=render_invoice)
 
     # -- the ledger, for a download that came before the invoice's event was handled
     @rpc(roles=LEDGER)
@@ -46,7 +76,7 @@ class LedgerDocumentsService(ServiceBase):
     # -- the ledger, for a statement of the balance asked as a PDF (drawn, not kept: the journal is the record)
     @rpc(roles=LEDGER)
     def render_statement_pdf(self, statement):
-        return {"content": base64.b64encode(render_statement_pdf(statement)).decode("ascii")}
+        return {"content": base64.b64encode(render_statement(statement)).decode("ascii")}
 
     # -- every invoice and credit note the ledger issues
     @handle_event("ledger", "invoice_issued")
