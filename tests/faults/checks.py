@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import requests
 
+from services.notifier.domain import order_ref
+
 VPS = {"plan_id": "vps-s", "period_months": 1, "fields": {"hostname": "web1.example.com", "os_template": "debian-12"}}
 RETRYABLE = {409, 503}
 
@@ -156,7 +158,8 @@ def books(world, clients: list) -> dict:
                 assert per_order[order["id"]] == 1 + len(renewals), (order["id"], per_order[order["id"]], renewals)
                 # One e-mail: one Message-ID. A notifier killed between the relay's "250" and its own
                 # record hands that same message to the relay again after its lease (counted apart).
-                activated = {m["message_id"] for m in mails if f"is active (order {order['id']})" in m["subject"]}
+                named = order_ref({"order_number": order["number"], "hostname": order["hostname"]})
+                activated = {m["message_id"] for m in mails if f"is active (order {named})" in m["subject"]}
                 assert len(activated) == 1, (order["id"], [m["subject"] for m in mails])
                 counts["active"] += 1
                 counts["renewals"] += len(renewals)
