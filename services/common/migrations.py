@@ -121,3 +121,18 @@ def create_idempotency_table() -> None:
 def drop_idempotency_table() -> None:
     op.drop_table("idempotency_keys")
 
+
+
+def create_profile_copy_table() -> None:
+    """``profile_copies`` (services/common/profile_copy.py), as the ledger's and orders' revision 0005 create it."""
+    op.create_table(
+        "profile_copies",
+        sa.Column("account_id", sa.String(length=64), nullable=False),
+        sa.Column("profile", sa.JSON(), nullable=False),
+        sa.Column("as_of", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("account_id"),
+    )
+
+
+def drop_profile_copy_table() -> None:
+    op.drop_table("profile_copies")

@@ -8,9 +8,11 @@ Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-05 00:40:00
 """
-from alembic import op
-import sqlalchemy as sa
 
+from services.common.migrations import (
+    create_profile_copy_table,
+    drop_profile_copy_table,
+)
 
 revision = '0005'
 down_revision = '0004'
@@ -19,14 +21,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table(
-        'profile_copies',
-        sa.Column('account_id', sa.String(length=64), nullable=False),
-        sa.Column('profile', sa.JSON(), nullable=False),
-        sa.Column('as_of', sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint('account_id'),
-    )
+    create_profile_copy_table()
 
 
 def downgrade() -> None:
-    op.drop_table('profile_copies')
+    drop_profile_copy_table()

@@ -11,6 +11,8 @@ Create Date: 2026-12-05 00:40:00
 from alembic import op
 import sqlalchemy as sa
 
+from services.common.migrations import create_profile_copy_table, drop_profile_copy_table
+
 
 revision = '0005'
 down_revision = '0004'
@@ -19,13 +21,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table(
-        'profile_copies',
-        sa.Column('account_id', sa.String(length=64), nullable=False),
-        sa.Column('profile', sa.JSON(), nullable=False),
-        sa.Column('as_of', sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint('account_id'),
-    )
+    create_profile_copy_table()
     op.create_index('ix_orders_interrupted', 'orders', ['busy_until'], unique=False,
                     postgresql_where=sa.text('pending_operation IS NOT NULL'),
                     sqlite_where=sa.text('pending_operation IS NOT NULL'))
@@ -33,4 +29,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index('ix_orders_interrupted', table_name='orders')
-    op.drop_table('profile_copies')
+    drop_profile_copy_table()
