@@ -131,7 +131,7 @@ class BalanceForecasts:
         self.currency = currency
 
     def forecast(self, account_id, schedule, horizon_days) -> dict:
-        """The forecast (API.md), and the alert in days decided on it (once per crossing)."""
+        """The forecast (docs/CONTRACTS.md), and the alert in days decided on it (once per crossing)."""
         data = load(ForecastArgumentsSchema(), {"account_id": account_id, "schedule": schedule,
                                                 "horizon_days": horizon_days})
         account_id, schedule = data["account_id"], data["schedule"]

@@ -150,7 +150,7 @@ class Forecasts:
         return renewal_schedule(orders, today, HORIZON_DAYS, self.settings)
 
     def forecast(self, account_id: str) -> dict:
-        """API.md's forecast: the ledger walks the balance through this account's schedule."""
+        """The forecast of docs/CONTRACTS.md: the ledger walks the balance through this account's schedule."""
         if not isinstance(account_id, str) or not 1 <= len(account_id) <= 64:
             raise NotFound("account")
         schedule = [charge.to_wire() for charge in self.schedule(account_id)]
