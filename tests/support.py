@@ -12,7 +12,7 @@ from urllib.parse import quote
 import requests
 from eventlet import GreenPool
 from nameko.containers import ServiceContainer
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
@@ -187,6 +187,34 @@ def passes_eventually(check, timeout: float = 20.0, interval: float = 0.3):
             if time.monotonic() > deadline:
                 raise
             time.sleep(interval)
+
+
+@contextmanager
+def transactions_begun(engine):
+    """A list that gains an entry for each database transaction ``engine`` begins inside the block."""
+    begun = []
+
+    def count(connection):
+        begun.append(1)
+    event.listen(engine, "begin", count)
+    try:
+        yield begun
+    finally:
+        event.remove(engine, "begin", count)
+
+
+@contextmanager
+def statements_sent(engine):
+    """The SQL statements ``engine`` sends inside the block, each as its first line, upper case."""
+    sent = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        sent.append(statement.lstrip().split("\n")[0].upper())
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
 
 
 def refusal_of(call, *args) -> DomainError | None:

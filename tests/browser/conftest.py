@@ -202,10 +202,11 @@ def open_as(browser, stack):
         context.close()
 
 
-def settled(page, path: str):
-    page.goto(path)
-    page.wait_for_selector("body[data-state]")
-    return page
+def every_page(customer: dict) -> list[str]:
+    """Every page a signed-in customer can open, theirs and the not-found ones."""
+    return ["/profile", "/profile/notifications", "/security", "/orders", "/orders/new?kind=vps",
+            f"/orders/{customer['order']}", "/balance", "/invoices", f"/invoices/{customer['invoice']}",
+            f"/orders/{uuid.uuid4()}", "/no-such-page"]
 
 
 def settled(page, path: str):

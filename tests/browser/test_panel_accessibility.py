@@ -7,11 +7,10 @@ from the API (and the phone's menu once open).
 """
 from __future__ import annotations
 
-import uuid
 
 import pytest
 
-from tests.browser.conftest import DESKTOP, PHONE, PUBLIC, settled
+from tests.browser.conftest import DESKTOP, PHONE, PUBLIC, every_page, settled
 
 pytestmark = pytest.mark.e2e
 AXE = "/static/vendor/axe-core/axe.min.js"
@@ -40,9 +39,7 @@ def test_the_vendored_axe_finds_a_violation_when_there_is_one(open_as):
 def test_no_page_has_a_serious_accessibility_violation(open_as, customers, language, size):
     customer = customers[language]
     viewport = PHONE if size == "phone" else DESKTOP
-    pages = ["/profile", "/profile/notifications", "/security", "/orders", "/orders/new?kind=vps",
-             f"/orders/{customer['order']}", "/balance", "/invoices", f"/invoices/{customer['invoice']}",
-             f"/orders/{uuid.uuid4()}", "/no-such-page"]
+    pages = every_page(customer)
     found = {}
     page = open_as(customer, viewport)
     for path in pages:

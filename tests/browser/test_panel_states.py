@@ -14,7 +14,7 @@ import uuid
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import DESKTOP, PHONE, PUBLIC, new_customer, screenshot, settled
+from tests.browser.conftest import DESKTOP, PHONE, PUBLIC, every_page, new_customer, screenshot, settled
 
 pytestmark = pytest.mark.e2e
 TEXTS = {
@@ -38,9 +38,7 @@ def sideways(page) -> int:
 def test_no_page_scrolls_sideways(open_as, customers, language, size):
     customer = customers[language]
     viewport = PHONE if size == "phone" else DESKTOP
-    pages = ["/profile", "/profile/notifications", "/security", "/orders", "/orders/new?kind=vps",
-             f"/orders/{customer['order']}", "/balance", "/invoices", f"/invoices/{customer['invoice']}",
-             f"/orders/{uuid.uuid4()}", "/no-such-page"]
+    pages = every_page(customer)
     page = open_as(customer, viewport)
     too_wide = {}
     for path in pages:

@@ -6,18 +6,17 @@ profile is asked only when there is no copy yet.
 """
 from __future__ import annotations
 
-import contextlib
 import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import event
 
 from services.common.profile_copy import COPIED
 from tests.fakes import profile_of
 from tests.integration.test_ledger_invoices import GERMAN_COMPANY
 from tests.integration.test_ledger_journal import (database, eur, ledger, outbox, profiles,  # noqa: F401 (fixtures)
                                                    refused)
+from tests.support import transactions_begun
 
 pytestmark = pytest.mark.integration
 
@@ -31,20 +30,6 @@ def profile_event(account_id: str, kind: str = "profile_changed", at: datetime |
     at = at or datetime.now(timezone.utc)
     return {"event_id": str(uuid.uuid4()), "occurred_at": at.isoformat().replace("+00:00", "Z"),
             "account_id": account_id, "fields": ["company_name"], **{name: profile[name] for name in COPIED}}
-
-
-@contextlib.contextmanager
-def transactions(uow):
-    """Count the database transactions begun inside the block."""
-    begun = []
-
-    def count(connection):
-        begun.append(1)
-    event.listen(uow.engine, "begin", count)
-    try:
-        yield begun
-    finally:
-        event.remove(uow.engine, "begin", count)
 
 
 def test_a_list_price_is_priced_for_a_reverse_charge_company_and_charged_with_its_invoice(ledger, profiles):
@@ -115,13 +100,13 @@ def test_a_charge_without_the_funds_moves_nothing_and_leaves_its_key_unused(ledg
 def test_an_order_s_charge_and_a_payment_each_take_one_transaction(ledger, profiles):
     account = profiles.add()
     ledger.account_registered(profile_event(account, "account_registered"))
-    with transactions(ledger.uow) as begun:
+    with transactions_begun(ledger.uow.engine) as begun:
         ledger.credit_payment(account, eur("100.00"), "p", "P")
     assert len(begun) == 1
-    with transactions(ledger.uow) as begun:
+    with transactions_begun(ledger.uow.engine) as begun:
         ledger.credit_payment(account, eur("10.00"), "p2", "P", method="card")
     assert len(begun) == 1
-    with transactions(ledger.uow) as begun:
+    with transactions_begun(ledger.uow.engine) as begun:
         ledger.charge_order(account, eur("9.90"), "order:o-1:activate", "o-1", "VPS S, 1 months")
     assert len(begun) == 1
     assert [e["kind"] for e in outbox(ledger.uow, account, "balance_changed")] == ["payment", "payment", "charge"]

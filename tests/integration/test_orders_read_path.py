@@ -5,26 +5,10 @@ TEST_DATABASE=postgres), as in test_orders_write_path.py.
 """
 from __future__ import annotations
 
-import contextlib
 import uuid
 
-from sqlalchemy import event
-
 from tests.integration.test_orders_interrupted import VPS, world  # noqa: F401 (fixture)
-
-
-@contextlib.contextmanager
-def statements(orders):
-    """The SQL statements run inside the block, each as its first word."""
-    run = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        run.append(statement.lstrip().split(None, 1)[0].upper())
-    event.listen(orders.uow.engine, "before_cursor_execute", record)
-    try:
-        yield run
-    finally:
-        event.remove(orders.uow.engine, "before_cursor_execute", record)
+from tests.support import statements_sent
 
 
 def test_a_page_of_twenty_orders_reads_the_orders_and_all_their_periods_in_two_selects(world):
@@ -32,9 +16,9 @@ def test_a_page_of_twenty_orders_reads_the_orders_and_all_their_periods_in_two_s
     account = str(uuid.uuid4())
     ledger.fund(account, "500.00")
     placed = [orders.place_order(account, VPS) for _ in range(20)]
-    with statements(orders) as run:
+    with statements_sent(orders.uow.engine) as run:
         page = orders.list_orders(account, limit=20)
-    assert run == ["SELECT", "SELECT"]  # the page, then the periods of all its orders; no BEGIN, no COMMIT
+    assert [statement.split(None, 1)[0] for statement in run] == ["SELECT", "SELECT"]  # the page, then the periods of all its orders; no BEGIN, no COMMIT
     assert [order["id"] for order in page["items"]] == [order["id"] for order in reversed(placed)]
     # Each order still shows its own periods: what it was paid until, as placing it answered.
     assert [order["paid_until"] for order in page["items"]] == [order["paid_until"] for order in reversed(placed)]

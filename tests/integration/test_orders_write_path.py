@@ -6,18 +6,18 @@ TEST_DATABASE=postgres), the shared ledger and profile stand-ins called in-proce
 """
 from __future__ import annotations
 
-import contextlib
 import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import event, update
+from sqlalchemy import update
 
 from services.common.errors import DomainError, ServiceUnavailable
 from services.common.profile_copy import COPIED
 from services.orders.models import Order
 from tests.fakes import profile_of
 from tests.integration.test_orders_interrupted import VPS, world  # noqa: F401 (fixture)
+from tests.support import statements_sent, transactions_begun
 
 
 def profile_event(account_id: str, at: datetime | None = None, **changes) -> dict:
@@ -25,20 +25,6 @@ def profile_event(account_id: str, at: datetime | None = None, **changes) -> dic
     at = at or datetime.now(timezone.utc)
     return {"event_id": str(uuid.uuid4()), "occurred_at": at.isoformat().replace("+00:00", "Z"),
             "account_id": account_id, **{name: profile[name] for name in COPIED}}
-
-
-@contextlib.contextmanager
-def transactions(orders):
-    """Count the database transactions begun inside the block."""
-    begun = []
-
-    def count(connection):
-        begun.append(1)
-    event.listen(orders.uow.engine, "begin", count)
-    try:
-        yield begun
-    finally:
-        event.remove(orders.uow.engine, "begin", count)
 
 
 def test_a_paid_order_takes_three_transactions_one_ledger_call_and_no_call_to_profile(world):
@@ -50,15 +36,15 @@ def test_a_paid_order_takes_three_transactions_one_ledger_call_and_no_call_to_pr
     calls = []
     charge_order = ledger.charge_order
     ledger.charge_order = lambda *args: calls.append(args[2]) or charge_order(*args)
-    with transactions(orders) as begun:
+    with transactions_begun(orders.uow.engine) as begun:
         keyed = orders.place_order(account, VPS, "new-1")
     assert len(begun) == 3 and keyed["status"] == "active"
-    with transactions(orders) as begun:
+    with transactions_begun(orders.uow.engine) as begun:
         plain = orders.place_order(account, VPS)
     assert len(begun) == 3 and plain["status"] == "active"
     assert calls == [f"order:{keyed['id']}:activate", f"order:{plain['id']}:activate"]
     assert profile.calls == 0
-    with transactions(orders) as begun:
+    with transactions_begun(orders.uow.engine) as begun:
         assert orders.place_order(account, VPS, "new-1") == keyed  # the replay: the answer kept once
     assert len(begun) == 1
 
@@ -106,7 +92,7 @@ def test_without_a_copy_profile_is_asked_once_and_its_answer_kept(world):
 def test_an_order_s_own_charge_does_not_make_orders_look_for_pending_orders(world):
     orders, ledger, clock = world
     account = str(uuid.uuid4())
-    with transactions(orders) as begun:
+    with transactions_begun(orders.uow.engine) as begun:
         orders.on_balance_changed({"event_id": str(uuid.uuid4()), "account_id": account, "kind": "charge",
                                    "amount": {"amount": "-9.90", "currency": "EUR"}})
     assert begun == []
@@ -176,16 +162,8 @@ def test_a_renewal_charges_in_one_ledger_call_and_writes_its_answer_once(world):
     orders.on_profile_changed(profile_event(account))
     ledger.fund(account, "50.00")
     order = orders.place_order(account, VPS)
-    statements = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        statements.append(statement.lstrip().split("\n")[0][:60].upper())
-    event.listen(orders.uow.engine, "before_cursor_execute", record)
-    try:
-        with transactions(orders) as begun:
-            renewed = orders.renew(account, order["id"], {"period_months": 1}, "renew-1")
-    finally:
-        event.remove(orders.uow.engine, "before_cursor_execute", record)
+    with statements_sent(orders.uow.engine) as statements, transactions_begun(orders.uow.engine) as begun:
+        renewed = orders.renew(account, order["id"], {"period_months": 1}, "renew-1")
     assert renewed["paid_until"] > order["paid_until"]
     assert ledger.charged_keys(account)[-1] == f"order:{order['id']}:renew:1"
     # The key claimed, the lease taken, the operation written, the order read, the renewal written:
@@ -214,7 +192,7 @@ def test_a_retried_renewal_whose_ledger_call_failed_is_finished_by_the_retry_not
 def test_a_payment_to_an_account_with_nothing_pending_costs_orders_one_read(world):
     orders, ledger, clock = world
     account = str(uuid.uuid4())
-    with transactions(orders) as begun:
+    with transactions_begun(orders.uow.engine) as begun:
         orders.on_balance_changed({"event_id": str(uuid.uuid4()), "account_id": account, "kind": "payment",
                                    "amount": {"amount": "50.00", "currency": "EUR"}})
     assert len(begun) == 1
