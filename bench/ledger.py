@@ -28,7 +28,7 @@ from nameko.containers import ServiceContainer  # noqa: E402
 from nameko.rpc import rpc  # noqa: E402
 from nameko.standalone.rpc import ClusterRpcProxy as UnsignedClusterRpcProxy  # noqa: E402
 
-from deploy.local import free_port  # noqa: E402
+from deploy.ports import free_port  # noqa: E402
 from services.common.clock import clock  # noqa: E402
 from services.common.database import UnitOfWork, make_engine  # noqa: E402
 from services.common.migrations import upgrade  # noqa: E402

@@ -25,7 +25,8 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from bench.run import STACK_ENV, Run, say  # noqa: E402
-from deploy.local import DEV_PORTS, Stack, free_port  # noqa: E402
+from deploy.local import DEV_PORTS, Stack  # noqa: E402
+from deploy.ports import free_port  # noqa: E402
 from services.common.config import HEALTH_PORTS, SERVICES  # noqa: E402
 from tests.support import database_env, databases, rabbit_vhost  # noqa: E402
 

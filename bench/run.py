@@ -35,7 +35,8 @@ import requests  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.pool import NullPool  # noqa: E402
 
-from deploy.local import DEV_PORTS, Stack, free_port  # noqa: E402
+from deploy.local import DEV_PORTS, Stack  # noqa: E402
+from deploy.ports import free_port  # noqa: E402
 from services.common.config import HEALTH_PORTS, ROOT, SERVICES  # noqa: E402
 from tests.support import bus_client, database_env, databases, rabbit_vhost  # noqa: E402
 

@@ -25,6 +25,7 @@ from urllib.parse import urlparse
 import requests
 
 from deploy.bus import ProvisioningFailed, provision_local_logins
+from deploy.ports import free_port
 from deploy.serve import RUNS, nameko_argv
 from services.common.config import HEALTH_PORTS, ROOT, amqp_uri, var_dir
 from services.common.roles import ROLES, LocalLoginRefused, local_login_uri, on_loopback
@@ -39,12 +40,6 @@ class Process:
     argv: list[str]
     health_url: str | None
     env: dict = field(default_factory=dict)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Stack:
@@ -185,7 +180,17 @@ class Stack:
                 time.sleep(0.3)
         if pending:
             raise RuntimeError(f"not healthy after {timeout:.0f} s: {', '.join(pending)}; "
-                               f"see {self.log_dir}/<name>.log")
+                               f"see {self.log_dir}/<name>.log\n" + self.last_words(pending))
+
+    def last_words(self, names, lines: int = 15) -> str:
+        """Whether each of ``names`` still runs, and the end of its log: why a stack did not start."""
+        said = []
+        for name in names:
+            log = self.log_dir / f"{name}.log"
+            tail = log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else []
+            state = "running" if self.pid(name) else "not running"
+            said.append(f"== {name} ({state}), the end of its log:\n" + "\n".join(tail))
+        return "\n".join(said)
 
     def stop(self, names: list[str] | None = None, sig: int = signal.SIGTERM) -> list[str]:
         """Stop exactly what this stack started (by its pid files)."""

@@ -19,7 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import requests
 from nameko.events import EventDispatcher
 
-from deploy.dev import StandIn, free_port
+from deploy.dev import StandIn
+from deploy.ports import free_port
 from services.common.errors import DomainError
 from services.common.money import Money
 from services.common.rpc import rpc

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -168,13 +167,6 @@ def serve_until_stopped(server: ThreadingHTTPServer, banner: str, on_stop=lambda
         server.server_close()
         on_stop()
         print("stopped", file=sys.stderr, flush=True)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nobody listens on right now (tests start stand-ins on these)."""
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
 
 
 class StandIn:

@@ -6,7 +6,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from deploy.local import DEV_PORTS, Stack, free_port
+from deploy.local import DEV_PORTS, Stack
+from deploy.ports import free_port
 from services.common.clock import move_clock
 from services.common.config import HEALTH_PORTS
 from tests.support import Api, bus_client, database_env, databases, rabbit_vhost

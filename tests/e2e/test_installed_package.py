@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from deploy.local import free_port
+from deploy.ports import free_port
 from services.common.config import ROOT, SERVICES
 from tests.support import eventually, rabbit_vhost, role_uri
 

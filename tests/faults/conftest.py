@@ -20,7 +20,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from deploy.bus import Rabbitmqctl, provision_local_logins
-from deploy.local import DEV_PORTS, Stack, free_port
+from deploy.local import DEV_PORTS, Stack
+from deploy.ports import free_port
 from services.common.config import HEALTH_PORTS, ROOT, SERVICES
 from services.common.roles import ROLES
 from tests.support import Api, bus_client

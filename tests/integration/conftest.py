@@ -6,7 +6,7 @@ from contextlib import ExitStack
 
 from nameko.containers import ServiceContainer
 
-from deploy.local import free_port
+from deploy.ports import free_port
 from services.common.migrations import upgrade
 from services.common.roles import ROLES
 from services.common.rpc import ClusterRpcProxy

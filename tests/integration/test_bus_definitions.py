@@ -18,7 +18,7 @@ from nameko.testing.services import dummy, entrypoint_hook
 from prometheus_client import REGISTRY
 
 from deploy import bus_definitions
-from deploy.local import free_port
+from deploy.ports import free_port
 from services.common.rpc import ClusterRpcProxy, ServiceRpc
 from services.ledger.documents.service import LedgerDocumentsService
 from services.ledger.service import LedgerService

@@ -15,7 +15,7 @@ from nameko.rpc import rpc
 from nameko.standalone.events import get_event_exchange
 from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, insert, select, text
 
-from deploy.local import free_port
+from deploy.ports import free_port
 from services.common.database import Database
 from services.common.errors import DomainError
 from services.common.events import handle_event

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from deploy.dev import free_port
+from deploy.ports import free_port
 from services.notifier.domain import Attachment, Message, compose
 from services.notifier.mailer import (
     DEFAULT_SENDER,

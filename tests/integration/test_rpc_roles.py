@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from deploy.bus import rpc_methods
-from deploy.local import free_port
+from deploy.ports import free_port
 from services.common.errors import DomainError
 from services.common.roles import ROLES
 from services.common.rpc import ClusterRpcProxy

@@ -7,7 +7,8 @@ from email.message import EmailMessage
 import pytest
 import requests
 
-from deploy.dev import StandIn, free_port
+from deploy.dev import StandIn
+from deploy.ports import free_port
 
 PHONE = "+48600100200"
 

@@ -5,7 +5,8 @@ from datetime import datetime, timezone
 import pytest
 import requests
 
-from deploy.dev import StandIn, free_port
+from deploy.dev import StandIn
+from deploy.ports import free_port
 from services.common.clock import FrozenClock
 from services.common.errors import DomainError
 from services.verification.domain import CircuitBreaker, code_to_expect

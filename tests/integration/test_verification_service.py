@@ -12,7 +12,8 @@ import eventlet
 import pytest
 import requests
 
-from deploy.dev import StandIn, free_port
+from deploy.dev import StandIn
+from deploy.ports import free_port
 from services.common.errors import DomainError
 from services.common.events import handle_event
 from services.verification.service import VerificationService

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.local import free_port
+from deploy.ports import free_port
 from services.common.config import ROOT
 
 SETTINGS = ("TEST_AMQP_URI", "RABBIT_MANAGEMENT_URL", "TEST_DATABASE", "TEST_POSTGRES_URL", "PREFLIGHT_WAIT_SECONDS")

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from deploy.local import free_port
+from deploy.ports import free_port
 from services.common.vat_ids import INVALID, UNAVAILABLE, VALID, ViesRegister
 from tests.fakes import ViesStandIn
 
