@@ -113,7 +113,8 @@ class FakeLedger:
     answer, others are ``idempotency_conflict``; a charge needs the money (``insufficient_funds``); a
     refund never exceeds its charge. Every price is what an individual pays (the list price).
     ``fail_after_charge`` (an exception) makes the next charge take the money and
-    then raise it, as a ledger whose answer was lost. Served, every movement announces ``balance_changed``.
+    then raise it, as a ledger whose answer was lost. Served, every movement announces ``balance_changed``
+    with the account's ``alert_in_days`` (None unless set here), and ``forecast`` notes who asked.
     """
 
     def __init__(self):
@@ -125,6 +126,8 @@ class FakeLedger:
         self.journal: list[dict] = []
         self.invoice_pdfs: dict[str, bytes] = {}
         self.fail_after_charge: BaseException | None = None
+        self.alert_in_days: dict[str, int] = {}
+        self.forecasts_asked: list[str] = []
 
     def fund(self, account_id: str, amount: str) -> None:
         self.balances[account_id] = Money.of(amount, "EUR").minor
@@ -231,7 +234,8 @@ class FakeLedger:
                 self.dispatch("balance_changed", {"event_id": str(uuid.uuid4()), "account_id": account_id,
                                                   "transaction_id": transaction["id"], "kind": transaction["kind"],
                                                   "amount": transaction["amount"],
-                                                  "balance": transaction["balance_after"]})
+                                                  "balance": transaction["balance_after"],
+                                                  "alert_in_days": books.alert_in_days.get(account_id)})
                 return transaction
 
             @rpc(roles=roles_of("ledger.price"))
@@ -265,6 +269,11 @@ class FakeLedger:
             @rpc(roles=roles_of("ledger.get_invoice_pdf"))
             def get_invoice_pdf(self, invoice_id, account_id=None):
                 return books.get_invoice_pdf(invoice_id, account_id)
+
+            @rpc(roles=roles_of("ledger.forecast"))
+            def forecast(self, account_id, schedule, horizon_days):
+                books.forecasts_asked.append(account_id)
+                return {"renewals": [], "stops": None, "days": None, "renews_nothing": not schedule}
         return Ledger
 
 

@@ -405,7 +405,9 @@ class Ledger:
         session.flush()
         publish_later(session, "balance_changed", {
             "account_id": tx.account_id, "balance": after.to_wire(), "transaction_id": tx.id,
-            "kind": kind, "amount": change.to_wire()})
+            "kind": kind, "amount": change.to_wire(),
+            # null: no alert in days, so a forecast would decide nothing (orders then gives none)
+            "alert_in_days": balance.low_balance_days})
         if alert.send_low_balance:
             publish_later(session, "balance_low", {
                 "account_id": tx.account_id, "balance": after.to_wire(), "threshold": threshold.to_wire()})

@@ -13,7 +13,7 @@ from services.common.logging import configure
 from services.common.roles import GATEWAY, OPERATOR, STAFF
 from services.common.rpc import ServiceRpc, rpc
 from services.orders.application import Orders, retry_seconds, tick_seconds
-from services.orders.forecast import Forecasts
+from services.orders.forecast import Forecasts, alert_in_days_set
 from services.orders.catalogue import load_catalogue, parse_ip_pools
 from services.orders.models import Base
 
@@ -140,7 +140,7 @@ class OrdersService(ServiceBase):
     @handle_event("ledger", "balance_changed")
     def on_balance_changed(self, payload):
         self.orders.on_balance_changed(payload)
-        if payload.get("account_id"):
+        if payload.get("account_id") and alert_in_days_set(payload):
             self.forecasts.check(payload["account_id"])  # the alert in days (services/orders/forecast.py)
 
     @handle_event("profile", "account_registered")

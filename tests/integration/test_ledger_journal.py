@@ -288,6 +288,19 @@ def test_every_movement_writes_balance_changed_in_the_same_transaction(ledger, p
     assert issued["order_id"] == "o-1" and issued["amount"] == eur("1.00")
 
 
+def test_balance_changed_says_the_customer_s_alert_in_days_so_orders_forecasts_only_for_it(ledger, profiles):
+    account = profiles.add()
+    ledger.credit_payment(account, eur("20.00"), "p1", "P")
+    ledger.notification_settings_changed({"event_id": str(uuid.uuid4()), "occurred_at": "2026-01-01T00:00:00Z",
+                                          "account_id": account, "low_balance_days": 30})
+    ledger.charge(account, eur("5.00"), "c1", "o", "VPS")
+    ledger.notification_settings_changed({"event_id": str(uuid.uuid4()), "occurred_at": "2026-01-02T00:00:00Z",
+                                          "account_id": account, "low_balance_days": None})
+    ledger.charge(account, eur("5.00"), "c2", "o", "VPS")
+    changed = outbox(ledger.uow, account, "balance_changed")
+    assert [e["alert_in_days"] for e in changed] == [None, 30, None]
+
+
 def test_balance_low_is_sent_once_per_crossing(ledger, profiles):
     account = profiles.add()
     ledger.credit_payment(account, eur("20.00"), "p1", "P")

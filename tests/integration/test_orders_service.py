@@ -161,6 +161,16 @@ def test_concurrent_orders_take_free_addresses_one_each_and_never_overfill_the_p
     assert sorted(balance(a) for a in accounts) == ["100.00", "90.10", "90.10", "90.10", "90.10"]
 
 
+def test_a_movement_asks_the_ledger_for_a_forecast_only_for_an_account_with_an_alert_in_days(orders):
+    quiet, alerted = customer("50.00"), customer("50.00")
+    LEDGER.alert_in_days[alerted] = 30
+    orders.place_order(quiet, VPS)       # its charge's balance_changed says alert_in_days: null
+    orders.place_order(alerted, VPS)
+    eventually(lambda: alerted in LEDGER.forecasts_asked)
+    eventlet.sleep(1)                    # the quiet account's event, handled alongside, had its time
+    assert LEDGER.forecasts_asked == [alerted]
+
+
 # --- renew, change plan, cancel ---------------------------------------------------------
 
 def test_renewal_extends_from_paid_until_and_insufficient_funds_changes_nothing(orders, rpc_client):
