@@ -217,6 +217,18 @@ class FakeLedger:
             self.keys[account_id, key] = ((kind, arguments), transaction)
             return transaction, True
 
+    def forecast(self, account_id: str, schedule: list, horizon_days: int) -> dict:
+        """Notes who asked; says nothing is planned (the real walk is the ledger's, tested there)."""
+        self.forecasts_asked.append(account_id)
+        return {"renewals": [], "stops": None, "days": None, "renews_nothing": not schedule}
+
+    def alerted_accounts(self, limit=None, cursor=None) -> dict:
+        """The accounts in ``alert_in_days`` with a value, a page at a time (the cursor: the last one given)."""
+        alerted = sorted((a for a, days in self.alert_in_days.items() if days is not None), reverse=True)
+        after = [a for a in alerted if cursor is None or a < cursor]
+        page = after[:limit or 50]
+        return {"items": page, "next_cursor": page[-1] if len(after) > len(page) else None}
+
     def service(self) -> type:
         """A Nameko service named ``ledger`` keeping these books; each new movement announces ``balance_changed``."""
         books = self
@@ -272,8 +284,11 @@ class FakeLedger:
 
             @rpc(roles=roles_of("ledger.forecast"))
             def forecast(self, account_id, schedule, horizon_days):
-                books.forecasts_asked.append(account_id)
-                return {"renewals": [], "stops": None, "days": None, "renews_nothing": not schedule}
+                return books.forecast(account_id, schedule, horizon_days)
+
+            @rpc(roles=roles_of("ledger.alerted_accounts"))
+            def alerted_accounts(self, limit=None, cursor=None):
+                return books.alerted_accounts(limit, cursor)
         return Ledger
 
 

@@ -20,6 +20,7 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
 from services.common.money import Money
+from services.common.pagination import keyset_page
 from services.common.outbox import publish_later
 from services.common.schemas import MESSAGES, MoneyField, StrictSchema, load, text
 from services.ledger import domain, tax
@@ -155,6 +156,17 @@ class BalanceForecasts:
             if balance is not None:
                 self._alert(session, balance, forecast)
             return forecast.to_wire()
+
+    def alerted_accounts(self, limit=None, cursor=None) -> dict:
+        """A page of the accounts with an alert in days: the only ones a daily forecast can alert.
+
+        Orders' daily check walks these instead of every account with a renewing order (a
+        forecast of an account without the alert decides nothing).
+        """
+        query = select(Balance).where(Balance.low_balance_days.is_not(None))
+        with self.uow.read() as session:
+            return keyset_page(session, query, [Balance.account_id], limit, cursor).answer(
+                lambda balance: balance.account_id)
 
     def _alert(self, session, balance: Balance, forecast: Forecast) -> None:
         under = forecast.under(balance.low_balance_days)

@@ -11,7 +11,7 @@ from datetime import date, datetime
 
 from sqlalchemy import (JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer, LargeBinary, String,
                         UniqueConstraint)
-from sqlalchemy.sql.expression import false
+from sqlalchemy.sql.expression import false, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.common.profile_copy import add_profile_copy_table
@@ -57,6 +57,12 @@ class Balance(Base):
     monthly_statement: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     statement_sent_for: Mapped[date | None] = mapped_column(Date, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        # The few accounts with an alert in days, for orders' daily forecast (ledger.alerted_accounts).
+        Index("ix_balances_alert_in_days", "account_id", postgresql_where=text("low_balance_days IS NOT NULL"),
+              sqlite_where=text("low_balance_days IS NOT NULL")),
+    )
 
 
 class Transaction(Base):

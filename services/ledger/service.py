@@ -110,6 +110,10 @@ class LedgerService(ServiceBase):
     def forecast(self, account_id, schedule, horizon_days):
         return self.forecasts.forecast(account_id, schedule, horizon_days)
 
+    @rpc(roles=ORDERS)
+    def alerted_accounts(self, limit=None, cursor=None):
+        return self.forecasts.alerted_accounts(limit, cursor)
+
     @rpc(roles=GATEWAY | STAFF)
     def statement(self, account_id, from_, to):
         return self.statements.statement(account_id, from_, to)

@@ -20,6 +20,7 @@ from services.common.errors import DomainError
 from services.common.migrations import upgrade
 from services.common.money import Money
 from services.ledger.application import Ledger
+from services.ledger.forecast import BalanceForecasts
 from services.ledger.models import Base, Posting, Transaction
 from services.ledger.tax import Seller
 from tests.fakes import FakeProfile
@@ -299,6 +300,31 @@ def test_balance_changed_says_the_customer_s_alert_in_days_so_orders_forecasts_o
     ledger.charge(account, eur("5.00"), "c2", "o", "VPS")
     changed = outbox(ledger.uow, account, "balance_changed")
     assert [e["alert_in_days"] for e in changed] == [None, 30, None]
+
+
+def test_alerted_accounts_lists_each_account_with_an_alert_in_days_once_page_by_page(ledger, profiles, database):
+    forecasts = BalanceForecasts(database, profiles, clock, Seller.from_env({}), "EUR")
+    alerted, quiet = [profiles.add() for _ in range(3)], [profiles.add() for _ in range(2)]
+    for account in alerted + quiet:
+        ledger.credit_payment(account, eur("1.00"), f"p-{account}", "P")
+
+    def days(account, value, second):
+        ledger.notification_settings_changed({"event_id": str(uuid.uuid4()), "account_id": account,
+                                              "occurred_at": f"2026-01-01T00:00:{second:02d}Z",
+                                              "low_balance_days": value})
+    for account in alerted:
+        days(account, 10, 1)
+    days(quiet[0], 10, 1)
+    days(quiet[0], None, 2)   # set, then turned off
+    seen, cursor = [], None
+    while True:
+        page = forecasts.alerted_accounts(2, cursor)
+        assert len(page["items"]) <= 2
+        seen += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert set(alerted) <= set(seen) and not set(quiet) & set(seen) and len(seen) == len(set(seen))
 
 
 def test_balance_low_is_sent_once_per_crossing(ledger, profiles):
