@@ -16,7 +16,8 @@ import uuid
 from dataclasses import replace
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.exc import IntegrityError
 
 from services.common.clock import as_utc
@@ -384,25 +385,29 @@ class Ledger:
         before = Money(balance.balance_minor, balance.currency)
         after = domain.balance_after(before, change, Money(balance.credit_limit_minor, balance.currency))
         now = self.clock.now()
-        tx = Transaction(
+        written = dict(
             id=str(uuid.uuid4()), account_id=balance.account_id, kind=kind, amount_minor=change.minor,
             currency=change.currency, balance_after_minor=after.minor, reference=request.data.get("reference"),
             description=description, idempotency_key=request.key, fingerprint=request.fingerprint,
             refunds_transaction_id=refunds_transaction_id, method=method, operator=operator, caller=caller,
             invoice_id=invoice_id, created_at=now)
-        session.add(tx)
-        session.flush()
-        for leg in domain.legs_for(kind, balance.account_id, change):
-            mine = leg.ledger_account == domain.customer_account(balance.account_id)
-            session.add(Posting(transaction_id=tx.id, ledger_account=leg.ledger_account, amount_minor=leg.amount.minor,
-                                currency=leg.amount.currency, balance_after_minor=after.minor if mine else None))
+        # Written as statements, not through the session's unit of work: a payment's flushes were a
+        # quarter of the ledger's CPU (README Performance). ``tx`` is the row as written, for the views.
+        session.execute(insert(Transaction.__table__).values(written))
+        tx = Transaction(**written)
+        session.execute(insert(Posting.__table__), [
+            {"transaction_id": tx.id, "ledger_account": leg.ledger_account, "amount_minor": leg.amount.minor,
+             "currency": leg.amount.currency,
+             "balance_after_minor": after.minor if leg.ledger_account == domain.customer_account(balance.account_id)
+             else None}
+            for leg in domain.legs_for(kind, balance.account_id, change)])
         threshold = (None if balance.low_balance_threshold_minor is None
                      else Money(balance.low_balance_threshold_minor, balance.currency))
         alert = domain.low_balance_alert(threshold, balance.below_threshold, change, after)
-        balance.balance_minor = after.minor
-        balance.below_threshold = alert.below_threshold
-        balance.updated_at = now
-        session.flush()
+        moved = {"balance_minor": after.minor, "below_threshold": alert.below_threshold, "updated_at": now}
+        session.execute(update(Balance.__table__).where(Balance.account_id == balance.account_id).values(moved))
+        for name, value in moved.items():   # the locked row as it now is, with nothing left to flush
+            set_committed_value(balance, name, value)
         publish_later(session, "balance_changed", {
             "account_id": tx.account_id, "balance": after.to_wire(), "transaction_id": tx.id,
             "kind": kind, "amount": change.to_wire(),
