@@ -395,11 +395,10 @@ class Ledger:
         # quarter of the ledger's CPU (README Performance). ``tx`` is the row as written, for the views.
         session.execute(insert(Transaction.__table__).values(written))
         tx = Transaction(**written)
+        customer = domain.customer_account(balance.account_id)
         session.execute(insert(Posting.__table__), [
             {"transaction_id": tx.id, "ledger_account": leg.ledger_account, "amount_minor": leg.amount.minor,
-             "currency": leg.amount.currency,
-             "balance_after_minor": after.minor if leg.ledger_account == domain.customer_account(balance.account_id)
-             else None}
+             "currency": leg.amount.currency, "balance_after_minor": after.minor if leg.ledger_account == customer else None}
             for leg in domain.legs_for(kind, balance.account_id, change)])
         threshold = (None if balance.low_balance_threshold_minor is None
                      else Money(balance.low_balance_threshold_minor, balance.currency))
