@@ -36,6 +36,7 @@ from services.common.rpc import ClusterRpcProxy  # noqa: E402
 from services.ledger.application import Ledger  # noqa: E402
 from services.ledger.models import Base  # noqa: E402
 from services.ledger.tax import Seller  # noqa: E402
+from tests import preflight  # noqa: E402
 from tests.support import databases, rabbit_vhost, role_uri  # noqa: E402
 
 POSTINGS_PER_PAYMENT = 2
@@ -112,6 +113,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=10)
     args = parser.parse_args()
     os.environ["TEST_DATABASE"] = "postgres"
+    preflight.require(postgres=True)
     os.environ.setdefault("OUTBOX_POLL_SECONDS", "0.5")
     from services.ledger.service import LedgerService
 

@@ -28,6 +28,7 @@ from bench.run import STACK_ENV, Run, say  # noqa: E402
 from deploy.local import DEV_PORTS, Stack  # noqa: E402
 from deploy.ports import free_port  # noqa: E402
 from services.common.config import HEALTH_PORTS, SERVICES  # noqa: E402
+from tests import preflight  # noqa: E402
 from tests.support import database_env, databases, rabbit_vhost  # noqa: E402
 
 
@@ -53,6 +54,7 @@ def main() -> None:
     if (os.cpu_count() or 1) < 2:
         raise SystemExit("needs two cores")
     os.environ["TEST_DATABASE"] = "postgres"
+    preflight.require(postgres=True)
     var = Path(tempfile.mkdtemp(prefix="bench-pinned-"))
     with rabbit_vhost() as amqp, databases(var) as urls:
         env = {"AMQP_URI": amqp, **STACK_ENV, **database_env({s: urls[s] for s in SERVICES})}

@@ -38,6 +38,7 @@ from sqlalchemy.pool import NullPool  # noqa: E402
 from deploy.local import DEV_PORTS, Stack  # noqa: E402
 from deploy.ports import free_port  # noqa: E402
 from services.common.config import HEALTH_PORTS, ROOT, SERVICES  # noqa: E402
+from tests import preflight  # noqa: E402
 from tests.support import bus_client, database_env, databases, rabbit_vhost  # noqa: E402
 
 CLIENTS = (1, 10, 50)
@@ -378,6 +379,7 @@ def main() -> None:
     args = parser.parse_args()
     targets = args.targets.split(",")
     os.environ["TEST_DATABASE"] = "postgres"
+    preflight.require(postgres=True)
     started, clock = datetime.now(timezone.utc), time.monotonic()
     var = Path(tempfile.mkdtemp(prefix="bench-"))
     with rabbit_vhost() as amqp, databases(var, services=(*SERVICES, "bench")) as urls:

@@ -1,7 +1,7 @@
 """What the integration and end-to-end tests need from this machine, checked before they start.
 
 ``python -m tests.preflight`` (run by ``make test``, ``make test-integration``, ``make test-e2e``
-and ``.ci/run``) and the tests' conftest, at the start of a pytest session that collected such
+and ``.ci/run``), the benchmarks (bench/) and the tests' conftest, at the start of a pytest session that collected such
 tests. They need RabbitMQ answering on AMQP, its management API (each test makes a private vhost
 through it) and, with ``TEST_DATABASE=postgres``, PostgreSQL. A management API that does not
 answer on this machine is enabled with ``rabbitmq-plugins`` where this user may; anything else
@@ -101,14 +101,13 @@ def _address(url: str, default_port: int) -> str:
     return f"{parsed.hostname or '127.0.0.1'}:{parsed.port or default_port}"
 
 
-def main() -> int:
+def require(postgres: bool | None = None) -> None:
+    """:func:`check`, or end the program with its one line (the benchmarks' first step)."""
     try:
-        check()
+        check(postgres)
     except Missing as missing:
-        print(f"preflight: {missing}", file=sys.stderr)
-        return 1
-    return 0
+        sys.exit(f"preflight: {missing}")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    require()

@@ -148,3 +148,20 @@ def test_a_plain_pytest_run_of_the_integration_tests_stops_at_once_in_one_line_n
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and errors[0].startswith("ERROR: preflight: RabbitMQ does not answer at"), result.stderr
     assert "passed" not in result.stdout and "ECONNREFUSED" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("benchmark", ["bench.run", "bench.ledger", "bench.pinned"])
+def test_a_benchmark_on_a_machine_without_what_it_needs_stops_in_one_line_before_it_starts_anything(
+        benchmark, tmp_path):
+    management = f"http://127.0.0.1:{closed_port()}/api"
+    env = {name: value for name, value in os.environ.items() if name not in SETTINGS}
+    env.update(PATH=str(tmp_path), RABBIT_MANAGEMENT_URL=management, PYTHONWARNINGS="ignore")
+    with broker_port() as amqp:
+        env["TEST_AMQP_URI"] = f"amqp://guest:guest@127.0.0.1:{amqp}/"
+        result = subprocess.run([sys.executable, "-m", benchmark], cwd=ROOT, env=env, capture_output=True,
+                                text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"preflight: RabbitMQ's management API does not answer at {management} (RABBIT_MANAGEMENT_URL); "
+        "the tests make a vhost per test with it: run `rabbitmq-plugins enable rabbitmq_management` as root")
+    assert "Traceback" not in result.stderr
