@@ -22,6 +22,13 @@ log = structlog.get_logger(__name__)
 
 
 class ResilientQueueConsumer(QueueConsumer):
+    def get_consumers(self, consumer_cls, channel):
+        consumers = super().get_consumers(consumer_cls, channel)
+        for provider, consumer in self._consumers.items():
+            # Read when the consumer starts (basic.consume), after this callback returns.
+            consumer.no_ack = getattr(provider, "auto_ack", False)
+        return consumers
+
     def ack_message(self, message):
         try:
             super().ack_message(message)
@@ -36,9 +43,14 @@ class ResilientQueueConsumer(QueueConsumer):
 
 
 class ResilientReplyListener(ReplyListener):
-    """RPC replies, consumed through :class:`ResilientQueueConsumer` like everything else."""
+    """RPC replies, consumed through :class:`ResilientQueueConsumer` like everything else, without
+    acks: the broker counts a reply delivered as it sends it. A reply is transient and its queue
+    lives only as long as this process, so an ack would guard nothing; it cost every call a frame
+    written before its waiting worker was woken (Nameko's listener acks first), and kombu makes
+    that ack a no-op for such a consumer."""
 
     queue_consumer = ResilientQueueConsumer()
+    auto_ack = True
 
 
 # AMQP delivery mode 1: kept in memory only, never written to the broker's disk.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from urllib.parse import quote
 
 import eventlet
 import pytest
@@ -22,7 +23,8 @@ from services.common.events import handle_event
 from services.common.outbox import first_delivery, publish_later
 from services.common.tables import add_messaging_tables
 from services.common.rpc import ServiceRpc
-from tests.support import POSTGRES_ADMIN_URL, databases, eventually, kill_together, rabbit_vhost
+from tests.support import (POSTGRES_ADMIN_URL, RABBIT_API, RABBIT_AUTH, databases, eventually, kill_together,
+                           passes_eventually, rabbit_vhost)
 
 metadata = MetaData()
 add_messaging_tables(metadata)
@@ -78,6 +80,10 @@ class Consumer:
     @rpc
     def ask_ghost(self):
         return self.ghost.anything()
+
+    @rpc
+    def ask_producer(self, seconds):
+        return self.producer.sleep(seconds)
 
 
 @pytest.fixture
@@ -197,6 +203,23 @@ def test_rpc_to_a_silent_or_missing_service_is_unavailable_within_its_timeout(st
     with pytest.raises(DomainError) as missing:
         call(consumer, "ask_ghost")
     assert missing.value.args[0] == "service_unavailable"
+
+
+def test_a_service_takes_its_rpc_replies_without_acks_and_still_acks_each_request(stack):
+    start, _, amqp = stack
+    start(Producer)
+    consumer = start(Consumer)
+    assert [call(consumer, "ask_producer", 0) for _ in range(5)] == ["late"] * 5
+    vhost = quote(amqp.rsplit("/", 1)[1], safe="")
+
+    def consumers():
+        listed = requests.get(f"{RABBIT_API}/consumers/{vhost}", auth=RABBIT_AUTH, timeout=5).json()
+        acks = {item["queue"]["name"]: item["ack_required"] for item in listed}
+        replies = [ack for name, ack in acks.items() if name.startswith("rpc.reply-consumer-")]
+        assert replies == [False], acks          # the ServiceRpc's listener: the broker counts a reply sent
+        assert acks["rpc-producer"] is True and acks["rpc-consumer"] is True   # a request is acked once answered
+        return listed
+    passes_eventually(consumers, timeout=10)
 
 
 def test_postgres_queries_of_concurrent_workers_overlap(monkeypatch, tmp_path):
