@@ -46,7 +46,7 @@ def insert_first(session: Session, table: Table, **values) -> bool:
     of the same key waits for the first to commit or roll back, so exactly one of them is first.
     """
     dialect = postgresql if is_postgres(session) else sqlite
-    return session.execute(dialect.insert(table).values(**values).on_conflict_do_nothing()).rowcount == 1
+    return session.execute(dialect.insert(table).on_conflict_do_nothing(), values).rowcount == 1
 
 
 def _lock_key(name: str) -> int:

@@ -393,7 +393,7 @@ class Ledger:
             invoice_id=invoice_id, created_at=now)
         # Written as statements, not through the session's unit of work: a payment's flushes were a
         # quarter of the ledger's CPU (README Performance). ``tx`` is the row as written, for the views.
-        session.execute(insert(Transaction.__table__).values(written))
+        session.execute(insert(Transaction.__table__), written)
         tx = Transaction(**written)
         customer = domain.customer_account(balance.account_id)
         session.execute(insert(Posting.__table__), [
