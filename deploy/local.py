@@ -26,7 +26,7 @@ import requests
 
 from deploy.bus import ProvisioningFailed, provision_local_logins
 from deploy.ports import free_port
-from deploy.serve import RUNS, nameko_argv
+from deploy.serve import RUN_ENV, RUNS, nameko_argv
 from services.common.config import HEALTH_PORTS, ROOT, amqp_uri, var_dir
 from services.common.roles import ROLES, LocalLoginRefused, local_login_uri, on_loopback
 
@@ -116,11 +116,11 @@ class Stack:
 
     def _nameko(self, name: str) -> list[Process]:
         argv = nameko_argv(name)
-        first = Process(name, argv, f"{self.url(name)}/health")
+        first = Process(name, argv, f"{self.url(name)}/health", env=dict(RUN_ENV.get(name, {})))
         extra = []
         for index in range(2, self.replicas.get(name, 1) + 1):
             port = self.replica_ports.setdefault(f"{name}-{index}", free_port())
-            env = {f"{name.upper()}_HTTP_ADDRESS": f"127.0.0.1:{port}"}
+            env = {**RUN_ENV.get(name, {}), f"{name.upper()}_HTTP_ADDRESS": f"127.0.0.1:{port}"}
             if name == "gateway":
                 metrics_port = self.replica_ports.setdefault(f"{name}-{index}-metrics", free_port())
                 env["GATEWAY_METRICS_ADDRESS"] = f"127.0.0.1:{metrics_port}"

@@ -93,3 +93,33 @@ def test_every_process_logs_in_as_itself_by_default():
         config = config_file(name)
         [line] = [line for line in config.read_text().splitlines() if line.startswith("AMQP_URI:")]
         assert line == f"AMQP_URI: ${{{name.upper()}_AMQP_URI:amqp://{name}:{name}@127.0.0.1:5672/}}", line
+
+
+def test_the_document_worker_runs_without_green_dns_wherever_it_is_started_and_the_others_keep_it(
+        monkeypatch, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from deploy import serve
+    from deploy.local import Stack
+
+    started = {}
+    monkeypatch.setattr(os, "execv", lambda path, argv: started.update(env=dict(os.environ), argv=argv))
+    monkeypatch.delenv("EVENTLET_NO_GREENDNS", raising=False)
+    serve.main(["ledger_documents"])                       # the image's command (compose, Kubernetes)
+    assert started["env"]["EVENTLET_NO_GREENDNS"] == "yes"
+    assert started["argv"][-1] == RUNS["ledger_documents"]
+    monkeypatch.delenv("EVENTLET_NO_GREENDNS")
+    local = {p.name: p.env for p in Stack(tmp_path, ports={}, replicas={"notifier": 2}).processes()}
+    assert local["ledger_documents"]["EVENTLET_NO_GREENDNS"] == "yes"   # `make run`, the tests' stacks
+    # The notifier and verification reach the outside world (SMTP relay, telephony) by name: green DNS.
+    assert all("EVENTLET_NO_GREENDNS" not in local[name] for name in ("notifier", "notifier-2", "verification"))
+
+    def loads_dnspython(env: dict) -> bool:
+        probe = ("import eventlet; eventlet.monkey_patch(); import sys; "
+                 "import services.ledger.documents.service; print('dns' in sys.modules)")
+        answer = subprocess.run([sys.executable, "-W", "ignore", "-c", probe], cwd=ROOT, capture_output=True,
+                                text=True, env={**os.environ, **env}, timeout=120)
+        return answer.stdout.strip() == "True"
+    assert not loads_dnspython(local["ledger_documents"]) and loads_dnspython({})
