@@ -91,17 +91,18 @@ class Page:
         return {"items": [view(row) for row in self.rows], "next_cursor": self.next_cursor}
 
 
-def keyset_page(session, query, order: Sequence, limit=None, cursor=None) -> Page:
+def keyset_page(session, query, order: Sequence, limit=None, cursor=None, params: dict | None = None) -> Page:
     """One page of ``query``'s rows, newest first by the ``order`` columns, after ``cursor``.
 
     The last column of ``order`` must be unique, so that the position of every row is too and
-    a page never repeats or skips a row, whatever is written meanwhile.
+    a page never repeats or skips a row, whatever is written meanwhile. ``params``: the values of
+    ``query``'s bound parameters, for a query built once (a hot read's) rather than per call.
     """
     limit = page_limit(limit)
     position = decode_cursor(cursor, [column.type.python_type for column in order])
     if position is not None:
         query = query.where(_before(order, position))
-    rows = session.scalars(query.order_by(*(column.desc() for column in order)).limit(limit + 1)).all()
+    rows = session.scalars(query.order_by(*(column.desc() for column in order)).limit(limit + 1), params).all()
     if len(rows) <= limit:
         return Page(list(rows), None)
     last = rows[limit - 1]

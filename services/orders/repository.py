@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 
 from services.common.clock import as_utc, iso
 from services.common.errors import NotFound
@@ -17,6 +17,10 @@ from services.orders import address_stock, domain, numbers
 from services.orders.catalogue import Catalogue
 from services.orders.domain import OrderState, PaidPeriod, Status
 from services.orders.models import IpAssignment, Order, OrderCharge, OrderEvent, OrderPeriod
+
+# Built once (the panel's order lists and every order loaded read it): see application.ORDER_LISTS.
+PERIODS_OF = select(OrderPeriod).where(OrderPeriod.order_id.in_(bindparam("order_ids", expanding=True))) \
+    .order_by(OrderPeriod.order_id, OrderPeriod.starts)
 
 
 @dataclass
@@ -53,8 +57,7 @@ class OrderRepository:
         """The rules' view of each row, in the same order, with the periods of all of them read in one query."""
         periods: dict[str, list] = {row.id: [] for row in rows}
         if periods:
-            for period in session.scalars(select(OrderPeriod).where(OrderPeriod.order_id.in_(list(periods)))
-                                          .order_by(OrderPeriod.order_id, OrderPeriod.starts)):
+            for period in session.scalars(PERIODS_OF, {"order_ids": list(periods)}):
                 periods[period.order_id].append(period)
         return [Loaded(row, self.state_of(row, periods[row.id])) for row in rows]
 
