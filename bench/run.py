@@ -174,10 +174,10 @@ class Run:
             for process in self.stack.processes():
                 pid = self.stack.pid(process.name)
                 try:
-                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split() if pid else []
-                except FileNotFoundError:
+                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                except FileNotFoundError:  # not running (no pid), or ended meanwhile
                     continue
-                total += (int(fields[11]) + int(fields[12])) / tick if fields else 0.0  # utime, stime
+                total += (int(fields[11]) + int(fields[12])) / tick   # utime, stime
             return total
         started, calm, used = time.monotonic(), 0, cpu_seconds()
         while calm < seconds and time.monotonic() - started < limit:

@@ -218,7 +218,6 @@ def test_a_service_takes_its_rpc_replies_without_acks_and_still_acks_each_reques
         replies = [ack for name, ack in acks.items() if name.startswith("rpc.reply-consumer-")]
         assert replies == [False], acks          # the ServiceRpc's listener: the broker counts a reply sent
         assert acks["rpc-producer"] is True and acks["rpc-consumer"] is True   # a request is acked once answered
-        return listed
     passes_eventually(consumers, timeout=10)
 
 
