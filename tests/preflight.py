@@ -1,8 +1,8 @@
 """What the integration and end-to-end tests need from this machine, checked before they start.
 
 ``python -m tests.preflight`` (run by ``make test``, ``make test-integration``, ``make test-e2e``
-and ``.ci/run``), the benchmarks (bench/) and the tests' conftest, at the start of a pytest session that collected such
-tests. They need RabbitMQ answering on AMQP, its management API (each test makes a private vhost
+and ``.ci/run``), the benchmarks (bench/), and the tests' conftest at the start of a pytest session
+that collected such tests. They need RabbitMQ answering on AMQP, its management API (each test makes a private vhost
 through it) and, with ``TEST_DATABASE=postgres``, PostgreSQL. A management API that does not
 answer on this machine is enabled with ``rabbitmq-plugins`` where this user may; anything else
 missing ends the run at once with one line saying what is missing and the command that fixes it,

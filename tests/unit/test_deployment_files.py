@@ -1,10 +1,15 @@
 """docker-compose.yml cannot run here (no Docker engine): keep it correct by reading it."""
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 
 import yaml
 
+from deploy import serve
+from deploy.local import Stack
 from deploy.serve import RUNS, config_file
 from services.common.config import HEALTH_PORTS, ROOT, SERVICES
 from services.common.roles import ROLES
@@ -97,13 +102,6 @@ def test_every_process_logs_in_as_itself_by_default():
 
 def test_the_document_worker_runs_without_green_dns_wherever_it_is_started_and_the_others_keep_it(
         monkeypatch, tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    from deploy import serve
-    from deploy.local import Stack
-
     started = {}
     monkeypatch.setattr(os, "execv", lambda path, argv: started.update(env=dict(os.environ), argv=argv))
     monkeypatch.delenv("EVENTLET_NO_GREENDNS", raising=False)
