@@ -14,6 +14,7 @@ import re
 import threading
 import time
 import uuid
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
@@ -59,6 +60,7 @@ class FakeProfile:
         self.anyone = anyone
         self.defaults = defaults
         self.calls = 0
+        self.settings_asked: Counter[str] = Counter()   # notification_settings calls per account
 
     def add(self, account_id: str | None = None, **overrides) -> str:
         """A new account: Profile fields and notification settings (newsletter, emails, ...) as overrides."""
@@ -76,6 +78,7 @@ class FakeProfile:
         raise DomainError("not_found", "No such account.")
 
     def notification_settings(self, account_id) -> dict:
+        self.settings_asked[account_id] += 1
         profile = self.get(account_id)
         settings = {"newsletter": False, "low_balance_threshold": None, "low_balance_days": None, "monthly_statement": False, **self.settings.get(account_id, {})}
         settings["emails"] = {"invoices": None, "support": None, "complaints": None, **settings.get("emails", {})}

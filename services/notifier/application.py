@@ -54,23 +54,30 @@ class Notifications:
     def on_event(self, event_type: str, payload: dict) -> str | None:
         """Record the message an event calls for, once per event; returns the delivery id."""
         event_id = _event_id(payload)
-        with self.uow.transaction() as session:
+        occasion = dispatch.occasion_for(event_type, payload)
+        copied = dispatch.from_the_copy(occasion.kind)
+        with self.uow.read() as session:
             if already_processed(session, MAIL, event_id):
                 return None
-        occasion = dispatch.occasion_for(event_type, payload)
-        addressee = self._addressee(occasion.account_id)
+            addressee = dispatch.addressee_from_copy(
+                session.get(Subscriber, occasion.account_id) if copied else None)
+        answer = None
         if addressee is None:
-            log.warning("event for an account profile does not know; nothing sent",
-                        event_type=event_type, account_id=occasion.account_id)
-            return self._record(event_id, None)
+            answer = self._settings(occasion.account_id)
+            if answer is None:
+                log.warning("event for an account profile does not know; nothing sent",
+                            event_type=event_type, account_id=occasion.account_id)
+                return self._record(event_id, None)
+            addressee = dispatch.settings_from(answer)
         to = recipient_for(occasion.kind, addressee.settings, occasion.named_address)
+        kept = (occasion.account_id, answer) if copied and answer is not None else None
         if to is None:
-            return self._record(event_id, None)
+            return self._record(event_id, None, kept)
         data = {**occasion.data, "first_name": addressee.first_name or occasion.data.get("first_name")}
         message = compose(occasion.kind, addressee.language, data, to, idempotency_key=f"{event_id}:{to}")
         message = replace(message, attachments=self._attachments(occasion, addressee.language))
         return self._record(event_id, _delivery(event_id, occasion.account_id, addressee.language,
-                                                message, self.clock.now()))
+                                                message, self.clock.now()), kept)
 
     # -- mail other Introserv systems ask for (the support desk: replies and abuse reports)
     def notify(self, account_id, kind, data, idempotency_key) -> dict:
@@ -105,24 +112,32 @@ class Notifications:
                 raise NotFound("account")
             return sent_view(delivery)
 
-    def _record(self, event_id: str, delivery: Delivery | None) -> str | None:
+    def _record(self, event_id: str, delivery: Delivery | None,
+                kept: tuple[str, dict] | None = None) -> str | None:
+        """The event's delivery (if any) and, where the copy lacked it, profile's answer, in one transaction."""
         with self.uow.transaction() as session:
             if not first_delivery(session, MAIL, event_id):
                 return None  # a redelivery raced us and won
+            if kept is not None:
+                _keep_answer(session, *kept)
             if delivery is None:
                 return None
             session.add(delivery)
         log.info("mail recorded", kind=delivery.kind, delivery_id=delivery.id, event_id=event_id)
         return delivery.id
 
-    def _addressee(self, account_id: str) -> dispatch.Addressee | None:
+    def _settings(self, account_id: str) -> dict | None:
+        """Profile's ``notification_settings`` answer; None when profile does not know the account."""
         try:
-            answer = self.profile.notification_settings(account_id)
+            return self.profile.notification_settings(account_id)
         except DomainError as exc:
             if exc.error_code == "not_found":
                 return None
             raise
-        return dispatch.settings_from(answer)
+
+    def _addressee(self, account_id: str) -> dispatch.Addressee | None:
+        answer = self._settings(account_id)
+        return dispatch.settings_from(answer) if answer is not None else None
 
     def _attachments(self, occasion: dispatch.Occasion, language: str) -> tuple[Attachment, ...]:
         if occasion.kind == "monthly_statement":
@@ -156,14 +171,20 @@ class Notifications:
             return ()
         return (Attachment(dispatch.statement_filename(data["from"], data["to"], language), pdf),)
 
-    # -- the newsletter's copy of contact and consent, from profile's events
-    def remember_contact(self, payload: dict, email_field: str = "email") -> None:
-        """A registration, a profile edit or a confirmed new address: the newsletter's copy of it."""
+    # -- the copy of contact and settings, from profile's events (the newsletter and money mail read it)
+    def remember_contact(self, payload: dict, email_field: str = "email", registration: bool = False) -> None:
+        """A registration, a profile edit or a confirmed new address: the copy's contact.
+
+        A registration also says the settings: the defaults (no other address, no newsletter),
+        unless the copy already holds newer ones.
+        """
         event_id, at = _event_id(payload), _occurred_at(payload)
         with self.uow.transaction() as session:
             if not first_delivery(session, SUBSCRIBERS, event_id):
                 return
             subscriber = _subscriber(session, payload["account_id"])
+            if registration and subscriber.consent_at is None and not subscriber.answered:
+                subscriber.consent_at = at   # what a new row holds: the defaults
             if subscriber.contact_at is not None and as_utc(subscriber.contact_at) > at:
                 return
             subscriber.email = payload.get(email_field) or subscriber.email
@@ -172,7 +193,7 @@ class Notifications:
             subscriber.contact_at = at
 
     def remember_consent(self, payload: dict) -> None:
-        """Changed notification settings: whether the customer wants the newsletter (N1)."""
+        """Changed notification settings: the newsletter consent (N1) and the other addresses (N3)."""
         event_id, at = _event_id(payload), _occurred_at(payload)
         with self.uow.transaction() as session:
             if not first_delivery(session, SUBSCRIBERS, event_id):
@@ -181,6 +202,8 @@ class Notifications:
             if subscriber.consent_at is not None and as_utc(subscriber.consent_at) > at:
                 return
             subscriber.newsletter = payload.get("newsletter") is True
+            if isinstance(payload.get("emails"), dict):
+                _copy_emails(subscriber, payload["emails"])
             subscriber.consent_at = at
 
     # -- for operators and support staff
@@ -340,6 +363,25 @@ def _subscriber(session, account_id: str) -> Subscriber:
             pass  # a concurrent event about the same customer created it
         subscriber = session.scalar(locked)
     return subscriber
+
+
+def _copy_emails(subscriber: Subscriber, emails: dict) -> None:
+    subscriber.invoices_email = emails.get("invoices") or None
+    subscriber.support_email = emails.get("support") or None
+    subscriber.complaints_email = emails.get("complaints") or None
+
+
+def _keep_answer(session, account_id: str, answer: dict) -> None:
+    """Profile's answer fills what no event has said yet; any later event replaces it (``answered``)."""
+    subscriber = _subscriber(session, account_id)
+    if subscriber.contact_at is None:
+        subscriber.email = answer.get("email") or subscriber.email
+        subscriber.first_name = answer.get("first_name") or subscriber.first_name
+        subscriber.language = dispatch.language_of(answer.get("language"))
+    if subscriber.consent_at is None:
+        subscriber.newsletter = answer.get("newsletter") is True
+        _copy_emails(subscriber, answer.get("emails") or {})
+    subscriber.answered = True
 
 
 def _keyed_id(prefix: str, key: str) -> str:

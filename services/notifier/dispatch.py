@@ -2,7 +2,7 @@
 
 :func:`occasion_for` reads an event of another service (docs/CONTRACTS.md) as the message
 the customer must get; :func:`settings_from` reads profile's ``notification_settings``
-answer; :func:`after_attempt` decides what a delivery becomes after the relay answered.
+answer, :func:`addressee_from_copy` the notifier's own copy of it; :func:`after_attempt` decides what a delivery becomes after the relay answered.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from services.notifier.domain import LANGUAGES, IncompleteEvent, NotificationSettings, kind_named
+from services.notifier.domain import LANGUAGES, IncompleteEvent, NotificationSettings, Route, kind_named
 from services.notifier.mailer import MAX_ATTEMPTS, retry_delay
 
 @dataclass(frozen=True)
@@ -81,6 +81,30 @@ def settings_from(answer: dict[str, Any]) -> Addressee:
         newsletter=bool(answer.get("newsletter")),
     )
     return Addressee(settings, language_of(answer.get("language")), answer.get("first_name"))
+
+
+def from_the_copy(kind: str) -> bool:
+    """Whether a message of this kind is addressed from the notifier's copy: mail about orders and
+    money (the invoices address). Security mail asks profile for the address as it is now."""
+    return kind_named(kind).route is Route.INVOICES
+
+
+def addressee_from_copy(copy: Any) -> Addressee | None:
+    """The customer as the copy (a ``Subscriber`` row) knows them; None while it does not know enough.
+
+    Enough is the main address with both halves of what a mail needs: the contact (from
+    ``account_registered``, ``profile_changed``, ``email_changed``) and the notification settings
+    (from ``notification_settings_changed``, or the registration's, which are the defaults), or
+    profile's whole answer (``answered``).
+    """
+    if copy is None or not copy.email:
+        return None
+    if not (copy.answered or (copy.contact_at is not None and copy.consent_at is not None)):
+        return None
+    settings = NotificationSettings(main_email=copy.email, invoices=copy.invoices_email or None,
+                                    support=copy.support_email or None, complaints=copy.complaints_email or None,
+                                    newsletter=bool(copy.newsletter))
+    return Addressee(settings, language_of(copy.language), copy.first_name)
 
 
 def language_of(value: Any) -> str:

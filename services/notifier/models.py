@@ -1,9 +1,9 @@
-"""The notifier service's tables: every message it owes a customer, and its copy of who consented."""
+"""The notifier service's tables: every message it owes a customer, and its copy of where to send it."""
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, DateTime, Index, Integer, LargeBinary, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.common.tables import Serial, add_idempotency_table, add_messaging_tables
@@ -54,11 +54,13 @@ class Delivery(Base):
 
 
 class Subscriber(Base):
-    """The notifier's copy of a customer's contact and newsletter consent, from profile's events.
+    """The notifier's copy of a customer's addresses, language and newsletter consent, from profile's events.
 
-    Only the newsletter reads it (one RPC per customer would not do for a mailing); every
-    other message asks profile for the current settings. ``*_at`` keep the time of the
-    event last applied, so an older event arriving late changes nothing.
+    The newsletter reads it (one RPC per customer would not do for a mailing), and so does every
+    mail about orders and money (the invoices address), which would otherwise ask profile once
+    per mail. Security mail still asks profile. ``*_at`` keep the time of the event last applied,
+    so an older event arriving late changes nothing; ``answered``: profile's answer filled what no
+    event had (an account older than the copy), and any event replaces it.
     """
 
     __tablename__ = "subscribers"
@@ -68,5 +70,9 @@ class Subscriber(Base):
     first_name: Mapped[str | None] = mapped_column(String(100), nullable=True)
     language: Mapped[str] = mapped_column(String(2), default="en")
     newsletter: Mapped[bool] = mapped_column(Boolean, default=False)
+    invoices_email: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    support_email: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    complaints_email: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    answered: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     contact_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     consent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -170,10 +170,10 @@ class NotifierService(ServiceBase):
     def new_ip_login(self, payload):
         self.notifications.on_event("new_ip_login", payload)
 
-    # -- profile: the newsletter's copy of contact and consent (N1)
+    # -- profile: the copy of contact and settings the newsletter and money mail read (N1, N3a)
     @handle_event("profile", "account_registered")
     def remember_registration(self, payload):
-        self.notifications.remember_contact(payload)
+        self.notifications.remember_contact(payload, registration=True)
 
     @handle_event("profile", "profile_changed")
     def remember_profile_change(self, payload):

@@ -187,6 +187,68 @@ def test_an_event_for_an_account_profile_does_not_know_sends_nothing(notifier, r
     assert refused.value.error_code == "not_found"
 
 
+def registered(notifier, account_id, email, **fields):
+    """Profile's registration event for an account, as the copy learns it."""
+    notifier("profile", "account_registered", event(account_id, login="x", email=email, first_name="Anna",
+                                                    language="en", country="PL", **fields))
+
+
+def test_money_mail_is_addressed_from_the_copy_and_security_mail_by_profile(notifier, rpc_client, mailbox):
+    # Profile's fake does not know this account: only its events do. Money mail needs no call to
+    # profile; security mail still asks it, and profile's not_found sends nothing.
+    account = str(uuid.uuid4())
+    registered(notifier, account, "ola@example.com")
+    time.sleep(1.0)
+    notifier("orders", "order_created", order_created(account))
+    [item] = settled(rpc_client, account)
+    assert (item["kind"], item["to"]) == ("order_created", "ola@example.com")
+    notifier("profile", "notification_settings_changed",
+             event(account, newsletter=False, emails={"invoices": "billing@ola.example", "support": None,
+                                                      "complaints": None}, occurred_at="2026-11-29T10:05:00Z"))
+    time.sleep(1.0)
+    notifier("orders", "order_created", order_created(account))
+    notifier("profile", "password_changed", password_changed(account))
+    items = settled(rpc_client, account, count=2)
+    assert sorted((i["kind"], i["to"]) for i in items) == [("order_created", "billing@ola.example"),
+                                                           ("order_created", "ola@example.com")]
+    assert PROFILE.settings_asked[account] == 1   # the security mail's question, answered not_found
+    assert len(mailbox.to("ola@example.com")) == 1 and len(mailbox.to("billing@ola.example")) == 1
+
+
+def test_without_a_copy_profile_is_asked_once_and_its_answer_kept_until_an_event(notifier, rpc_client, mailbox):
+    account = customer(invoices="billing@firma.example")   # older than the copy: no event about it yet
+    notifier("orders", "order_created", order_created(account))
+    settled(rpc_client, account)
+    asked = PROFILE.settings_asked[account]   # the mail's question (and list_sent's, before it was written)
+    assert asked >= 1
+    notifier("orders", "order_created", order_created(account))
+    items = settled(rpc_client, account, count=2)
+    assert [i["to"] for i in items] == ["billing@firma.example"] * 2
+    # Any event replaces what the answer said, even one dated before it.
+    notifier("profile", "notification_settings_changed",
+             event(account, newsletter=False, emails={"invoices": "ksiegowosc@firma.example", "support": None,
+                                                      "complaints": None}))
+    time.sleep(1.0)
+    notifier("orders", "order_created", order_created(account))
+    items = settled(rpc_client, account, count=3)
+    assert sorted(i["to"] for i in items) == ["billing@firma.example"] * 2 + ["ksiegowosc@firma.example"]
+    assert PROFILE.settings_asked[account] == asked
+
+
+def test_a_late_registration_does_not_undo_newer_settings(notifier, rpc_client, mailbox):
+    account = str(uuid.uuid4())
+    notifier("profile", "notification_settings_changed",
+             event(account, newsletter=False, emails={"invoices": "billing@late.example", "support": None,
+                                                      "complaints": None}, occurred_at="2026-11-29T10:05:00Z"))
+    time.sleep(1.0)
+    registered(notifier, account, "late@example.com")   # dated 10:00, handled after the change
+    time.sleep(1.0)
+    notifier("orders", "order_created", order_created(account))
+    [item] = settled(rpc_client, account)
+    assert item["to"] == "billing@late.example"
+    assert PROFILE.settings_asked[account] == 0
+
+
 def test_two_replicas_send_each_message_once(notifier, run_service, relay, rpc_client, mailbox):
     run_service(NotifierService, SMTP_PORT=relay.port, SMTP_TIMEOUT=5)
     accounts = [customer() for _ in range(8)]

@@ -8,8 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.notifier.dispatch import (after_attempt, invoice_filename, occasion_for, pdf_from_base64,
-                                        settings_from)
+from types import SimpleNamespace
+
+from services.notifier.dispatch import (addressee_from_copy, after_attempt, from_the_copy, invoice_filename,
+                                        occasion_for, pdf_from_base64, settings_from)
 from services.notifier.domain import KINDS, IncompleteEvent, Route, UnknownKind, recipient_for
 from services.notifier.mailer import MAX_ATTEMPTS
 
@@ -135,3 +137,32 @@ def test_only_a_base64_pdf_is_attached():
     assert pdf_from_base64(base64.b64encode(b"<html>").decode()) is None
     assert pdf_from_base64("not base64!") is None
     assert pdf_from_base64(None) is None
+
+
+def copy_row(**fields):
+    """A ``Subscriber`` row as the notifier's copy holds it."""
+    row = dict(email="anna@example.com", first_name="Anna", language="pl", newsletter=False, invoices_email=None,
+               support_email=None, complaints_email=None, answered=False, contact_at=NOW, consent_at=NOW)
+    return SimpleNamespace(**{**row, **fields})
+
+
+@pytest.mark.parametrize("fields", [dict(contact_at=None), dict(consent_at=None), dict(email=None),
+                                    dict(email=None, answered=True)])
+def test_a_copy_that_does_not_know_enough_addresses_nothing(fields):
+    assert addressee_from_copy(copy_row(**fields)) is None
+    assert addressee_from_copy(None) is None
+
+
+@pytest.mark.parametrize("fields", [{}, dict(contact_at=None, consent_at=None, answered=True)])
+def test_a_known_copy_addresses_money_mail_like_profiles_answer(fields):
+    addressee = addressee_from_copy(copy_row(invoices_email="billing@firma.example", **fields))
+    assert (addressee.language, addressee.first_name) == ("pl", "Anna")
+    assert recipient_for("order_created", addressee.settings) == "billing@firma.example"
+    assert recipient_for("support_reply", addressee.settings) == "anna@example.com"
+
+
+def test_only_money_mail_is_addressed_from_the_copy():
+    copied = {kind.name for kind in KINDS.values() if from_the_copy(kind.name)}
+    assert copied == {kind.name for kind in KINDS.values() if kind.route is Route.INVOICES}
+    assert "order_created" in copied and "invoice_issued" in copied
+    assert not copied & {"password_changed", "email_changed", "support_reply", "newsletter"}
