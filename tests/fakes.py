@@ -128,6 +128,7 @@ class FakeLedger:
         self.refunded: dict[str, int] = {}
         self.journal: list[dict] = []
         self.invoice_pdfs: dict[str, bytes] = {}
+        self.pdfs_given: Counter[str] = Counter()   # get_invoice_pdf answers by the service that gave them
         self.fail_after_charge: BaseException | None = None
         self.alert_in_days: dict[str, int] = {}
         self.forecasts_asked: list[str] = []
@@ -185,7 +186,8 @@ class FakeLedger:
     def get_balance(self, account_id) -> dict:
         return Money(self.balances.get(account_id, 0), "EUR").to_wire()
 
-    def get_invoice_pdf(self, invoice_id, account_id=None) -> dict:
+    def get_invoice_pdf(self, invoice_id, account_id=None, given_by: str = "ledger") -> dict:
+        self.pdfs_given[given_by] += 1
         if invoice_id not in self.invoice_pdfs:
             raise DomainError("not_found", "No such invoice.")
         content = self.invoice_pdfs[invoice_id]
@@ -293,6 +295,18 @@ class FakeLedger:
             def alerted_accounts(self, limit=None, cursor=None):
                 return books.alerted_accounts(limit, cursor)
         return Ledger
+
+    def documents_service(self) -> type:
+        """A Nameko service named ``ledger_documents`` giving the PDFs of these books."""
+        books = self
+
+        class LedgerDocuments:
+            name = "ledger_documents"
+
+            @rpc(roles=roles_of("ledger_documents.get_invoice_pdf"))
+            def get_invoice_pdf(self, invoice_id, account_id=None):
+                return books.get_invoice_pdf(invoice_id, account_id, given_by="ledger_documents")
+        return LedgerDocuments
 
 
 class ViesStandIn:

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from services.common.clock import as_utc, iso
 from services.common.config import env_float, env_int
-from services.common.errors import DomainError, NotFound, ValidationError
+from services.common.errors import DomainError, NotFound, ServiceUnavailable, ValidationError
 from services.common.idempotency import IdempotencyKeys, KeyedRequest
 from services.common.locks import try_lock
 from services.common.outbox import already_processed, first_delivery
@@ -43,10 +43,11 @@ ACCOUNT_ID_LENGTH = 36            # profile's account ids are UUIDs
 class Notifications:
     """From an event, or an operator's newsletter, to delivery rows; and the list of what was sent."""
 
-    def __init__(self, uow, profile, ledger, clock):
+    def __init__(self, uow, profile, ledger, documents, clock):
         self.uow = uow
         self.profile = profile
         self.ledger = ledger
+        self.documents = documents   # the ledger's document worker: the invoices' PDFs
         self.clock = clock
         self.keys = IdempotencyKeys(uow, clock)
 
@@ -147,7 +148,7 @@ class Notifications:
         data = occasion.data
         try:
             # With the account: an invoice of another customer is not_found, never attached.
-            pdf = dispatch.pdf_from_base64(self.ledger.get_invoice_pdf(data["invoice_id"], occasion.account_id))
+            pdf = dispatch.pdf_from_base64(self._invoice_pdf(data["invoice_id"], occasion.account_id))
         except MethodNotFound:
             log.warning("the ledger cannot give invoice PDFs yet; sending the invoice mail without one",
                         invoice_id=data["invoice_id"])
@@ -160,6 +161,14 @@ class Notifications:
             log.warning("no PDF for the invoice; sending the invoice mail without one", invoice_id=data["invoice_id"])
             return ()
         return (Attachment(dispatch.invoice_filename(data["kind"], data["number"], language), pdf),)
+
+    def _invoice_pdf(self, invoice_id: str, account_id: str) -> dict:
+        """The stored PDF from the document worker that keeps it; from the ledger's RPC process while
+        the worker is away or of a version without ``get_invoice_pdf``."""
+        try:
+            return self.documents.get_invoice_pdf(invoice_id, account_id)
+        except (MethodNotFound, ServiceUnavailable):
+            return self.ledger.get_invoice_pdf(invoice_id, account_id)
 
     def _statement_attachment(self, occasion: dispatch.Occasion, language: str) -> tuple[Attachment, ...]:
         """The month's statement as the ledger's document worker draws it; the ledger away retries the event."""

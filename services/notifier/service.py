@@ -35,10 +35,11 @@ class NotifierService(ServiceBase):
     db = Database(Base.metadata)
     profile = ServiceRpc("profile")
     ledger = ServiceRpc("ledger")
+    ledger_documents = ServiceRpc("ledger_documents")   # the invoices' PDFs, from the worker that keeps them
 
     @property
     def notifications(self) -> Notifications:
-        return Notifications(self.db, self.profile, self.ledger, clock)
+        return Notifications(self.db, self.profile, self.ledger, self.ledger_documents, clock)
 
     @serve_metrics(mail_waiting_and_failed)
     def metrics(self, request):

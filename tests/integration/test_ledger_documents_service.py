@@ -73,3 +73,22 @@ def test_with_the_worker_away_a_download_is_unavailable_and_the_ledger_renders_n
     run_service(LedgerDocumentsService)   # back: it renders what it missed, and the download works
     content = base64.b64decode(rpc_client.ledger.get_invoice_pdf(invoice_id, account)["content"])
     assert content.startswith(b"%PDF")
+
+
+def test_the_worker_gives_the_notifier_the_pdf_the_ledger_gives_and_no_other_customers(run_service, rpc_as):
+    run_service(PROFILE.service())
+    run_service(LedgerService, OUTBOX_POLL_SECONDS="0.2")
+    run_service(LedgerDocumentsService)
+    account, [first, second] = issue(rpc_as, 2)
+    notifier = rpc_as("notifier")
+    # Asked before or after its event rendered it, the worker answers the stored PDF: the ledger's bytes.
+    given = [notifier.ledger_documents.get_invoice_pdf(invoice_id, account) for invoice_id in (first, second)]
+    for answer in given:
+        assert base64.b64decode(answer["content"]).startswith(b"%PDF")
+        assert answer == notifier.ledger.get_invoice_pdf(answer["invoice_id"], account)
+    with pytest.raises(DomainError) as refused:
+        notifier.ledger_documents.get_invoice_pdf(first, f"acct-{uuid.uuid4()}")
+    assert refused.value.error_code == "not_found"
+    with pytest.raises(DomainError) as refused:   # the notifier's alone: the gateway asks the ledger
+        rpc_as("gateway").ledger_documents.get_invoice_pdf(first, account)
+    assert refused.value.error_code == "forbidden"

@@ -1,13 +1,14 @@
 """The notifier service in-process, fed real events over RabbitMQ, sending to the mail stand-in.
 
-Profile and the ledger are the shared fakes (tests/fakes.py) answering ``notification_settings``
-and ``get_invoice_pdf``; the mail relay is the team's stand-in as its own process, broken on
+Profile, the ledger and its document worker are the shared fakes (tests/fakes.py) answering
+``notification_settings`` and ``get_invoice_pdf``; the mail relay is the team's stand-in as its own process, broken on
 purpose with ``PUT /control``. Retries wait on the shared clock, which the tests move.
 """
 from __future__ import annotations
 
 import time
 import uuid
+from collections import Counter
 
 import pytest
 from nameko.standalone.events import event_dispatcher
@@ -21,7 +22,7 @@ from tests.support import eventually
 
 PDF = b"%PDF-1.4\n" + b"invoice body " * 50
 PROFILE = FakeProfile()   # answers notification_settings for the customers the tests add
-LEDGER = FakeLedger()     # answers get_invoice_pdf
+LEDGER = FakeLedger()     # answers get_invoice_pdf, as the ledger and as its document worker
 LEDGER.invoice_pdfs["inv-77"] = PDF
 
 
@@ -58,10 +59,17 @@ def time_machine(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def notifier(run_service, relay, amqp_uri, time_machine):
+def notifier(without_documents, run_service):
+    run_service(LEDGER.documents_service())
+    return without_documents
+
+
+@pytest.fixture
+def without_documents(run_service, relay, amqp_uri, time_machine):
+    """The notifier, profile and the ledger, without the ledger's document worker."""
     run_service(PROFILE.service())
     run_service(LEDGER.service())
-    run_service(NotifierService, SMTP_PORT=relay.port, SMTP_TIMEOUT=5)
+    run_service(NotifierService, SMTP_PORT=relay.port, SMTP_TIMEOUT=5, RPC_TIMEOUT=2)
     return event_dispatcher({"AMQP_URI": amqp_uri, "serializer": "json"})
 
 
@@ -151,6 +159,7 @@ def test_a_change_confirmation_goes_to_the_new_address_in_the_customers_language
 
 def test_the_invoice_mail_waits_for_the_pdf_and_carries_it(notifier, rpc_client, mailbox):
     account = customer()
+    given = LEDGER.pdfs_given.copy()
     invoice = dict(invoice_id="inv-77", number="2026/000123", kind="invoice",
                    gross={"amount": "24.48", "currency": "EUR"}, issued_at="2026-11-29T10:00:00Z",
                    order_id="ord-1042")
@@ -163,6 +172,21 @@ def test_the_invoice_mail_waits_for_the_pdf_and_carries_it(notifier, rpc_client,
     assert item["kind"] == "invoice_issued" and mail["subject"] == "Invoice 2026/000123"
     assert mail["attachments"] == [{"filename": "invoice-2026-000123.pdf", "content_type": "application/pdf",
                                     "size": len(PDF)}]
+    # From the document worker that stored it, not from the ledger's RPC process.
+    assert LEDGER.pdfs_given - given == Counter({"ledger_documents": 1})
+
+
+def test_with_the_document_worker_away_the_invoice_mail_takes_the_pdf_from_the_ledger(
+        without_documents, rpc_client, mailbox):
+    account = customer()
+    given = LEDGER.pdfs_given.copy()
+    without_documents("ledger", "invoice_pdf_ready", event(
+        account, invoice_id="inv-77", number="2026/000125", kind="invoice", sha256="0" * 64,
+        gross={"amount": "24.48", "currency": "EUR"}, issued_at="2026-11-29T10:00:00Z"))
+    [item] = eventually(lambda: [i for i in sent(rpc_client, account) if i["state"] == "sent"] or None, timeout=30)
+    [mail] = mailbox.to(main_email(account))
+    assert item["kind"] == "invoice_issued" and mail["attachments"][0]["size"] == len(PDF)
+    assert LEDGER.pdfs_given - given == Counter({"ledger": 1})
 
 
 def test_the_invoice_mail_goes_without_a_pdf_the_ledger_does_not_have(notifier, rpc_client, mailbox):

@@ -37,19 +37,20 @@ EVENT_GRACE = timedelta(minutes=1)   # an invoice's own event renders it within 
 
 
 class InvoicePdfs:
-    """The invoices' PDFs: ``render`` and ``backfill`` in the worker, ``get`` in the ledger's RPC process."""
+    """The invoices' PDFs: ``render``, ``backfill`` and the notifier's ``get`` in the worker, the panel's
+    ``get`` in the ledger's RPC process."""
 
     def __init__(self, uow, clock, render: Callable[[dict, str], bytes] | None = None, worker=None):
         self.uow = uow
         self.clock = clock
         self.render_pdf = render   # the worker's: (invoice document, language) -> PDF bytes
-        self.worker = worker       # the RPC process's: anything with render_invoice_pdf(invoice_id)
+        self.worker = worker       # the RPC process's: anything with render_invoice_pdf(invoice_id); None in the worker
 
     def get(self, invoice_id, account_id=None) -> dict:
         """The invoice's stored PDF; with ``account_id``, another customer's invoice is ``not_found``.
 
         One the worker has not stored yet (it is behind, or the download came first) is rendered by
-        the worker now, never in this process.
+        the worker now: asked over RPC from the ledger's process, which never renders one itself.
         """
         with self.uow.transaction() as session:
             found = session.execute(
@@ -61,6 +62,8 @@ class InvoicePdfs:
             raise NotFound("invoice")
         if found.content is not None:
             return pdf_view(found.id, found.number, found.kind, found.content, found.sha256)
+        if self.worker is None:
+            return self.render(found.id)
         return self.worker.render_invoice_pdf(found.id)
 
     def render(self, invoice_id) -> dict:

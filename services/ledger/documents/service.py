@@ -2,7 +2,9 @@
 
 A process of the ledger (the same code, database and events), not a service of its own: it
 answers no price or charge, so the CPU a PDF takes never delays a customer's order, and it is the
-only process that loads ReportLab and its fonts. It works on the ledger's database, where the PDFs
+only process that loads ReportLab and its fonts. It also hands the notifier each invoice's PDF
+for its mail (``get_invoice_pdf``), so that those answers, tens of kilobytes each, are not written
+by the process that answers charges either. It works on the ledger's database, where the PDFs
 are kept beside the invoices (committed, backed up and restored with the books), and leaves the
 ledger's outbox to the ledger's processes, which publish it under their lock.
 """
@@ -21,7 +23,7 @@ from services.common.config import env_float
 from services.common.database import Database
 from services.common.events import handle_event
 from services.common.logging import configure
-from services.common.roles import LEDGER
+from services.common.roles import LEDGER, NOTIFIER
 from services.common.rpc import rpc
 from services.ledger.documents.application import InvoicePdfs
 from services.ledger.invoice_pdf import render_invoice_pdf
@@ -72,6 +74,11 @@ class LedgerDocumentsService(ServiceBase):
     @rpc(roles=LEDGER)
     def render_invoice_pdf(self, invoice_id):
         return self.pdfs.render(invoice_id)
+
+    # -- the notifier, for the invoice mail: the PDF this worker stored, without the ledger's RPC process
+    @rpc(roles=NOTIFIER)
+    def get_invoice_pdf(self, invoice_id, account_id=None):
+        return self.pdfs.get(invoice_id, account_id)
 
     # -- the ledger, for a statement of the balance asked as a PDF (drawn, not kept: the journal is the record)
     @rpc(roles=LEDGER)
