@@ -196,9 +196,7 @@ class Notifications:
                 subscriber.consent_at = at   # what a new row holds: the defaults
             if subscriber.contact_at is not None and as_utc(subscriber.contact_at) > at:
                 return
-            subscriber.email = payload.get(email_field) or subscriber.email
-            subscriber.first_name = payload.get("first_name") or subscriber.first_name
-            subscriber.language = dispatch.language_of(payload.get("language") or subscriber.language)
+            _copy_contact(subscriber, payload, email_field)
             subscriber.contact_at = at
 
     def remember_consent(self, payload: dict) -> None:
@@ -374,6 +372,13 @@ def _subscriber(session, account_id: str) -> Subscriber:
     return subscriber
 
 
+def _copy_contact(subscriber: Subscriber, source: dict, email_field: str = "email") -> None:
+    """The main address, first name and language of an event or of profile's answer; what it lacks stays."""
+    subscriber.email = source.get(email_field) or subscriber.email
+    subscriber.first_name = source.get("first_name") or subscriber.first_name
+    subscriber.language = dispatch.language_of(source.get("language") or subscriber.language)
+
+
 def _copy_emails(subscriber: Subscriber, emails: dict) -> None:
     subscriber.invoices_email = emails.get("invoices") or None
     subscriber.support_email = emails.get("support") or None
@@ -384,9 +389,7 @@ def _keep_answer(session, account_id: str, answer: dict) -> None:
     """Profile's answer fills what no event has said yet; any later event replaces it (``answered``)."""
     subscriber = _subscriber(session, account_id)
     if subscriber.contact_at is None:
-        subscriber.email = answer.get("email") or subscriber.email
-        subscriber.first_name = answer.get("first_name") or subscriber.first_name
-        subscriber.language = dispatch.language_of(answer.get("language"))
+        _copy_contact(subscriber, answer)
     if subscriber.consent_at is None:
         subscriber.newsletter = answer.get("newsletter") is True
         _copy_emails(subscriber, answer.get("emails") or {})

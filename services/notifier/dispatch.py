@@ -2,7 +2,8 @@
 
 :func:`occasion_for` reads an event of another service (docs/CONTRACTS.md) as the message
 the customer must get; :func:`settings_from` reads profile's ``notification_settings``
-answer, :func:`addressee_from_copy` the notifier's own copy of it; :func:`after_attempt` decides what a delivery becomes after the relay answered.
+answer, :func:`addressee_from_copy` the notifier's own copy of it; :func:`after_attempt`
+decides what a delivery becomes after the relay answered.
 """
 from __future__ import annotations
 
