@@ -174,6 +174,20 @@ class FakeLedger:
             raise failure
         return transaction
 
+    def charge_orders(self, charges: list[dict]) -> list[dict]:
+        """Many ``charge_order`` calls in one, each answered in its place, like the real ledger's; with
+        ``fail_after_charge``, every charge is taken and then the call raises it (its answer lost)."""
+        failure, self.fail_after_charge = self.fail_after_charge, None
+        answers = []
+        for charge in charges:
+            try:
+                answers.append({"transaction": FakeLedger.charge_order(self, **charge)})
+            except DomainError as refused:
+                answers.append({"error": {"code": refused.error_code, "message": refused.message}})
+        if failure is not None:
+            raise failure
+        return answers
+
     def refund(self, account_id, amount, idempotency_key, reference, charge_id, description) -> dict:
         return self._move("refund", account_id, Money.from_wire(amount).minor, idempotency_key,
                           (amount, reference, charge_id, description),
@@ -268,6 +282,14 @@ class FakeLedger:
             def charge_order(self, account_id, amount, idempotency_key, reference, description, lines=None):
                 return self._announce(account_id, books.charge_order(account_id, amount, idempotency_key, reference,
                                                                      description, lines))
+
+            @rpc(roles=roles_of("ledger.charge_orders"))
+            def charge_orders(self, charges):
+                answers = books.charge_orders(charges)
+                for charge, answer in zip(charges, answers):
+                    if "transaction" in answer:
+                        self._announce(charge["account_id"], answer["transaction"])
+                return answers
 
             @rpc(roles=roles_of("ledger.refund"))
             def refund(self, account_id, amount, idempotency_key, reference, charge_id, description):

@@ -16,13 +16,13 @@ import uuid
 from dataclasses import replace
 from datetime import datetime
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.exc import IntegrityError
 
 from services.common.clock import as_utc
 from services.common.config import env
-from services.common.errors import NotFound, ValidationError
+from services.common.errors import DomainError, NotFound, ValidationError
 from services.common.idempotency import KeyedRequest
 from services.common.locks import is_postgres, try_lock
 from services.common.money import Money
@@ -32,11 +32,15 @@ from services.common import profile_copy
 from services.common.profile_copy import ProfileCopies, keep_answer, read
 from services.common.schemas import load
 from services.common.wording import CUSTOMER_TEXTS as WORDING
-from services.ledger import domain, invoicing, numbering, payment_methods, tax
+from services.ledger import domain, invoicing, payment_methods, tax
 from services.ledger.invoice_view import invoice_view
 from services.ledger.models import Balance, Invoice, Posting, Transaction
+from services.ledger.writes import Movement, Writes
 from services.ledger.schemas import (AdjustmentSchema, ChargeSchema, CreditLimitSchema, PaymentSchema,
                                      PriceSchema, RefundSchema)
+
+# The most charges one ``charge_orders`` call takes: its transaction holds their balances' locks.
+MAX_CHARGES_AT_ONCE = 200
 
 
 def default_currency() -> str:
@@ -121,14 +125,82 @@ class Ledger:
             balance = self._lock_balance(session, data["account_id"])
             if (replay := self._replay(request, session)) is not None:
                 return replay
-            buyer = tax.Buyer.from_profile(profile)
-            now = self.clock.now()
-            treatment = tax.tax_treatment(buyer, self.seller, on=now)
-            priced = _priced(data, lambda price: tax.price_for(price, treatment, self.seller, on=now).gross)
-            tx = self._charge_in(session, balance, request.priced(priced), buyer, _invoice_lines(priced),
-                                 treatment, profile.get("language"))
-            return domain.transaction_view(tx)
+            return domain.transaction_view(self._priced_charge(session, balance, request, profile, Writes(session)))
         return self._as_customer(data["account_id"], charge)
+
+    def charge_orders(self, charges) -> list[dict]:
+        """Many orders' ``charge_order`` in one transaction: the lifecycle clock's renewals at month end.
+
+        ``charges``: up to ``MAX_CHARGES_AT_ONCE`` dicts of ``charge_order``'s arguments, taken in
+        the list's order (an account's in the order its orders renew). Each is answered in its
+        place: ``{"transaction": ...}``, the answer ``charge_order`` gives (a key seen before
+        answers its first charge), or ``{"error": {"code", "message"}}`` for one refused (a short
+        balance, an account nobody has, a key used with other arguments, invalid arguments). A
+        refusal is decided before anything of its charge is written; any other failure fails the
+        whole call, and nothing of it is written. Keys and fingerprints are ``charge_order``'s, so
+        one charge of a call that did not answer is finished later by ``charge_order`` alone. The
+        invoices are numbered together, by the last statements before the commit.
+        """
+        if not isinstance(charges, list) or len(charges) > MAX_CHARGES_AT_ONCE:
+            raise ValidationError({"charges": [f"must be a list of at most {MAX_CHARGES_AT_ONCE} charges"]})
+        schema, requests = ChargeSchema(), []
+        for arguments in charges:
+            try:
+                if not isinstance(arguments, dict):
+                    raise ValidationError({"charge": ["must be an object of charge_order's arguments"]})
+                data = load(schema, arguments)
+                _invoice_lines(data)
+                requests.append(_Request("charge_order", data))
+            except DomainError as refused:
+                requests.append(refused)
+        accounts = sorted({r.account_id for r in requests if isinstance(r, _Request)})
+        asked: dict[str, dict | None] = {}
+        while True:
+            with self.uow.transaction() as session:
+                copies = profile_copy.read_all(session, accounts)
+                missing = [a for a in accounts if copies.get(a) is None and a not in asked]
+                if not missing:
+                    for account_id, answer in asked.items():
+                        if copies.get(account_id) is None and answer is not None:
+                            keep_answer(session, account_id, answer)
+                            copies[account_id] = answer
+                    return self._charge_all(session, requests, copies, accounts)
+            for account_id in missing:  # outside any transaction
+                try:
+                    asked[account_id] = self.profiles.get(account_id)
+                except DomainError as error:
+                    if error.error_code != "not_found":
+                        raise
+                    asked[account_id] = None  # nobody has it: its charges are refused, not_found
+
+    def _charge_all(self, session, requests: list, copies: dict, accounts: list[str]) -> list[dict]:
+        """``charge_orders`` in its transaction: the balances locked and the keys looked up in one statement
+        each, every charge decided in memory, then all written together (writes.py)."""
+        known = [a for a in accounts if copies.get(a) is not None]
+        balances = self._lock_balances(session, known)
+        firsts = {(tx.account_id, tx.idempotency_key): tx for tx in session.scalars(select(Transaction).where(
+            Transaction.account_id.in_(known),
+            Transaction.idempotency_key.in_(sorted({r.key for r in requests if isinstance(r, _Request)}))))}
+        writes, answers = Writes(session, gather=True), []
+        for request in requests:
+            try:
+                if isinstance(request, DomainError):
+                    raise request
+                if copies.get(request.account_id) is None:
+                    raise NotFound("account")
+                first = firsts.get((request.account_id, request.key))
+                if first is not None:
+                    answers.append({"transaction": request.keyed.replay(first.fingerprint,
+                                                                        domain.transaction_view(first))})
+                    continue
+                tx = self._priced_charge(session, balances[request.account_id], request,
+                                         copies[request.account_id], writes)
+                firsts[(request.account_id, request.key)] = tx
+                answers.append({"transaction": domain.transaction_view(tx)})
+            except DomainError as refused:
+                answers.append({"error": {"code": refused.error_code, "message": refused.message}})
+        writes.flush()  # the invoices' numbers last: numbering.py
+        return answers
 
     def charge(self, account_id, amount, idempotency_key, reference, description, lines=None) -> dict:
         """Take an already priced amount from the balance and issue its invoice."""
@@ -146,6 +218,16 @@ class Ledger:
             tx = self._charge_in(session, balance, request, buyer, invoice_lines, treatment, profile.get("language"))
             return domain.transaction_view(tx)
         return self._as_customer(data["account_id"], charge)
+
+    def _priced_charge(self, session, balance: Balance, request: "_Request", profile: dict,
+                       writes: Writes) -> Transaction:
+        """``charge_order``'s charge: the list prices priced for this buyer, taken with the invoice."""
+        buyer = tax.Buyer.from_profile(profile)
+        now = self.clock.now()
+        treatment = tax.tax_treatment(buyer, self.seller, on=now)
+        priced = _priced(request.data, lambda price: tax.price_for(price, treatment, self.seller, on=now).gross)
+        return self._charge_in(session, balance, request.priced(priced), buyer, _invoice_lines(priced),
+                               treatment, profile.get("language"), writes)
 
     def _as_customer(self, account_id: str, work):
         """``work(session, profile)`` in one transaction, with the copy of the customer read in it.
@@ -165,20 +247,22 @@ class Ledger:
             asked = self.profiles.get(account_id)
 
     def _charge_in(self, session, balance: Balance, request: "_Request", buyer: tax.Buyer,
-                   invoice_lines: list, treatment, language: str | None) -> Transaction:
-        """The charge's movement and its invoice, in the caller's transaction, whose last write this is."""
+                   invoice_lines: list, treatment, language: str | None, writes: Writes | None = None) -> Transaction:
+        """The charge's movement and its invoice, in the caller's transaction, whose last write this is
+        (``writes``: gathered for the end of the transaction instead: writes.py)."""
         # Written in the buyer's language now: the invoice keeps the language of its issue.
         language = language or "en"
         invoice_lines = [replace(line, description=WORDING.say(line.description, language)) for line in invoice_lines]
         invoice_id = str(uuid.uuid4())
+        writes = writes or Writes(session)
         tx = self._move(session, balance, domain.CHARGE, request, invoice_id=invoice_id,
-                        description=WORDING.say(request.data["description"] or "Charge", language))
+                        description=WORDING.say(request.data["description"] or "Charge", language), writes=writes)
         now = as_utc(tx.created_at)
         document = invoicing.build_invoice(
             invoice_id=invoice_id, number=None, seller=self.seller,
             buyer=buyer, lines=invoice_lines, treatment=treatment, currency=tx.currency,
             order_id=tx.reference, issued_at=now)
-        self._issue(session, tx, document, language)  # the last write: numbering.py
+        writes.document(*self._to_number(tx, document, language))  # the last write: numbering.py
         return tx
 
     def refund(self, account_id, amount, idempotency_key, reference, charge_id, description=None) -> dict:
@@ -377,8 +461,9 @@ class Ledger:
 
     def _move(self, session, balance: Balance, kind: str, request: "_Request", *, description: str,
               invoice_id=None, refunds_transaction_id=None, method=None, operator=None,
-              caller=None) -> Transaction:
-        """Write one movement: transaction, postings, running balance, balance events."""
+              caller=None, writes: Writes | None = None) -> Transaction:
+        """One movement: transaction, postings, running balance, balance events, written now (or gathered
+        in ``writes``: writes.py). A refusal (currency, funds) comes before anything is written."""
         amount = request.data["amount"]
         domain.check_currency(balance.currency, amount)
         change = domain.signed_amount(kind, amount)
@@ -391,30 +476,29 @@ class Ledger:
             description=description, idempotency_key=request.key, fingerprint=request.fingerprint,
             refunds_transaction_id=refunds_transaction_id, method=method, operator=operator, caller=caller,
             invoice_id=invoice_id, created_at=now)
-        # Written as statements, not through the session's unit of work: a payment's flushes were a
-        # quarter of the ledger's CPU (README Performance). ``tx`` is the row as written, for the views.
-        session.execute(insert(Transaction.__table__), written)
+        # Written as statements (writes.py), not through the session's unit of work: a payment's flushes
+        # were a quarter of the ledger's CPU (README Performance). ``tx`` is the row as written, for the views.
         tx = Transaction(**written)
         customer = domain.customer_account(balance.account_id)
-        session.execute(insert(Posting.__table__), [
+        postings = [
             {"transaction_id": tx.id, "ledger_account": leg.ledger_account, "amount_minor": leg.amount.minor,
              "currency": leg.amount.currency, "balance_after_minor": after.minor if leg.ledger_account == customer else None}
-            for leg in domain.legs_for(kind, balance.account_id, change)])
+            for leg in domain.legs_for(kind, balance.account_id, change)]
         threshold = (None if balance.low_balance_threshold_minor is None
                      else Money(balance.low_balance_threshold_minor, balance.currency))
         alert = domain.low_balance_alert(threshold, balance.below_threshold, change, after)
         moved = {"balance_minor": after.minor, "below_threshold": alert.below_threshold, "updated_at": now}
-        session.execute(update(Balance.__table__).where(Balance.account_id == balance.account_id).values(moved))
         for name, value in moved.items():   # the locked row as it now is, with nothing left to flush
             set_committed_value(balance, name, value)
-        publish_later(session, "balance_changed", {
+        events = [("balance_changed", {
             "account_id": tx.account_id, "balance": after.to_wire(), "transaction_id": tx.id,
             "kind": kind, "amount": change.to_wire(),
             # null: no alert in days, so a forecast would decide nothing (orders then gives none)
-            "alert_in_days": balance.low_balance_days})
+            "alert_in_days": balance.low_balance_days})]
         if alert.send_low_balance:
-            publish_later(session, "balance_low", {
-                "account_id": tx.account_id, "balance": after.to_wire(), "threshold": threshold.to_wire()})
+            events.append(("balance_low", {
+                "account_id": tx.account_id, "balance": after.to_wire(), "threshold": threshold.to_wire()}))
+        (writes or Writes(session)).movement(Movement(written, postings, balance.account_id, moved, events))
         return tx
 
     def _issue(self, session, tx: Transaction, document: dict, language: str) -> None:
@@ -423,7 +507,12 @@ class Ledger:
         The year's counter is locked from here to the commit, so nothing of the movement may
         come after it (``numbering.py``).
         """
-        numbering.issue_numbered(session, {
+        Writes(session).document(*self._to_number(tx, document, language))
+
+    @staticmethod
+    def _to_number(tx: Transaction, document: dict, language: str) -> tuple[dict, dict]:
+        """The document's ``invoices`` row and ``invoice_issued`` event, both still without their number."""
+        return ({
             "id": document["id"], "account_id": tx.account_id, "year": invoicing.number_year(as_utc(tx.created_at)),
             "kind": document["kind"], "transaction_id": tx.id, "corrects": document["corrects"],
             "gross_minor": Money.from_wire(document["gross"]).minor,
@@ -433,6 +522,17 @@ class Ledger:
             "account_id": tx.account_id, "invoice_id": document["id"], "kind": document["kind"],
             "gross": document["gross"], "issued_at": document["issued_at"], "order_id": document["order_id"],
         })
+
+    def _lock_balances(self, session, account_ids: list[str]) -> dict[str, Balance]:
+        """The balance rows of these accounts, locked in the order of their ids in one statement (a missing
+        one created as ``_lock_balance`` creates it)."""
+        locked = {balance.account_id: balance for balance in session.scalars(
+            select(Balance).where(Balance.account_id.in_(account_ids)).order_by(Balance.account_id)
+            .with_for_update().execution_options(populate_existing=True))}
+        for account_id in account_ids:
+            if account_id not in locked:
+                locked[account_id] = self._lock_balance(session, account_id)
+        return locked
 
     def _locked_balance(self, session, account_id: str) -> Balance | None:
         """The account's balance row, locked until the transaction ends; None when there is none yet."""

@@ -13,6 +13,10 @@ event by the database). SQLite has no data-modifying CTE, but one writer at a ti
 whole database for the whole transaction, so there the same three writes run one after the
 other and nothing waits longer for it.
 
+Many charges in one transaction (``charge_orders``: the lifecycle clock's renewals) take their
+numbers together, in their order (:func:`issue_numbered_all`): the counter moved once by their
+count, then their invoices and events written in one statement each, right before the commit.
+
 Still gap-free: a rolled-back movement rolls its number back with it, and two movements never
 read the same counter value (the UPDATE waits for the row).
 """
@@ -82,6 +86,34 @@ def issue_numbered(session: Session, invoice: dict, event: dict) -> str:
     return number
 
 
+def issue_numbered_all(session: Session, issued: list[tuple[dict, dict]]) -> list[str]:
+    """Number many documents at once, as the transaction's last statements (``charge_orders``).
+
+    ``issued``: ``(invoice, event)`` pairs as :func:`issue_numbered` takes them, numbered in the
+    list's order. Each year's counter is moved once, by all of its documents, then the invoices
+    and their events are written in one statement each: the counter stays locked for three
+    statements and the commit, however many documents there are.
+    """
+    session.flush()
+    taken: list[tuple[int, str] | None] = [None] * len(issued)
+    for year in dict.fromkeys(invoice["year"] for invoice, _ in issued):
+        of_year = [n for n, (invoice, _) in enumerate(issued) if invoice["year"] == year]
+        last = _take(session, year, len(of_year))
+        if last is None:
+            insert_first(session, InvoiceCounter.__table__, year=year, last_seq=0)
+            last = _take(session, year, len(of_year))
+        for seq, n in enumerate(of_year, start=last - len(of_year) + 1):
+            taken[n] = (seq, invoicing.format_number(year, seq))
+    if issued:
+        session.execute(insert(Invoice.__table__), [
+            {**invoice, "number_seq": seq, "number": number, "document": {**invoice["document"], "number": number}}
+            for (invoice, _), (seq, number) in zip(issued, taken)])
+        session.execute(insert(session.info["tables"]["outbox"]), [
+            outbox_row(session, "invoice_issued", {**event, "number": number})
+            for (_, event), (_, number) in zip(issued, taken)])
+    return [number for _, number in taken]
+
+
 def _take_and_issue(session: Session, invoice: dict, event: dict) -> str | None:
     row = outbox_row(session, "invoice_issued", {**event, "number": None})
     del row["published_at"]
@@ -89,8 +121,9 @@ def _take_and_issue(session: Session, invoice: dict, event: dict) -> str | None:
         **invoice, "document": json.dumps(invoice["document"]), **row}).scalar()
 
 
-def _take(session: Session, year: int) -> int | None:
+def _take(session: Session, year: int, count: int = 1) -> int | None:
+    """Move the year's counter on by ``count``: the last number taken (None: the year has no counter yet)."""
     return session.scalar(update(InvoiceCounter).where(InvoiceCounter.year == year)
-                          .values(last_seq=InvoiceCounter.last_seq + 1).returning(InvoiceCounter.last_seq)
+                          .values(last_seq=InvoiceCounter.last_seq + count).returning(InvoiceCounter.last_seq)
                           .execution_options(synchronize_session=False))
 

@@ -78,6 +78,10 @@ class LedgerService(ServiceBase):
         return self.ledger.charge_order(account_id, amount, idempotency_key, reference, description, lines)
 
     @rpc(roles=ORDERS)
+    def charge_orders(self, charges):
+        return self.ledger.charge_orders(charges)
+
+    @rpc(roles=ORDERS)
     def refund(self, account_id, amount, idempotency_key, reference, charge_id, description=None):
         return self.ledger.refund(account_id, amount, idempotency_key, reference, charge_id, description)
 

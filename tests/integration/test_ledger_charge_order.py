@@ -119,3 +119,78 @@ def test_a_charge_for_an_account_nobody_has_writes_nothing(ledger, profiles):
     assert refused(lambda: ledger.charge("ghost-2", eur("1.00"), "k", "o", "VPS")).error_code == "not_found"
     with ledger.uow.transaction() as session:
         assert session.scalar(select(Balance).where(Balance.account_id == "ghost-2")) is None
+
+
+# --- many orders' charges in one call: the lifecycle clock's renewals (issue 16, item 10) ----------------
+
+def renewal(account: str, order: str, amount: str = "9.90", key: str | None = None) -> dict:
+    """``charge_order``'s arguments for an order's first renewal, as orders' clock sends them."""
+    line = {"description": "VPS S, renewal", "gross": eur(amount), "period_from": "2026-02-01",
+            "period_to": "2026-02-28"}
+    return {"account_id": account, "amount": eur(amount), "idempotency_key": key or f"order:{order}:renew:1",
+            "reference": order, "description": "VPS S, renewal for 1 months", "lines": [line]}
+
+
+def registered(ledger, profiles, funds: str, **changes) -> str:
+    account = profiles.add(**changes)
+    ledger.account_registered(profile_event(account, "account_registered", **changes))
+    ledger.credit_payment(account, eur(funds), "p", "P")
+    return account
+
+
+def test_many_charges_are_taken_in_one_transaction_each_answered_in_its_place(ledger, profiles):
+    rich, short, company = (registered(ledger, profiles, "30.00"), registered(ledger, profiles, "10.00"),
+                            registered(ledger, profiles, "50.00", **GERMAN_COMPANY))
+    charges = [renewal(rich, "o-1"), renewal(rich, "o-2"), renewal(short, "o-3"), renewal(short, "o-4"),
+               renewal(company, "o-5", "11.99"), renewal(rich, "o-6")]
+    with transactions_begun(ledger.uow.engine) as begun:
+        answers = ledger.charge_orders(charges)
+    assert len(begun) == 1
+    assert [sorted(answer) for answer in answers] == [["transaction"]] * 3 + [["error"]] + [["transaction"]] * 2
+    assert answers[3]["error"]["code"] == "insufficient_funds"   # the short account's second order
+    assert [a["transaction"]["balance_after"] for a in answers if "transaction" in a] == [
+        eur("20.10"), eur("10.20"), eur("0.10"), eur("40.25"), eur("0.30")]
+    assert answers[4]["transaction"]["amount"] == eur("-9.75")    # priced for the customer, as charge_order does
+    # numbered together, in the list's order, without a gap: the refused charge took no number
+    numbers = [ledger.get_invoice(a["transaction"]["invoice_id"])["number"] for a in answers if "transaction" in a]
+    sequence = [int(number.split("/")[1]) for number in numbers]
+    assert sequence == list(range(sequence[0], sequence[0] + 5))
+    issued = outbox(ledger.uow, rich, "invoice_issued")
+    assert [event["number"] for event in issued] == [numbers[0], numbers[1], numbers[4]]
+    assert [e["kind"] for e in outbox(ledger.uow, short, "balance_changed")] == ["payment", "charge"]
+    assert ledger.audit() == []
+
+
+def test_a_call_again_answers_the_first_charges_and_each_one_replays_alone(ledger, profiles):
+    account = registered(ledger, profiles, "30.00")
+    charges = [renewal(account, "o-1"), renewal(account, "o-2")]
+    first = ledger.charge_orders(charges)
+    assert ledger.charge_orders(charges) == first
+    # the clock's lone retry of one order (its lease expired) meets the same fingerprint
+    assert ledger.charge_order(**charges[1]) == first[1]["transaction"]
+    again = ledger.charge_orders([renewal(account, "o-1", "12.00"), renewal(account, "o-3")])
+    assert again[0]["error"]["code"] == "idempotency_conflict" and "transaction" in again[1]
+    assert ledger.get_balance(account) == eur("0.30")
+
+
+def test_refusals_of_their_own_and_an_account_without_a_copy_asked_of_profile_once(ledger, profiles):
+    known = registered(ledger, profiles, "30.00")
+    unseen = profiles.add()   # no event yet: asked of profile, and its answer kept
+    asked = profiles.calls
+    answers = ledger.charge_orders([
+        renewal("ghost-3", "o-1"), {"account_id": known, "amount": "9.90"}, "not a charge",
+        renewal(unseen, "o-2"), renewal(known, "o-3")])
+    assert [answer.get("error", {}).get("code") for answer in answers] == [
+        "not_found", "validation_error", "validation_error", "insufficient_funds", None]
+    assert profiles.calls == asked + 2   # the ghost and the unseen account, once each
+    ledger.credit_payment(unseen, eur("10.00"), "p", "P")
+    assert "transaction" in ledger.charge_orders([renewal(unseen, "o-2")])[0]
+    assert profiles.calls == asked + 2   # the kept answer
+
+
+def test_more_charges_than_one_call_takes_are_refused_whole(ledger, profiles):
+    account = registered(ledger, profiles, "30.00")
+    too_many = [renewal(account, f"o-{n}") for n in range(201)]
+    assert refused(lambda: ledger.charge_orders(too_many)).error_code == "validation_error"
+    assert refused(lambda: ledger.charge_orders({"charges": []})).error_code == "validation_error"
+    assert ledger.get_balance(account) == eur("30.00") and ledger.charge_orders([]) == []
