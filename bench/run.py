@@ -371,8 +371,10 @@ def report(run: Run, scale: dict | None, started: datetime, elapsed: float, args
         m = month_end
         lines += ["", f"Month end: {m['count']:,} active orders of {m['customers']} customers with auto-renew due "
                       f"today (written with SQL), renewed by the lifecycle clock (batches of "
-                      f"{os.environ.get('ORDERS_CLOCK_BATCH', '500')}, {os.environ.get('ORDERS_RENEWALS_AT_ONCE', '8')} "
-                      f"renewals at once, a tick every {STACK_ENV['ORDERS_TICK_SECONDS']} s): "
+                      f"{os.environ.get('ORDERS_CLOCK_BATCH', '500')}, ledger calls from "
+                      f"{os.environ.get('ORDERS_RENEWALS_PER_CALL', '100')} renewals, "
+                      f"{os.environ.get('ORDERS_RENEWALS_AT_ONCE', '4')} calls at once, "
+                      f"a tick every {STACK_ENV['ORDERS_TICK_SECONDS']} s): "
                       f"{m['renewed']:,} renewed; the first {m['first']:.0f} s after the orders were written, "
                       f"the last after {m['all']:.0f} s: **{m['rate']:.0f} renewals/s** (target ≥ 500)."
                       if m["rate"] else f"Month end: {m['renewed']} of {m['count']} renewed: no rate.", "",

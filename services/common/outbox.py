@@ -36,6 +36,12 @@ def publish_later(session: Session, event_type: str, data: dict) -> str:
     return row["event_id"]
 
 
+def publish_all(session: Session, rows: list[dict]) -> None:
+    """Record many events (their :func:`outbox_row`, in order) in this transaction's outbox, in one statement."""
+    if rows:
+        session.execute(insert(_table(session, "outbox")), rows)
+
+
 def outbox_row(session: Session, event_type: str, data: dict) -> dict:
     """The outbox row of an event, for a caller that writes it in a statement of its own.
 

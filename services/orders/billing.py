@@ -35,6 +35,15 @@ class Billing:
                                                charge["description"], charge["lines"])
         return transaction, -Money.from_wire(transaction["amount"])
 
+    def take_all(self, claimed: list[tuple[Order, dict]]) -> list[dict]:
+        """Many operations' charges in one ledger call (``charge_orders``): each one's answer, in order,
+        ``{"transaction": ...}`` or ``{"error": {"code", "message"}}``."""
+        return self.ledger.charge_orders([
+            {"account_id": row.account_id, "amount": operation["charge"]["amount"],
+             "idempotency_key": operation["charge"]["key"], "reference": row.id,
+             "description": operation["charge"]["description"], "lines": operation["charge"]["lines"]}
+            for row, operation in claimed])
+
     def refund(self, row: Order, amount: Money, key: str, description: str) -> list[tuple[str, Money, dict]]:
         """Return ``amount`` to the balance against the order's charges; one ledger refund per charge drawn on."""
         with self.uow.transaction() as session:

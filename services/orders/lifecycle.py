@@ -1,11 +1,14 @@
 """The lifecycle clock (O1, O7): overdue, suspended, closed; renewal reminders; automatic renewals.
 
 It works through the live orders in batches of ``ORDERS_CLOCK_BATCH`` (500), one short
-transaction each, account by account, and renews ``ORDERS_RENEWALS_AT_ONCE`` (8) accounts side by
-side: a month end with a hundred thousand renewals due on one day holds no transaction and no lock
-for the run (``bench.run --renewals``). One account's renewals are made one after the other, in
-the order its orders were placed, so the balance pays them in the order the balance forecast
-counts them (services/orders/forecast.py).
+transaction each, account by account. The due automatic renewals are made in calls of whole
+accounts, sent once they hold ``ORDERS_RENEWALS_PER_CALL`` (100) renewals (``Renewal.renew_many``: one
+transaction to write them, one ``ledger.charge_orders``, one transaction to finish them), and
+``ORDERS_RENEWALS_AT_ONCE`` (4) such calls run side by side: a month end with a hundred thousand
+renewals due on one day holds no transaction and no lock for the run (``bench.run --renewals``).
+One account's renewals are charged in the order its orders were placed, never by two calls at
+once, so the balance pays them in the order the balance forecast counts them
+(services/orders/forecast.py).
 """
 from __future__ import annotations
 
@@ -17,9 +20,8 @@ import structlog
 from sqlalchemy import or_, select, tuple_
 
 from services.common.config import env_float, env_int
-from services.common.errors import DomainError
 from services.common.money import Money
-from services.common.outbox import publish_later
+from services.common.outbox import outbox_row, publish_all, publish_later
 from services.orders import domain
 from services.orders.domain import ENDED, LifecycleSettings, Status
 from services.orders.models import Order, RenewalReminder
@@ -52,8 +54,18 @@ def clock_batch() -> int:
 
 
 def renewals_at_once() -> int:
-    """How many automatic renewals run side by side (each waits on the ledger most of its time)."""
-    return env_int("ORDERS_RENEWALS_AT_ONCE", 8)
+    """How many calls of automatic renewals run side by side (each waits on the ledger a good part of its time)."""
+    return env_int("ORDERS_RENEWALS_AT_ONCE", 4)
+
+
+def renewals_per_call() -> int:
+    """How many automatic renewals of whole accounts make a ledger call (an account's are never split across
+    calls running at once; an account with more than twice as many is charged in calls one after the other)."""
+    return env_int("ORDERS_RENEWALS_PER_CALL", 100)
+
+
+# The most ``ledger.charge_orders`` takes in one call.
+LEDGER_CHARGES_AT_ONCE = 200
 
 
 @dataclass
@@ -73,19 +85,21 @@ class LifecycleClock:
     A batch locks its orders (``FOR UPDATE SKIP LOCKED``: a replica running the clock at the same
     time takes other orders, and an order being changed right now waits for the next tick), moves
     them along, records the reminders and marks today's automatic renewals, and commits. Its
-    renewals then run, a few at a time, while the next batch is read: a renewal is the customer's
-    renewal (its own lease, pending operation and ledger call), never inside a batch's transaction.
+    renewals then run, in calls of whole accounts, a few calls at a time, while the next batch is
+    read: a call takes its orders' leases and writes their pending operations in a transaction of
+    its own, never inside a batch's, so an interrupted renewal is finished as a customer's would be.
     No transaction lasts longer than one batch, however many orders are due on one day.
     """
 
     def __init__(self, parts: Parts, renewal: Renewal, settings: LifecycleSettings | None = None,
-                 batch: int | None = None, at_once: int | None = None):
+                 batch: int | None = None, at_once: int | None = None, per_call: int | None = None):
         self.parts = parts
         self.renewal = renewal
         self.uow, self.repository, self.clock = parts.uow, parts.repository, parts.clock
         self.settings = settings or lifecycle_settings()
         self.batch = batch or clock_batch()
         self.at_once = at_once or renewals_at_once()
+        self.per_call = per_call or renewals_per_call()
 
     def tick(self) -> dict:
         """Move orders along their lifecycle, send renewal reminders, and make the due auto-renewals."""
@@ -95,7 +109,7 @@ class LifecycleClock:
         renewals = eventlet.GreenPool(self.at_once)
         started = []
         after = None
-        account, turn = None, []   # the account being read and its due renewals: an account's orders come together
+        account, turn = None, []   # whole accounts' due renewals: an account's orders come together
         try:
             while True:
                 with self.uow.transaction() as session:
@@ -104,8 +118,8 @@ class LifecycleClock:
                 totals["moved"] += batch.moved
                 totals["reminded"] += batch.reminded
                 for account_id, order_id, months in batch.due:
-                    if account_id != account and turn:
-                        started.append(renewals.spawn(self.renew_in_turn, turn))  # waits for a slot
+                    if account_id != account and len(turn) >= self.per_call:
+                        started.append(renewals.spawn(self.renew_accounts, turn))  # waits for a slot
                         turn = []
                     account = account_id
                     turn.append((order_id, months))
@@ -114,14 +128,27 @@ class LifecycleClock:
                 after = batch.last
         finally:
             if turn:  # marked as tried today by a committed batch: renewed now or not today
-                started.append(renewals.spawn(self.renew_in_turn, turn))
+                started.append(renewals.spawn(self.renew_accounts, turn))
             renewals.waitall()  # a batch that failed (the database away) still lets the started renewals end
         totals["renewed"] = sum(renewal.wait() for renewal in started)
         return totals
 
-    def renew_in_turn(self, due: list[tuple[str, int]]) -> int:
-        """One account's due renewals, one after the other in the order its orders were placed."""
-        return sum(1 for order_id, months in due if self.renew_automatically(order_id, months))
+    def renew_accounts(self, due: list[tuple[str, int]]) -> int:
+        """Whole accounts' due renewals, in order: one call, or calls of at most twice ``per_call`` one after
+        the other (an account with that many). A call that fails is logged and the next one goes on."""
+        most = min(2 * self.per_call, LEDGER_CHARGES_AT_ONCE)
+        renewed = 0
+        for start in range(0, len(due), most):
+            call = due[start:start + most]
+            try:
+                renewed += self.renewal.renew_many(call, still_due=self.still_due)
+            except Exception:  # one call's failure must not stop the others' renewals
+                log.exception("automatic renewals failed", orders=len(call))
+        return renewed
+
+    def still_due(self, state: domain.OrderState) -> bool:
+        """Whether an order listed by a batch is still to be renewed automatically now (read again under its lock)."""
+        return domain.auto_renewal_due(state, self.clock.today(), self.settings)
 
     def advance_batch(self, session, after: str | None, today, now) -> Batch:
         """The next ``batch`` live orders after ``after`` (by account, then as placed), moved along in the
@@ -143,6 +170,7 @@ class LifecycleClock:
                 select(RenewalReminder.order_id, RenewalReminder.paid_until, RenewalReminder.days)
                 .where(RenewalReminder.order_id.in_(ids))):
             reminders.setdefault((order_id, paid_until), []).append(days)
+        reminded = []   # their events, written in one statement
         for loaded in self.repository.loaded_all(session, rows):
             row = loaded.row
             due = domain.advance(loaded.state, today, self.settings)
@@ -153,26 +181,17 @@ class LifecycleClock:
             sent = reminders.get((row.id, loaded.state.paid_until), [])
             for days in domain.renewal_reminders_due(loaded.state, today, sent, self.settings):
                 session.add(RenewalReminder(order_id=row.id, paid_until=loaded.state.paid_until, days=days))
-                publish_later(session, "renewal_due", {
+                reminded.append(outbox_row(session, "renewal_due", {
                     **about(loaded), "paid_until": iso_date(loaded.state.paid_until),
                     "days_left": loaded.state.days_left(today), "cost": loaded.state.cost.to_wire(),
-                    "auto_renew": row.auto_renew})
+                    "auto_renew": row.auto_renew}))
                 batch.reminded += 1
             if domain.auto_renewal_due(loaded.state, today, self.settings) and row.auto_renew_tried_on != today:
-                row.auto_renew_tried_on = today  # once a day: a short balance is not retried every tick
+                # marked tried today when its renewal is written (Renewal.renew_many), not here: a clock
+                # killed after this batch lists it again at its next tick
                 batch.due.append((row.account_id, row.id, row.period_months))
+        publish_all(session, reminded)
         return batch
-
-    def renew_automatically(self, order_id: str, months: int) -> bool:
-        """One automatic renewal; False when it was not made (a short balance, the order busy), never raised."""
-        try:
-            self.renewal.renew_now(order_id, months, None, automatic=True)
-            return True
-        except DomainError as error:
-            log.info("automatic renewal not done", order_id=order_id, code=error.error_code)
-        except Exception:  # one order's failure must not stop the others' renewals
-            log.exception("automatic renewal failed", order_id=order_id)
-        return False
 
     def _move(self, session, loaded: Loaded, due: Status) -> None:
         row, state = loaded.row, loaded.state

@@ -87,6 +87,11 @@ class OrderRepository:
                                     charged_minor=period.charged.minor, adjustment_minor=period.adjustment.minor,
                                     adjusted_from=period.adjusted_from))
 
+    def delete_periods(self, session, order_ids: list[str]) -> None:
+        """The periods of these orders, deleted in one statement (``save(..., had_periods=False)`` writes theirs)."""
+        if order_ids:
+            session.execute(delete(OrderPeriod).where(OrderPeriod.order_id.in_(order_ids)))
+
     def pending_orders(self, session, account_id: str) -> list[str]:
         """The account's orders awaiting payment, oldest first."""
         return session.scalars(select(Order.id).where(
