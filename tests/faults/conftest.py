@@ -40,6 +40,8 @@ STACK_ENV = {
     "ORDERS_IP_POOLS": "WAW1=10.10.0.0/20;FRA1=10.20.0.0/20;AMS1=10.30.0.0/20",
     # Shorter than production's, so what a killed worker held comes back within a test's patience.
     "ORDERS_LEASE_SECONDS": "15", "NOTIFIER_SEND_BATCH": "10", "NOTIFIER_LEASE_SECONDS": "30",
+    # The month end's renewals in small ledger calls, so that a kill lands between and inside them.
+    "ORDERS_RENEWALS_PER_CALL": "10",
 }
 
 

@@ -17,6 +17,8 @@ import uuid
 
 import pytest
 from nameko.standalone.events import event_dispatcher
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from tests.faults.checks import VPS, Load, during, drive, new_customer, parked_events, settled
 from tests.faults.conftest import STACK_ENV
@@ -74,6 +76,65 @@ def test_a_broker_restart_mid_load_loses_and_doubles_nothing(world):
     load, counts = load_with_fault(world, restart_broker)
     world.stack.wait_healthy(60)
     report("RabbitMQ restart", load, counts)
+
+
+def due_today(world, order_ids: list[str]) -> None:
+    """Their paid period ends tomorrow (UTC), as at a month end: the lifecycle clock renews them today."""
+    engine = create_engine(world.postgres.url("orders"), poolclass=NullPool)
+    with engine.begin() as connection:
+        connection.execute(text("""
+            UPDATE order_periods SET ends = d.tomorrow, starts = CAST(d.tomorrow - interval '1 month' AS date),
+                                     adjusted_from = CAST(d.tomorrow - interval '1 month' AS date)
+            FROM (SELECT CAST(now() AT TIME ZONE 'UTC' AS date) + 1 AS tomorrow) AS d
+            WHERE order_id = ANY(:ids)"""), {"ids": order_ids})
+    engine.dispose()
+
+
+def renewed(world, order_ids: list[str]) -> int:
+    engine = create_engine(world.postgres.url("orders"), poolclass=NullPool)
+    with engine.connect() as connection:
+        count = connection.execute(text("SELECT count(*) FROM orders WHERE id = ANY(:ids) AND renewals > 0"),
+                                   {"ids": order_ids}).scalar()
+    engine.dispose()
+    return count
+
+
+def test_the_month_end_renews_each_order_once_while_the_ledger_then_orders_are_killed(world):
+    """The lifecycle clock's automatic renewals, whole accounts a ledger call (``charge_orders``), with a
+    kill -9 of the ledger in the middle of one half and of orders in the middle of the other."""
+    each = 30 if FULL else 10
+    clients = [new_customer(world, "1000.00") for _ in range(CLIENTS)]
+    placed = {client.profile["id"]: [] for client in clients}
+    for client in clients:
+        for _ in range(each):
+            order = client.post("/api/v1/orders", {**VPS, "auto_renew": True},
+                                headers={"Idempotency-Key": uuid.uuid4().hex})
+            assert order.status_code == 201 and order.json()["status"] == "active", order.text
+            placed[client.profile["id"]].append(order.json()["id"])
+    halves = [[order_id for mine in placed.values() for order_id in mine[:each // 2]],
+              [order_id for mine in placed.values() for order_id in mine[each // 2:]]]
+    caught = {}
+    for service, half in zip(("ledger", "orders"), halves):
+        due_today(world, half)
+        deadline = time.monotonic() + 60
+        while renewed(world, half) == 0:   # the first call has landed: others are on their way
+            assert time.monotonic() < deadline, "the clock renewed nothing"
+            time.sleep(0.05)
+        caught[service] = renewed(world, half)
+        world.stack.kill(service)
+        time.sleep(2)
+        world.stack.restart(service)
+    everything = [*halves[0], *halves[1]]
+    deadline = time.monotonic() + 120   # a killed call's orders wait for their lease (ORDERS_LEASE_SECONDS)
+    while renewed(world, everything) < len(everything):
+        assert time.monotonic() < deadline, f"{renewed(world, everything)} of {len(everything)} renewed"
+        time.sleep(1)
+    counts = settled(world, clients, seconds=180)
+    assert counts["pending"] == 0 and counts["active"] == CLIENTS * each
+    assert counts["renewals"] == CLIENTS * each   # every order renewed once, and charged once (checks.books)
+    assert counts["invoice_emails"] == counts["active"] + counts["renewals"]
+    print(f"\nmonth end, kill -9 ledger after {caught['ledger']} of {len(halves[0])} renewed, orders after "
+          f"{caught['orders']} of {len(halves[1])}: {counts}")
 
 
 def test_without_the_database_requests_fail_fast_and_the_services_recover_by_themselves(world):
