@@ -154,24 +154,7 @@ class Ledger:
             except DomainError as refused:
                 requests.append(refused)
         accounts = sorted({r.account_id for r in requests if isinstance(r, _Request)})
-        asked: dict[str, dict | None] = {}
-        while True:
-            with self.uow.transaction() as session:
-                copies = profile_copy.read_all(session, accounts)
-                missing = [a for a in accounts if copies.get(a) is None and a not in asked]
-                if not missing:
-                    for account_id, answer in asked.items():
-                        if copies.get(account_id) is None and answer is not None:
-                            keep_answer(session, account_id, answer)
-                            copies[account_id] = answer
-                    return self._charge_all(session, requests, copies, accounts)
-            for account_id in missing:  # outside any transaction
-                try:
-                    asked[account_id] = self.profiles.get(account_id)
-                except DomainError as error:
-                    if error.error_code != "not_found":
-                        raise
-                    asked[account_id] = None  # nobody has it: its charges are refused, not_found
+        return self._as_customers(accounts, lambda session, copies: self._charge_all(session, requests, copies, accounts))
 
     def _charge_all(self, session, requests: list, copies: dict, accounts: list[str]) -> list[dict]:
         """``charge_orders`` in its transaction: the balances locked and the keys looked up in one statement
@@ -245,6 +228,29 @@ class Ledger:
                 if profile is not None:
                     return work(session, profile)
             asked = self.profiles.get(account_id)
+
+    def _as_customers(self, account_ids: list[str], work):
+        """``work(session, copies)`` in one transaction, ``copies`` by account id, as ``_as_customer`` for
+        many: the accounts without a copy are asked of profile first, and an account nobody has is
+        left out of ``copies`` (its charges refused ``not_found``) instead of failing the others."""
+        asked: dict[str, dict | None] = {}
+        while True:
+            with self.uow.transaction() as session:
+                copies = profile_copy.read_all(session, account_ids)
+                missing = [a for a in account_ids if copies.get(a) is None and a not in asked]
+                if not missing:
+                    for account_id, answer in asked.items():
+                        if copies.get(account_id) is None and answer is not None:
+                            keep_answer(session, account_id, answer)
+                            copies[account_id] = answer
+                    return work(session, copies)
+            for account_id in missing:  # outside any transaction
+                try:
+                    asked[account_id] = self.profiles.get(account_id)
+                except DomainError as error:
+                    if error.error_code != "not_found":
+                        raise
+                    asked[account_id] = None
 
     def _charge_in(self, session, balance: Balance, request: "_Request", buyer: tax.Buyer,
                    invoice_lines: list, treatment, language: str | None, writes: Writes | None = None) -> Transaction:
