@@ -312,6 +312,31 @@ FORM = {"en": {"period": "Period", "host": "Host name", "os": "Operating system"
         "pl": {"period": "Okres", "host": "Nazwa hosta", "os": "System operacyjny", "pay": "Złóż zamówienie i zapłać"}}
 
 
+def test_an_answer_to_an_earlier_quote_never_replaces_the_latest_on_the_order_button(open_panel, rpc, payments,
+                                                                                     stack):
+    """The plan's first period is quoted, then 3 months; the first answer arrives last (held here)."""
+    page = open_panel(locale="en-GB")
+    made = customer_with_an_order(page, rpc, payments, stack, "en", plan_id="vps-s")
+    ready(page, "/orders/new?kind=vps")
+    quotes = re.compile(r".*/api/v1/orders/quote\?.*")
+    held = []
+    page.route(quotes, lambda route: held.append(route) if "period_months=1" in route.request.url
+               else route.continue_())
+    page.locator('input[name="plan_id"][value="vps-m"]').check()
+    page.wait_for_function("document.querySelector('#f-period_months').value === '1'")
+    page.get_by_label(FORM["en"]["period"]).select_option("3")
+    button = page.locator("#order-form button[type=submit]")
+    three = requests.get(f"{stack.gateway_url}/api/v1/orders/quote?plan_id=vps-m&period_months=3",
+                         headers=made["headers"], timeout=30).json()["charge"]["amount"]
+    expect(button).to_have_attribute("data-amount", three)
+    assert len(held) == 1
+    with page.expect_response(quotes):
+        held[0].continue_()          # the month's answer, after the three months'
+    page.wait_for_timeout(200)       # the page's own handling of it
+    expect(button).to_have_attribute("data-amount", three)
+    expect(page.get_by_label(FORM["en"]["period"])).to_have_value("3")
+
+
 @pytest.mark.parametrize("language", ["en", "pl"])
 def test_the_order_button_carries_the_amount_placing_the_order_takes(open_panel, rpc, payments, stack, language):
     texts, form = TEXTS[language], FORM[language]

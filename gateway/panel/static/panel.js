@@ -972,14 +972,21 @@ pages["order-new"] = async () => {
     submit.dataset.amount = answer.charge.amount;
     submit.disabled = false;
   };
+  // Only the latest question's answer is shown: an earlier one arriving after it (another plan or
+  // period, asked a moment before) would put the wrong amount on the button.
+  let asked = 0;
   const quoteOrder = async () => {
+    const question = ++asked;
     quote = null;
     submit.disabled = true;
     submit.textContent = t("order_new.submit");
     delete submit.dataset.amount;
     $("#order-quote").hidden = true;
     if (!chosen || !$("#f-period_months").value) return;
-    try { showQuote(await askQuote()); } catch (error) { showErrors(form, error); }
+    try {
+      const answer = await askQuote();
+      if (question === asked) showQuote(answer);
+    } catch (error) { if (question === asked) showErrors(form, error); }
   };
   $("#f-period_months").addEventListener("change", () => { key = newKey(); quoteOrder(); });
   const chooseKind = async (kind) => {
@@ -1075,7 +1082,9 @@ pages.order = async () => {
     renewButton.disabled = false;
   };
   const askRenewQuote = () => api("GET", `/api/v1/orders/${encodeURIComponent(id)}/renew/quote?period_months=${encodeURIComponent($("#f-renew-period").value)}`);
+  let renewAsked = 0;   // as on the order form: only the latest question's answer is shown
   const quoteRenewal = async () => {
+    const question = ++renewAsked;
     renewQuote = null;
     renewButton.disabled = true;
     renewButton.textContent = t("order.renew_submit");
@@ -1083,8 +1092,9 @@ pages.order = async () => {
     $("#renew-quote").hidden = true;
     if (!order.actions.includes("renew") || !$("#f-renew-period").value) return;
     try {
-      showRenewQuote(await askRenewQuote());
-    } catch (error) { showErrors(renewForm, error); }
+      const answer = await askRenewQuote();
+      if (question === renewAsked) showRenewQuote(answer);
+    } catch (error) { if (question === renewAsked) showErrors(renewForm, error); }
   };
   const refresh = async () => {
     await show();
