@@ -15,8 +15,9 @@ import uuid
 from datetime import datetime, timedelta
 
 import structlog
-from nameko.amqp.publish import Publisher
-from nameko.constants import HEADER_PREFIX
+from amqp.exceptions import MessageNacked
+from kombu import Connection, Producer
+from nameko.constants import HEADER_PREFIX, PERSISTENT
 from nameko.standalone.events import get_event_exchange
 from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.orm import Session
@@ -112,9 +113,8 @@ class OutboxRelay:
         self.table = table
         self.interval = env_float("OUTBOX_POLL_SECONDS", 1.0)
         self.keep = timedelta(days=env_float("OUTBOX_KEEP_DAYS", 7))
-        self.exchange = get_event_exchange(service, config)
-        self.publisher = Publisher(config.get("AMQP_URI") or amqp_uri(), use_confirms=True,
-                                   declare=[self.exchange])
+        self.publisher = ConfirmedBatches(config.get("AMQP_URI") or amqp_uri(),
+                                          get_event_exchange(service, config))
         self._wake = threading.Event()
         self._running = True
         self._last_cleanup = None
@@ -141,30 +141,23 @@ class OutboxRelay:
             except Exception as exc:  # the broker or the database is away: try again later
                 failures += 1
                 log.warning("outbox relay failed", error=repr(exc), attempt=failures)
+        self.publisher.close()
 
     def publish_pending(self) -> int:
         """Publish up to one batch of pending events; returns how many were published."""
         t = self.table
-        published, error = [], None
         with Session(self.engine) as session, session.begin():
             if not try_lock(session, f"outbox:{self.service}"):
                 return 0
             rows = session.execute(select(t).where(t.c.published_at.is_(None))
                                    .order_by(t.c.id).limit(self.batch)).all()
-            for row in rows:
-                try:
-                    self.publisher.publish(
-                        json.loads(row.payload), exchange=self.exchange, routing_key=row.event_type,
-                        extra_headers=json.loads(row.headers), message_id=row.event_id)
-                except Exception as exc:
-                    error = exc
-                    break
-                published.append(row.id)
-            if published:
-                session.execute(update(t).where(t.c.id.in_(published)).values(published_at=clock.now()))
-        if error is not None:
-            raise error
-        return len(published)
+            if rows:
+                # Confirmed, or nothing of the batch is marked and all of it goes again next round
+                # (every consumer keeps an inbox).
+                self.publisher.publish_all(rows)
+                session.execute(update(t).where(t.c.id.in_([row.id for row in rows]))
+                                .values(published_at=clock.now()))
+        return len(rows)
 
     def _cleanup(self) -> None:
         now = clock.now()
@@ -173,3 +166,67 @@ class OutboxRelay:
         self._last_cleanup = now
         with Session(self.engine) as session, session.begin():
             session.execute(delete(self.table).where(self.table.c.published_at < now - self.keep))
+
+
+class ConfirmedBatches:
+    """Publishes outbox rows to the service's event exchange, a batch at a time, confirmed.
+
+    Nameko's ``Publisher`` waits for each message's confirm before it sends the next, a round
+    trip per event. Here one channel in confirm mode sends the whole batch, then waits once for
+    the broker's acknowledgements (often one ``multiple`` ack for all of it). The messages are
+    those Nameko's event dispatcher sends: JSON, persistent, the event type as routing key.
+    Any failure (a nack, a broken connection, no answer in ``confirm_timeout``) closes the
+    connection and raises; the next batch opens a new one.
+    """
+
+    confirm_timeout = 10.0
+
+    def __init__(self, amqp_uri: str, exchange):
+        self.amqp_uri = amqp_uri
+        self.exchange = exchange
+        self._connection = None
+        self._producer = None
+        self._sent = 0            # the delivery tags this channel has given out
+        self._unconfirmed = set()
+
+    def publish_all(self, rows) -> None:
+        try:
+            producer = self._producer or self._open()
+            for row in rows:
+                self._sent += 1
+                self._unconfirmed.add(self._sent)
+                producer.publish(json.loads(row.payload), routing_key=row.event_type,
+                                 headers=json.loads(row.headers), message_id=row.event_id,
+                                 delivery_mode=PERSISTENT, serializer="json", retry=False)
+            while self._unconfirmed:
+                self._connection.drain_events(timeout=self.confirm_timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        connection, self._connection, self._producer = self._connection, None, None
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception:  # already broken: nothing to say goodbye to
+                pass
+
+    def _open(self) -> Producer:
+        self._connection = Connection(self.amqp_uri, connect_timeout=5)
+        channel = self._connection.channel()
+        channel.events["basic_ack"].add(self._acked)
+        channel.events["basic_nack"].add(self._nacked)
+        channel.confirm_select()
+        self._sent, self._unconfirmed = 0, set()
+        self._producer = Producer(channel, exchange=self.exchange, auto_declare=True)
+        return self._producer
+
+    def _acked(self, delivery_tag: int, multiple: bool) -> None:
+        if multiple:
+            self._unconfirmed = {tag for tag in self._unconfirmed if tag > delivery_tag}
+        else:
+            self._unconfirmed.discard(delivery_tag)
+
+    def _nacked(self, delivery_tag: int, multiple: bool) -> None:
+        raise MessageNacked(f"the broker refused event {delivery_tag} of the batch")

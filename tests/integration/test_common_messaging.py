@@ -2,13 +2,17 @@
 RPC timeouts, and a PostgreSQL driver that does not block eventlet (services/common)."""
 from __future__ import annotations
 
+import json
+import socket
 import time
 import uuid
+from types import SimpleNamespace
 from urllib.parse import quote
 
 import eventlet
 import pytest
 import requests
+from amqp.exceptions import MessageNacked
 from kombu import Connection, Queue
 from kombu.simple import SimpleQueue
 from nameko.containers import ServiceContainer
@@ -20,7 +24,7 @@ from deploy.ports import free_port
 from services.common.database import Database
 from services.common.errors import DomainError
 from services.common.events import handle_event
-from services.common.outbox import first_delivery, publish_later
+from services.common.outbox import ConfirmedBatches, first_delivery, publish_later
 from services.common.tables import add_messaging_tables
 from services.common.rpc import ServiceRpc
 from tests.support import (POSTGRES_ADMIN_URL, RABBIT_API, RABBIT_AUTH, databases, eventually, kill_together,
@@ -162,6 +166,64 @@ def test_events_are_published_in_order_and_a_redelivery_has_no_second_effect(sta
                                       routing_key="thing_happened", serializer="json")
     time.sleep(1.0)
     assert len(rows(urls["consumer"])) == 5
+
+
+def outbox_rows(values, kind="thing_happened"):
+    return [SimpleNamespace(event_id=f"e-{value}", event_type=kind, payload=json.dumps({"value": value}),
+                            headers=json.dumps({"nameko.request_id": f"r-{value}"})) for value in values]
+
+
+def test_the_relay_publishes_a_batch_in_order_and_returns_once_the_broker_confirmed_it(amqp_uri):
+    exchange = get_event_exchange("producer", {"AMQP_URI": amqp_uri})
+    batches = ConfirmedBatches(amqp_uri, exchange)
+    with Connection(amqp_uri) as connection:
+        probe = SimpleQueue(connection, Queue(f"probe-{uuid.uuid4().hex}", exchange, routing_key="#",
+                                              auto_delete=True))
+        try:
+            batches.publish_all(outbox_rows(range(200)))
+            batches.publish_all(outbox_rows(range(200, 250)))
+            assert batches._unconfirmed == set() and batches._sent == 250   # every delivery tag acked
+            # Three events nobody listens to: the broker acks each alone, and all three are awaited.
+            unheard = ConfirmedBatches(amqp_uri, get_event_exchange("nobody", {"AMQP_URI": amqp_uri}))
+            unheard.confirm_timeout = 2
+            unheard.publish_all(outbox_rows(range(3)))
+            unheard.publish_all(outbox_rows(range(3, 4)))
+            assert unheard._unconfirmed == set() and unheard._sent == 4
+            unheard.close()
+            received = [probe.get(timeout=10) for _ in range(250)]
+            assert [message.payload["value"] for message in received] == list(range(250))
+            first = received[0]
+            assert first.properties["message_id"] == "e-0" and first.headers == {"nameko.request_id": "r-0"}
+            assert first.properties["delivery_mode"] == 2 and first.content_type == "application/json"
+            assert first.delivery_info["routing_key"] == "thing_happened"
+
+            # A connection that broke between two batches: the next batch fails whole, the one after
+            # goes out on a new connection.
+            batches._connection.connection.transport.sock.shutdown(socket.SHUT_RDWR)
+            with pytest.raises(Exception):
+                batches.publish_all(outbox_rows(["lost"]))
+            assert batches._connection is None
+            batches.publish_all(outbox_rows(["again"]))
+            assert probe.get(timeout=10).payload["value"] == "again"
+        finally:
+            batches.close()
+            probe.close()
+
+
+def test_a_batch_the_broker_refuses_part_of_is_an_error(amqp_uri):
+    """A queue full with ``reject-publish`` makes the broker nack; the relay must not mark that batch sent."""
+    exchange = get_event_exchange("producer", {"AMQP_URI": amqp_uri})
+    batches = ConfirmedBatches(amqp_uri, exchange)
+    with Connection(amqp_uri) as connection:
+        full = Queue(f"full-{uuid.uuid4().hex}", exchange, routing_key="#", auto_delete=True,
+                     queue_arguments={"x-max-length": 2, "x-overflow": "reject-publish"})
+        full(connection.channel()).declare()
+        try:
+            with pytest.raises(MessageNacked):
+                batches.publish_all(outbox_rows(range(5)))
+            assert batches._connection is None
+        finally:
+            batches.close()
 
 
 def test_a_failing_handler_is_retried_until_it_succeeds(stack):
