@@ -173,10 +173,10 @@ class ConfirmedBatches:
 
     Nameko's ``Publisher`` waits for each message's confirm before it sends the next, a round
     trip per event. Here one channel in confirm mode sends the whole batch, then waits once for
-    the broker's acknowledgements (often one ``multiple`` ack for all of it). The messages are
-    those Nameko's event dispatcher sends: JSON, persistent, the event type as routing key.
-    Any failure (a nack, a broken connection, no answer in ``confirm_timeout``) closes the
-    connection and raises; the next batch opens a new one.
+    the broker's acknowledgements (one per message, or one for many). The messages are those
+    Nameko's event dispatcher sends: JSON, persistent, the event type as routing key. Any failure
+    (a nack, a broken connection, no answer in ``confirm_timeout``) drops the connection without
+    waiting on it and raises; the next batch opens a new one.
     """
 
     confirm_timeout = 10.0
@@ -201,14 +201,17 @@ class ConfirmedBatches:
             while self._unconfirmed:
                 self._connection.drain_events(timeout=self.confirm_timeout)
         except BaseException:
-            self.close()
+            self._drop(lambda connection: connection.collect())   # a broker that stopped answering is not waited on
             raise
 
     def close(self) -> None:
+        self._drop(lambda connection: connection.close())
+
+    def _drop(self, end) -> None:
         connection, self._connection, self._producer = self._connection, None, None
         if connection is not None:
             try:
-                connection.close()
+                end(connection)
             except Exception:  # already broken: nothing to say goodbye to
                 pass
 
