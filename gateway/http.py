@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import structlog
 from nameko.web.handlers import HttpRequestHandler
-from nameko.web.server import WebServer, WsgiApp
+from nameko.web.server import HttpOnlyProtocol, WebServer, WsgiApp
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
@@ -91,9 +91,31 @@ class JsonWsgiApp(WsgiApp):
         return provider.handle_request(request)(environ, start_response)
 
 
+class ApiProtocol(HttpOnlyProtocol):
+    """Nameko's HTTP protocol, except that a request line over eventlet's limit (8 KB: the method,
+    the path and the query) is answered 414 ``uri_too_long`` in the error shape, where eventlet
+    answers with an empty body. It is read before the headers, so the message is in English."""
+
+    def _read_request_line(self):
+        line = super()._read_request_line()
+        if len(line) < self.server.url_length_limit:
+            return line
+        error = DomainError("uri_too_long", "The request line is longer than 8 KB: shorten the query.",
+                            details={"limit": self.server.url_length_limit})
+        response = with_safe_headers(error_response(error, request_id=uuid.uuid4().hex))
+        head = [f"HTTP/1.1 {response.status}", *(f"{name}: {value}" for name, value in response.headers.items()),
+                f"Content-Length: {len(response.get_data())}", "Connection: close"]
+        self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + response.get_data())
+        self.close_connection = 1
+        return ""   # no request: eventlet closes the connection
+
+
 class ApiWebServer(WebServer):
     def get_wsgi_app(self):
         return MeasuredHttp(JsonWsgiApp(self))
+
+    def get_wsgi_server(self, sock, wsgi_app, protocol=ApiProtocol, debug=False):
+        return super().get_wsgi_server(sock, wsgi_app, protocol=protocol, debug=debug)
 
 
 class ApiEntrypoint(HttpRequestHandler):

@@ -44,6 +44,8 @@ HTTP_STATUS = {
     "length_required": 411,
     # 413
     "payload_too_large": 413,
+    # 414
+    "uri_too_long": 414,
     # 415
     "unsupported_media_type": 415,
     # 422

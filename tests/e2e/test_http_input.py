@@ -109,6 +109,19 @@ def test_a_transfer_coding_the_server_cannot_read_is_411_not_an_empty_body(api, 
     assert me.get("/api/v1/profile").json()["city"] == me.profile["city"]
 
 
+def test_a_request_line_over_8_kb_is_414_in_the_error_shape_and_the_server_goes_on(api, customer):
+    me = customer()
+    cursor = "%C3%A9" * 1400        # 8,400 bytes of query: a cursor no list handed out
+    answer = me.get(f"/api/v1/orders?cursor={cursor}")
+    assert answer.status_code == 414 and error_code(answer) == "uri_too_long"
+    assert answer.json()["error"]["details"] == {"limit": 8192} and answer.json()["error"]["fields"] == {}
+    assert answer.headers["Content-Type"].startswith("application/json")
+    assert answer.headers["Cache-Control"] == "no-store" and answer.headers["X-Request-Id"]
+    just_under = me.get(f"/api/v1/orders?cursor={'x' * 7000}")       # reaches the API: a cursor it never gave
+    assert just_under.status_code == 400 and error_code(just_under) == "validation_error"
+    assert me.get("/api/v1/orders").status_code == 200
+
+
 def test_every_answer_is_kept_by_no_cache_and_sniffed_by_no_browser(api, customer):
     me = customer()
     answers = {
