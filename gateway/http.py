@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 
 import structlog
+from eventlet.wsgi import HeaderLineTooLong, HeadersTooLarge
 from nameko.web.handlers import HttpRequestHandler
 from nameko.web.server import HttpOnlyProtocol, WebServer, WsgiApp
 from werkzeug.exceptions import HTTPException
@@ -92,22 +93,35 @@ class JsonWsgiApp(WsgiApp):
 
 
 class ApiProtocol(HttpOnlyProtocol):
-    """Nameko's HTTP protocol, except that a request line over eventlet's limit (8 KB: the method,
-    the path and the query) is answered 414 ``uri_too_long`` in the error shape, where eventlet
-    answers with an empty body. It is read before the headers, so the message is in English."""
+    """Nameko's HTTP protocol, except that what eventlet refuses before the API sees a request is
+    answered in the error shape, where eventlet answers with an empty body: a request line over
+    its limit (8 KB: the method, the path and the query) is 414 ``uri_too_long``; a header line
+    over 8 KB, or headers over 64 KB in all, 431 ``headers_too_large``. Both come before the
+    headers are understood, so their message is in English."""
 
     def _read_request_line(self):
         line = super()._read_request_line()
         if len(line) < self.server.url_length_limit:
             return line
-        error = DomainError("uri_too_long", "The request line is longer than 8 KB: shorten the query.",
-                            details={"limit": self.server.url_length_limit})
-        response = with_safe_headers(error_response(error, request_id=uuid.uuid4().hex))
-        head = [f"HTTP/1.1 {response.status}", *(f"{name}: {value}" for name, value in response.headers.items()),
-                f"Content-Length: {len(response.get_data())}", "Connection: close"]
-        self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + response.get_data())
-        self.close_connection = 1
+        self._refuse(DomainError("uri_too_long", "The request line is longer than 8 KB: shorten the query.",
+                                 details={"limit": self.server.url_length_limit}))
         return ""   # no request: eventlet closes the connection
+
+    def parse_request(self):
+        try:
+            return super().parse_request()
+        except (HeaderLineTooLong, HeadersTooLarge):
+            self._refuse(DomainError("headers_too_large", "A header is longer than 8 KB, or all of them "
+                                     "together longer than 64 KB."))
+            return False   # eventlet closes the connection
+
+    def _refuse(self, error: DomainError) -> None:
+        response = with_safe_headers(error_response(error, request_id=uuid.uuid4().hex))
+        body = response.get_data()
+        head = [f"HTTP/1.1 {response.status}", *(f"{name}: {value}" for name, value in response.headers.items()),
+                f"Content-Length: {len(body)}", "Connection: close"]
+        self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+        self.close_connection = 1
 
 
 class ApiWebServer(WebServer):

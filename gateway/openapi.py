@@ -20,6 +20,7 @@ STATUS_TEXT = {
     411: "length_required: a transfer coding other than plain chunked",
     413: "payload_too_large: body over 1 MB",
     414: "uri_too_long: the request line (method, path and query) over 8 KB",
+    431: "headers_too_large: a header line over 8 KB, or the headers over 64 KB",
     415: "unsupported_media_type: a body not sent as application/json",
     422: "valid JSON that breaks a business rule",
     429: "rate limited; see the Retry-After header",
@@ -47,8 +48,9 @@ Every answer carries Cache-Control: no-store and X-Content-Type-Options: nosniff
 body is JSON sent as Content-Type: application/json (a charset parameter must be UTF-8; any
 other type is 415 unsupported_media_type), nested at most 32 levels deep (deeper is 400
 malformed_json), at most 1 MB (413); a chunked body is read whole, another transfer coding is
-411. A request line (method, path and query) over 8 KB is 414 uri_too_long, in the error shape
-and in English (it is answered before the headers are read). Text that is one line on a page, an invoice or an e-mail (names, city, address, company
+411. A request line (method, path and query) over 8 KB is 414 uri_too_long, a header line over
+8 KB or headers over 64 KB 431 headers_too_large, in the error shape and in English (they are
+answered before the headers are understood). Text that is one line on a page, an invoice or an e-mail (names, city, address, company
 name, reasons) must be printable: line breaks, control characters and bidi controls are 400
 naming the field. Money amounts are ASCII digits.
 """
@@ -147,7 +149,7 @@ def openapi_document() -> dict:
                 responses[str(route.status)]["content"][other] = {"schema": {"type": "string", "format": "binary"}}
         else:
             responses[str(route.status)] = {"description": "success", "content": {"application/json": {"schema": {"type": "object"}}}}
-        statuses = set(route.errors) | ({401} if route.auth else set()) | {414, 503}
+        statuses = set(route.errors) | ({401} if route.auth else set()) | {414, 431, 503}
         if route.idempotent:
             statuses.add(409)  # request_in_progress
         if route.body is not None:

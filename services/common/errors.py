@@ -46,6 +46,8 @@ HTTP_STATUS = {
     "payload_too_large": 413,
     # 414
     "uri_too_long": 414,
+    # 431
+    "headers_too_large": 431,
     # 415
     "unsupported_media_type": 415,
     # 422

@@ -122,6 +122,16 @@ def test_a_request_line_over_8_kb_is_414_in_the_error_shape_and_the_server_goes_
     assert me.get("/api/v1/orders").status_code == 200
 
 
+def test_a_header_over_8_kb_is_431_in_the_error_shape(api, customer):
+    me = customer()
+    answer = me.get("/api/v1/orders", headers={"Accept-Language": "pl," + "x" * 9000})
+    assert answer.status_code == 431 and error_code(answer) == "headers_too_large"
+    assert answer.headers["Content-Type"].startswith("application/json") and answer.json()["error"]["fields"] == {}
+    many = me.get("/api/v1/orders", headers={f"X-Filler-{n}": "y" * 4000 for n in range(20)})   # 80 kB in all
+    assert many.status_code == 431 and error_code(many) == "headers_too_large"
+    assert me.get("/api/v1/orders").status_code == 200
+
+
 def test_every_answer_is_kept_by_no_cache_and_sniffed_by_no_browser(api, customer):
     me = customer()
     answers = {
