@@ -116,11 +116,10 @@ class ApiProtocol(HttpOnlyProtocol):
             return False   # eventlet closes the connection
 
     def _refuse(self, error: DomainError) -> None:
-        response = with_safe_headers(error_response(error, request_id=uuid.uuid4().hex))
-        body = response.get_data()
+        response = with_safe_headers(error_response(error, request_id=uuid.uuid4().hex))   # with its Content-Length
         head = [f"HTTP/1.1 {response.status}", *(f"{name}: {value}" for name, value in response.headers.items()),
-                f"Content-Length: {len(body)}", "Connection: close"]
-        self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+                "Connection: close"]
+        self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + response.get_data())
         self.close_connection = 1
 
 

@@ -117,6 +117,7 @@ def test_a_request_line_over_8_kb_is_414_in_the_error_shape_and_the_server_goes_
     assert answer.json()["error"]["details"] == {"limit": 8192} and answer.json()["error"]["fields"] == {}
     assert answer.headers["Content-Type"].startswith("application/json")
     assert answer.headers["Cache-Control"] == "no-store" and answer.headers["X-Request-Id"]
+    assert answer.headers["Content-Length"] == str(len(answer.content))     # once
     just_under = me.get(f"/api/v1/orders?cursor={'x' * 7000}")       # reaches the API: a cursor it never gave
     assert just_under.status_code == 400 and error_code(just_under) == "validation_error"
     assert me.get("/api/v1/orders").status_code == 200
