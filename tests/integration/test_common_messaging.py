@@ -211,7 +211,8 @@ def test_the_relay_publishes_a_batch_in_order_and_returns_once_the_broker_confir
 
 
 def test_a_batch_the_broker_refuses_part_of_is_an_error(amqp_uri):
-    """A queue full with ``reject-publish`` makes the broker nack; the relay must not mark that batch sent."""
+    """A queue full with ``reject-publish`` makes the broker nack: ``publish_all`` raises, so the relay's
+    ``publish_pending``, which marks a batch only after it returns, leaves all of it pending."""
     exchange = get_event_exchange("producer", {"AMQP_URI": amqp_uri})
     batches = ConfirmedBatches(amqp_uri, exchange)
     with Connection(amqp_uri) as connection:
