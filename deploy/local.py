@@ -164,7 +164,7 @@ class Stack:
         except (ProcessLookupError, PermissionError, FileNotFoundError):
             path.unlink(missing_ok=True)
             return None
-        return pid if b"nameko" in cmdline or b"deploy.dev" in cmdline else None
+        return pid if b"deploy.process" in cmdline or b"deploy.dev" in cmdline else None
 
     def wait_healthy(self, timeout: float, names: list[str] | None = None) -> None:
         deadline = time.monotonic() + timeout

@@ -3,7 +3,7 @@
 ``name`` is a service (profile, orders, ledger, notifier, verification), the ledger's document
 worker (``ledger_documents``) or ``gateway``. The container image runs this from the installed
 wheel, the local runner from the checkout: it finds the process's ``config.yml`` inside the package
-and becomes ``nameko run`` with it.
+and becomes ``nameko run`` with it (through ``deploy.process``, which leaves out two imports).
 """
 from __future__ import annotations
 
@@ -19,10 +19,14 @@ RUNS = {**{service: f"services.{service}.service:{service.capitalize()}Service" 
         # The ledger's PDFs, rendered by a process of the ledger that answers no price or charge.
         "ledger_documents": "services.ledger.documents.service:LedgerDocumentsService",
         "gateway": "gateway.service:Gateway"}
-# A process's own environment, set before it starts (eventlet reads it when imported). The document
-# worker resolves no name but its broker's and its database's, as it connects: eventlet's green DNS
-# (dnspython, about 7 MB resident) is left out of it, which keeps it under 100 MB (README Performance).
-RUN_ENV = {"ledger_documents": {"EVENTLET_NO_GREENDNS": "yes"}}
+# A process's own environment, set before it starts (eventlet reads it when imported). Orders, the
+# ledger, its document worker and the gateway resolve no name but their broker's and their database's,
+# as they connect: eventlet's green DNS (dnspython, 7 MB resident a process) is left out of them, and
+# such a lookup blocks the process for the moment the resolver takes (README Performance, "Memory").
+# Profile (the VAT number check), the notifier (the SMTP relay) and verification (the telephony
+# providers) reach the outside world by name and keep it.
+WITHOUT_GREEN_DNS = ("orders", "ledger", "ledger_documents", "gateway")
+RUN_ENV = {name: {"EVENTLET_NO_GREENDNS": "yes"} for name in WITHOUT_GREEN_DNS}
 
 
 def config_file(name: str) -> Path:
@@ -33,7 +37,7 @@ def config_file(name: str) -> Path:
 
 def nameko_argv(name: str) -> list[str]:
     """The command line that runs ``name`` with this interpreter."""
-    return [sys.executable, "-m", "nameko", "run", "--config", str(config_file(name)), RUNS[name]]
+    return [sys.executable, "-m", "deploy.process", "run", "--config", str(config_file(name)), RUNS[name]]
 
 
 def main(argv: list[str]) -> int:

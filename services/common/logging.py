@@ -28,7 +28,9 @@ def configure(service: str) -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _add_service(service),
     ]
-    renderer = structlog.processors.JSONRenderer() if json_lines else structlog.dev.ConsoleRenderer(colors=False)
+    # Plain tracebacks: the same lines whether or not rich is installed (deploy/process.py).
+    renderer = (structlog.processors.JSONRenderer() if json_lines else
+                structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback))
     structlog.configure(
         processors=shared + [structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

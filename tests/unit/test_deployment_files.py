@@ -1,6 +1,7 @@
 """docker-compose.yml cannot run here (no Docker engine): keep it correct by reading it."""
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import re
 import subprocess
@@ -10,7 +11,7 @@ import yaml
 
 from deploy import serve
 from deploy.local import Stack
-from deploy.serve import RUNS, config_file
+from deploy.serve import RUNS, WITHOUT_GREEN_DNS, config_file, nameko_argv
 from services.common.config import HEALTH_PORTS, ROOT, SERVICES
 from services.common.roles import ROLES
 
@@ -100,24 +101,48 @@ def test_every_process_logs_in_as_itself_by_default():
         assert line == f"AMQP_URI: ${{{name.upper()}_AMQP_URI:amqp://{name}:{name}@127.0.0.1:5672/}}", line
 
 
-def test_the_document_worker_runs_without_green_dns_wherever_it_is_started_and_the_others_keep_it(
+def test_the_processes_that_resolve_no_outside_name_run_without_green_dns_wherever_they_are_started(
         monkeypatch, tmp_path):
     started = {}
     monkeypatch.setattr(os, "execv", lambda path, argv: started.update(env=dict(os.environ), argv=argv))
-    monkeypatch.delenv("EVENTLET_NO_GREENDNS", raising=False)
-    serve.main(["ledger_documents"])                       # the image's command (compose, Kubernetes)
-    assert started["env"]["EVENTLET_NO_GREENDNS"] == "yes"
-    assert started["argv"][-1] == RUNS["ledger_documents"]
+    for name in WITHOUT_GREEN_DNS:
+        monkeypatch.delenv("EVENTLET_NO_GREENDNS", raising=False)
+        serve.main([name])                                 # the image's command (compose, Kubernetes)
+        assert started["env"]["EVENTLET_NO_GREENDNS"] == "yes", name
+        assert started["argv"][-1] == RUNS[name]
     monkeypatch.delenv("EVENTLET_NO_GREENDNS")
-    local = {p.name: p.env for p in Stack(tmp_path, ports={}, replicas={"notifier": 2}).processes()}
-    assert local["ledger_documents"]["EVENTLET_NO_GREENDNS"] == "yes"   # `make run`, the tests' stacks
-    # The notifier and verification reach the outside world (SMTP relay, telephony) by name: green DNS.
-    assert all("EVENTLET_NO_GREENDNS" not in local[name] for name in ("notifier", "notifier-2", "verification"))
+    serve.main(["profile"])
+    assert "EVENTLET_NO_GREENDNS" not in started["env"]
+    local = {p.name: p.env for p in Stack(tmp_path, ports={}, replicas={"notifier": 2, "orders": 2}).processes()}
+    assert all(local[name]["EVENTLET_NO_GREENDNS"] == "yes"   # `make run`, the tests' stacks
+               for name in (*WITHOUT_GREEN_DNS, "orders-2"))
+    # Profile (the VIES check), the notifier (the SMTP relay) and verification (telephony) reach the
+    # outside world by name: green DNS.
+    assert all("EVENTLET_NO_GREENDNS" not in local[name]
+               for name in ("profile", "notifier", "notifier-2", "verification"))
 
-    def loads_dnspython(env: dict) -> bool:
-        probe = ("import eventlet; eventlet.monkey_patch(); import sys; "
-                 "import services.ledger.documents.service; print('dns' in sys.modules)")
+    def dnspython_loaded(env: dict, names) -> bool:
+        modules = "; ".join(f"import {RUNS[name].partition(':')[0]}" for name in names)
+        probe = f"import eventlet; eventlet.monkey_patch(); import sys; {modules}; print('dns' in sys.modules)"
         answer = subprocess.run([sys.executable, "-W", "ignore", "-c", probe], cwd=ROOT, capture_output=True,
                                 text=True, env={**os.environ, **env}, timeout=120)
+        assert answer.returncode == 0, answer.stderr[-2000:]
         return answer.stdout.strip() == "True"
-    assert not loads_dnspython(local["ledger_documents"]) and loads_dnspython({})
+    assert not dnspython_loaded(local["orders"], WITHOUT_GREEN_DNS)
+    assert dnspython_loaded(local["profile"], ["profile"])
+
+
+def test_every_process_runs_nameko_without_pkg_resources_and_rich():
+    assert all(nameko_argv(name)[1:4] == ["-m", "deploy.process", "run"] for name in RUNS)
+    probe = ("import sys; from deploy.process import keep_out; keep_out(); import eventlet; eventlet.monkey_patch(); "
+             "import nameko.cli.main, structlog, services.orders.service, gateway.service; "
+             "print(sorted({m.split('.')[0] for m in sys.modules if m.split('.')[0] in "
+             "('rich', 'pygments', 'pkg_resources') and sys.modules[m] is not None "
+             "and getattr(sys.modules[m], '__file__', None)}))")
+    answer = subprocess.run([sys.executable, "-W", "ignore", "-c", probe], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert answer.returncode == 0, answer.stderr[-2000:]
+    assert answer.stdout.strip() == "[]"
+    version = subprocess.run([sys.executable, "-m", "deploy.process", "--version"], cwd=ROOT, capture_output=True,
+                             text=True, timeout=60)
+    assert version.stdout.strip() == importlib.metadata.version("nameko")
