@@ -190,6 +190,15 @@ def audit_discrepancies(postings_by_transaction: Mapping[str, list[tuple[str, in
     ``stored_balances``: the running balances; ``last_balance_after``: each account's last
     transaction's ``balance_after``.
     """
+    problems = transaction_discrepancies(postings_by_transaction)
+    for account_id in sorted(set(customer_postings) | set(stored_balances)):
+        problems += account_discrepancies(account_id, customer_postings.get(account_id, ()),
+                                          stored_balances.get(account_id, 0), last_balance_after.get(account_id))
+    return problems
+
+
+def transaction_discrepancies(postings_by_transaction: Mapping[str, list[tuple[str, int, str]]]) -> list[dict]:
+    """The transactions whose legs do not balance: fewer than two, a sum other than zero, or two currencies."""
     problems: list[dict] = []
     for transaction_id, legs in postings_by_transaction.items():
         total = sum(minor for _, minor, _ in legs)
@@ -197,20 +206,26 @@ def audit_discrepancies(postings_by_transaction: Mapping[str, list[tuple[str, in
         if len(legs) < 2 or total != 0 or len(currencies) != 1:
             problems.append({"kind": "unbalanced_transaction", "transaction_id": transaction_id,
                              "sum_minor": total, "postings": len(legs), "currencies": sorted(currencies)})
-    for account_id in sorted(set(customer_postings) | set(stored_balances)):
-        running = 0
-        for minor, recorded_after in customer_postings.get(account_id, []):
-            running += minor
-            if recorded_after is not None and recorded_after != running:
-                problems.append({"kind": "balance_after_mismatch", "account_id": account_id,
-                                 "expected_minor": running, "recorded_minor": recorded_after})
-                running = recorded_after  # report each break once, not every entry after it
-        journal = sum(minor for minor, _ in customer_postings.get(account_id, []))
-        stored = stored_balances.get(account_id, 0)
-        if stored != journal:
-            problems.append({"kind": "stored_balance_mismatch", "account_id": account_id,
-                             "journal_minor": journal, "stored_minor": stored})
-        if account_id in last_balance_after and last_balance_after[account_id] != journal:
-            problems.append({"kind": "transaction_balance_mismatch", "account_id": account_id,
-                             "journal_minor": journal, "last_balance_after_minor": last_balance_after[account_id]})
+    return problems
+
+
+def account_discrepancies(account_id: str, postings: Iterable[tuple[int, int | None]], stored: int,
+                          last_balance_after: int | None) -> list[dict]:
+    """One customer's postings, ``(minor, balance_after_minor)`` in journal order, read once (an iterator
+    will do: the audit streams them), against the stored balance and the last transaction's balance_after."""
+    problems: list[dict] = []
+    running = journal = 0
+    for minor, recorded_after in postings:
+        running += minor
+        journal += minor
+        if recorded_after is not None and recorded_after != running:
+            problems.append({"kind": "balance_after_mismatch", "account_id": account_id,
+                             "expected_minor": running, "recorded_minor": recorded_after})
+            running = recorded_after  # report each break once, not every entry after it
+    if stored != journal:
+        problems.append({"kind": "stored_balance_mismatch", "account_id": account_id,
+                         "journal_minor": journal, "stored_minor": stored})
+    if last_balance_after is not None and last_balance_after != journal:
+        problems.append({"kind": "transaction_balance_mismatch", "account_id": account_id,
+                         "journal_minor": journal, "last_balance_after_minor": last_balance_after})
     return problems

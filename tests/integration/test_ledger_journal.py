@@ -6,6 +6,7 @@ outbox relay and concurrency tests over RabbitMQ are in test_ledger_service.py.
 from __future__ import annotations
 
 import json
+import tracemalloc
 import uuid
 
 import pytest
@@ -397,3 +398,38 @@ def test_audit_reports_a_posting_that_breaks_the_books(own_ledger, profiles):
                                                amount_minor=1, currency="EUR", balance_after_minor=None))
     assert {problem["kind"] for problem in ledger.audit()} == {"unbalanced_transaction", "stored_balance_mismatch",
                                                              "transaction_balance_mismatch"}
+
+
+def test_the_audit_reads_a_long_journal_without_holding_it(own_ledger, profiles):
+    """40,000 postings (20,000 payments of one customer written with SQL after a real one, one with a
+    wrong balance_after): the audit finds the break and holds 3 MB at most, where reading the
+    journal whole held 25."""
+    ledger, account = own_ledger, profiles.add()
+    first = ledger.credit_payment(account, eur("10.00"), "p", "P")
+    count, start = 20_000, first["balance_after"]["amount"]
+    start_minor = int(start.replace(".", ""))
+    with ledger.uow.transaction() as session:
+        session.execute(insert(Transaction.__table__), [
+            {"id": f"bulk-{n}", "account_id": account, "kind": "payment", "amount_minor": 100, "currency": "EUR",
+             "balance_after_minor": start_minor + 100 * n, "description": "Payment", "idempotency_key": f"bulk-{n}",
+             "fingerprint": "bulk", "created_at": clock.now()} for n in range(1, count + 1)])
+        session.execute(insert(Posting.__table__), [
+            {"transaction_id": f"bulk-{n}", "ledger_account": ledger_account, "amount_minor": minor, "currency": "EUR",
+             "balance_after_minor": after} for n in range(1, count + 1)
+            for ledger_account, minor, after in (
+                (f"customer:{account}", 100, start_minor + 100 * n if n != 10_000 else 7),
+                ("house:payments_received:EUR", -100, None))])
+        session.execute(text("UPDATE balances SET balance_minor = balance_minor + :added WHERE account_id = :a"),
+                        {"added": 100 * count, "a": account})
+    tracemalloc.start()
+    try:
+        problems = ledger.audit()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    broken = start_minor + 100 * 10_000
+    assert problems == [  # the wrong balance_after, and the next entry measured from it
+        {"kind": "balance_after_mismatch", "account_id": account, "expected_minor": broken, "recorded_minor": 7},
+        {"kind": "balance_after_mismatch", "account_id": account, "expected_minor": 107,
+         "recorded_minor": broken + 100}]
+    assert peak < 8_000_000, peak
