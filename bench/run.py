@@ -437,7 +437,6 @@ def main() -> None:
                 for clients in CLIENTS:
                     run.settle()   # the seeding's and the last cell's events, mails and PDFs: not in this one
                     run.measure(setup_file, target, clients, "1 replica")
-            month_end = run.month_end(setup_file, args.renewals) if args.renewals else None
             if not args.no_replicas:
                 say("starting a second orders and a second ledger")
                 doubled.start(timeout=120)
@@ -446,6 +445,11 @@ def main() -> None:
                     for clients in CLIENTS:
                         run.settle()
                         run.measure(setup_file, target, clients, "2 replicas")
+                doubled.stop(["orders-2", "ledger-2"])
+                run.stack = stack
+            # After the replicas' cells, which it would otherwise leave a hundred thousand mails and PDFs
+            # behind to wait for, and on one replica of each service, as its figures say.
+            month_end = run.month_end(setup_file, args.renewals) if args.renewals else None
             # Last: a ledger started after it would audit its million rows, written without postings.
             scale = run.scale_check(args.entries) if args.entries else None
         finally:
