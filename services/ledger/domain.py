@@ -179,26 +179,9 @@ def transaction_view(tx) -> dict:
 
 # --- audit: the books recomputed from the journal ---------------------------------------
 
-def audit_discrepancies(postings_by_transaction: Mapping[str, list[tuple[str, int, str]]],
-                        customer_postings: Mapping[str, list[tuple[int, int | None]]],
-                        stored_balances: Mapping[str, int],
-                        last_balance_after: Mapping[str, int]) -> list[dict]:
-    """Every way the books disagree with themselves; empty when they are sound.
-
-    ``postings_by_transaction``: transaction id -> [(ledger account, minor, currency)].
-    ``customer_postings``: account id -> [(minor, balance_after_minor)] in journal order.
-    ``stored_balances``: the running balances; ``last_balance_after``: each account's last
-    transaction's ``balance_after``.
-    """
-    problems = transaction_discrepancies(postings_by_transaction)
-    for account_id in sorted(set(customer_postings) | set(stored_balances)):
-        problems += account_discrepancies(account_id, customer_postings.get(account_id, ()),
-                                          stored_balances.get(account_id, 0), last_balance_after.get(account_id))
-    return problems
-
-
 def transaction_discrepancies(postings_by_transaction: Mapping[str, list[tuple[str, int, str]]]) -> list[dict]:
-    """The transactions whose legs do not balance: fewer than two, a sum other than zero, or two currencies."""
+    """The audit's first half: the transactions whose legs do not balance (fewer than two, a sum other than
+    zero, or two currencies). ``postings_by_transaction``: transaction id -> [(ledger account, minor, currency)]."""
     problems: list[dict] = []
     for transaction_id, legs in postings_by_transaction.items():
         total = sum(minor for _, minor, _ in legs)
@@ -211,8 +194,9 @@ def transaction_discrepancies(postings_by_transaction: Mapping[str, list[tuple[s
 
 def account_discrepancies(account_id: str, postings: Iterable[tuple[int, int | None]], stored: int,
                           last_balance_after: int | None) -> list[dict]:
-    """One customer's postings, ``(minor, balance_after_minor)`` in journal order, read once (an iterator
-    will do: the audit streams them), against the stored balance and the last transaction's balance_after."""
+    """The audit's second half, one customer at a time: their postings, ``(minor, balance_after_minor)`` in
+    journal order, read once (an iterator will do: the audit streams them), against the stored running
+    balance and the last transaction's ``balance_after``."""
     problems: list[dict] = []
     running = journal = 0
     for minor, recorded_after in postings:

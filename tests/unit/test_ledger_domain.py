@@ -97,15 +97,22 @@ def test_raising_the_threshold_above_the_balance_arms_the_next_charge_only_when_
 
 
 def test_audit_finds_an_unbalanced_transaction_and_a_wrong_stored_balance():
-    problems = domain.audit_discrepancies(
+    unbalanced = domain.transaction_discrepancies(
         {"t1": [("customer:a", 500, "EUR"), ("house:payments_received:EUR", -500, "EUR")],
-         "t2": [("customer:a", -100, "EUR"), ("house:revenue:EUR", 90, "EUR")]},
-        {"a": [(500, 500), (-100, 400)]}, {"a": 450}, {"a": 400})
-    kinds = sorted(problem["kind"] for problem in problems)
-    assert kinds == ["stored_balance_mismatch", "unbalanced_transaction"]
+         "t2": [("customer:a", -100, "EUR"), ("house:revenue:EUR", 90, "EUR")],
+         "t3": []})
+    assert [(p["transaction_id"], p["sum_minor"], p["postings"]) for p in unbalanced] == [("t2", -10, 2), ("t3", 0, 0)]
+    assert domain.account_discrepancies("a", iter([(500, 500), (-100, 400)]), 450, 400) == [
+        {"kind": "stored_balance_mismatch", "account_id": "a", "journal_minor": 400, "stored_minor": 450}]
+
+
+def test_audit_reports_a_broken_balance_after_once_and_a_last_transaction_that_disagrees():
+    problems = domain.account_discrepancies("a", iter([(500, 500), (100, 7), (100, 700)]), 700, 650)
+    assert [(p["kind"], p.get("expected_minor")) for p in problems] == [
+        ("balance_after_mismatch", 600), ("balance_after_mismatch", 107), ("transaction_balance_mismatch", None)]
 
 
 def test_audit_of_sound_books_is_empty():
-    assert domain.audit_discrepancies(
-        {"t1": [("customer:a", 500, "EUR"), ("house:payments_received:EUR", -500, "EUR")]},
-        {"a": [(500, 500)]}, {"a": 500}, {"a": 500}) == []
+    assert domain.transaction_discrepancies(
+        {"t1": [("customer:a", 500, "EUR"), ("house:payments_received:EUR", -500, "EUR")]}) == []
+    assert domain.account_discrepancies("a", iter([(500, 500)]), 500, 500) == []
