@@ -8,7 +8,7 @@ import threading
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from bench.load import HttpClient, _get, hello, place_order
+from bench.load import TARGETS, HttpClient
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -57,7 +57,8 @@ def server(close_each=False):
 
 def test_a_read_is_an_answer_only_when_it_is_a_200():
     with server() as client:
-        read = _get("/api/v1/profile")
+        _, read = TARGETS["profile"]
+        _, hello = TARGETS["http_hello"]
         assert read(client, {"token": "good"}, 0) is True
         refused = read(client, {"token": "stolen"}, 1)
         assert refused.startswith('{"error"') and "unauthenticated" in refused
@@ -67,6 +68,7 @@ def test_a_read_is_an_answer_only_when_it_is_a_200():
 
 
 def test_an_order_is_posted_as_json_with_its_own_key():
+    _, place_order = TARGETS["place_order"]
     with server() as client:
         assert place_order(client, {"token": "good"}, 0) is True
         assert place_order(client, {"token": "good"}, 1) is True
@@ -78,7 +80,7 @@ def test_an_order_is_posted_as_json_with_its_own_key():
 
 def test_a_connection_the_server_closed_is_opened_again():
     with server(close_each=True) as client:
-        read = _get("/api/v1/profile")
+        _, read = TARGETS["profile"]
         assert [read(client, {"token": "good"}, n) for n in range(3)] == [True, True, True]
         assert len(Handler.seen) == 3
         client.close()
