@@ -80,6 +80,72 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({model}), {memory_kib / 1024 / 1024:.1f} GiB memory, Python {platform.python_version()}"
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+SERVERS = {"beam.smp": "RabbitMQ", "postgres": "PostgreSQL"}   # a process's comm -> whose it is
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a running process, or None once it has ended."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def server_pids() -> dict[int, str]:
+    """Every process of RabbitMQ and PostgreSQL on this machine (PostgreSQL: one per connection)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                comm = (entry / "comm").read_text().strip()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if comm in SERVERS:
+                found[int(entry.name)] = SERVERS[comm]
+    return found
+
+
+def cpu_by_name(before: dict, after: dict) -> dict[str, float]:
+    """CPU seconds used between two snapshots, by process name (a process started between them counts whole)."""
+    used: dict[str, float] = {}
+    for pid, (name, seconds) in after.items():
+        used[name] = used.get(name, 0.0) + seconds - before.get(pid, (name, 0.0))[1]
+    return used
+
+
+def cell_cpu(before: tuple, after: tuple, requests: int, load_generator: float) -> dict[str, float]:
+    """Milliseconds of CPU per request by process, from the settled stack before a cell to the settled
+    stack after it, less what each process used at rest (its rate while the stack settled before)."""
+    (started, first, at_rest), (ended, last, _) = before, after
+    per_request = {name: max(0.0, used - at_rest.get(name, 0.0) * (ended - started)) * 1000 / requests
+                   for name, used in cpu_by_name(first, last).items()}
+    per_request["load generator"] = load_generator * 1000 / requests
+    return per_request
+
+
+def cpu_table(rows: list[dict]) -> list[str]:
+    accounted = [row for row in rows if "cpu" in row]
+    if not accounted:
+        return []
+    ends = ("RabbitMQ", "PostgreSQL", "load generator")
+
+    def place(name: str) -> tuple:   # the gateway, the services, the baselines, the servers, the load generator
+        rank = 0 if name == "gateway" else 3 + ends.index(name) if name in ends else 2 if name.startswith("baseline") else 1
+        return rank, name
+    columns = sorted({name for row in accounted for name, ms in row["cpu"].items() if ms >= 0.05}, key=place)
+    lines = ["", "Where a request's CPU went: ms of CPU per request in each process (its own `/proc` times), from "
+                 "the settled stack before the cell to the settled stack after it (so a cell's trailing mails and "
+                 "PDFs are its own), less what each process used at rest; PostgreSQL and RabbitMQ are all of their "
+                 "processes on the machine, the load generator its requests' loop:", "",
+             "| profile | target | clients | all | " + " | ".join(columns) + " |", "|---|---|--:|--:|" + "--:|" * len(columns)]
+    for row in accounted:
+        lines.append(f"| {row['profile']} | {row['target']} | {row['clients']} | {sum(row['cpu'].values()):.2f} | "
+                     + " | ".join(f"{row['cpu'].get(name, 0.0):.2f}" for name in columns) + " |")
+    return lines
+
+
 def resident_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS"):
@@ -132,6 +198,9 @@ class Run:
         self.rows: list[dict] = []
         self.memory: dict[str, dict[str, float]] = {}
         self.order_every = 1
+        # The last time the stack settled: (when, CPU seconds by pid as (name, seconds), each
+        # process's CPU rate at rest in cores); None once a measurement has begun.
+        self.settled: tuple[float, dict[int, tuple[str, float]], dict[str, float]] | None = None
 
     # -- seeding
     def seed(self, count: int) -> list[dict]:
@@ -166,31 +235,48 @@ class Run:
     def settle(self, quiet: float = 0.10, seconds: int = 3, limit: float = 300.0) -> None:
         """Wait until the stack has digested what came before it (the seeding's events, mails and PDFs):
         its processes together under ``quiet`` of a core for ``seconds`` seconds in a row, so that
-        each measurement has the machine to itself. At most ``limit`` seconds; says how long it took."""
-        tick = os.sysconf("SC_CLK_TCK")
-
-        def cpu_seconds() -> float:
-            total = 0.0
-            for process in self.stack.processes():
-                pid = self.stack.pid(process.name)
-                try:
-                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                except FileNotFoundError:  # not running (no pid), or ended meanwhile
-                    continue
-                total += (int(fields[11]) + int(fields[12])) / tick   # utime, stime
-            return total
-        started, calm, used = time.monotonic(), 0, cpu_seconds()
-        while calm < seconds and time.monotonic() - started < limit:
+        each measurement has the machine to itself. At most ``limit`` seconds; says how long it took.
+        Keeps what each process used at rest meanwhile, for the accounting of the next cell."""
+        started = time.monotonic()
+        snapshots, calm = [(started, self.cpu_snapshot())], False
+        while not calm and time.monotonic() - started < limit:
             time.sleep(1)
-            now = cpu_seconds()
-            calm, used = (calm + 1 if now - used < quiet else 0), now
-        say(f"the stack settled in {time.monotonic() - started:.0f} s" if calm >= seconds else
+            snapshots.append((time.monotonic(), self.cpu_snapshot()))
+            window = snapshots[-1 - seconds:]
+            calm = len(window) > seconds and all(self.stack_cpu(later) - self.stack_cpu(earlier) < quiet
+                                                 for (_, earlier), (_, later) in zip(window, window[1:]))
+        (since, first), (now, last) = snapshots[-1 - seconds] if calm else snapshots[-1], snapshots[-1]
+        at_rest = {name: used / (now - since) for name, used in cpu_by_name(first, last).items()} if calm else {}
+        self.settled = (now, last, at_rest)
+        say(f"the stack settled in {now - started:.0f} s" if calm else
             f"the stack was still busy after {limit:.0f} s; measuring anyway")
 
+    def cpu_snapshot(self) -> dict[int, tuple[str, float]]:
+        """CPU seconds so far of every process a request can pass through, by pid: the stack's,
+        the baselines', RabbitMQ's and PostgreSQL's."""
+        named = {pid: name for name, pid in self.pids().items()}
+        named.update(server_pids())
+        return {pid: (name, used) for pid, name in named.items() if (used := cpu_seconds(pid)) is not None}
+
+    def stack_cpu(self, snapshot: dict[int, tuple[str, float]]) -> float:
+        stack = {self.stack.pid(p.name) for p in self.stack.processes()}
+        return sum(used for pid, (_, used) in snapshot.items() if pid in stack)
+
+    def pids(self) -> dict[str, int]:
+        pids = {p.name: self.stack.pid(p.name) for p in self.stack.processes()}
+        if self.baselines:
+            pids.update({f"baseline {name}": process.pid for name, process in self.baselines.processes.items()})
+        return {name: pid for name, pid in pids.items() if pid}
+
     # -- measuring
-    def measure(self, setup_file: Path, target: str, clients: int, profile: str) -> dict:
+    def measure(self, setup_file: Path, target: str, clients: int, profile: str, cpu: bool = False) -> dict:
+        """One cell. ``cpu``: on a settled stack, and settled again after it, so that what the cell's
+        requests cost each process (its trailing mails and PDFs included) is kept with it."""
         # Placing an order costs ~50x a read: a third of the requests keeps the run near 10 minutes.
         count = self.requests // 3 if target == "place_order" else self.requests
+        if cpu and self.settled is None:
+            self.settle()
+        before, self.settled = self.settled, None
         output = subprocess.run(
             [sys.executable, "-m", "bench.load", "--target", target, "--clients", str(clients),
              "--requests", str(count), "--setup", str(setup_file)],
@@ -206,17 +292,17 @@ class Run:
                "p99": percentile(latencies, 99), "samples": result["error_samples"]}
         self.rows.append(row)
         self.sample_memory(profile)
+        if cpu:
+            self.settle()
+            row["cpu"] = cell_cpu(before, self.settled, count, result["cpu"])
         say(f"{profile:<10} {target:<15} {clients:>3} clients: {row['rps']:7.1f} req/s, p50 {row['p50'] * 1000:6.1f} ms, "
             f"p99 {row['p99'] * 1000:6.1f} ms, errors {row['errors']}{' ' + str(row['samples'][:1]) if row['errors'] else ''}")
         return row
 
     def sample_memory(self, profile: str) -> None:
         seen = self.memory.setdefault(profile, {})
-        pids = {p.name: self.stack.pid(p.name) for p in self.stack.processes() if "-" not in p.name or
-                p.name.split("-")[0] in SERVICES}
-        pids.update({f"baseline {name}": process.pid for name, process in self.baselines.processes.items()})
-        for name, pid in pids.items():
-            if pid and name not in ("mail",):
+        for name, pid in self.pids().items():
+            if name != "mail" and ("-" not in name or name.split("-")[0] in SERVICES):
                 try:
                     seen[name] = max(seen.get(name, 0.0), resident_mb(pid))
                 except FileNotFoundError:
@@ -352,6 +438,7 @@ def report(run: Run, scale: dict | None, started: datetime, elapsed: float, args
             f"| {row['profile']} | {row['target']} | {row['clients']} | {row['rps']:.1f} | {row['p50'] * 1000:.1f} | "
             f"{row['p95'] * 1000:.1f} | {row['p99'] * 1000:.1f} | {row['p99'] / row['p50']:.1f} | {row['errors']} | "
             f"{baseline or '–'} | {f'{ratio:.2f}' if ratio else '–'} | {f'≥ {goal}' if goal else '–'} |")
+    lines += cpu_table(run.rows)
     lines += ["", "Resident memory, the most seen after any measurement (MB):", "",
               "| process | " + " | ".join(run.memory) + " |", "|---|" + "--:|" * len(run.memory)]
     names = sorted({name for seen in run.memory.values() for name in seen})
@@ -433,18 +520,17 @@ def main() -> None:
             setup_file.write_text(json.dumps({"gateway": stack.gateway_url, "hello": baselines.url, "amqp": amqp,
                                               "payments_amqp": stack.env["PAYMENTS_AMQP_URI"],
                                               "database": urls["bench"], "accounts": accounts}))
+            # Each cell on a settled stack: the seeding's and the last cell's events, mails and PDFs are not in it.
             for target in [t for t in (*BASELINES, *SYSTEM) if t in targets]:
                 for clients in CLIENTS:
-                    run.settle()   # the seeding's and the last cell's events, mails and PDFs: not in this one
-                    run.measure(setup_file, target, clients, "1 replica")
+                    run.measure(setup_file, target, clients, "1 replica", cpu=True)
             if not args.no_replicas:
                 say("starting a second orders and a second ledger")
                 doubled.start(timeout=120)
-                run.stack = doubled
+                run.stack, run.settled = doubled, None
                 for target in [t for t in SYSTEM if t in targets]:
                     for clients in CLIENTS:
-                        run.settle()
-                        run.measure(setup_file, target, clients, "2 replicas")
+                        run.measure(setup_file, target, clients, "2 replicas", cpu=True)
                 doubled.stop(["orders-2", "ledger-2"])
                 run.stack = stack
             # After the replicas' cells, which it would otherwise leave a hundred thousand mails and PDFs
