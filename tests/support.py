@@ -1,11 +1,14 @@
-"""What the tests share: a private vhost, databases, an HTTP client, waiting, refusals."""
+"""What the tests share: a private vhost, databases, an HTTP client, a throw-away HTTP server,
+waiting, refusals."""
 from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 import uuid
 from contextlib import contextmanager
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote
 
@@ -150,6 +153,20 @@ class Api:
 
     def delete(self, path, json=None, **kwargs):
         return self.request("DELETE", path, json=json, **kwargs)
+
+
+@contextmanager
+def http_server(handler):
+    """``handler`` (a ``BaseHTTPRequestHandler`` class) answering on a free local port, in a thread,
+    for the block; yields the server (its ``server_port``)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def error_code(response) -> str:

@@ -4,16 +4,17 @@ failure of the stack."""
 from __future__ import annotations
 
 import json
-import threading
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from bench.load import TARGETS, HttpClient
+from tests.support import http_server
 
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     seen: list = []
+    close_each = False
 
     def do_GET(self):
         self.seen.append((self.command, self.path, self.headers.get("Authorization"), None))
@@ -34,7 +35,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
         # as a server dropping an idle keep-alive connection would: without a word to the client
-        self.close_connection = self.server.close_each
+        self.close_connection = Handler.close_each
 
     def log_message(self, *args):
         pass
@@ -42,17 +43,10 @@ class Handler(BaseHTTPRequestHandler):
 
 @contextmanager
 def server(close_each=False):
-    Handler.seen = []
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.close_each = close_each
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    try:
+    Handler.seen, Handler.close_each = [], close_each
+    with http_server(Handler) as httpd:
+        url = f"http://127.0.0.1:{httpd.server_port}"
         yield HttpClient({"gateway": url, "hello": url})
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def test_a_read_is_an_answer_only_when_it_is_a_200():

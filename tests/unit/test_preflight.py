@@ -10,15 +10,15 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
 from deploy.ports import free_port
 from services.common.config import ROOT
+from tests.support import http_server
 
 SETTINGS = ("TEST_AMQP_URI", "RABBIT_MANAGEMENT_URL", "TEST_DATABASE", "TEST_POSTGRES_URL", "PREFLIGHT_WAIT_SECONDS")
 
@@ -54,13 +54,8 @@ def management_api(answers_once: Path):
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Overview)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with http_server(Overview) as server:
         yield f"http://127.0.0.1:{server.server_port}/api"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def fake_rabbitmq_plugins(bin_dir: Path, script: str) -> Path:
