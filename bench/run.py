@@ -259,8 +259,8 @@ class Run:
         return {pid: (name, used) for pid, name in named.items() if (used := cpu_seconds(pid)) is not None}
 
     def stack_cpu(self, snapshot: dict[int, tuple[str, float]]) -> float:
-        stack = {self.stack.pid(p.name) for p in self.stack.processes()}
-        return sum(used for pid, (_, used) in snapshot.items() if pid in stack)
+        stack = {process.name for process in self.stack.processes()}
+        return sum(used for name, used in snapshot.values() if name in stack)
 
     def pids(self) -> dict[str, int]:
         pids = {p.name: self.stack.pid(p.name) for p in self.stack.processes()}
