@@ -260,12 +260,12 @@ class Placement:
             return
         if not money_arrived(payload):
             return
-        with self.uow.transaction() as session:
-            if already_processed(session, BALANCE_CONSUMER, event_id):
-                return
+        # Most payments find nothing waiting: one statement, no transaction, and the inbox is not
+        # read (nothing is done and nothing recorded, so a redelivery would find nothing again).
+        with self.uow.read() as session:
             pending = self.repository.pending_orders(session, account_id)
-        if not pending:
-            return  # nothing waits: nothing to record either (a redelivery would find nothing again)
+            if not pending or already_processed(session, BALANCE_CONSUMER, event_id):
+                return
         # Paying is idempotent in itself (ledger keys per order), so a redelivery mid-way is harmless.
         self._pay(pending)
         with self.uow.transaction() as session:

@@ -189,10 +189,10 @@ def test_a_retried_renewal_whose_ledger_call_failed_is_finished_by_the_retry_not
     assert orders.renew(account, order["id"], {"period_months": 1}, "renew-1") == retry
 
 
-def test_a_payment_to_an_account_with_nothing_pending_costs_orders_one_read(world):
+def test_a_payment_to_an_account_with_nothing_pending_costs_orders_one_statement(world):
     orders, ledger, clock = world
     account = str(uuid.uuid4())
-    with transactions_begun(orders.uow.engine) as begun:
+    with statements_sent(orders.uow.engine) as sent:   # a read: no BEGIN or COMMIT on PostgreSQL either
         orders.on_balance_changed({"event_id": str(uuid.uuid4()), "account_id": account, "kind": "payment",
                                    "amount": {"amount": "50.00", "currency": "EUR"}})
-    assert len(begun) == 1
+    assert len(sent) == 1 and sent[0].startswith("SELECT ORDERS.ID"), sent
