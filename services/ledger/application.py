@@ -106,10 +106,11 @@ class Ledger:
                             profile["company_verification"], bool(profile.get("postal_address")))
                     tx = self._move(session, balance, domain.PAYMENT, request, method=data["method"],
                                     caller=caller, description=data["description"] or WORDING.say(
-                                        "Payment received", (profile or {}).get("language") or "en"))
-                    publish_later(session, "payment_received", {
-                        "account_id": tx.account_id, "transaction_id": tx.id, "amount": _money(tx.amount_minor, tx),
-                        "balance": _money(tx.balance_after_minor, tx), "reference": tx.reference, "method": tx.method})
+                                        "Payment received", (profile or {}).get("language") or "en"),
+                                    announce=lambda tx: ("payment_received", {
+                                        "account_id": tx.account_id, "transaction_id": tx.id,
+                                        "amount": _money(tx.amount_minor, tx), "balance": _money(tx.balance_after_minor, tx),
+                                        "reference": tx.reference, "method": tx.method}))
                     return domain.transaction_view(tx)
             asked = self.profiles.get(data["account_id"])  # not_found for an account nobody has
 
@@ -495,9 +496,13 @@ class Ledger:
 
     def _move(self, session, balance: Balance, kind: str, request: "_Request", *, description: str,
               invoice_id=None, refunds_transaction_id=None, method=None, operator=None,
-              caller=None, writes: Writes | None = None) -> Transaction:
+              caller=None, writes: Writes | None = None, announce=None) -> Transaction:
         """One movement: transaction, postings, running balance, balance events, written now (or gathered
-        in ``writes``: writes.py). A refusal (currency, funds) comes before anything is written."""
+        in ``writes``: writes.py). A refusal (currency, funds) comes before anything is written.
+
+        ``announce(tx)``, if given, is one more event (type, data) about the movement, written after the
+        balance's in the same statement: a payment's ``payment_received``.
+        """
         amount = request.data["amount"]
         domain.check_currency(balance.currency, amount)
         change = domain.signed_amount(kind, amount)
@@ -532,6 +537,8 @@ class Ledger:
         if alert.send_low_balance:
             events.append(("balance_low", {
                 "account_id": tx.account_id, "balance": after.to_wire(), "threshold": threshold.to_wire()}))
+        if announce is not None:
+            events.append(announce(tx))
         (writes or Writes(session)).movement(Movement(written, postings, balance.account_id, moved, events))
         return tx
 

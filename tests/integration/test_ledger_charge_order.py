@@ -16,7 +16,7 @@ from tests.fakes import profile_of
 from tests.integration.test_ledger_invoices import GERMAN_COMPANY
 from tests.integration.test_ledger_journal import (database, eur, ledger, outbox, profiles,  # noqa: F401 (fixtures)
                                                    refused)
-from tests.support import transactions_begun
+from tests.support import statements_sent, transactions_begun
 
 pytestmark = pytest.mark.integration
 
@@ -110,6 +110,16 @@ def test_an_order_s_charge_and_a_payment_each_take_one_transaction(ledger, profi
         ledger.charge_order(account, eur("9.90"), "order:o-1:activate", "o-1", "VPS S, 1 months")
     assert len(begun) == 1
     assert [e["kind"] for e in outbox(ledger.uow, account, "balance_changed")] == ["payment", "payment", "charge"]
+
+
+def test_a_payment_writes_its_events_in_one_statement_in_order(ledger, profiles):
+    account = profiles.add()
+    ledger.account_registered(profile_event(account, "account_registered"))
+    with statements_sent(ledger.uow.engine) as sent:
+        paid = ledger.credit_payment(account, eur("100.00"), "p", "P")
+    assert sum(statement.startswith("INSERT INTO OUTBOX") for statement in sent) == 1, sent
+    assert [(e["type"], e["transaction_id"]) for e in outbox(ledger.uow, account)] == [
+        ("balance_changed", paid["id"]), ("payment_received", paid["id"])]
 
 
 def test_a_charge_for_an_account_nobody_has_writes_nothing(ledger, profiles):
