@@ -418,6 +418,11 @@ class MailRelay:
         requests.delete(f"{self.url}/messages", timeout=5)
         self.refuse("ok")
 
+    def restart(self) -> None:
+        """The relay goes away and comes back on the same ports, empty: connections to it are gone."""
+        self._process.stop()
+        self._process.start()
+
     def __enter__(self) -> "MailRelay":
         self._process.start()
         return self

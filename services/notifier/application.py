@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 import structlog
 from nameko.exceptions import MethodNotFound
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from services.common.clock import as_utc, iso
@@ -279,8 +279,11 @@ class Sender:
     def send_due(self) -> int:
         """Try every due message once; returns how many the relay took."""
         sent = 0
-        for delivery in self._claim():
-            sent += self._attempt(delivery)
+        due = self._claim()
+        if due:
+            with self.mailer.session() as relay:   # the round's messages on one connection (mailer.py)
+                for delivery in due:
+                    sent += self._attempt(relay, delivery)
         return sent
 
     def _claim(self) -> list[Delivery]:
@@ -295,10 +298,10 @@ class Sender:
                 delivery.next_attempt_at = now + self.lease
         return due
 
-    def _attempt(self, delivery: Delivery) -> int:
+    def _attempt(self, relay, delivery: Delivery) -> int:
         failure = None
         try:
-            self.mailer.send(_message(delivery))
+            relay.send(_message(delivery))
         except DeliveryFailure as exc:
             failure = exc
         except Exception as exc:
@@ -308,13 +311,13 @@ class Sender:
             failure = DeliveryFailure(f"could not send: {exc!r}")
         outcome = dispatch.after_attempt(delivery.attempts, self.clock.now(), sent=failure is None,
                                          permanent=isinstance(failure, PermanentFailure))
-        with self.uow.transaction() as session:
-            row = session.get(Delivery, delivery.seq)
-            row.state, row.attempts, row.next_attempt_at = outcome.state, outcome.attempts, outcome.next_attempt_at
-            if failure is None:
-                row.sent_at = self.clock.now()
-            else:
-                row.last_error = str(failure)[:500]
+        result = {"state": outcome.state, "attempts": outcome.attempts, "next_attempt_at": outcome.next_attempt_at}
+        if failure is None:
+            result["sent_at"] = self.clock.now()
+        else:
+            result["last_error"] = str(failure)[:500]
+        with self.uow.read() as session:   # one statement, which commits itself: no BEGIN, no COMMIT
+            session.execute(update(Delivery).where(Delivery.seq == delivery.seq).values(**result))
         if failure is not None:
             log.warning("mail not delivered", delivery_id=delivery.id, kind=delivery.kind, state=outcome.state,
                         attempts=outcome.attempts, error=str(failure)[:200])

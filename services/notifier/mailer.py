@@ -131,43 +131,103 @@ class SmtpMailer:
         return mime
 
     def send(self, message: Message) -> None:
-        """Deliver one message, or raise :class:`TemporaryFailure` / :class:`PermanentFailure`."""
-        mime = self.build(message)
+        """Deliver one message on a connection of its own, or raise :class:`TemporaryFailure` /
+        :class:`PermanentFailure`."""
+        with self.session() as relay:
+            relay.send(message)
+
+    def session(self) -> RelaySession:
+        """Messages one after another on one connection (a sender's round); use it as a context manager."""
+        return RelaySession(self)
+
+    def connect(self) -> smtplib.SMTP:
+        """A connection ready for messages: greeted, with TLS and logged in as the settings ask."""
         try:
-            connection = self._connect()
+            if self.use_tls:
+                connection = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout,
+                                              context=ssl.create_default_context())
+            else:
+                connection = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
         except smtplib.SMTPResponseException as exc:  # the relay greeted with a refusal
             raise _refusal(exc.smtp_code, exc.smtp_error) from exc
         except (smtplib.SMTPException, OSError) as exc:
             raise TemporaryFailure(f"cannot reach the mail relay {self.host}:{self.port}: {exc!r}") from exc
         try:
-            self._deliver(connection, mime, message.to)
-        finally:
-            _hang_up(connection)
-        log.info("mail_sent", kind=message.kind, message_id=mime["Message-ID"])
-
-    def _connect(self) -> smtplib.SMTP:
-        if self.use_tls:
-            return smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout,
-                                    context=ssl.create_default_context())
-        return smtplib.SMTP(self.host, self.port, timeout=self.timeout)
-
-    def _deliver(self, connection: smtplib.SMTP, mime: EmailMessage, to: str) -> None:
-        try:
             if self.starttls:
                 connection.starttls(context=ssl.create_default_context())
             if self.username:
                 connection.login(self.username, self.password or "")
-            connection.send_message(mime, from_addr=self.sender_address, to_addrs=[to])
-        except smtplib.SMTPRecipientsRefused as exc:
-            code, text = next(iter(exc.recipients.values()))
-            raise _refusal(code, text) from exc
-        except smtplib.SMTPResponseException as exc:
-            raise _refusal(exc.smtp_code, exc.smtp_error) from exc
-        except smtplib.SMTPNotSupportedError as exc:
-            # Our settings ask for STARTTLS, AUTH or SMTPUTF8 that this relay lacks: no retry fixes that.
-            raise PermanentFailure(f"the mail relay cannot do what the settings ask: {exc}") from exc
-        except (smtplib.SMTPException, OSError) as exc:  # dropped connection, timeout, TLS trouble
-            raise TemporaryFailure(f"the mail relay connection failed: {exc!r}") from exc
+        except (smtplib.SMTPException, OSError) as exc:
+            _hang_up(connection)
+            raise _failure(exc) from exc
+        except BaseException:
+            _hang_up(connection)
+            raise
+        return connection
+
+
+class RelaySession:
+    """Messages handed to the relay one after another on one connection: a sender's round.
+
+    A connection costs a TCP handshake, the greeting, EHLO (with STARTTLS or TLS, a TLS handshake,
+    and AUTH) and QUIT: more round trips than the message itself. After a message the relay took,
+    the next one goes on the same connection, once a NOOP has shown the relay still answers on it
+    (a relay may hang up an idle connection); otherwise, and after any failure, on a new one. Each
+    message is still sent once per attempt, with the same answers as on a connection of its own.
+    """
+
+    def __init__(self, mailer: SmtpMailer):
+        self.mailer = mailer
+        self._connection: smtplib.SMTP | None = None
+
+    def __enter__(self) -> RelaySession:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._drop()
+
+    def send(self, message: Message) -> None:
+        """Deliver one message, or raise :class:`TemporaryFailure` / :class:`PermanentFailure`."""
+        mime = self.mailer.build(message)
+        connection = self._ready()
+        try:
+            connection.send_message(mime, from_addr=self.mailer.sender_address, to_addrs=[message.to])
+        except (smtplib.SMTPException, OSError) as exc:
+            self._drop()   # whatever the relay said, the next message starts on a clean connection
+            raise _failure(exc) from exc
+        except BaseException:
+            self._drop()
+            raise
+        log.info("mail_sent", kind=message.kind, message_id=mime["Message-ID"])
+
+    def _ready(self) -> smtplib.SMTP:
+        if self._connection is not None:
+            try:
+                if self._connection.noop()[0] == 250:
+                    return self._connection
+            except (smtplib.SMTPException, OSError):
+                pass
+            self._drop()
+        self._connection = self.mailer.connect()
+        return self._connection
+
+    def _drop(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            _hang_up(connection)
+
+
+def _failure(exc: smtplib.SMTPException | OSError) -> DeliveryFailure:
+    """What a failed exchange with the relay means for the message: try again later, or never."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        code, text = next(iter(exc.recipients.values()))
+        return _refusal(code, text)
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return _refusal(exc.smtp_code, exc.smtp_error)
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        # Our settings ask for STARTTLS, AUTH or SMTPUTF8 that this relay lacks: no retry fixes that.
+        return PermanentFailure(f"the mail relay cannot do what the settings ask: {exc}")
+    return TemporaryFailure(f"the mail relay connection failed: {exc!r}")   # dropped connection, timeout, TLS
 
 
 def _refusal(code: int, text) -> DeliveryFailure:

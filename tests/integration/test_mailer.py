@@ -6,6 +6,7 @@ The last tests need no server: they pin the MIME shape, the Message-ID and the b
 """
 import email
 import email.policy
+import smtplib
 import socket
 import time
 
@@ -85,6 +86,51 @@ def test_the_sender_comes_from_mail_from(stand_in):
     mailer = SmtpMailer.from_env({"SMTP_PORT": str(stand_in.port), "MAIL_FROM": "Introserv Billing <billing@introserv.example>"})
     mailer.send(plain_message())
     assert stand_in.to(CUSTOMER)[0]["from"] == "Introserv Billing <billing@introserv.example>"
+
+
+# --- a round's messages on one connection ---------------------------------------------------------
+
+@pytest.fixture
+def connections(monkeypatch):
+    """Every TCP connection smtplib opens during the test."""
+    opened = []
+    connect = smtplib.SMTP.connect
+
+    def counted(self, *args, **kwargs):
+        opened.append(args)
+        return connect(self, *args, **kwargs)
+    monkeypatch.setattr(smtplib.SMTP, "connect", counted)
+    return opened
+
+
+def test_a_round_s_messages_go_to_the_relay_on_one_connection(mailer, stand_in, connections):
+    with mailer.session() as relay:
+        for n in range(3):
+            relay.send(plain_message(to=f"klient{n}@example.com"))
+    assert len(connections) == 1
+    assert [len(stand_in.to(f"klient{n}@example.com")) for n in range(3)] == [1, 1, 1]
+
+
+def test_after_a_refusal_the_next_message_of_the_round_goes_on_a_new_connection(mailer, stand_in, connections):
+    with mailer.session() as relay:
+        relay.send(plain_message(to="first@example.com"))
+        stand_in.refuse("tempfail")
+        with pytest.raises(TemporaryFailure):
+            relay.send(plain_message(to="second@example.com"))
+        stand_in.refuse("ok")
+        relay.send(plain_message(to="third@example.com"))
+    assert len(connections) == 2
+    assert stand_in.to("second@example.com") == [] and len(stand_in.to("third@example.com")) == 1
+
+
+def test_a_relay_that_hung_up_between_two_messages_gets_the_second_on_a_new_connection(connections):
+    with MailRelay() as relay_process:
+        with SmtpMailer(port=relay_process.port, timeout=5).session() as relay:
+            relay.send(plain_message(to="before@example.com"))
+            relay_process.restart()   # the connection the round holds is gone with the old process
+            relay.send(plain_message(to="after@example.com"))
+        assert len(relay_process.to("after@example.com")) == 1
+    assert len(connections) == 2
 
 
 # --- failures ------------------------------------------------------------------------------------
