@@ -1,5 +1,5 @@
-"""The notifier's sender round on its real database (SQLite, or PostgreSQL with TEST_DATABASE=postgres)
-against the mail stand-in in a process of its own: what a round costs the relay and the database.
+"""What a mail costs the notifier, on its real database (SQLite, or PostgreSQL with TEST_DATABASE=postgres):
+an event's message recorded, and a sender's round against the mail stand-in in a process of its own.
 """
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from sqlalchemy import select
 from services.common.clock import FrozenClock
 from services.common.database import UnitOfWork, make_engine
 from services.common.migrations import upgrade
-from services.notifier.application import Sender
+from services.notifier.application import Notifications, Sender
 from services.notifier.mailer import SmtpMailer
-from services.notifier.models import Base, Delivery
+from services.notifier.models import Base, Delivery, Subscriber
 from tests.fakes import MailRelay
 from tests.integration.test_mailer import connections  # noqa: F401 (fixture)
 from tests.support import databases, statements_sent
@@ -24,9 +24,9 @@ pytestmark = pytest.mark.integration
 NOW = datetime(2026, 12, 6, 14, 0, tzinfo=timezone.utc)
 
 
-@pytest.fixture(scope="module")
-def uow(tmp_path_factory):
-    with databases(tmp_path_factory.mktemp("notifier"), services=("notifier",)) as urls:
+@pytest.fixture
+def uow(tmp_path):
+    with databases(tmp_path, services=("notifier",)) as urls:
         upgrade("notifier", urls["notifier"])
         engine = make_engine(urls["notifier"], green=False)
         yield UnitOfWork(engine, "notifier", Base.metadata)
@@ -53,6 +53,30 @@ def states(uow, *recipients: str) -> list[tuple]:
         rows = session.scalars(select(Delivery).where(Delivery.recipient.in_(recipients))
                                .order_by(Delivery.seq)).all()
         return [(row.recipient, row.state, row.attempts, row.sent_at is not None, row.last_error) for row in rows]
+
+
+def test_an_event_s_message_is_recorded_in_three_statements_and_a_redelivery_records_nothing(uow):
+    account = str(uuid.uuid4())
+    with uow.transaction() as session:   # the copy as profile's events left it (services/notifier/dispatch.py)
+        session.add(Subscriber(account_id=account, email="anna@example.com", first_name="Anna", language="en",
+                               answered=True))
+    notifications = Notifications(uow, profile=None, ledger=None, documents=None, clock=FrozenClock(NOW))
+    created = {"event_id": str(uuid.uuid4()), "occurred_at": "2026-12-06T14:00:00Z", "account_id": account,
+               "order_id": "ord-1042", "plan_name": "VPS S", "period_months": 1,
+               "cost": {"amount": "24.48", "currency": "EUR"}, "status": "active"}
+    with statements_sent(uow.engine) as sent:
+        delivery_id = notifications.on_event("order_created", created)
+    # The copy read, then one transaction: the event marked processed and its message.
+    assert len(sent) == 3, sent
+    assert sent[0].startswith("SELECT SUBSCRIBERS.") and sent[1].startswith("INSERT INTO PROCESSED_MESSAGES") \
+        and sent[2].startswith("INSERT INTO DELIVERIES"), sent
+    assert notifications.on_event("order_created", created) is None   # the same event delivered again
+    assert [(d.id, d.recipient) for d in deliveries_of(uow, account)] == [(delivery_id, "anna@example.com")]
+
+
+def deliveries_of(uow, account_id: str) -> list[Delivery]:
+    with uow.transaction() as session:
+        return session.scalars(select(Delivery).where(Delivery.account_id == account_id)).all()
 
 
 def test_a_round_sends_on_one_connection_and_records_each_result_in_one_statement(uow, relay, connections):
