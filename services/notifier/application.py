@@ -28,7 +28,7 @@ from services.common.schemas import load
 from services.notifier import dispatch
 from services.notifier.domain import (Attachment, IncompleteEvent, Message, NotificationSettings, compose,
                                       recipient_for)
-from services.notifier.mailer import DeliveryFailure, PermanentFailure
+from services.notifier.mailer import DeliveryFailure, PermanentFailure, RelaySession
 from services.notifier.models import Delivery, Subscriber
 from services.notifier.schemas import REQUESTED_MAIL, NewsletterSchema, NotifySchema, SentPageSchema
 
@@ -299,7 +299,7 @@ class Sender:
                 delivery.next_attempt_at = now + self.lease
         return due
 
-    def _attempt(self, relay, delivery: Delivery) -> int:
+    def _attempt(self, relay: RelaySession, delivery: Delivery) -> int:
         failure = None
         try:
             relay.send(_message(delivery))
