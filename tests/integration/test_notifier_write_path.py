@@ -15,8 +15,7 @@ from services.common.migrations import upgrade
 from services.notifier.application import Notifications, Sender
 from services.notifier.mailer import SmtpMailer
 from services.notifier.models import Base, Delivery, Subscriber
-from tests.fakes import MailRelay
-from tests.integration.test_mailer import connections  # noqa: F401 (fixture)
+from tests.integration.test_mailer import connections, relay, stand_in  # noqa: F401 (fixtures)
 from tests.support import databases, statements_sent
 
 pytestmark = pytest.mark.integration
@@ -33,12 +32,6 @@ def uow(tmp_path):
         engine.dispose()
 
 
-@pytest.fixture(scope="module")
-def relay():
-    with MailRelay() as stand_in:
-        yield stand_in
-
-
 def due(uow, *recipients: str) -> None:
     with uow.transaction() as session:
         for recipient in recipients:
@@ -53,6 +46,11 @@ def states(uow, *recipients: str) -> list[tuple]:
         rows = session.scalars(select(Delivery).where(Delivery.recipient.in_(recipients))
                                .order_by(Delivery.seq)).all()
         return [(row.recipient, row.state, row.attempts, row.sent_at is not None, row.last_error) for row in rows]
+
+
+def deliveries_of(uow, account_id: str) -> list[Delivery]:
+    with uow.transaction() as session:
+        return session.scalars(select(Delivery).where(Delivery.account_id == account_id)).all()
 
 
 def test_an_event_s_message_is_recorded_in_three_statements_and_a_redelivery_records_nothing(uow):
@@ -74,20 +72,14 @@ def test_an_event_s_message_is_recorded_in_three_statements_and_a_redelivery_rec
     assert [(d.id, d.recipient) for d in deliveries_of(uow, account)] == [(delivery_id, "anna@example.com")]
 
 
-def deliveries_of(uow, account_id: str) -> list[Delivery]:
-    with uow.transaction() as session:
-        return session.scalars(select(Delivery).where(Delivery.account_id == account_id)).all()
-
-
-def test_a_round_sends_on_one_connection_and_records_each_result_in_one_statement(uow, relay, connections):
-    relay.reset()
+def test_a_round_sends_on_one_connection_and_records_each_result_in_one_statement(uow, stand_in, connections):
     recipients = [f"round-{n}@example.com" for n in range(3)]
     due(uow, *recipients)
-    sender = Sender(uow, SmtpMailer(port=relay.port, timeout=5), FrozenClock(NOW))
+    sender = Sender(uow, SmtpMailer(port=stand_in.port, timeout=5), FrozenClock(NOW))
     with statements_sent(uow.engine) as sent:
         assert sender.send_due() == 3
     assert len(connections) == 1
-    assert [len(relay.to(recipient)) for recipient in recipients] == [1, 1, 1]
+    assert [len(stand_in.to(recipient)) for recipient in recipients] == [1, 1, 1]
     assert states(uow, *recipients) == [(recipient, "sent", 1, True, None) for recipient in recipients]
     # The claim reads the due rows once; each result is one UPDATE, not a read and a write.
     assert sum(statement.startswith("SELECT DELIVERIES") for statement in sent) == 1, sent
