@@ -26,7 +26,7 @@ def try_lock(session: Session, name: str) -> bool:
     """
     if not is_postgres(session):
         return True
-    return bool(session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _lock_key(name)}).scalar())
+    return bool(session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": lock_key(name)}).scalar())
 
 
 def lock(session: Session, name: str) -> None:
@@ -36,7 +36,7 @@ def lock(session: Session, name: str) -> None:
     writer per file and the services one connection to it, so there is nothing to take.
     """
     if is_postgres(session):
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key(name)})
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(name)})
 
 
 def insert_first(session: Session, table: Table, **values) -> bool:
@@ -49,6 +49,6 @@ def insert_first(session: Session, table: Table, **values) -> bool:
     return session.execute(dialect.insert(table).on_conflict_do_nothing(), values).rowcount == 1
 
 
-def _lock_key(name: str) -> int:
+def lock_key(name: str) -> int:
     """The advisory lock's key for a name: a signed 32-bit number, the same in every process."""
     return zlib.crc32(name.encode()) - 2**31

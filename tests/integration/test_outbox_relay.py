@@ -1,0 +1,150 @@
+"""The outbox relay's round on real databases and a real broker: its batch claimed and marked in one
+statement, kept only once the broker confirmed it, and one relay at a time (services/common/outbox.py)."""
+from __future__ import annotations
+
+import contextlib
+import uuid
+
+import eventlet
+import pytest
+from kombu import Connection, Queue
+from kombu.simple import SimpleQueue
+from nameko.standalone.events import get_event_exchange
+from sqlalchemy import MetaData, create_engine, select, text, update
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
+
+from services.common.clock import clock
+from services.common.database import UnitOfWork, make_engine
+from services.common.locks import try_lock
+from services.common.outbox import OutboxRelay, publish_later
+from services.common.tables import add_messaging_tables
+from tests.support import POSTGRES_ADMIN_URL, statements_sent
+
+metadata = MetaData()
+add_messaging_tables(metadata)
+outbox = metadata.tables["outbox"]
+
+
+@contextlib.contextmanager
+def database(kind: str, tmp_path):
+    """A fresh database of that kind with the messaging tables, and its engine as the services make it."""
+    if kind == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'relay.db'}")
+        metadata.create_all(engine)
+        yield engine
+        engine.dispose()
+        return
+    name = f"t{uuid.uuid4().hex[:8]}_relay"
+    admin = create_engine(POSTGRES_ADMIN_URL, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = make_engine(POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}")
+    metadata.create_all(engine)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request, tmp_path):
+    with database(request.param, tmp_path) as engine:
+        yield engine
+
+
+@pytest.fixture
+def postgres(tmp_path):
+    with database("postgresql", tmp_path) as engine:
+        yield engine
+
+
+def relay_on(engine, amqp_uri) -> OutboxRelay:
+    return OutboxRelay(engine, {"AMQP_URI": amqp_uri}, "producer", outbox)
+
+
+@pytest.fixture
+def relay(engine, amqp_uri):
+    relay = relay_on(engine, amqp_uri)
+    yield relay
+    relay.publisher.close()
+
+
+@pytest.fixture
+def heard(amqp_uri):
+    """What the producer's event exchange delivers, in order."""
+    exchange = get_event_exchange("producer", {"AMQP_URI": amqp_uri})
+    with Connection(amqp_uri) as connection:
+        probe = SimpleQueue(connection, Queue(f"probe-{uuid.uuid4().hex}", exchange, routing_key="#", auto_delete=True))
+        yield probe
+        probe.close()
+
+
+def record(engine, *values) -> None:
+    with UnitOfWork(engine, "producer", metadata).transaction() as session:
+        for value in values:
+            publish_later(session, "thing_happened", {"value": value})
+
+
+def pending(engine) -> list[str]:
+    with Session(engine) as session:
+        return [row.event_type for row in session.execute(select(outbox).where(outbox.c.published_at.is_(None)))]
+
+
+def test_a_round_claims_and_marks_its_batch_in_one_statement(engine, relay, heard):
+    record(engine, *range(5))
+    with statements_sent(engine) as sent:
+        assert relay.publish_pending() == 5
+    assert len(sent) == 1 and sent[0].startswith("UPDATE OUTBOX SET PUBLISHED_AT")   # no lock, select or update apart
+    assert [heard.get(timeout=10).payload["value"] for _ in range(5)] == list(range(5))
+    assert pending(engine) == [] and relay.publish_pending() == 0
+
+    relay.batch = 2     # a full batch: the oldest first, the rest on the next rounds
+    record(engine, *range(5, 10))
+    assert [relay.publish_pending() for _ in range(4)] == [2, 2, 1, 0]
+    assert [heard.get(timeout=10).payload["value"] for _ in range(5)] == list(range(5, 10))
+
+
+def test_a_batch_the_broker_does_not_confirm_stays_pending(engine, relay, amqp_uri):
+    exchange = get_event_exchange("producer", {"AMQP_URI": amqp_uri})
+    with Connection(amqp_uri) as connection:
+        full = Queue(f"full-{uuid.uuid4().hex}", exchange, routing_key="#", auto_delete=True,
+                     queue_arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+        full(connection.channel()).declare()
+        record(engine, "a", "b", "c")
+        with pytest.raises(Exception):
+            relay.publish_pending()
+        assert pending(engine) == ["thing_happened"] * 3   # the marks rolled back with the batch
+        full(connection.channel()).delete()
+    assert relay.publish_pending() == 3
+
+
+def test_one_relay_at_a_time_on_postgresql(postgres, amqp_uri, heard):
+    """SQLite runs one process per file, so there is no other relay to wait for there."""
+    engine, relay = postgres, relay_on(postgres, amqp_uri)
+    try:
+        record(engine, "first")
+        with Session(engine) as other, other.begin():
+            assert try_lock(other, "outbox:producer")     # another replica's relay, in the middle of its round
+            assert relay.publish_pending() == 0            # claims nothing while that one holds the lock
+            assert pending(engine) == ["thing_happened"]
+        assert relay.publish_pending() == 1
+        assert heard.get(timeout=10).payload["value"] == "first"
+
+        # A row another relay marked, committing after this round's statement began: the statement's
+        # snapshot still shows it pending, and the check of its latest version leaves it out.
+        record(engine, "second")
+        with Session(engine) as other:
+            other.begin()
+            other.execute(update(outbox).where(outbox.c.published_at.is_(None)).values(published_at=clock.now()))
+            round_ = eventlet.spawn(relay.publish_pending)
+            eventlet.sleep(0.5)                            # the round waits for that row's lock
+            other.commit()
+            assert round_.wait() == 0
+        with pytest.raises(SimpleQueue.Empty):             # not published a second time
+            heard.get(timeout=1)
+    finally:
+        relay.publisher.close()
