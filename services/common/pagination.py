@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from marshmallow import fields, validate
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, bindparam, or_
 
 from services.common.clock import as_utc
 from services.common.errors import ValidationError
@@ -99,14 +100,23 @@ def keyset_page(session, query, order: Sequence, limit=None, cursor=None, params
     ``query``'s bound parameters, for a query built once (a hot read's) rather than per call.
     """
     limit = page_limit(limit)
-    position = decode_cursor(cursor, [column.type.python_type for column in order])
-    if position is not None:
-        query = query.where(_before(order, position))
-    rows = session.scalars(query.order_by(*(column.desc() for column in order)).limit(limit + 1), params).all()
+    if cursor is None and params is not None:    # a hot read's first page: its statement built once
+        rows = session.scalars(_first_page(query, tuple(order)), {**params, "page_rows": limit + 1}).all()
+    else:
+        position = decode_cursor(cursor, [column.type.python_type for column in order])
+        if position is not None:
+            query = query.where(_before(order, position))
+        rows = session.scalars(query.order_by(*(column.desc() for column in order)).limit(limit + 1), params).all()
     if len(rows) <= limit:
         return Page(list(rows), None)
     last = rows[limit - 1]
     return Page(list(rows[:limit]), encode_cursor([getattr(last, column.key) for column in order]))
+
+
+@functools.lru_cache(maxsize=64)
+def _first_page(query, order: tuple):
+    """A query built once, newest first, its page size a parameter (``page_rows``)."""
+    return query.order_by(*(column.desc() for column in order)).limit(bindparam("page_rows"))
 
 
 def _before(order: Sequence, position: tuple):
