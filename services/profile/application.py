@@ -8,7 +8,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from eventlet import tpool
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 
 from services.common.clock import as_utc, iso
@@ -346,12 +346,16 @@ def _login_taken() -> DomainError:
     return DomainError("login_taken", "This login is already taken.", fields={"login": ["taken"]})
 
 
+# Every read of a profile, and every change of one, starts here: built once, not for each call.
+ACCOUNT = select(Account).where(Account.id == bindparam("account_id"))
+ACCOUNT_LOCKED = ACCOUNT.with_for_update()
+
+
 def account_or_not_found(session, account_id, lock: bool = False) -> Account:
     """The account row (locked for update when asked), or ``not_found``."""
     if not isinstance(account_id, str):
         raise NotFound("account")
-    query = select(Account).where(Account.id == account_id)
-    account = session.scalar(query.with_for_update() if lock else query)
+    account = session.scalar(ACCOUNT_LOCKED if lock else ACCOUNT, {"account_id": account_id})
     if account is None:
         raise NotFound("account")
     return account
