@@ -115,7 +115,7 @@ class OutboxRelay:
         self.keep = timedelta(days=env_float("OUTBOX_KEEP_DAYS", 7))
         self.publisher = ConfirmedBatches(config.get("AMQP_URI") or amqp_uri(),
                                           get_event_exchange(service, config))
-        self.claim = claim_statement(table, f"outbox:{service}" if is_postgres(engine) else None)
+        self.claim = claim_statement(table, f"outbox:{service}") if is_postgres(engine) else None
         self._wake = threading.Event()
         self._running = True
         self._last_cleanup = None
@@ -147,16 +147,28 @@ class OutboxRelay:
     def publish_pending(self) -> int:
         """Publish up to one batch of pending events; returns how many were published.
 
-        Three round trips to the database: BEGIN, one statement that takes the relays' lock and
-        marks the batch sent (:func:`claim_statement`), and, once the broker has confirmed all of
-        it, COMMIT. Anything else rolls the marks back and the batch goes again next round (every
-        consumer keeps an inbox).
+        The batch's marks commit only once the broker has confirmed all of it; anything else rolls
+        them back and the batch goes again next round (every consumer keeps an inbox). PostgreSQL:
+        three round trips to the database, BEGIN, one statement that takes the relays' lock and
+        marks the batch (:func:`claim_statement`), and COMMIT. SQLite holds its one write lock from
+        a transaction's first write to its commit, so there the batch is read, published, and then
+        marked: the lock is not held across the broker's confirm, while the ledger's document
+        worker, a process of its own, writes to the same file.
         """
+        t = self.table
         with Session(self.engine) as session, session.begin():
-            claimed = session.execute(self.claim, {"published_at": clock.now(), "batch": self.batch}).all()
-            rows = sorted(claimed, key=lambda row: row.id)
-            if rows:
-                self.publisher.publish_all(rows)
+            if self.claim is not None:
+                claimed = session.execute(self.claim, {"published_at": clock.now(), "batch": self.batch}).all()
+                rows = sorted(claimed, key=lambda row: row.id)
+                if rows:
+                    self.publisher.publish_all(rows)
+            else:
+                rows = session.execute(select(t).where(t.c.published_at.is_(None))
+                                       .order_by(t.c.id).limit(self.batch)).all()
+                if rows:
+                    self.publisher.publish_all(rows)
+                    session.execute(update(t).where(t.c.id.in_([row.id for row in rows]))
+                                    .values(published_at=clock.now()))
         return len(rows)
 
     def _cleanup(self) -> None:
@@ -168,23 +180,22 @@ class OutboxRelay:
             session.execute(delete(self.table).where(self.table.c.published_at < now - self.keep))
 
 
-def claim_statement(table: Table, lock_name: str | None):
-    """The relay's round in one statement: the oldest pending rows (at most ``:batch``), marked sent
-    (``:published_at``) and returned.
+def claim_statement(table: Table, lock_name: str):
+    """The relay's round in one statement (PostgreSQL): the oldest pending rows (at most ``:batch``),
+    marked sent (``:published_at``) and returned.
 
-    ``lock_name`` (PostgreSQL): the rows are claimed only under the relays' transaction-scoped
-    advisory lock, taken once by the statement (an uncorrelated subquery), so that one relay at a
-    time publishes and the events go out in order across replicas; a relay that does not get it
-    claims nothing. The statement's snapshot is taken before the lock: rows another relay marked
-    and committed in between still look pending to the subquery, and the outer condition on
-    ``published_at``, which PostgreSQL checks again on a row's latest version when another
-    transaction updated it, leaves them out, so they are not published twice. The rows come back
-    in no particular order; the caller sorts them. SQLite: one process per file, no lock.
+    The rows are claimed only under the relays' transaction-scoped advisory lock ``lock_name``,
+    taken once by the statement (an uncorrelated subquery), so that one relay at a time publishes
+    and the events go out in order across replicas; a relay that does not get it claims nothing.
+    The statement's snapshot is taken before the lock: rows another relay marked and committed in
+    between still look pending to the subquery, and the outer condition on ``published_at``, which
+    PostgreSQL checks again on a row's latest version when another transaction updated it, leaves
+    them out, so they are not published twice. The rows come back in no particular order; the
+    caller sorts them.
     """
-    pending = select(table.c.id).where(table.c.published_at.is_(None))
-    if lock_name is not None:
-        pending = pending.where(select(func.pg_try_advisory_xact_lock(lock_key(lock_name))).scalar_subquery())
-    pending = pending.order_by(table.c.id).limit(bindparam("batch"))
+    locked = select(func.pg_try_advisory_xact_lock(lock_key(lock_name))).scalar_subquery()
+    pending = select(table.c.id).where(table.c.published_at.is_(None), locked) \
+        .order_by(table.c.id).limit(bindparam("batch"))
     return (update(table).where(table.c.id.in_(pending), table.c.published_at.is_(None))
             .values(published_at=bindparam("published_at")).returning(*table.c))
 
