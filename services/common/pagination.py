@@ -97,7 +97,8 @@ def keyset_page(session, query, order: Sequence, limit=None, cursor=None, params
 
     The last column of ``order`` must be unique, so that the position of every row is too and
     a page never repeats or skips a row, whatever is written meanwhile. ``params``: the values of
-    ``query``'s bound parameters, for a query built once (a hot read's) rather than per call.
+    ``query``'s bound parameters, for a query built once (a hot read's) rather than per call; its
+    first page then runs a statement built once too, ordered and limited by a parameter.
     """
     limit = page_limit(limit)
     if cursor is None and params is not None:    # a hot read's first page: its statement built once
