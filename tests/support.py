@@ -21,6 +21,7 @@ from sqlalchemy.pool import NullPool
 
 from deploy.bus import ManagementApi, definitions
 from services.common.config import SERVICES
+from services.common.database import make_engine
 from services.common.errors import DomainError
 from services.common.roles import ROLES, local_login_uri
 from services.common.rpc import ClusterRpcProxy
@@ -71,6 +72,25 @@ def bus_client(env: dict, role: str, timeout: float = 10) -> ClusterRpcProxy:
     """A standalone RPC client (a context manager) logged in as ``role`` to a running stack's broker
     (``env``: the stack's environment, which names each role's login)."""
     return ClusterRpcProxy({"AMQP_URI": env[f"{role.upper()}_AMQP_URI"], "serializer": "json"}, timeout=timeout)
+
+
+@contextmanager
+def postgres_database(metadata):
+    """A PostgreSQL database of our own with ``metadata``'s tables, dropped afterwards: its engine as
+    the services make it, an administrator's engine (to end its connections), and its name."""
+    name = f"t{uuid.uuid4().hex[:8]}_db"
+    admin = create_engine(POSTGRES_ADMIN_URL, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = make_engine(POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}")
+    metadata.create_all(engine)
+    try:
+        yield engine, admin, name
+    finally:
+        engine.dispose()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @contextmanager

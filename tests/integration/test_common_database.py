@@ -2,16 +2,13 @@
 dropped costs no request (services/common/database.py)."""
 from __future__ import annotations
 
-import uuid
-
 import psycopg2.extensions
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, event, insert, select, text
-from sqlalchemy.pool import NullPool
+from sqlalchemy import Column, Integer, MetaData, String, Table, event, insert, select, text
 
-from services.common.database import UnitOfWork, make_engine
+from services.common.database import UnitOfWork
 from services.common.errors import DomainError
-from tests.support import POSTGRES_ADMIN_URL
+from tests.support import postgres_database
 
 metadata = MetaData()
 notes = Table("notes", metadata, Column("id", Integer, primary_key=True), Column("text", String(50)))
@@ -20,20 +17,8 @@ notes = Table("notes", metadata, Column("id", Integer, primary_key=True), Column
 @pytest.fixture
 def postgres():
     """A database of our own and an administrator's engine on it, to end its connections."""
-    name = f"t{uuid.uuid4().hex[:8]}_db"
-    admin = create_engine(POSTGRES_ADMIN_URL, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    engine = make_engine(url)
-    metadata.create_all(engine)
-    try:
-        yield engine, admin, name
-    finally:
-        engine.dispose()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with postgres_database(metadata) as database:
+        yield database
 
 
 def terminate_connections(admin, database: str) -> int:

@@ -10,16 +10,15 @@ import pytest
 from kombu import Connection, Queue
 from kombu.simple import SimpleQueue
 from nameko.standalone.events import get_event_exchange
-from sqlalchemy import MetaData, create_engine, select, text, update
+from sqlalchemy import MetaData, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import NullPool
 
 from services.common.clock import clock
 from services.common.database import UnitOfWork, make_engine
 from services.common.locks import try_lock
 from services.common.outbox import OutboxRelay, publish_later
 from services.common.tables import add_messaging_tables
-from tests.support import POSTGRES_ADMIN_URL, statements_sent
+from tests.support import postgres_database, statements_sent
 
 metadata = MetaData()
 add_messaging_tables(metadata)
@@ -35,19 +34,8 @@ def database(kind: str, tmp_path):
         yield engine
         engine.dispose()
         return
-    name = f"t{uuid.uuid4().hex[:8]}_relay"
-    admin = create_engine(POSTGRES_ADMIN_URL, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = make_engine(POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}")
-    metadata.create_all(engine)
-    try:
+    with postgres_database(metadata) as (engine, _, _):
         yield engine
-    finally:
-        engine.dispose()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
