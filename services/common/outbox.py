@@ -109,7 +109,6 @@ class OutboxRelay:
 
     def __init__(self, engine, config: dict, service: str, table: Table):
         self.engine = engine
-        self.service = service
         self.table = table
         self.interval = env_float("OUTBOX_POLL_SECONDS", 1.0)
         self.keep = timedelta(days=env_float("OUTBOX_KEEP_DAYS", 7))
