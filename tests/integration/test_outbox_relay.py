@@ -1,5 +1,6 @@
-"""The outbox relay's round on real databases and a real broker: its batch claimed and marked in one
-statement, kept only once the broker confirmed it, and one relay at a time (services/common/outbox.py)."""
+"""The outbox relay's round on real databases and a real broker: on PostgreSQL its batch claimed and
+marked in one statement, one relay at a time; on SQLite read, published, then marked; on both kept
+only once the broker confirmed it (services/common/outbox.py)."""
 from __future__ import annotations
 
 import contextlib
@@ -7,6 +8,7 @@ import uuid
 
 import eventlet
 import pytest
+from amqp.exceptions import MessageNacked
 from kombu import Connection, Queue
 from kombu.simple import SimpleQueue
 from nameko.standalone.events import get_event_exchange
@@ -45,8 +47,8 @@ def engine(request, tmp_path):
 
 
 @pytest.fixture
-def postgres(tmp_path):
-    with database("postgresql", tmp_path) as engine:
+def postgres():
+    with postgres_database(metadata) as (engine, _, _):
         yield engine
 
 
@@ -82,7 +84,7 @@ def pending(engine) -> list[str]:
         return [row.event_type for row in session.execute(select(outbox).where(outbox.c.published_at.is_(None)))]
 
 
-def test_a_round_claims_and_marks_its_batch_in_one_statement_on_postgresql(engine, relay, heard):
+def test_a_round_s_statements_and_its_batches_oldest_first(engine, relay, heard):
     record(engine, *range(5))
     with statements_sent(engine) as sent:
         assert relay.publish_pending() == 5
@@ -106,7 +108,7 @@ def test_a_batch_the_broker_does_not_confirm_stays_pending(engine, relay, amqp_u
                      queue_arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
         full(connection.channel()).declare()
         record(engine, "a", "b", "c")
-        with pytest.raises(Exception):
+        with pytest.raises(MessageNacked):
             relay.publish_pending()
         assert pending(engine) == ["thing_happened"] * 3   # the marks rolled back with the batch
         full(connection.channel()).delete()
@@ -114,7 +116,8 @@ def test_a_batch_the_broker_does_not_confirm_stays_pending(engine, relay, amqp_u
 
 
 def test_one_relay_at_a_time_on_postgresql(postgres, amqp_uri, heard):
-    """SQLite runs one process per file, so there is no other relay to wait for there."""
+    """On SQLite a file has one relay (the ledger's document worker, which shares the ledger's, relays
+    nothing), so there is no other relay to wait for there."""
     engine, relay = postgres, relay_on(postgres, amqp_uri)
     try:
         record(engine, "first")
