@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import structlog
 from amqp.exceptions import AMQPError
-from nameko.amqp.publish import Publisher
 from nameko.constants import AMQP_SSL_CONFIG_KEY, AMQP_URI_CONFIG_KEY, LOGIN_METHOD_CONFIG_KEY
 from nameko.messaging import QueueConsumer
 from nameko.rpc import ReplyListener, Responder, RpcConsumer, get_rpc_exchange
+
+from services.common.publisher import KeptOpenPublisher
 
 log = structlog.get_logger(__name__)
 
@@ -57,11 +58,11 @@ class ResilientReplyListener(ReplyListener):
 TRANSIENT = 1
 
 
-class ReplyPublisher(Publisher):
-    """An RPC reply: transient and unconfirmed. The caller waits for it with a timeout and its
-    request is acked only after the reply was handed over: a reply lost with a broker restart
-    costs a retry the timeout already covers, and persisting it (an fsync) or waiting for the
-    broker's confirm would cost every call a wait for nothing."""
+class ReplyPublisher(KeptOpenPublisher):
+    """An RPC reply: transient and unconfirmed, on a connection kept open. The caller waits for it
+    with a timeout and its request is acked only after the reply was handed over: a reply lost with
+    a broker restart costs a retry the timeout already covers, and persisting it (an fsync) or
+    waiting for the broker's confirm would cost every call a wait for nothing."""
 
     use_confirms = False
     delivery_mode = TRANSIENT

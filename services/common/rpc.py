@@ -31,6 +31,7 @@ from services.common.config import rpc_timeout
 from services.common.consumer import TRANSIENT, ResilientReplyListener, ResilientRpcConsumer
 from services.common.errors import DomainError, ServiceUnavailable
 from services.common.metrics import RPC_CALLS, MeasuredRpc
+from services.common.publisher import KeptOpenPublisher
 from services.common.roles import ROLES, login_of
 
 log = structlog.get_logger(__name__)
@@ -111,7 +112,10 @@ class Caller(DependencyProvider):
 
 class SignedMethodProxy(MethodProxy):
     """Nameko's method proxy; its publisher adds ``user_id`` (the proxy's options), and a
-    request the broker refuses to this login (topic permissions) is ``forbidden``."""
+    request the broker refuses to this login (topic permissions) is ``forbidden``. Requests go
+    out on connections kept open (:mod:`services.common.publisher`)."""
+
+    publisher_cls = KeptOpenPublisher
 
     def get_message_headers(self, worker_ctx):
         headers = super().get_message_headers(worker_ctx)
