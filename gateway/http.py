@@ -362,9 +362,9 @@ def route(method: str, path: str, *, summary: str, body=None, query=None, respon
                 if auth:
                     self.authenticate(call)
                 if body is not None:
-                    call.body = load(body(), read_json(request))
+                    call.body = load(body, read_json(request))
                 if query is not None:
-                    call.query = load(query(), {k: v for k, v in request.args.items()})
+                    call.query = load(query, {k: v for k, v in request.args.items()})
                 return fn(self, call, **path_values)
             except DomainError as error:
                 # The refusal is said in the language asked for, else the customer's: one profile call,

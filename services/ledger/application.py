@@ -90,7 +90,7 @@ class Ledger:
         against the copy of the customer, the movement written. Profile is asked (before that
         transaction) only for an account the ledger has no balance or no copy of.
         """
-        data = _load(PaymentSchema(), account_id=account_id, amount=amount, idempotency_key=idempotency_key,
+        data = _load(PaymentSchema, account_id=account_id, amount=amount, idempotency_key=idempotency_key,
                      reference=reference, method=method)
         request = _Request("credit_payment", data)
         asked = None
@@ -129,7 +129,7 @@ class Ledger:
         what this customer paid. The key is bound to the list prices, so a replay of the same
         call (the lifecycle timer finishing an interrupted order) answers the first charge.
         """
-        data = _load(ChargeSchema(), account_id=account_id, amount=amount, idempotency_key=idempotency_key,
+        data = _load(ChargeSchema, account_id=account_id, amount=amount, idempotency_key=idempotency_key,
                      reference=reference, description=description, lines=lines)
         _invoice_lines(data)  # the list prices' lines must add up, as a charge's must
         request = _Request("charge_order", data)
@@ -156,7 +156,7 @@ class Ledger:
         """
         if not isinstance(charges, list) or len(charges) > MAX_CHARGES_AT_ONCE:
             raise ValidationError({"charges": [f"must be a list of at most {MAX_CHARGES_AT_ONCE} charges"]})
-        schema, requests = ChargeSchema(), []
+        schema, requests = ChargeSchema, []
         for arguments in charges:
             try:
                 if not isinstance(arguments, dict):
@@ -200,7 +200,7 @@ class Ledger:
 
     def charge(self, account_id, amount, idempotency_key, reference, description, lines=None) -> dict:
         """Take an already priced amount from the balance and issue its invoice."""
-        data = _load(ChargeSchema(), account_id=account_id, amount=amount, idempotency_key=idempotency_key,
+        data = _load(ChargeSchema, account_id=account_id, amount=amount, idempotency_key=idempotency_key,
                      reference=reference, description=description, lines=lines)
         invoice_lines = _invoice_lines(data)
         request = _Request("charge", data)
@@ -286,7 +286,7 @@ class Ledger:
 
     def refund(self, account_id, amount, idempotency_key, reference, charge_id, description=None) -> dict:
         """Return money to the balance against a charge, never more than it took, with a credit note."""
-        data = _load(RefundSchema(), account_id=account_id, amount=amount, idempotency_key=idempotency_key,
+        data = _load(RefundSchema, account_id=account_id, amount=amount, idempotency_key=idempotency_key,
                      reference=reference, charge_id=charge_id, description=description)
         request = _Request("refund", data)
         if (replay := self._replay(request)) is not None:
@@ -329,7 +329,7 @@ class Ledger:
     def adjust(self, account_id, amount, idempotency_key, reason, operator, caller=None) -> dict:
         """An operator's correction, either way, with the reason, the operator's name and the
         broker login that asked for it (``caller``)."""
-        data = _load(AdjustmentSchema(), account_id=account_id, amount=amount, idempotency_key=idempotency_key,
+        data = _load(AdjustmentSchema, account_id=account_id, amount=amount, idempotency_key=idempotency_key,
                      reason=reason, operator=operator)
         request = _Request("adjust", data)
         replay, known = self._first_look(request)
@@ -348,7 +348,7 @@ class Ledger:
     def set_credit_limit(self, account_id, limit, operator, caller=None) -> dict:
         """Allow an account to go this far below zero (an operator decision, kept with the
         operator's name and the broker login that asked); 0.00 forbids overdraft."""
-        data = _load(CreditLimitSchema(), account_id=account_id, limit=limit, operator=operator)
+        data = _load(CreditLimitSchema, account_id=account_id, limit=limit, operator=operator)
         if data["limit"].is_negative():
             raise ValidationError({"limit": ["must not be negative"]})
         with self.uow.transaction() as session:
@@ -389,7 +389,7 @@ class Ledger:
 
     def price(self, account_id, amount) -> dict:
         """What this customer pays for a list price, split into net, VAT and gross (I2)."""
-        data = _load(PriceSchema(), account_id=account_id, amount=amount)
+        data = _load(PriceSchema, account_id=account_id, amount=amount)
         profile = self.copies.get(data["account_id"])
         currency = self._currency_of(data["account_id"])
         domain.check_currency(currency, data["amount"])

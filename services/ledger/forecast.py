@@ -133,7 +133,7 @@ class BalanceForecasts:
 
     def forecast(self, account_id, schedule, horizon_days) -> dict:
         """The forecast (docs/CONTRACTS.md), and the alert in days decided on it (once per crossing)."""
-        data = load(ForecastArgumentsSchema(), {"account_id": account_id, "schedule": schedule,
+        data = load(ForecastArgumentsSchema, {"account_id": account_id, "schedule": schedule,
                                                 "horizon_days": horizon_days})
         account_id, schedule = data["account_id"], data["schedule"]
         today = self.clock.today()

@@ -88,7 +88,7 @@ class Statements:
 
     def statement(self, account_id, from_, to) -> dict:
         """The statement of ``[from, to]`` (dates, both included): opening, movements, closing."""
-        period = load(PeriodSchema(), {"account_id": account_id, "from": from_, "to": to})
+        period = load(PeriodSchema, {"account_id": account_id, "from": from_, "to": to})
         account_id = period["account_id"]
         profile = self.profiles.get(account_id)
         language = profile.get("language") if profile.get("language") in LANGUAGES else "en"
@@ -144,7 +144,7 @@ class Statements:
 
     def archive_page(self, account_id, year, limit=100, cursor=None) -> dict:
         """The year's invoices and credit notes, newest first, in pages: what the archive's index lists."""
-        data = load(ArchivePageSchema(), {"account_id": account_id, "year": year, "limit": limit, "cursor": cursor})
+        data = load(ArchivePageSchema, {"account_id": account_id, "year": year, "limit": limit, "cursor": cursor})
         query = select(Invoice).where(Invoice.account_id == data["account_id"], Invoice.year == data["year"])
         with self.uow.transaction() as session:
             page = keyset_page(session, query, [Invoice.seq], data["limit"], data["cursor"])

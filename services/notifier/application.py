@@ -88,10 +88,10 @@ class Notifications:
         The same key again answers the first message and writes nothing; ``not_found`` when
         profile does not know the account.
         """
-        request = load(NotifySchema(), {"account_id": account_id, "kind": kind, "data": data,
+        request = load(NotifySchema, {"account_id": account_id, "kind": kind, "data": data,
                                         "idempotency_key": idempotency_key})
         try:
-            fields = load(REQUESTED_MAIL[request["kind"]](), request["data"])
+            fields = load(REQUESTED_MAIL[request["kind"]], request["data"])
         except ValidationError as error:
             raise ValidationError({f"data.{name}": problems for name, problems in error.fields.items()}) from None
         if len(request["account_id"]) > ACCOUNT_ID_LENGTH:
@@ -217,7 +217,7 @@ class Notifications:
     # -- for operators and support staff
     def send_newsletter(self, subject, text, idempotency_key=None) -> dict:
         """Write the newsletter to every customer who consented; the sender delivers it."""
-        data = load(NewsletterSchema(), {"subject": subject, "text": text, "idempotency_key": idempotency_key})
+        data = load(NewsletterSchema, {"subject": subject, "text": text, "idempotency_key": idempotency_key})
         key = data.get("idempotency_key")
         keyed = (KeyedRequest.of(NEWSLETTER_CALLER, "send_newsletter", key,
                                  {"subject": data["subject"], "text": data["text"]}, field="idempotency_key")
@@ -255,7 +255,7 @@ class Notifications:
 
     def list_sent(self, account_id, limit=50, cursor=None) -> dict:
         """What was sent to the customer, newest first: when, which kind, to which address, and its state."""
-        account_id = load(SentPageSchema(), {"account_id": account_id})["account_id"]
+        account_id = load(SentPageSchema, {"account_id": account_id})["account_id"]
         query = select(Delivery).where(Delivery.account_id == account_id)
         with self.uow.transaction() as session:
             # Events are handled in parallel, so the order of writing is not the order of time: page by both.

@@ -131,7 +131,7 @@ class Orders:
 
     def update_order(self, account_id: str, order_id, body) -> dict:
         """Switch auto-renew on or off; an ended order renews nothing (409 conflict)."""
-        data = load(OrderChangeSchema(), body)
+        data = load(OrderChangeSchema, body)
         repository = self.parts.repository
         with self.uow.transaction() as session:
             loaded = repository.load(session, order_id, account_id, lock=True)

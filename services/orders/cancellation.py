@@ -24,7 +24,7 @@ class Cancellation:
         return {"refund": domain.quote_cancellation(loaded.state, self.clock.today(), when).to_wire()}
 
     def cancel(self, account_id: str, order_id, body, idempotency_key: str | None = None) -> dict:
-        data = load(CancelSchema(), body)
+        data = load(CancelSchema, body)
         keyed = keyed_request(account_id, "cancel", idempotency_key, {"order_id": order_id, **data})
         return self.parts.keys.once(keyed, lambda: self._cancel(account_id, order_id, data["when"], data.get("reason"),
                                                                 data.get("verification_id"), keyed))

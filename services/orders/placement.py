@@ -78,7 +78,7 @@ class Placement:
         parts.pending.finishers["activate"] = self.finish_activation
 
     def place_order(self, account_id: str, body, idempotency_key: str | None = None) -> dict:
-        data = load(NewOrderSchema(), body)
+        data = load(NewOrderSchema, body)
         keyed = keyed_request(account_id, "place_order", idempotency_key, data)
         plan = self.parts.catalogue.plan(data["plan_id"])
         state = domain.new_order(plan, data["period_months"], data["fields"], self.clock.today(), data["auto_renew"])

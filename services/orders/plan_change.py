@@ -61,7 +61,7 @@ class PlanChanges:
         return {new_plan.price_for(m): price(loaded.row.account_id, new_plan.price_for(m)) for m in months}
 
     def change_plan(self, account_id: str, order_id, body, idempotency_key: str | None = None) -> dict:
-        data = load(ChangePlanSchema(), body)
+        data = load(ChangePlanSchema, body)
         keyed = keyed_request(account_id, "change_plan", idempotency_key, {"order_id": order_id, **data})
         def work():
             try:

@@ -43,7 +43,7 @@ class Renewal:
         parts.pending.finishers["renew"] = self.finish_renewal
 
     def renew(self, account_id: str, order_id, body, idempotency_key: str | None = None) -> dict:
-        data = load(RenewSchema(), body)
+        data = load(RenewSchema, body)
         keyed = keyed_request(account_id, "renew", idempotency_key, {"order_id": order_id, **data})
         def work():
             try:

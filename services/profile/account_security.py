@@ -125,7 +125,7 @@ class AccountSecurity:
 
     # -- e-mail (P3)
     def request_email_change(self, account_id: str, email, password, ip: str | None = None) -> dict:
-        data = load(EmailChangeSchema(), {"email": email, "password": password})
+        data = load(EmailChangeSchema, {"email": email, "password": password})
         account = self._reauthenticate(account_id, data["password"], ip)
         if data["email"].casefold() == account.email.casefold():
             raise ValidationError({"email": ["is already the address of this account"]})
@@ -175,7 +175,7 @@ class AccountSecurity:
     # -- password (S5)
     def change_password(self, account_id: str, session_id: str | None, current_password, new_password,
                         confirmation, ip: str | None = None, verification_id=None) -> None:
-        data = load(PasswordChangeSchema(), {"current_password": current_password, "new_password": new_password,
+        data = load(PasswordChangeSchema, {"current_password": current_password, "new_password": new_password,
                                              "new_password_confirmation": confirmation,
                                              "verification_id": verification_id})
         account = self._reauthenticate(account_id, data["current_password"], ip)

@@ -124,7 +124,7 @@ class Profiles:
     def register(self, data: dict, ip: str | None = None) -> dict:
         """A new account; ``ip`` (the client's, from the gateway) is limited to
         ``REGISTRATIONS_PER_IP_HOUR`` registrations an hour (429)."""
-        data = load(RegistrationSchema(), data)
+        data = load(RegistrationSchema, data)
         login = security.normalise_login(data.pop("login"))
         password = data.pop("password")
         security.check_password_policy(password, login)
@@ -183,7 +183,7 @@ class Profiles:
 
     def update(self, account_id: str, changes: dict, ip: str | None = None) -> dict:
         domain.refuse_immutable(changes if isinstance(changes, dict) else {})
-        changes = load(ProfilePatchSchema(), changes)
+        changes = load(ProfilePatchSchema, changes)
         password, verification_id = changes.pop("password", None), changes.pop("verification_id", None)
         domain.refuse_emptied_mandatory(changes)
         company_submitted = bool({"profile_type", "company_name", "vat_id"} & changes.keys())
@@ -289,7 +289,7 @@ class Profiles:
             return domain.notification_settings_view(account_or_not_found(session, account_id))
 
     def update_notifications(self, account_id: str, settings: dict) -> dict:
-        settings = load(NotificationSettingsSchema(), settings)
+        settings = load(NotificationSettingsSchema, settings)
         if settings.get("low_balance_threshold") is not None:
             threshold = Money.from_wire(settings["low_balance_threshold"], "low_balance_threshold")
             domain.refuse_other_currency(threshold, self._balance_currency(account_id), "low_balance_threshold")

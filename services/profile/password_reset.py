@@ -60,7 +60,7 @@ class PasswordResets:
         address or the name typed, whether or not it exists; an account that already got its
         hourly share of mails gets no more, silently (the answer must not tell it apart).
         """
-        data = load(PasswordResetRequestSchema(), {k: v for k, v in (("login", login), ("email", email))
+        data = load(PasswordResetRequestSchema, {k: v for k, v in (("login", login), ("email", email))
                                                    if v is not None})
         typed_login = data["login"].strip().lower() if "login" in data else None
         named = domain.reset_requested_for(typed_login, data.get("email"))
@@ -110,7 +110,7 @@ class PasswordResets:
 
         Answers ``{"account_id"}`` so that the gateway forgets the account's tokens at once.
         """
-        data = load(PasswordResetConfirmSchema(), {
+        data = load(PasswordResetConfirmSchema, {
             "token": token, "new_password": new_password, "new_password_confirmation": new_password_confirmation,
             "otp": otp})
         digest = security.token_hash(data["token"])

@@ -57,7 +57,7 @@ class Verifications:
     def start(self, account_id: str, phone: str | None, channel: str, purpose: str,
               operation: str | None = None, language: str = "en") -> dict:
         """Call, flash-call or text ``phone`` with a code; answer the verification to check it against."""
-        request = load(StartVerificationSchema(), {"channel": channel, "purpose": purpose, "operation": operation})
+        request = load(StartVerificationSchema, {"channel": channel, "purpose": purpose, "operation": operation})
         _ensure_account_id(account_id)
         callee = domain.parse_phone(phone, self.countries)
         domain.ensure_channel(callee, request["channel"])

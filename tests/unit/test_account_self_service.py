@@ -42,7 +42,7 @@ def test_a_request_names_a_login_or_an_address_whatever_its_case():
                                   {"login": ""}, {"login": "anna", "otp": "1"}])
 def test_a_reset_request_takes_exactly_one_of_login_and_email(body):
     with pytest.raises(ValidationError):
-        load(PasswordResetRequestSchema(), body)
+        load(PasswordResetRequestSchema, body)
 
 
 def test_the_confirmation_mail_goes_to_a_pending_change_first_then_to_an_unconfirmed_address():

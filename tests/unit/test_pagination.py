@@ -75,13 +75,13 @@ def test_any_other_limit_is_refused_not_clamped(limit):
 
 
 def test_the_gateways_page_query_reads_text_and_refuses_what_rpc_refuses():
-    assert load(PageQuerySchema(), {}) == {"limit": 50, "cursor": None}
-    assert load(PageQuerySchema(), {"limit": "20", "cursor": "abc"}) == {"limit": 20, "cursor": "abc"}
+    assert load(PageQuerySchema, {}) == {"limit": 50, "cursor": None}
+    assert load(PageQuerySchema, {"limit": "20", "cursor": "abc"}) == {"limit": 20, "cursor": "abc"}
     for query, field in [({"limit": "0"}, "limit"), ({"limit": "101"}, "limit"), ({"limit": "1.5"}, "limit"),
                          ({"limit": "ten"}, "limit"), ({"cursor": ""}, "cursor"), ({"cursor": "x" * 201}, "cursor"),
                          ({"colour": "red"}, "colour")]:
         with pytest.raises(ValidationError) as refused:
-            load(PageQuerySchema(), query)
+            load(PageQuerySchema, query)
         assert list(refused.value.fields) == [field], query
 
 
