@@ -10,10 +10,10 @@ its samples, the socket write and the confirm 11 % of them). Every read is two s
 :class:`KeptOpenPublisher` publishes the same message, with the same properties, headers and
 body, on a channel it borrows from :data:`CHANNELS` (one channel per connection, lent to one
 publish at a time, at most :data:`LENT_AT_ONCE` per broker address and confirm mode, as kombu's
-pool). Anything that goes wrong with the connection (a broker restart, a socket closed under
-it, a timeout) drops that connection and every idle one beside it, and the message goes out
-through Nameko's own publish, with kombu's reconnect and retries; the next message opens a new
-connection. What the broker says about the message itself keeps its meaning: an unroutable
+pool). When the connection fails (a broker restart, a socket closed under it), that connection
+and every idle one beside it are dropped and the message goes out through Nameko's own publish,
+with kombu's reconnect and retries; the next message opens a new connection. A caller's timeout
+in the middle of a publish drops the connection too. What the broker says about the message itself keeps its meaning: an unroutable
 mandatory message is :class:`~nameko.amqp.publish.UndeliverableMessage` (the caller's
 ``UnknownService``), a refusal (``AccessRefused``, ``PreconditionFailed``) is raised as it is,
 and the channel it closed is not lent again.
@@ -87,6 +87,8 @@ class KeptOpenPublisher(Publisher):
     """Nameko's :class:`Publisher`, publishing on a channel of :data:`CHANNELS`; see the module."""
 
     def publish(self, payload, **kwargs):
+        if self.declare or "declare" in kwargs or self.compression:
+            return super().publish(payload, **kwargs)   # RPC needs neither: Nameko's way
         unchanged = dict(kwargs)
         headers = self.publish_kwargs.get("headers", {}).copy()
         headers.update(kwargs.pop("headers", {}))
@@ -101,13 +103,11 @@ class KeptOpenPublisher(Publisher):
         properties["delivery_mode"] = kwargs.get("delivery_mode", self.delivery_mode)
         if expiration is not None:
             properties["expiration"] = str(int(expiration * 1000))   # as kombu writes it
-        if self.declare or "declare" in kwargs or self.compression:
-            return super().publish(payload, **unchanged)   # nothing here needs them: Nameko's way
         content_type, content_encoding, body = dumps(payload, kwargs.get("serializer", self.serializer))
         try:
             with CHANNELS.lend(self.amqp_uri, confirms, self.ssl, self.login_method) as channel:
-                message = channel.prepare_message(body, self.priority, content_type, content_encoding,
-                                                  headers, properties)
+                message = channel.prepare_message(body, kwargs.get("priority", self.priority), content_type,
+                                                  content_encoding, headers, properties)
                 channel.basic_publish(message, exchange=getattr(exchange, "name", exchange) or "",
                                       routing_key=routing_key or "", mandatory=mandatory)
         except ChannelError as refused:
