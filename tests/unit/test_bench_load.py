@@ -7,7 +7,7 @@ import json
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
 
-from bench.load import TARGETS, HttpClient
+from bench.load import TARGETS, HttpClient, run
 from tests.support import http_server
 
 
@@ -78,3 +78,45 @@ def test_a_connection_the_server_closed_is_opened_again():
         assert [read(client, {"token": "good"}, n) for n in range(3)] == [True, True, True]
         assert len(Handler.seen) == 3
         client.close()
+
+
+class Tokens(BaseHTTPRequestHandler):
+    """Answers every read and order, and notes whose token each came with."""
+
+    protocol_version = "HTTP/1.1"
+    seen: list = []
+
+    def do_GET(self):
+        self._answer({"ok": True}, 200)
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self._answer({"status": "active"}, 201)
+
+    def _answer(self, document, status):
+        Tokens.seen.append((self.command, self.headers["Authorization"].removeprefix("Bearer ")))
+        payload = json.dumps(document).encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_orders_are_placed_for_other_customers_than_the_reads_read():
+    accounts = [{"account_id": f"a-{n}", "token": f"t-{n}"} for n in range(100)]
+    read, placed = set(), set()
+    with http_server(Tokens) as httpd:
+        url = f"http://127.0.0.1:{httpd.server_port}"
+        setup = {"gateway": url, "hello": url, "accounts": accounts}
+        for target, clients in (("orders", 1), ("place_order", 1), ("place_order", 10), ("orders", 10)):
+            Tokens.seen = []
+            assert run(target, clients, 100, setup)["errors"] == 0
+            customers = {token for _, token in Tokens.seen}
+            if clients == 1:   # one customer after another, a burst of ten each
+                first, last = {f"t-{n}" for n in range(10)}, {f"t-{n}" for n in range(90, 100)}
+                assert customers == (first if target == "orders" else last)
+            (read if target == "orders" else placed).update(customers)
+    assert read and placed and not read & placed
