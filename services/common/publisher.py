@@ -50,7 +50,7 @@ class OpenChannels:
     def lend(self, amqp_uri: str, confirms: bool, ssl=None, login_method=None):
         """A channel for one publish; its connection is kept for the next unless something failed."""
         key = (amqp_uri, confirms, repr(ssl), login_method)
-        slots = self._slots.setdefault(key, Semaphore(self.limit))
+        slots = self._slots.get(key) or self._slots.setdefault(key, Semaphore(self.limit))   # built once a key
         with slots:
             idle = self._idle[key]
             connection = idle.pop() if idle else self._open(amqp_uri, confirms, ssl, login_method)
