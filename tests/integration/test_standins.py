@@ -1,4 +1,6 @@
 """The dev stand-ins as real processes: mail over SMTP and HTTP, telephony over HTTP."""
+import email
+import email.policy
 import smtplib
 import threading
 import time
@@ -8,6 +10,7 @@ import pytest
 import requests
 
 from deploy.dev import StandIn
+from deploy.dev.mail import read_message
 from deploy.ports import free_port
 
 PHONE = "+48600100200"
@@ -88,6 +91,25 @@ def test_mail_listing_is_newest_first_and_filtered_by_recipient(mailbox):
         send(mailbox, message)
     assert [m["subject"] for m in messages(mailbox, to="anna+billing@example.com")] == ["message 2", "message 0"]
     assert [m["subject"] for m in messages(mailbox)] == ["message 2", "message 1", "message 0"]
+
+
+def test_mail_read_with_headers_parsed_once_reads_as_the_default_policy_does():
+    """The stand-in parses each header line once (deploy/dev/mail.py); every message still reads as
+    Python's default policy reads it, however many messages share its lines."""
+    plain = EmailMessage()
+    plain["From"] = "=?utf-8?q?Biuro_Introserv?= <billing@introserv.test>"
+    plain["To"] = "anna@example.com"
+    plain["Subject"] = "Twoje zamówienie"
+    plain.set_content("Bez załącznika.")
+    for message in (invoice_mail(), invoice_mail("piotr@example.com"), plain, invoice_mail()):
+        raw = message.as_bytes()
+        by_default = email.message_from_bytes(raw, policy=email.policy.default)
+        read = read_message(raw, "envelope@introserv.test")
+        assert read["subject"] == str(by_default["Subject"]) and read["from"] == str(by_default["From"])
+        assert read["text"] == by_default.get_body(("plain",)).get_content().replace("\r\n", "\n")
+        assert [a["filename"] for a in read["attachments"]] == [a.get_filename() for a in by_default.iter_attachments()]
+    assert read_message(plain.as_bytes(), "e@x")["from"] == "Biuro Introserv <billing@introserv.test>"
+    assert read_message(plain.as_bytes(), "e@x")["attachments"] == []
 
 
 def test_bcc_recipient_sees_the_message_too(mailbox):
