@@ -129,3 +129,39 @@ def test_orders_listed_twice_by_two_replicas_clocks_are_renewed_once(world):
     assert orders.lifecycle.renewal.renew_many(due) == 2
     assert orders.lifecycle.renewal.renew_many(due) == 0   # tried today already: and due no more
     assert [renewals_of(orders, order["id"]) for order in mine] == [1, 1] and ledger.balance(account) == "80.20"
+
+
+def test_a_tick_reads_only_the_orders_it_may_have_something_to_do_for(world):
+    """Active orders paid for more than a week ahead are not read; each is read again from the day
+    of its first reminder (a cancelled one too, to be closed at its end), an unpaid one every tick."""
+    orders, ledger, clock = world
+    account = str(uuid.uuid4())
+    ledger.fund(account, "29.70")
+    paid, renewing, cancelled = (orders.place_order(account, {**VPS, "auto_renew": auto}, None)
+                                 for auto in (False, True, False))
+    orders.cancel(account, cancelled["id"], {"when": "end_of_period"}, "cancel-at-end")
+    unpaid = orders.place_order(account, VPS, None)   # the balance is spent: pending payment
+
+    def read_by_a_tick() -> int:
+        """How many orders a tick now would read; what it would do with them is undone."""
+        with orders.uow.transaction() as session:
+            read = orders.lifecycle.advance_batch(session, None, clock.today(), clock.now()).read
+            session.rollback()
+        return read
+
+    assert read_by_a_tick() == 1   # the unpaid one
+    paid_until = date.fromisoformat(paid["paid_until"])
+    clock.seconds += timedelta(days=(paid_until - clock.today()).days - 8).total_seconds()
+    assert read_by_a_tick() == 1 and orders.tick()["moved"] == 1   # the unpaid one: a week unpaid, cancelled
+    assert orders.get_order(unpaid["id"], account)["status"] == "cancelled"
+    assert read_by_a_tick() == 0
+    clock.seconds += timedelta(days=1).total_seconds()   # seven days left: the first reminder
+    assert read_by_a_tick() == 3
+    assert orders.tick()["reminded"] == 2   # the order cancelled at its end gets none
+    ledger.fund(account, "9.90")
+    clock.seconds += timedelta(days=6).total_seconds()   # the last paid day: the automatic renewal
+    assert orders.tick()["renewed"] == 1
+    clock.seconds += timedelta(days=1).total_seconds()
+    orders.tick()
+    assert [orders.get_order(order["id"], account)["status"] for order in (paid, renewing, cancelled)] == \
+        ["overdue", "active", "closed"]
