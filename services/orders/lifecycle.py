@@ -1,7 +1,7 @@
 """The lifecycle clock (O1, O7): overdue, suspended, closed; renewal reminders; automatic renewals.
 
-It works through the live orders in batches of ``ORDERS_CLOCK_BATCH`` (500), one short
-transaction each, account by account. The due automatic renewals are made in calls of whole
+It works through the live orders it may act on today (:meth:`LifecycleClock.needs_the_clock`) in
+batches of ``ORDERS_CLOCK_BATCH`` (500), one short transaction each, account by account. The due automatic renewals are made in calls of whole
 accounts, sent once they hold ``ORDERS_RENEWALS_PER_CALL`` (100) renewals (``Renewal.renew_many``: one
 transaction to write them, one ``ledger.charge_orders``, one transaction to finish them), and
 ``ORDERS_RENEWALS_AT_ONCE`` (4) such calls run side by side: a month end with a hundred thousand
