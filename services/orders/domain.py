@@ -328,6 +328,12 @@ def auto_renewal_due(order: OrderState, today: date, settings: LifecycleSettings
     return days_left(order.paid_until, today) <= settings.auto_renew_days_before
 
 
+def days_the_clock_looks_ahead(settings: LifecycleSettings = DEFAULT_SETTINGS) -> int:
+    """How many days before paid_until an active order first has something for the clock (its first
+    reminder, its automatic renewal); before that only the day it is cancelled for can."""
+    return max((*settings.reminder_days, settings.auto_renew_days_before))
+
+
 def renewal_reminders_due(order: OrderState, today: date, already_sent: Iterable[int] = (),
                           settings: LifecycleSettings = DEFAULT_SETTINGS) -> list[int]:
     """The reminder to send today, as ``[days]`` out of 7, 3, 1 days before paid_until, or ``[]``.

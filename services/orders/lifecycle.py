@@ -1,8 +1,8 @@
 """The lifecycle clock (O1, O7): overdue, suspended, closed; renewal reminders; automatic renewals.
 
-It works through the live orders it may act on today (:meth:`LifecycleClock.needs_the_clock`) in
-batches of ``ORDERS_CLOCK_BATCH`` (500), one short transaction each, account by account. The due automatic renewals are made in calls of whole
-accounts, sent once they hold ``ORDERS_RENEWALS_PER_CALL`` (100) renewals (``Renewal.renew_many``: one
+It works through the live orders it may act on today (:meth:`LifecycleClock.needs_the_clock`)
+in batches of ``ORDERS_CLOCK_BATCH`` (500), one short transaction each, account by account. The
+due automatic renewals are made in calls of whole accounts, sent once they hold ``ORDERS_RENEWALS_PER_CALL`` (100) renewals (``Renewal.renew_many``: one
 transaction to write them, one ``ledger.charge_orders``, one transaction to finish them), and
 ``ORDERS_RENEWALS_AT_ONCE`` (4) such calls run side by side: a month end with a hundred thousand
 renewals due on one day holds no transaction and no lock for the run (``bench.run --renewals``).
@@ -202,7 +202,7 @@ class LifecycleClock:
         were placed in the benchmark). ``paid_until`` as the rules take it (domain.OrderState): the end
         of the period that starts last; of two starting the same day, the earlier end (read, never missed).
         """
-        horizon = today + timedelta(days=max((*self.settings.reminder_days, self.settings.auto_renew_days_before)))
+        horizon = today + timedelta(days=domain.days_the_clock_looks_ahead(self.settings))
         paid_until = (select(OrderPeriod.ends).where(OrderPeriod.order_id == Order.id)
                       .order_by(OrderPeriod.starts.desc(), OrderPeriod.ends).limit(1)
                       .correlate(Order).scalar_subquery())

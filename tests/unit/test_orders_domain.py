@@ -12,7 +12,7 @@ from services.common.money import Money
 from services.orders.catalogue import load_catalogue
 from services.orders.domain import (
     LifecycleSettings, OrderState, PaidPeriod, Status, actions, activate, advance,
-    auto_renewal_due, cancel, change_plan, days_left, months_after,
+    auto_renewal_due, cancel, change_plan, days_left, days_the_clock_looks_ahead, months_after,
     new_order, quote_cancellation, quote_plan_change, refund_for_unused_days, renew,
     renewal_reminders_due, renewed_until)
 
@@ -280,6 +280,26 @@ def test_renewing_for_a_period_the_plan_is_not_sold_for_is_a_validation_error():
 ])
 def test_renewal_reminders_go_out_7_3_and_1_days_before_paid_until(today, sent, expected):
     assert renewal_reminders_due(active_order(), today, sent) == expected
+
+
+@given(days_before=st.integers(min_value=0, max_value=60), auto=st.booleans(), sent=st.sets(st.sampled_from([7, 3, 1])),
+       reminders=st.sets(st.integers(min_value=1, max_value=30), min_size=1), renew_before=st.integers(0, 10))
+def test_an_active_order_has_nothing_for_the_clock_before_the_days_it_looks_ahead(days_before, auto, sent,
+                                                                                    reminders, renew_before):
+    """The clock reads only the active orders within this many days of paid_until (lifecycle.py):
+    no rule may act on one further out."""
+    rules = LifecycleSettings(reminder_days=tuple(reminders), auto_renew_days_before=renew_before)
+    order = active_order(auto_renew=auto)
+    today = APRIL_1 - timedelta(days=days_before)
+    acts = (advance(order, today, rules) is not None or auto_renewal_due(order, today, rules)
+            or renewal_reminders_due(order, today, sent, rules) != [])
+    if days_before > days_the_clock_looks_ahead(rules):
+        assert not acts
+
+
+def test_the_clock_looks_as_far_ahead_as_the_first_reminder_or_the_automatic_renewal():
+    assert days_the_clock_looks_ahead() == 7
+    assert days_the_clock_looks_ahead(LifecycleSettings(reminder_days=(3,), auto_renew_days_before=5)) == 5
 
 
 @pytest.mark.parametrize("changes", [{"cancel_at": APRIL_1}, {"status": Status.OVERDUE},
