@@ -2,10 +2,11 @@
 
 It works through the live orders it may act on today (:meth:`LifecycleClock.needs_the_clock`)
 in batches of ``ORDERS_CLOCK_BATCH`` (500), one short transaction each, account by account. The
-due automatic renewals are made in calls of whole accounts, sent once they hold ``ORDERS_RENEWALS_PER_CALL`` (100) renewals (``Renewal.renew_many``: one
-transaction to write them, one ``ledger.charge_orders``, one transaction to finish them), and
-``ORDERS_RENEWALS_AT_ONCE`` (4) such calls run side by side: a month end with a hundred thousand
-renewals due on one day holds no transaction and no lock for the run (``bench.run --renewals``).
+due automatic renewals are made in calls of whole accounts, sent once they hold
+``ORDERS_RENEWALS_PER_CALL`` (100) renewals (``Renewal.renew_many``: one transaction to write them,
+one ``ledger.charge_orders``, one transaction to finish them), and ``ORDERS_RENEWALS_AT_ONCE`` (4)
+such calls run side by side: a month end with a hundred thousand renewals due on one day holds no
+transaction and no lock for the run (``bench.run --renewals``).
 One account's renewals are charged in the order its orders were placed, never by two calls at
 once, so the balance pays them in the order the balance forecast counts them
 (services/orders/forecast.py).
