@@ -24,7 +24,7 @@ RECENT_LINES = 256
 class HeadersParsedOnce(HeaderRegistry):
     """A header factory for ``policy.clone(header_factory=...)``: each class built once, recent lines parsed once."""
 
-    @functools.lru_cache(maxsize=None)   # one class a header name: a few dozen names
+    @functools.lru_cache(maxsize=RECENT_LINES)   # one class a header name: a few dozen in our mail
     def __getitem__(self, name):
         return super().__getitem__(name)
 
