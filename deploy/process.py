@@ -12,9 +12,17 @@ process that imported it (README Performance, "Memory"):
   renderer's tracebacks. The development environment has it (the operators' CLI, Schemathesis), the
   image does not, and the services format their tracebacks without it either way
   (services/common/logging.py).
+
+And what it adds: the garbage collector told that what a process builds before it serves is there
+for good (README Performance, "The garbage collector"). Once the service runner has started, every
+object then alive (modules, classes, SQLAlchemy's mappers, marshmallow's schemas, the open
+connections) is moved out of the collector's generations (``gc.freeze``): the older generations'
+collections no longer walk the 85,000 to 115,000 of them, and a full collection, which held the
+gateway 50 to 70 ms with every request in flight waiting, takes a few.
 """
 from __future__ import annotations
 
+import gc
 import sys
 from importlib.metadata import version
 from types import ModuleType, SimpleNamespace
@@ -33,9 +41,30 @@ def keep_out() -> None:
     sys.modules["rich"] = None   # ``import rich`` raises ImportError, as where it is not installed
 
 
+def collect_after_start(runner_cls: type) -> type:
+    """``runner_cls`` (Nameko's ``ServiceRunner``), which freezes what the process holds once it has started."""
+    class FrozenAfterStart(runner_cls):
+        def start(self):
+            super().start()
+            gc.collect()   # what the start left behind is garbage, not something to keep for good
+            gc.freeze()
+    return FrozenAfterStart
+
+
+def run_frozen_after_start(args, *unknown_args) -> None:
+    """Nameko's ``run`` command (``nameko.cli.commands.Run.main``), its runner :func:`collect_after_start`'s."""
+    import eventlet
+    eventlet.monkey_patch()  # as Nameko's, before the command imports anything that opens a socket
+    from nameko.cli import run
+    run.ServiceRunner = collect_after_start(run.ServiceRunner)
+    run.main(args)
+
+
 def main() -> None:
     keep_out()
+    from nameko.cli import commands
     from nameko.cli.main import main as nameko
+    commands.Run.main = staticmethod(run_frozen_after_start)
     sys.argv[0] = "nameko"
     nameko()
 

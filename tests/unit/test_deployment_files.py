@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import yaml
 
@@ -149,3 +150,40 @@ def test_every_process_runs_nameko_without_pkg_resources_and_rich():
     version = subprocess.run([sys.executable, "-m", "deploy.process", "--version"], cwd=ROOT, capture_output=True,
                              text=True, timeout=60)
     assert version.stdout.strip() == importlib.metadata.version("nameko")
+
+
+QUIET_SERVICE = '''
+import gc, os
+from nameko.timer import timer
+
+class Quiet:
+    name = "quiet"
+
+    @timer(interval=0.05)
+    def report(self):
+        with open(os.environ["GC_REPORT"] + ".part", "w") as report:
+            report.write(str(gc.get_freeze_count()))
+        os.replace(os.environ["GC_REPORT"] + ".part", os.environ["GC_REPORT"])
+'''
+
+
+def test_a_started_process_keeps_what_it_built_out_of_the_collectors_generations(tmp_path):
+    (tmp_path / "quiet_service.py").write_text(QUIET_SERVICE)
+    (tmp_path / "config.yml").write_text("AMQP_URI: memory://\n")
+    report, log = tmp_path / "gc", tmp_path / "stderr"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deploy.process", "run", "--config", str(tmp_path / "config.yml"), "quiet_service:Quiet"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}", "GC_REPORT": str(report)},
+        stdout=subprocess.DEVNULL, stderr=log.open("w"))
+    try:
+        deadline = time.monotonic() + 60
+        while not report.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert report.exists(), log.read_text()[-2000:] or "no report in 60 s"
+        frozen = int(report.read_text())
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    # Everything the start built (Nameko, the service's modules) is out of the generations; none of it
+    # would be there without the freeze, which only runs after the runner started.
+    assert frozen > 10_000
