@@ -5,7 +5,8 @@ with balances and orders, then measures each target with a load generator in its
 process (``bench.load``) at 1, 10 and 50 concurrent clients: the gateway's reads, order
 placement end to end, ``ledger.credit_payment`` over RPC, and, in the same run, the
 baselines: a Nameko RPC echo, a Nameko HTTP hello and single-row inserts through the same
-driver. Then the same targets with two replicas of orders and ledger, a scale check of
+driver; each target's cell also just after an echo at its concurrency, its ratio to that one
+beside its ratio to the first. Then the same targets with two replicas of orders and ledger, a scale check of
 an account with a million ledger entries, and a month end: 100,000 active orders with
 auto-renew due on one day (written with SQL), renewed by the lifecycle clock while the
 panel's reads are timed against a quiet run. Prints Markdown; asserts nothing.
@@ -67,6 +68,7 @@ STACK_ENV = {
 RENEWAL_READS = ("orders", "balance")  # the panel's reads timed while the month end runs, at 10 clients
 SCALE_PATHS = ("/api/v1/balance", "/api/v1/balance/transactions")  # the scale check's two reads
 RENEWAL_CUSTOMERS = 100                # the month end's orders belong to this many customers
+PAIRED = "echo before"                 # the profile of the echo measured just before each target's cell
 
 
 def say(message: str) -> None:
@@ -292,12 +294,26 @@ class Run:
                "p50": percentile(latencies, 50), "p95": percentile(latencies, 95),
                "p99": percentile(latencies, 99), "samples": result["error_samples"]}
         self.rows.append(row)
-        self.sample_memory(profile)
+        if profile != PAIRED:   # the stack at rest: the memory table is of the cells that loaded it
+            self.sample_memory(profile)
         if cpu:
             self.settle()
             row["cpu"] = cell_cpu(before, self.settled, count, result["cpu"])
         say(f"{profile:<10} {target:<15} {clients:>3} clients: {row['rps']:7.1f} req/s, p50 {row['p50'] * 1000:6.1f} ms, "
             f"p99 {row['p99'] * 1000:6.1f} ms, errors {row['errors']}{' ' + str(row['samples'][:1]) if row['errors'] else ''}")
+        return row
+
+    def measure_beside_echo(self, setup_file: Path, target: str, clients: int, profile: str) -> dict:
+        """``target``'s cell, and just before it the baseline it is held against at the same concurrency.
+
+        The machine's speed drifts within a run (the echo at one client 313 to 647 a second within
+        twenty minutes on 2026-12-07), so a ratio to the echo of the run's first cells can be the
+        drift's as much as the target's; the echo just before leaves a few seconds for it (the
+        settling between the two, so that the echo's CPU stays out of the cell's)."""
+        baseline = MATCHING.get(target, (None, None))[0]
+        echo = self.measure(setup_file, baseline, clients, PAIRED) if baseline else None
+        row = self.measure(setup_file, target, clients, profile, cpu=True)
+        row["echo_before"] = echo
         return row
 
     def sample_memory(self, profile: str) -> None:
@@ -430,16 +446,20 @@ def report(run: Run, scale: dict | None, started: datetime, elapsed: float, args
              f"{args.accounts} customers (an order for every {args.order_every}), {run.requests} requests per cell "
              f"({run.requests // 3} for place_order), one load-generator process per cell "
              f"(whole run {elapsed / 60:.1f} min).", "",
-             "| profile | target | clients | req/s | p50 ms | p95 ms | p99 ms | p99/p50 | errors | baseline | ratio | target |",
-             "|---|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|"]
-    for row in [r for r in run.rows if r["profile"] not in ("quiet", "month end")]:
+             "| profile | target | clients | req/s | p50 ms | p95 ms | p99 ms | p99/p50 | errors | baseline | ratio | "
+             "echo just before, req/s | ratio to it | target |",
+             "|---|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|"]
+    for row in [r for r in run.rows if r["profile"] not in ("quiet", "month end", PAIRED)]:
         baseline, goal = MATCHING.get(row["target"], (None, None))
         base = by_key.get(("1 replica", baseline, row["clients"])) if baseline else None
         ratio = row["rps"] / base["rps"] if base else None
+        before = row.get("echo_before")
+        echo_rps, echo_ratio = (before["rps"], row["rps"] / before["rps"]) if before else (None, None)
         lines.append(
             f"| {row['profile']} | {row['target']} | {row['clients']} | {row['rps']:.1f} | {row['p50'] * 1000:.1f} | "
             f"{row['p95'] * 1000:.1f} | {row['p99'] * 1000:.1f} | {row['p99'] / row['p50']:.1f} | {row['errors']} | "
-            f"{baseline or '–'} | {f'{ratio:.2f}' if ratio else '–'} | {f'≥ {goal}' if goal else '–'} |")
+            f"{baseline or '–'} | {f'{ratio:.2f}' if ratio else '–'} | {f'{echo_rps:.1f}' if echo_rps else '–'} | "
+            f"{f'{echo_ratio:.2f}' if echo_ratio else '–'} | {f'≥ {goal}' if goal else '–'} |")
     lines += cpu_table(run.rows)
     lines += ["", "Resident memory, the most seen after any measurement (MB):", "",
               "| process | " + " | ".join(run.memory) + " |", "|---|" + "--:|" * len(run.memory)]
@@ -523,16 +543,19 @@ def main() -> None:
                                               "payments_amqp": stack.env["PAYMENTS_AMQP_URI"],
                                               "database": urls["bench"], "accounts": accounts}))
             # Each cell on a settled stack: the seeding's and the last cell's events, mails and PDFs are not in it.
-            for target in [t for t in (*BASELINES, *SYSTEM) if t in targets]:
+            for target in [t for t in BASELINES if t in targets]:
                 for clients in CLIENTS:
                     run.measure(setup_file, target, clients, "1 replica", cpu=True)
+            for target in [t for t in SYSTEM if t in targets]:
+                for clients in CLIENTS:
+                    run.measure_beside_echo(setup_file, target, clients, "1 replica")
             if not args.no_replicas:
                 say("starting a second orders and a second ledger")
                 doubled.start(timeout=120)
                 run.stack, run.settled = doubled, None
                 for target in [t for t in SYSTEM if t in targets]:
                     for clients in CLIENTS:
-                        run.measure(setup_file, target, clients, "2 replicas", cpu=True)
+                        run.measure_beside_echo(setup_file, target, clients, "2 replicas")
                 doubled.stop(["orders-2", "ledger-2"])
                 run.stack = stack
             # After the replicas' cells, which it would otherwise leave a hundred thousand mails and PDFs

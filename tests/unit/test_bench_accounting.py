@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+from datetime import datetime, timezone
+from types import SimpleNamespace
 
 import pytest
 
@@ -73,3 +75,35 @@ def test_a_stack_that_never_settles_is_measured_without_a_rate_at_rest(seconds):
     run = Scripted(itertools.count(0.0, 0.5))   # half a core, for ever
     run.settle(limit=30.0)
     assert run.settled[0] == 130.0 and run.settled[2] == {}
+
+
+class Recorded(Run):
+    """A run whose cells are only recorded: what was measured, in which order, with its CPU or not."""
+
+    def __init__(self):
+        self.cells = []
+
+    def measure(self, setup_file, target, clients, profile, cpu=False):
+        self.cells.append((target, clients, profile, cpu))
+        return {"target": target, "clients": clients, "profile": profile, "rps": 100.0}
+
+
+def test_a_target_is_measured_just_after_the_echo_it_is_held_against_whose_cpu_stays_out_of_it():
+    run = Recorded()
+    row = run.measure_beside_echo(None, "orders", 10, "2 replicas")
+    assert run.cells == [("rpc_echo", 10, bench.PAIRED, False), ("orders", 10, "2 replicas", True)]
+    assert row["echo_before"]["target"] == "rpc_echo"
+
+
+def test_the_report_holds_each_target_against_the_first_echo_and_against_the_echo_just_before_it():
+    def cell(profile, target, rps, **more):
+        return {"profile": profile, "target": target, "clients": 1, "rps": rps, "p50": 0.004, "p95": 0.006,
+                "p99": 0.008, "errors": 0, **more}
+    echo_before = cell(bench.PAIRED, "rpc_echo", 400.0)
+    rows = [cell("1 replica", "rpc_echo", 500.0), echo_before, cell("1 replica", "orders", 240.0, echo_before=echo_before)]
+    run = SimpleNamespace(rows=rows, memory={"1 replica": {"orders": 80.0}}, requests=300)
+    args = SimpleNamespace(accounts=10, order_every=4)
+    table = bench.report(run, None, datetime(2026, 12, 7, tzinfo=timezone.utc), 60.0, args).splitlines()
+    lines = [line for line in table if line.startswith("| 1 replica | orders |")]
+    assert lines == ["| 1 replica | orders | 1 | 240.0 | 4.0 | 6.0 | 8.0 | 2.0 | 0 | rpc_echo | 0.48 | 400.0 | 0.60 | ≥ 0.5 |"]
+    assert not [line for line in table if line.startswith(f"| {bench.PAIRED} |")]
