@@ -6,8 +6,8 @@ process (``bench.load``) at 1, 10 and 50 concurrent clients: the gateway's reads
 placement end to end, ``ledger.credit_payment`` over RPC, and, in the same run, the
 baselines: a Nameko RPC echo, a Nameko HTTP hello and single-row inserts through the same
 driver; each target's cell also just after an echo at its concurrency, its ratio to that one
-beside its ratio to the first. Then the same targets with two replicas of orders and ledger, a scale check of
-an account with a million ledger entries, and a month end: 100,000 active orders with
+beside its ratio to the first. Then the same targets with two replicas of orders and ledger, a
+scale check of an account with a million ledger entries, and a month end: 100,000 active orders with
 auto-renew due on one day (written with SQL), renewed by the lifecycle clock while the
 panel's reads are timed against a quiet run. Prints Markdown; asserts nothing.
 
@@ -308,8 +308,8 @@ class Run:
 
         The machine's speed drifts within a run (the echo at one client 313 to 647 a second within
         twenty minutes on 2026-12-07), so a ratio to the echo of the run's first cells can be the
-        drift's as much as the target's; the echo just before leaves a few seconds for it (the
-        settling between the two, so that the echo's CPU stays out of the cell's)."""
+        drift's as much as the target's. The echo just before is a few seconds older than the cell:
+        the stack settles between the two, so that the echo's CPU stays out of the cell's."""
         baseline = MATCHING.get(target, (None, None))[0]
         echo = self.measure(setup_file, baseline, clients, PAIRED) if baseline else None
         row = self.measure(setup_file, target, clients, profile, cpu=True)
