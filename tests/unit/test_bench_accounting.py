@@ -88,7 +88,7 @@ class Recorded(Run):
         return {"target": target, "clients": clients, "profile": profile, "rps": 100.0}
 
 
-def test_a_target_is_measured_just_after_the_echo_it_is_held_against_whose_cpu_stays_out_of_it():
+def test_a_target_is_measured_just_after_the_echo_it_is_held_against_and_only_the_target_is_accounted():
     run = Recorded()
     row = run.measure_beside_echo(None, "orders", 10, "2 replicas")
     assert run.cells == [("rpc_echo", 10, bench.PAIRED, False), ("orders", 10, "2 replicas", True)]

@@ -171,10 +171,11 @@ def test_a_started_process_keeps_what_it_built_out_of_the_collectors_generations
     (tmp_path / "quiet_service.py").write_text(QUIET_SERVICE)
     (tmp_path / "config.yml").write_text("AMQP_URI: memory://\n")
     report, log = tmp_path / "gc", tmp_path / "stderr"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "deploy.process", "run", "--config", str(tmp_path / "config.yml"), "quiet_service:Quiet"],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}", "GC_REPORT": str(report)},
-        stdout=subprocess.DEVNULL, stderr=log.open("w"))
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "deploy.process", "run", "--config", str(tmp_path / "config.yml"), "quiet_service:Quiet"],
+            cwd=ROOT, env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}", "GC_REPORT": str(report)},
+            stdout=subprocess.DEVNULL, stderr=stderr)
     try:
         deadline = time.monotonic() + 60
         while not report.exists() and process.poll() is None and time.monotonic() < deadline:
