@@ -10,8 +10,10 @@ why every consumer records what it processed (:func:`first_delivery`).
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import uuid
+from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 
 import structlog
@@ -199,12 +201,33 @@ def claim_statement(table: Table, lock_name: str):
             .values(published_at=bindparam("published_at")).returning(*table.c))
 
 
+@contextmanager
+def corked(sock):
+    """Hold what is written to ``sock`` in the block and send it when the block ends (Linux's ``TCP_CORK``).
+
+    Each message written alone is a segment of its own, and on a busy machine each one wakes the
+    broker, which takes a core from the writer to read it; corked, a batch's messages go out in as
+    few segments as fit (README Performance). Where there is no ``TCP_CORK`` nothing changes.
+    """
+    cork = getattr(socket, "TCP_CORK", None)
+    if cork is None:
+        yield
+        return
+    sock.setsockopt(socket.IPPROTO_TCP, cork, 1)
+    try:
+        yield
+    finally:
+        with suppress(OSError):   # a connection that broke in the block: it is dropped, nothing to send
+            sock.setsockopt(socket.IPPROTO_TCP, cork, 0)
+
+
 class ConfirmedBatches:
     """Publishes outbox rows to the service's event exchange, a batch at a time, confirmed.
 
     Nameko's ``Publisher`` waits for each message's confirm before it sends the next, a round
-    trip per event. Here one channel in confirm mode sends the whole batch, then waits once for
-    the broker's acknowledgements (one per message, or one for many). The messages are those
+    trip per event. Here one channel in confirm mode sends the whole batch (:func:`corked`: the
+    broker reads it in one go), then waits once for the broker's acknowledgements (one per
+    message, or one for many). The messages are those
     Nameko's event dispatcher sends: JSON, persistent, the event type as routing key. Any failure
     (a nack, a broken connection, no answer in ``confirm_timeout``) drops the connection without
     waiting on it and raises; the next batch opens a new one.
@@ -223,12 +246,13 @@ class ConfirmedBatches:
     def publish_all(self, rows) -> None:
         try:
             producer = self._producer or self._open()
-            for row in rows:
-                self._sent += 1
-                self._unconfirmed.add(self._sent)
-                producer.publish(json.loads(row.payload), routing_key=row.event_type,
-                                 headers=json.loads(row.headers), message_id=row.event_id,
-                                 delivery_mode=PERSISTENT, serializer="json", retry=False)
+            with corked(self._connection.connection.sock):   # the batch reaches the broker together
+                for row in rows:
+                    self._sent += 1
+                    self._unconfirmed.add(self._sent)
+                    producer.publish(json.loads(row.payload), routing_key=row.event_type,
+                                     headers=json.loads(row.headers), message_id=row.event_id,
+                                     delivery_mode=PERSISTENT, serializer="json", retry=False)
             while self._unconfirmed:
                 self._connection.drain_events(timeout=self.confirm_timeout)
         except BaseException:

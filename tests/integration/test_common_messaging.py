@@ -14,6 +14,7 @@ import pytest
 import requests
 from amqp.exceptions import MessageNacked
 from kombu import Connection, Queue
+from kombu.messaging import Producer as KombuProducer
 from kombu.simple import SimpleQueue
 from nameko.containers import ServiceContainer
 from nameko.rpc import rpc
@@ -208,6 +209,40 @@ def test_the_relay_publishes_a_batch_in_order_and_returns_once_the_broker_confir
         finally:
             batches.close()
             probe.close()
+
+
+def test_a_batch_is_written_corked_and_the_socket_uncorked_once_it_is_out(amqp_uri, monkeypatch):
+    """Every message of a batch is written while the relay's socket is corked, and the socket is
+    uncorked before the confirms are awaited: corked, the broker would see the batch only after
+    Linux's 200 ms ceiling, and a socket left corked would hold the next batch as well."""
+    exchange = get_event_exchange("producer", {"AMQP_URI": amqp_uri})
+    batches = ConfirmedBatches(amqp_uri, exchange)
+
+    def cork(connection):
+        return connection.connection.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CORK)
+
+    seen = []   # the cork at each message written, then at each wait for the confirms
+    publish, drain = KombuProducer.publish, Connection.drain_events
+
+    def publish_seen(producer, *args, **kwargs):
+        seen.append(cork(batches._connection))
+        return publish(producer, *args, **kwargs)
+
+    def drain_seen(connection, **kwargs):
+        seen.append(("confirms", cork(connection)))
+        return drain(connection, **kwargs)
+
+    monkeypatch.setattr(KombuProducer, "publish", publish_seen)
+    monkeypatch.setattr(Connection, "drain_events", drain_seen)
+    try:
+        batches.publish_all(outbox_rows(range(3)))
+        assert seen[:3] == [1, 1, 1] and set(seen[3:]) == {("confirms", 0)}
+        assert cork(batches._connection) == 0
+        seen.clear()
+        batches.publish_all(outbox_rows([3]))
+        assert seen[0] == 1 and set(seen[1:]) == {("confirms", 0)}
+    finally:
+        batches.close()
 
 
 def test_a_batch_the_broker_refuses_part_of_is_an_error(amqp_uri):
