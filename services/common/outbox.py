@@ -227,10 +227,10 @@ class ConfirmedBatches:
     Nameko's ``Publisher`` waits for each message's confirm before it sends the next, a round
     trip per event. Here one channel in confirm mode sends the whole batch (:func:`corked`: the
     broker reads it in one go), then waits once for the broker's acknowledgements (one per
-    message, or one for many). The messages are those
-    Nameko's event dispatcher sends: JSON, persistent, the event type as routing key. Any failure
-    (a nack, a broken connection, no answer in ``confirm_timeout``) drops the connection without
-    waiting on it and raises; the next batch opens a new one.
+    message, or one for many). The messages are those Nameko's event dispatcher sends: JSON,
+    persistent, the event type as routing key. Any failure (a nack, a broken connection, no
+    answer in ``confirm_timeout``) drops the connection without waiting on it and raises; the
+    next batch opens a new one.
     """
 
     confirm_timeout = 10.0
