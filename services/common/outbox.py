@@ -22,6 +22,7 @@ from kombu import Connection, Producer
 from nameko.constants import HEADER_PREFIX, PERSISTENT
 from nameko.standalone.events import get_event_exchange
 from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from services.common.clock import clock, iso
@@ -70,6 +71,28 @@ def first_delivery(session: Session, consumer: str, message_id: str) -> bool:
     """
     return insert_first(session, _table(session, "processed_messages"),
                         consumer=consumer, message_id=message_id, processed_at=clock.now())
+
+
+def first_delivery_writing(session: Session, consumer: str, message_id: str, table: Table, row: dict) -> bool:
+    """:func:`first_delivery`, and ``row`` inserted into ``table`` only when this is the first.
+
+    PostgreSQL: one statement, the inbox's insert a CTE that the row's insert selects from, so in
+    a read session (autocommit) it commits itself with no BEGIN and no COMMIT around it; a
+    redelivery's inbox insert returns nothing and the row's insert writes nothing. SQLite: the two
+    inserts, in the session's transaction.
+    """
+    inbox = _table(session, "processed_messages")
+    if not is_postgres(session):
+        if not first_delivery(session, consumer, message_id):
+            return False
+        session.execute(insert(table), row)
+        return True
+    first = (postgresql.insert(inbox)
+             .values(consumer=consumer, message_id=message_id, processed_at=clock.now())
+             .on_conflict_do_nothing().returning(inbox.c.message_id).cte("first"))
+    columns = list(row)
+    written = select(*(bindparam(name, row[name], type_=table.c[name].type) for name in columns)).select_from(first)
+    return session.execute(insert(table).from_select(columns, written).add_cte(first)).rowcount == 1
 
 
 def already_processed(session: Session, consumer: str, message_id: str) -> bool:

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 import structlog
 from nameko.exceptions import MethodNotFound
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from services.common.clock import as_utc, iso
@@ -22,7 +22,7 @@ from services.common.config import env_float, env_int
 from services.common.errors import DomainError, NotFound, ServiceUnavailable, ValidationError
 from services.common.idempotency import IdempotencyKeys, KeyedRequest
 from services.common.locks import try_lock
-from services.common.outbox import first_delivery
+from services.common.outbox import first_delivery, first_delivery_writing
 from services.common.pagination import keyset_page
 from services.common.schemas import load
 from services.notifier import dispatch
@@ -114,19 +114,26 @@ class Notifications:
                 raise NotFound("account")
             return sent_view(delivery)
 
-    def _record(self, event_id: str, delivery: Delivery | None,
+    def _record(self, event_id: str, delivery: dict | None,
                 kept: tuple[str, dict] | None = None) -> str | None:
-        """The event's delivery (if any) and, where the copy lacked it, profile's answer, in one transaction."""
-        with self.uow.transaction() as session:
-            if not first_delivery(session, MAIL, event_id):
-                return None  # a redelivery raced us and won
-            if kept is not None:
-                _keep_answer(session, *kept)
-            if delivery is None:
-                return None
-            session.add(delivery)
-        log.info("mail recorded", kind=delivery.kind, delivery_id=delivery.id, event_id=event_id)
-        return delivery.id
+        """The event marked processed with its delivery (if any) and, where the copy lacked it,
+        profile's answer, at once. With no answer to keep (nearly always) that is one statement on
+        PostgreSQL, which commits itself (``first_delivery_writing``): no BEGIN and no COMMIT."""
+        if kept is None:
+            with self.uow.read() as session:
+                first = (first_delivery(session, MAIL, event_id) if delivery is None
+                         else first_delivery_writing(session, MAIL, event_id, Delivery.__table__, delivery))
+        else:
+            with self.uow.transaction() as session:
+                first = first_delivery(session, MAIL, event_id)
+                if first:
+                    _keep_answer(session, *kept)
+                    if delivery is not None:
+                        session.execute(insert(Delivery.__table__), delivery)
+        if not first or delivery is None:
+            return None  # nothing to send, or a redelivery raced us and won
+        log.info("mail recorded", kind=delivery["kind"], delivery_id=delivery["id"], event_id=event_id)
+        return delivery["id"]
 
     def _settings(self, account_id: str) -> dict | None:
         """Profile's ``notification_settings`` answer; None when profile does not know the account."""
@@ -239,7 +246,7 @@ class Notifications:
             # Written by the same key before the key's request was kept with it: count what it wrote.
             return session.scalar(select(func.count()).where(Delivery.event_id == newsletter_id))
         now = self.clock.now()
-        count = 0
+        written = []
         for subscriber in session.scalars(select(Subscriber).where(
                 Subscriber.newsletter.is_(True), Subscriber.email.is_not(None))):
             settings = NotificationSettings(main_email=subscriber.email, newsletter=subscriber.newsletter)
@@ -249,9 +256,10 @@ class Notifications:
             message = compose("newsletter", subscriber.language,
                               {"first_name": subscriber.first_name, "subject": data["subject"],
                                "text": data["text"]}, to, idempotency_key=f"{newsletter_id}:{to}")
-            session.add(_delivery(newsletter_id, subscriber.account_id, subscriber.language, message, now))
-            count += 1
-        return count
+            written.append(_delivery(newsletter_id, subscriber.account_id, subscriber.language, message, now))
+        if written:
+            session.execute(insert(Delivery.__table__), written)
+        return len(written)
 
     def list_sent(self, account_id, limit=50, cursor=None) -> dict:
         """What was sent to the customer, newest first: when, which kind, to which address, and its state."""
@@ -341,13 +349,14 @@ def sent_view(delivery: Delivery) -> dict:
             "error": delivery.last_error}
 
 
-def _delivery(event_id: str, account_id: str | None, language: str, message: Message, now: datetime) -> Delivery:
+def _delivery(event_id: str, account_id: str | None, language: str, message: Message, now: datetime) -> dict:
+    """The ``deliveries`` row of a message, due now."""
     attachment = message.attachments[0] if message.attachments else None
-    return Delivery(id=str(uuid.uuid4()), event_id=event_id, account_id=account_id, kind=message.kind,
-                    recipient=message.to, language=language, subject=message.subject, text=message.text,
-                    html=message.html, attachment_name=attachment.filename if attachment else None,
-                    attachment=attachment.content if attachment else None, state="pending", attempts=0,
-                    next_attempt_at=now, created_at=now)
+    return dict(id=str(uuid.uuid4()), event_id=event_id, account_id=account_id, kind=message.kind,
+                recipient=message.to, language=language, subject=message.subject, text=message.text,
+                html=message.html, attachment_name=attachment.filename if attachment else None,
+                attachment=attachment.content if attachment else None, state="pending", attempts=0,
+                next_attempt_at=now, created_at=now)
 
 
 def _message(delivery: Delivery) -> Message:
