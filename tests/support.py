@@ -241,6 +241,21 @@ def transactions_begun(engine):
 
 
 @contextmanager
+def statements_compiled(engine):
+    """Each statement ``engine`` sends inside the block, as (its first line, upper case; its compiled form):
+    the same compiled object twice is SQLAlchemy's cache at work."""
+    sent = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        sent.append((statement.lstrip().split("\n")[0].upper(), context.compiled))
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+@contextmanager
 def statements_sent(engine):
     """The SQL statements ``engine`` sends inside the block, each as its first line, upper case."""
     sent = []

@@ -8,7 +8,8 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, event, insert, 
 
 from services.common.database import UnitOfWork
 from services.common.errors import DomainError
-from tests.support import postgres_database
+from services.common.locks import insert_first
+from tests.support import postgres_database, statements_compiled
 
 metadata = MetaData()
 notes = Table("notes", metadata, Column("id", Integer, primary_key=True), Column("text", String(50)))
@@ -96,3 +97,17 @@ def test_a_connection_lost_inside_a_transaction_is_not_retried(postgres):
     assert refused.value.args[0] == "service_unavailable"
     with uow.read() as session:
         assert session.scalars(select(notes.c.id)).all() == []
+
+
+def test_a_row_only_the_first_insert_writes_is_written_once_and_compiled_once(postgres):
+    engine, _, _ = postgres
+    uow = UnitOfWork(engine, "common", metadata)
+    with statements_compiled(engine) as sent, uow.transaction() as session:
+        firsts = [insert_first(session, notes, id=n, text=f"note {n}, try {t}") for t, n in enumerate((1, 2, 1))]
+    assert firsts == [True, True, False]
+    with uow.read() as session:
+        assert session.execute(select(notes.c.id, notes.c.text).order_by(notes.c.id)).all() == [
+            (1, "note 1, try 0"), (2, "note 2, try 1")]
+    # SQLAlchemy's cache at work: the dialect's own on_conflict_do_nothing() was compiled on every use.
+    assert [line.endswith("ON CONFLICT DO NOTHING") for line, _ in sent] == [True] * 3, sent
+    assert sent[0][1] is sent[1][1] is sent[2][1]
