@@ -14,6 +14,7 @@ import socket
 import threading
 import uuid
 from contextlib import contextmanager, suppress
+from functools import lru_cache
 from datetime import datetime, timedelta
 
 import structlog
@@ -22,12 +23,11 @@ from kombu import Connection, Producer
 from nameko.constants import HEADER_PREFIX, PERSISTENT
 from nameko.standalone.events import get_event_exchange
 from sqlalchemy import Table, bindparam, delete, func, insert, select, update
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from services.common.clock import clock, iso
 from services.common.config import amqp_uri, env_float
-from services.common.locks import insert_first, is_postgres, lock_key
+from services.common.locks import InsertIfAbsent, insert_first, is_postgres, lock_key
 
 log = structlog.get_logger(__name__)
 
@@ -81,18 +81,25 @@ def first_delivery_writing(session: Session, consumer: str, message_id: str, tab
     redelivery's inbox insert returns nothing and the row's insert writes nothing. SQLite: the two
     inserts, in the session's transaction.
     """
-    inbox = _table(session, "processed_messages")
     if not is_postgres(session):
         if not first_delivery(session, consumer, message_id):
             return False
         session.execute(insert(table), row)
         return True
-    first = (postgresql.insert(inbox)
-             .values(consumer=consumer, message_id=message_id, processed_at=clock.now())
-             .on_conflict_do_nothing().returning(inbox.c.message_id).cte("first"))
-    columns = list(row)
-    written = select(*(bindparam(name, row[name], type_=table.c[name].type) for name in columns)).select_from(first)
-    return session.execute(insert(table).from_select(columns, written).add_cte(first)).rowcount == 1
+    statement = _written_on_first_delivery(_table(session, "processed_messages"), table, tuple(row))
+    return session.execute(statement, {**row, "inbox_consumer": consumer, "inbox_message_id": message_id,
+                                       "inbox_processed_at": clock.now()}).rowcount == 1
+
+
+@lru_cache(maxsize=None)
+def _written_on_first_delivery(inbox: Table, table: Table, columns: tuple[str, ...]):
+    """:func:`first_delivery_writing`'s statement on PostgreSQL, built once, all of it bound parameters."""
+    first = InsertIfAbsent(inbox).values(
+        consumer=bindparam("inbox_consumer"), message_id=bindparam("inbox_message_id"),
+        processed_at=bindparam("inbox_processed_at", type_=inbox.c.processed_at.type),
+    ).returning(inbox.c.message_id).cte("first")
+    row = select(*(bindparam(name, type_=table.c[name].type) for name in columns)).select_from(first)
+    return insert(table).from_select(list(columns), row).add_cte(first)
 
 
 def already_processed(session: Session, consumer: str, message_id: str) -> bool:
