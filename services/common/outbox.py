@@ -14,8 +14,8 @@ import socket
 import threading
 import uuid
 from contextlib import contextmanager, suppress
-from functools import lru_cache
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 import structlog
 from amqp.exceptions import MessageNacked
