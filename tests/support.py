@@ -240,28 +240,23 @@ def transactions_begun(engine):
         event.remove(engine, "begin", count)
 
 
-@contextmanager
 def statements_compiled(engine):
     """Each statement ``engine`` sends inside the block, as (its first line, upper case; its compiled form):
     the same compiled object twice is SQLAlchemy's cache at work."""
-    sent = []
+    return _each_statement(engine, lambda line, context: (line, context.compiled))
 
-    def record(conn, cursor, statement, parameters, context, executemany):
-        sent.append((statement.lstrip().split("\n")[0].upper(), context.compiled))
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
+
+def statements_sent(engine):
+    """The SQL statements ``engine`` sends inside the block, each as its first line, upper case."""
+    return _each_statement(engine, lambda line, context: line)
 
 
 @contextmanager
-def statements_sent(engine):
-    """The SQL statements ``engine`` sends inside the block, each as its first line, upper case."""
+def _each_statement(engine, entry):
     sent = []
 
     def record(conn, cursor, statement, parameters, context, executemany):
-        sent.append(statement.lstrip().split("\n")[0].upper())
+        sent.append(entry(statement.lstrip().split("\n")[0].upper(), context))
     event.listen(engine, "before_cursor_execute", record)
     try:
         yield sent
