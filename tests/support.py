@@ -252,6 +252,21 @@ def statements_sent(engine):
 
 
 @contextmanager
+def statements_executed(engine):
+    """The statement objects ``engine`` executes inside the block (SQLAlchemy's, before compiling):
+    the same object on every call is a statement built once, whose cache key is kept with it."""
+    executed = []
+
+    def record(conn, clauseelement, multiparams, params, execution_options):
+        executed.append(clauseelement)
+    event.listen(engine, "before_execute", record)
+    try:
+        yield executed
+    finally:
+        event.remove(engine, "before_execute", record)
+
+
+@contextmanager
 def _each_statement(engine, entry):
     sent = []
 

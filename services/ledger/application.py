@@ -47,6 +47,9 @@ MAX_CHARGES_AT_ONCE = 200
 # for each call cost as much as a tenth of a payment's CPU (README Performance).
 LOCKED_BALANCE = select(Balance).where(Balance.account_id == bindparam("account_id")).with_for_update() \
     .execution_options(populate_existing=True)
+# The balance as the panel reads it: two columns, no entity (session.get builds and keys its statement
+# on every call: 0.43 ms of CPU a read in process against 0.27 for this one; README Performance).
+BALANCE = select(Balance.balance_minor, Balance.currency).where(Balance.account_id == bindparam("account_id"))
 KEYED_TRANSACTION = select(Transaction).where(Transaction.account_id == bindparam("account_id"),
                                               Transaction.idempotency_key == bindparam("key"))
 
@@ -366,10 +369,10 @@ class Ledger:
         """The balance as money; 0.00 in the default currency for an account with no movement yet."""
         account_id = _account_id(account_id)
         with self.uow.read() as session:
-            balance = session.get(Balance, account_id)
-            if balance is None:
-                return Money.zero(self.currency).to_wire()
-            return Money(balance.balance_minor, balance.currency).to_wire()
+            balance = session.execute(BALANCE, {"account_id": account_id}).first()
+        if balance is None:
+            return Money.zero(self.currency).to_wire()
+        return Money(balance.balance_minor, balance.currency).to_wire()
 
     def list_transactions(self, account_id, limit=50, cursor=None) -> dict:
         query = select(Transaction).where(Transaction.account_id == _account_id(account_id))

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 import structlog
 from nameko.exceptions import MethodNotFound
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from services.common.clock import as_utc, iso
@@ -38,6 +38,9 @@ MAIL = "notifier.mail"            # processed_messages consumer of the mail hand
 SUBSCRIBERS = "notifier.subscribers"  # ... and of the newsletter copy's handlers
 NEWSLETTER_CALLER = "operator"    # whose keys a newsletter's are: the operators' (there is no account)
 ACCOUNT_ID_LENGTH = 36            # profile's account ids are UUIDs
+# The copy of the addressee, read for every event that mails: built once (session.get builds and keys
+# its statement on every call; README Performance).
+COPY_OF = select(Subscriber).where(Subscriber.account_id == bindparam("account_id"))
 
 
 class Notifications:
@@ -62,7 +65,8 @@ class Notifications:
         addressee = None
         if copied:
             with self.uow.read() as session:
-                addressee = dispatch.addressee_from_copy(session.get(Subscriber, occasion.account_id))
+                addressee = dispatch.addressee_from_copy(
+                    session.scalars(COPY_OF, {"account_id": occasion.account_id}).first())
         answer = None
         if addressee is None:
             answer = self._settings(occasion.account_id)

@@ -21,6 +21,10 @@ from services.orders.models import IpAssignment, Order, OrderCharge, OrderEvent,
 # Built once (the panel's order lists and every order loaded read it): see application.ORDER_LISTS.
 PERIODS_OF = select(OrderPeriod).where(OrderPeriod.order_id.in_(bindparam("order_ids", expanding=True))) \
     .order_by(OrderPeriod.order_id, OrderPeriod.starts)
+# Read on every payment to the account (``balance_changed``): built once too.
+PENDING_OF = select(Order.id).where(Order.account_id == bindparam("account_id"),
+                                    Order.status == Status.PENDING_PAYMENT.value) \
+    .order_by(Order.created_at, Order.id)
 
 
 @dataclass
@@ -94,9 +98,7 @@ class OrderRepository:
 
     def pending_orders(self, session, account_id: str) -> list[str]:
         """The account's orders awaiting payment, oldest first."""
-        return session.scalars(select(Order.id).where(
-            Order.account_id == account_id, Order.status == Status.PENDING_PAYMENT.value)
-            .order_by(Order.created_at, Order.id)).all()
+        return session.scalars(PENDING_OF, {"account_id": account_id}).all()
 
     def assigned_ip(self, session, order_id: str) -> str | None:
         return session.scalar(select(IpAssignment.ip_address).where(IpAssignment.order_id == order_id))

@@ -10,6 +10,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import Select
 
 from services.common.locks import is_postgres
 from services.common.profile_copy import COPIED
@@ -17,7 +18,7 @@ from tests.fakes import profile_of
 from tests.integration.test_ledger_invoices import GERMAN_COMPANY
 from tests.integration.test_ledger_journal import (database, eur, ledger, outbox, profiles,  # noqa: F401 (fixtures)
                                                    refused)
-from tests.support import statements_compiled, statements_sent, transactions_begun
+from tests.support import statements_compiled, statements_executed, statements_sent, transactions_begun
 
 pytestmark = pytest.mark.integration
 
@@ -116,7 +117,8 @@ def test_an_order_s_charge_and_a_payment_each_take_one_transaction(ledger, profi
 def test_a_payment_writes_in_one_statement_on_postgresql_and_its_events_in_order(ledger, profiles):
     account = profiles.add()
     ledger.account_registered(profile_event(account, "account_registered"))
-    with statements_compiled(ledger.uow.engine) as first_payment:
+    with statements_compiled(ledger.uow.engine) as first_payment, \
+            statements_executed(ledger.uow.engine) as first_built:
         paid = ledger.credit_payment(account, eur("100.00"), "p", "P")
     sent = [line for line, _ in first_payment]
     writes = [statement for statement in sent if not statement.startswith("SELECT")]
@@ -127,11 +129,21 @@ def test_a_payment_writes_in_one_statement_on_postgresql_and_its_events_in_order
             "INSERT INTO TRANSACTIONS", "INSERT INTO POSTINGS", "UPDATE BALANCES SET", "INSERT INTO OUTBOX"], sent
     assert [(e["type"], e["transaction_id"]) for e in outbox(ledger.uow, account)] == [
         ("balance_changed", paid["id"]), ("payment_received", paid["id"])]
-    with statements_compiled(ledger.uow.engine) as again:
+    with statements_compiled(ledger.uow.engine) as again, statements_executed(ledger.uow.engine) as built_again:
         ledger.credit_payment(account, eur("20.00"), "p2", "P")
-    # Compiled once: the next payment's statements are the same compiled objects (SQLAlchemy's cache).
+    # Compiled once: the next payment's statements are the same compiled objects (SQLAlchemy's cache),
+    # and built once: the same statement objects, whose cache keys are not worked out again (every one
+    # on PostgreSQL; SQLite's four writes are built for each movement).
     assert [compiled for _, compiled in again] == [compiled for _, compiled in first_payment], again
-    assert ledger.get_balance(account) == eur("120.00")
+    if not is_postgres(ledger.uow.engine):
+        built_again = [statement for statement in built_again if isinstance(statement, Select)]
+        first_built = [statement for statement in first_built if isinstance(statement, Select)]
+    assert len(built_again) == len(first_built) >= 3 and all(
+        mine is first for mine, first in zip(built_again, first_built)), (built_again, first_built)
+    with statements_executed(ledger.uow.engine) as balance_reads:
+        assert ledger.get_balance(account) == eur("120.00")
+        assert ledger.get_balance(account) == eur("120.00")
+    assert len(balance_reads) == 2 and balance_reads[0] is balance_reads[1], balance_reads
     assert [t["balance_after"] for t in ledger.list_transactions(account)["items"]] == [eur("120.00"), eur("100.00")]
     assert ledger.audit() == []   # every posting there, the journal balanced, the balance its sum
 

@@ -17,7 +17,7 @@ from services.notifier.application import Notifications, Sender
 from services.notifier.mailer import SmtpMailer
 from services.notifier.models import Base, Delivery, Subscriber
 from tests.integration.test_mailer import connections, relay, stand_in  # noqa: F401 (fixtures)
-from tests.support import databases, statements_compiled, statements_sent
+from tests.support import databases, statements_compiled, statements_executed, statements_sent
 
 pytestmark = pytest.mark.integration
 
@@ -75,12 +75,14 @@ def test_an_event_s_message_is_recorded_in_one_statement_and_a_redelivery_record
                             "ON CONFLICT DO NOTHING", sent[2]] and sent[2].startswith("INSERT INTO DELIVERIES"), sent
     assert notifications.on_event("order_created", created) is None   # the same event delivered again
     assert [(d.id, d.recipient) for d in deliveries_of(uow, account)] == [(delivery_id, "anna@example.com")]
-    compiled = []
+    compiled, reads = [], []
     for _ in range(2):   # two more events: the second's statements as SQLAlchemy compiled them for the first
-        with statements_compiled(uow.engine) as sent:
+        with statements_compiled(uow.engine) as sent, statements_executed(uow.engine) as executed:
             notifications.on_event("order_created", dict(created, event_id=str(uuid.uuid4())))
         compiled.append([form for _, form in sent])
+        reads.append(executed[0])
     assert compiled[0] == compiled[1]
+    assert reads[0] is reads[1]   # the copy's read built once, not for each event
 
 
 def test_a_round_sends_on_one_connection_and_records_each_result_in_one_statement(uow, stand_in, connections):

@@ -17,7 +17,7 @@ from services.common.profile_copy import COPIED
 from services.orders.models import Order
 from tests.fakes import profile_of
 from tests.integration.test_orders_interrupted import VPS, world  # noqa: F401 (fixture)
-from tests.support import statements_sent, transactions_begun
+from tests.support import statements_executed, statements_sent, transactions_begun
 
 
 def profile_event(account_id: str, at: datetime | None = None, **changes) -> dict:
@@ -192,7 +192,12 @@ def test_a_retried_renewal_whose_ledger_call_failed_is_finished_by_the_retry_not
 def test_a_payment_to_an_account_with_nothing_pending_costs_orders_one_statement(world):
     orders, ledger, clock = world
     account = str(uuid.uuid4())
-    with statements_sent(orders.uow.engine) as sent:   # a read: no BEGIN or COMMIT on PostgreSQL either
-        orders.on_balance_changed({"event_id": str(uuid.uuid4()), "account_id": account, "kind": "payment",
-                                   "amount": {"amount": "50.00", "currency": "EUR"}})
-    assert len(sent) == 1 and sent[0].startswith("SELECT ORDERS.ID"), sent
+    built = []
+    for _ in range(2):
+        with statements_sent(orders.uow.engine) as sent, statements_executed(orders.uow.engine) as executed:
+            # a read: no BEGIN or COMMIT on PostgreSQL either
+            orders.on_balance_changed({"event_id": str(uuid.uuid4()), "account_id": account, "kind": "payment",
+                                       "amount": {"amount": "50.00", "currency": "EUR"}})
+        assert len(sent) == 1 and sent[0].startswith("SELECT ORDERS.ID"), sent
+        built += executed
+    assert len(built) == 2 and built[0] is built[1], built   # built once, not for each payment
