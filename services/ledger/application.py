@@ -50,6 +50,8 @@ LOCKED_BALANCE = select(Balance).where(Balance.account_id == bindparam("account_
 # The balance as the panel reads it: two columns, no entity (session.get builds and keys its statement
 # on every call: 0.43 ms of CPU a read in process against 0.27 for this one; README Performance).
 BALANCE = select(Balance.balance_minor, Balance.currency).where(Balance.account_id == bindparam("account_id"))
+# The panel's list of movements (its first page a statement built once: pagination.keyset_page).
+TRANSACTIONS_OF = select(Transaction).where(Transaction.account_id == bindparam("account_id"))
 KEYED_TRANSACTION = select(Transaction).where(Transaction.account_id == bindparam("account_id"),
                                               Transaction.idempotency_key == bindparam("key"))
 
@@ -375,9 +377,10 @@ class Ledger:
         return Money(balance.balance_minor, balance.currency).to_wire()
 
     def list_transactions(self, account_id, limit=50, cursor=None) -> dict:
-        query = select(Transaction).where(Transaction.account_id == _account_id(account_id))
+        params = {"account_id": _account_id(account_id)}
         with self.uow.read() as session:
-            return keyset_page(session, query, [Transaction.seq], limit, cursor).answer(domain.transaction_view)
+            return keyset_page(session, TRANSACTIONS_OF, [Transaction.seq], limit, cursor, params).answer(
+                domain.transaction_view)
 
     def list_invoices(self, account_id, limit=50, cursor=None) -> dict:
         query = select(Invoice).where(Invoice.account_id == _account_id(account_id))

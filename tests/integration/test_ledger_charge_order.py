@@ -140,11 +140,12 @@ def test_a_payment_writes_in_one_statement_on_postgresql_and_its_events_in_order
         first_built = [statement for statement in first_built if isinstance(statement, Select)]
     assert len(built_again) == len(first_built) >= 3 and all(
         mine is first for mine, first in zip(built_again, first_built)), (built_again, first_built)
-    with statements_executed(ledger.uow.engine) as balance_reads:
-        assert ledger.get_balance(account) == eur("120.00")
-        assert ledger.get_balance(account) == eur("120.00")
-    assert len(balance_reads) == 2 and balance_reads[0] is balance_reads[1], balance_reads
-    assert [t["balance_after"] for t in ledger.list_transactions(account)["items"]] == [eur("120.00"), eur("100.00")]
+    with statements_executed(ledger.uow.engine) as panel_reads:   # the panel's reads: built once too
+        for _ in range(2):
+            assert ledger.get_balance(account) == eur("120.00")
+            assert [t["balance_after"] for t in ledger.list_transactions(account)["items"]] == [
+                eur("120.00"), eur("100.00")]
+    assert len(panel_reads) == 4 and panel_reads[0] is panel_reads[2] and panel_reads[1] is panel_reads[3], panel_reads
     assert ledger.audit() == []   # every posting there, the journal balanced, the balance its sum
 
 
