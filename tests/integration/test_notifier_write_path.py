@@ -89,7 +89,7 @@ def test_a_round_sends_on_one_connection_and_records_each_result_in_one_statemen
     recipients = [f"round-{n}@example.com" for n in range(3)]
     due(uow, *recipients)
     sender = Sender(uow, SmtpMailer(port=stand_in.port, timeout=5), FrozenClock(NOW))
-    with statements_sent(uow.engine) as sent:
+    with statements_sent(uow.engine) as sent, statements_executed(uow.engine) as built:
         assert sender.send_due() == 3
     assert len(connections) == 1
     assert [len(stand_in.to(recipient)) for recipient in recipients] == [1, 1, 1]
@@ -97,4 +97,5 @@ def test_a_round_sends_on_one_connection_and_records_each_result_in_one_statemen
     # The claim reads the due rows once; each result is one UPDATE, not a read and a write.
     assert sum(statement.startswith("SELECT DELIVERIES") for statement in sent) == 1, sent
     assert [statement.split()[0] for statement in sent[-3:]] == ["UPDATE"] * 3, sent
+    assert built[-3] is built[-2] is built[-1], built   # built once, not for each mail
 
