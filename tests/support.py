@@ -226,18 +226,9 @@ def passes_eventually(check, timeout: float = 20.0, interval: float = 0.3):
             time.sleep(interval)
 
 
-@contextmanager
 def transactions_begun(engine):
     """A list that gains an entry for each database transaction ``engine`` begins inside the block."""
-    begun = []
-
-    def count(connection):
-        begun.append(1)
-    event.listen(engine, "begin", count)
-    try:
-        yield begun
-    finally:
-        event.remove(engine, "begin", count)
+    return _recorded(engine, "begin", lambda connection: 1)
 
 
 def statements_compiled(engine):
@@ -251,32 +242,31 @@ def statements_sent(engine):
     return _each_statement(engine, lambda line, context: line)
 
 
-@contextmanager
 def statements_executed(engine):
     """The statement objects ``engine`` executes inside the block (SQLAlchemy's, before compiling):
     the same object on every call is a statement built once, whose cache key is kept with it."""
-    executed = []
+    return _recorded(engine, "before_execute",
+                     lambda conn, clauseelement, multiparams, params, execution_options: clauseelement)
 
-    def record(conn, clauseelement, multiparams, params, execution_options):
-        executed.append(clauseelement)
-    event.listen(engine, "before_execute", record)
-    try:
-        yield executed
-    finally:
-        event.remove(engine, "before_execute", record)
+
+def _each_statement(engine, entry):
+    return _recorded(engine, "before_cursor_execute",
+                     lambda conn, cursor, statement, parameters, context, executemany:
+                     entry(statement.lstrip().split("\n")[0].upper(), context))
 
 
 @contextmanager
-def _each_statement(engine, entry):
-    sent = []
+def _recorded(engine, name: str, entry):
+    """A list of ``entry(*arguments)`` for each of ``engine``'s ``name`` events inside the block."""
+    seen = []
 
-    def record(conn, cursor, statement, parameters, context, executemany):
-        sent.append(entry(statement.lstrip().split("\n")[0].upper(), context))
-    event.listen(engine, "before_cursor_execute", record)
+    def record(*arguments):
+        seen.append(entry(*arguments))
+    event.listen(engine, name, record)
     try:
-        yield sent
+        yield seen
     finally:
-        event.remove(engine, "before_cursor_execute", record)
+        event.remove(engine, name, record)
 
 
 def refusal_of(call, *args) -> DomainError | None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import psycopg2.extensions
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, event, insert, select, text
+from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, text
 
 from services.common.database import UnitOfWork
 from services.common.errors import DomainError
 from services.common.locks import insert_first
-from tests.support import postgres_database, statements_compiled
+from tests.support import postgres_database, statements_compiled, statements_sent
 
 metadata = MetaData()
 notes = Table("notes", metadata, Column("id", Integer, primary_key=True), Column("text", String(50)))
@@ -30,25 +30,18 @@ def terminate_connections(admin, database: str) -> int:
             {"name": database}).all())
 
 
-def statements_sent(engine) -> list[str]:
-    sent: list[str] = []
-    event.listen(engine, "before_cursor_execute", lambda conn, cursor, statement, *rest: sent.append(statement))
-    return sent
-
-
 def test_a_read_is_one_statement_without_a_ping_or_a_transaction(postgres):
     engine, _, _ = postgres
     uow = UnitOfWork(engine, "common", metadata)
     with uow.transaction() as session:
         session.execute(insert(notes).values(id=1, text="hello"))
-    sent = statements_sent(engine)
-    with uow.read() as session:
+    with statements_sent(engine) as sent, uow.read() as session:
         assert session.scalar(select(notes.c.text).where(notes.c.id == 1)) == "hello"
         # psycopg2 sends BEGIN (and later COMMIT) by itself, unseen by SQLAlchemy's events; the
         # server's word: after the select no transaction is open on this connection.
         status = session.connection().connection.dbapi_connection.info.transaction_status
     assert status == psycopg2.extensions.TRANSACTION_STATUS_IDLE
-    assert len(sent) == 1 and sent[0].lstrip().startswith("SELECT notes.text")   # no "SELECT 1" ping
+    assert len(sent) == 1 and sent[0].startswith("SELECT NOTES.TEXT")   # no "SELECT 1" ping
     with uow.read() as session:
         session.scalar(select(notes.c.text))
         raw = session.connection().connection.dbapi_connection
