@@ -34,13 +34,12 @@ from deploy.ports import free_port  # noqa: E402
 from services.common.clock import clock  # noqa: E402
 from services.common.database import UnitOfWork, make_engine  # noqa: E402
 from services.common.migrations import upgrade  # noqa: E402
-from services.common.profile_copy import COPIED  # noqa: E402
 from services.common.rpc import ClusterRpcProxy  # noqa: E402
 from services.ledger.application import Ledger  # noqa: E402
 from services.ledger.models import Base  # noqa: E402
 from services.ledger.tax import Seller  # noqa: E402
 from tests import preflight  # noqa: E402
-from tests.fakes import profile_of  # noqa: E402
+from tests.fakes import profile_event  # noqa: E402
 from tests.support import databases, rabbit_vhost, role_uri  # noqa: E402
 
 POSTINGS_PER_PAYMENT = 2
@@ -64,9 +63,7 @@ class NoProfile:
 def registered(ledger: Ledger, account_id: str) -> None:
     """The account as profile's ``account_registered`` leaves it in the ledger: a balance, and a copy of
     the customer (a payment's description is worded in their language)."""
-    profile = profile_of(account_id)
-    ledger.account_registered({"event_id": str(uuid.uuid4()), "occurred_at": "2026-12-07T12:00:00Z",
-                               "account_id": account_id, **{name: profile[name] for name in COPIED}})
+    ledger.account_registered(profile_event(account_id))
 
 
 def eur(cents: int) -> dict:

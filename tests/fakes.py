@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
@@ -24,6 +25,7 @@ from deploy.dev import StandIn
 from deploy.ports import free_port
 from services.common.errors import DomainError
 from services.common.money import Money
+from services.common.profile_copy import COPIED
 from services.common.rpc import rpc
 
 POSTAL_ADDRESS = {"line1": "ul. Prosta 1", "city": "Warszawa", "postcode": "00-001", "country": "PL"}
@@ -39,6 +41,15 @@ def profile_of(account_id: str, **overrides) -> dict:
             "vat_id": None, "company_verification": "none", "vat_id_check": "not_checked",
             "vat_id_checked_at": None, "payments_blocked": False, "language": "en",
             "created_at": "2026-01-01T00:00:00Z", **overrides}
+
+
+def profile_event(account_id: str, at: datetime | None = None, **changes) -> dict:
+    """An event of profile carrying the customer as billed (``account_registered``, ``profile_changed``
+    ...), as profile's outbox writes it: what the ledger's and orders' copies of the customer are kept from."""
+    profile = profile_of(account_id, **changes)
+    at = at or datetime.now(timezone.utc)
+    return {"event_id": str(uuid.uuid4()), "occurred_at": at.isoformat().replace("+00:00", "Z"),
+            "account_id": account_id, **{name: profile[name] for name in COPIED}}
 
 
 

@@ -13,18 +13,10 @@ import pytest
 from sqlalchemy import update
 
 from services.common.errors import DomainError, ServiceUnavailable
-from services.common.profile_copy import COPIED
 from services.orders.models import Order
-from tests.fakes import profile_of
+from tests.fakes import profile_event
 from tests.integration.test_orders_interrupted import VPS, world  # noqa: F401 (fixture)
 from tests.support import statements_executed, statements_sent, transactions_begun
-
-
-def profile_event(account_id: str, at: datetime | None = None, **changes) -> dict:
-    profile = profile_of(account_id, **changes)
-    at = at or datetime.now(timezone.utc)
-    return {"event_id": str(uuid.uuid4()), "occurred_at": at.isoformat().replace("+00:00", "Z"),
-            "account_id": account_id, **{name: profile[name] for name in COPIED}}
 
 
 def test_a_paid_order_takes_three_transactions_one_ledger_call_and_no_call_to_profile(world):
