@@ -14,11 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from sqlalchemy import String, Table, Text, bindparam, cast, insert, select, union_all, update
+from sqlalchemy import Table, bindparam, insert, update
 from sqlalchemy.orm import Session
 
 from services.common.locks import is_postgres
 from services.common.outbox import outbox_row
+from services.common.statements import bound_values, numbered, prefixed, rows_of
 from services.ledger import numbering
 from services.ledger.models import Balance, Posting, Transaction
 
@@ -87,10 +88,10 @@ def _at_once(session: Session, movement: Movement):
     statement = _movement_statement(session.info["tables"]["outbox"], tuple(movement.transaction),
                                     tuple(movement.postings[0]), len(movement.postings),
                                     tuple(movement.balance), tuple(events[0]), len(events))
-    parameters = {f"journal_{name}": value for name, value in movement.transaction.items()}
-    parameters.update(_numbered("leg", movement.postings))
-    parameters.update({f"moved_{name}": value for name, value in movement.balance.items()})
-    parameters.update(_numbered("event", events), moved_account_id=movement.account_id)
+    parameters = prefixed("journal_", movement.transaction)
+    parameters.update(numbered("leg", movement.postings))
+    parameters.update(prefixed("moved_", movement.balance))
+    parameters.update(numbered("event", events), moved_account_id=movement.account_id)
     return statement, parameters
 
 
@@ -102,32 +103,11 @@ def _movement_statement(outbox: Table, journal: tuple[str, ...], leg: tuple[str,
     use). The CTEs share one snapshot and none reads what another writes; the postings' foreign
     key to the journal row is checked at the statement's end, when both are there."""
     transactions, postings, balances = Transaction.__table__, Posting.__table__, Balance.__table__
-    return insert(outbox).from_select(list(event), _rows(outbox, "event", event, events)).add_cte(
-        insert(transactions).values({name: _bound(transactions, "journal_", name) for name in journal}).cte("journal"),
-        insert(postings).from_select(list(leg), _rows(postings, "leg", leg, legs)).cte("legs"),
+    return insert(outbox).from_select(list(event), rows_of(outbox, "event", event, events)).add_cte(
+        insert(transactions).values(bound_values(transactions, "journal_", journal)).cte("journal"),
+        insert(postings).from_select(list(leg), rows_of(postings, "leg", leg, legs)).cte("legs"),
         update(balances).where(Balance.account_id == bindparam("moved_account_id"))
-        .values({name: _bound(balances, "moved_", name) for name in moved}).cte("moved"))
-
-
-def _rows(table: Table, prefix: str, columns: tuple[str, ...], count: int):
-    """``count`` rows of bound parameters ``<prefix><n>_<column>``, one SELECT each, in order; each value cast
-    to its column's type (in a UNION, PostgreSQL would take a NULL for text), a string to text (a cast to
-    VARCHAR(n) would cut a longer one short; the insert refuses it)."""
-    rows = [select(*(cast(_bound(table, f"{prefix}{n}_", name), _unbounded(table.c[name].type)) for name in columns))
-            for n in range(count)]
-    return rows[0] if count == 1 else union_all(*rows)
-
-
-def _unbounded(type_):
-    return Text() if isinstance(type_, String) else type_
-
-
-def _bound(table: Table, prefix: str, name: str):
-    return bindparam(prefix + name, type_=table.c[name].type)
-
-
-def _numbered(prefix: str, rows: list[dict]) -> dict:
-    return {f"{prefix}{n}_{name}": value for n, row in enumerate(rows) for name, value in row.items()}
+        .values(bound_values(balances, "moved_", moved)).cte("moved"))
 
 
 def _one_or_many(rows: list[dict]) -> dict | list[dict]:

@@ -17,7 +17,7 @@ from services.common import profile_copy
 from services.common.errors import DomainError
 from services.common.idempotency import KeyedRequest, request_in_progress
 from services.common.money import Money
-from services.common.outbox import already_processed, first_delivery, publish_later
+from services.common.outbox import already_processed, first_delivery, outbox_row, publish_all
 from services.common.schemas import load
 from services.orders import address_stock, domain, numbers
 from services.orders.catalogue import Plan
@@ -215,16 +215,16 @@ class Placement:
                 return self.repository.view(self.repository.loaded(session, row))
             paid = domain.activate(loaded.state, date.fromisoformat(operation["today"]), charged)
             row.ip_address = ip_address
-            self.repository.save(session, row, paid, had_periods=bool(loaded.state.periods))
-            self.repository.record_charge(session, order_id, transaction, charged, "activate")
-            self.repository.event(session, order_id, "paid", {"amount": charged.to_wire(),
-                                                              "transaction_id": transaction_id(transaction),
-                                                              "paid_until": paid.paid_until.isoformat()})
-            if operation.get("announce"):
-                announce(session, Loaded(row, paid))
-            publish_later(session, "order_activated", {
+            events = [announcement(session, Loaded(row, paid))] if operation.get("announce") else []
+            events.append(outbox_row(session, "order_activated", {
                 **about(Loaded(row, paid)), "ip_address": row.ip_address,
-                "paid_until": paid.paid_until.isoformat(), "cost": charged.to_wire()})
+                "paid_until": paid.paid_until.isoformat(), "cost": charged.to_wire()}))
+            self.repository.save_paid(
+                session, row, paid, bool(loaded.state.periods),
+                charge=self.repository.charge_row(order_id, transaction, charged, "activate"),
+                history=("paid", {"amount": charged.to_wire(), "transaction_id": transaction_id(transaction),
+                                  "paid_until": paid.paid_until.isoformat()}),
+                events=events)
             return self.parts.pending.done(session, row, operation, self.repository.view(Loaded(row, paid)))
 
     def pay_pending(self, account_id: str) -> int:
@@ -279,6 +279,11 @@ class Placement:
 
 def announce(session, loaded: Loaded) -> None:
     """The "order received" event, with the status the order has now (active or pending_payment)."""
-    publish_later(session, "order_created", {
+    publish_all(session, [announcement(session, loaded)])
+
+
+def announcement(session, loaded: Loaded) -> dict:
+    """:func:`announce`'s event as an outbox row, for a caller that writes it with others."""
+    return outbox_row(session, "order_created", {
         **about(loaded), "period_months": loaded.state.period_months,
         "cost": loaded.state.cost.to_wire(), "status": loaded.state.status.value})

@@ -10,12 +10,14 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from services.common.errors import DomainError, ServiceUnavailable
-from services.orders.models import Order
+from services.common.locks import is_postgres
+from services.common.money import Money
+from services.orders.models import Order, OrderCharge, OrderPeriod
 from tests.fakes import profile_event
-from tests.integration.test_orders_interrupted import VPS, world  # noqa: F401 (fixture)
+from tests.integration.test_orders_interrupted import VPS, events_about, published, world  # noqa: F401 (fixture)
 from tests.support import statements_executed, statements_sent, transactions_begun
 
 
@@ -39,6 +41,49 @@ def test_a_paid_order_takes_three_transactions_one_ledger_call_and_no_call_to_pr
     with transactions_begun(orders.uow.engine) as begun:
         assert orders.place_order(account, VPS, "new-1") == keyed  # the replay: the answer kept once
     assert len(begun) == 1
+
+
+def test_an_order_s_activation_is_written_in_one_statement_on_postgresql_built_once(world):
+    orders, ledger, clock = world
+    account = str(uuid.uuid4())
+    orders.on_profile_changed(profile_event(account))
+    ledger.fund(account, "50.00")
+    placed, built = [], []
+    for key in ("new-1", "new-2"):
+        with statements_sent(orders.uow.engine) as sent, statements_executed(orders.uow.engine) as executed:
+            placed.append(orders.place_order(account, VPS, key))
+        built.append([statement for statement in executed if statement_name(statement) == "paid"])
+    writes = sent[sent.index(next(s for s in sent if s.startswith("SELECT ORDERS.ID AS ORDERS_ID"))) + 1:]
+    if is_postgres(orders.uow.engine):   # the row, its period, its charge, its history as CTEs of the events' insert
+        assert [" ".join(s.split()[:3]) for s in writes] == ["WITH PAID AS", "UPDATE IDEMPOTENCY_KEYS SET"], sent
+        assert len(built[0]) == len(built[1]) == 1 and built[0][0] is built[1][0]   # built once
+    else:
+        assert sorted(" ".join(s.split()[:3]) for s in writes) == [
+            "INSERT INTO ORDER_CHARGES", "INSERT INTO ORDER_EVENTS", "INSERT INTO ORDER_PERIODS", "INSERT INTO OUTBOX",
+            "UPDATE IDEMPOTENCY_KEYS SET", "UPDATE ORDERS SET"], sent
+    order = placed[-1]
+    assert order["status"] == "active" and order["ip_address"] and orders.place_order(account, VPS, "new-2") == order
+    with orders.uow.transaction() as session:
+        row = session.get(Order, order["id"])
+        assert (row.status, row.ip_address, row.pending_operation, row.busy_until, row.busy_with) == (
+            "active", order["ip_address"], None, None, None)
+        periods = session.scalars(select(OrderPeriod).where(OrderPeriod.order_id == order["id"])).all()
+        charge = session.scalars(select(OrderCharge).where(OrderCharge.order_id == order["id"])).one()
+        history = [entry["kind"] for entry in orders.parts.repository.events(session, order["id"])]
+    cost = Money.from_wire(order["cost"]).minor
+    assert [(p.starts, p.ends.isoformat(), p.paid_minor) for p in periods] == [(clock.today(), order["paid_until"], cost)]
+    taken = ledger.keys[account, f"order:{order['id']}:activate"][1]
+    assert (charge.transaction_id, charge.amount_minor, charge.refunded_minor, charge.reason) == (
+        taken["id"], cost, 0, "activate")
+    assert history == ["created", "paid"]
+    assert published(orders, order["id"]) == ["order_created", "order_activated"]
+    assert [e for _, e in events_about(orders, order["id"])][0]["status"] == "active"
+
+
+def statement_name(statement) -> str | None:
+    """The name of a statement's first CTE, if it has one."""
+    ctes = getattr(statement, "_independent_ctes", ())
+    return ctes[0].name if ctes else None
 
 
 def test_an_order_the_copy_would_refuse_is_asked_of_profile_before_it_is_refused(world):
