@@ -3,7 +3,8 @@
 A paid order takes three transactions here and one call to the ledger: the request's key
 claimed and the customer's eligibility read from the copy of profile; the order, its address
 and its pending operation written together; the ledger's ``charge_order`` (priced and charged
-at once); the activation, its events and the request's answer written together.
+at once); the activation, its events and the request's answer written together. On PostgreSQL
+the order's writes of each of the last two are one statement (repository.py).
 """
 from __future__ import annotations
 
@@ -19,10 +20,10 @@ from services.common.idempotency import KeyedRequest, request_in_progress
 from services.common.money import Money
 from services.common.outbox import already_processed, first_delivery, outbox_row, publish_all
 from services.common.schemas import load
-from services.orders import address_stock, domain, numbers
+from services.orders import address_stock, domain
 from services.orders.catalogue import Plan
 from services.orders.domain import Status
-from services.orders.models import IpAssignment, Order
+from services.orders.models import Order
 from services.orders.operations import LEASE, keyed_request, release, reply_to
 from services.orders.parts import Parts
 from services.orders.repository import Loaded, about, invoice_line, transaction_id
@@ -120,20 +121,15 @@ class Placement:
             # A free address taken, and the plan's stock counted, without waiting for other orders.
             placement = address_stock.take(session, plan, state.fields, self.parts.catalogue.ip_pools)
             now = self.clock.now()
-            row = Order(
-                id=order_id, number=numbers.next_number(session), account_id=account_id, plan_id=plan.id,
-                period_months=state.period_months,
-                status=Status.PENDING_PAYMENT.value, auto_renew=state.auto_renew, cancel_at=None,
-                fields=dict(state.fields), datacenter=placement.datacenter, ip_address=None,
-                currency=state.currency, renewals=0, plan_changes=0, pending_operation=operation,
-                busy_until=now + LEASE, busy_with="activate", created_at=now, updated_at=now)
-            session.add(row)
-            session.flush()
-            # Held while the order awaits payment, so a customer who pays gets a server.
-            session.add(IpAssignment(ip_address=placement.ip_address, datacenter=placement.datacenter,
-                                     order_id=order_id, assigned_at=now))
-            self.repository.event(session, order_id, "created", {
-                "plan_id": plan.id, "period_months": state.period_months, "cost": state.cost.to_wire()})
+            # The address is held while the order awaits payment, so a customer who pays gets a server.
+            row = self.repository.add_placed(session, {
+                "id": order_id, "account_id": account_id, "plan_id": plan.id, "period_months": state.period_months,
+                "status": Status.PENDING_PAYMENT.value, "auto_renew": state.auto_renew, "cancel_at": None,
+                "fields": dict(state.fields), "datacenter": placement.datacenter, "ip_address": None,
+                "currency": state.currency, "renewals": 0, "plan_changes": 0, "pending_operation": operation,
+                "busy_until": now + LEASE, "busy_with": "activate", "created_at": now, "updated_at": now,
+            }, placement.ip_address, history=("created", {
+                "plan_id": plan.id, "period_months": state.period_months, "cost": state.cost.to_wire()}))
         state = self.repository.state_of(row, ())
         try:
             transaction, charged = self.parts.billing.take(row, operation)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
 
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 
 from services.common.clock import as_utc, iso
 from services.common.locks import is_postgres
@@ -79,6 +79,27 @@ class OrderRepository:
                                      money(p.adjustment_minor, row.currency), p.adjusted_from)
                           for p in periods),
             cancel_at=row.cancel_at, auto_renew=row.auto_renew, fields=row.fields or {})
+
+    def add_placed(self, session, values: dict, ip_address: str, history: tuple[str, dict]) -> Order:
+        """A new order (``values``: its columns but its number), the address it holds and the history's
+        first entry (kind, details), written together: the order as written, with its number (numbers.py).
+
+        On PostgreSQL in one statement that takes the number from the sequence; the row it returns
+        stays out of the session. Elsewhere through the session.
+        """
+        held = {"ip_address": ip_address, "datacenter": values["datacenter"], "order_id": values["id"],
+                "assigned_at": values["created_at"]}
+        kind, details = history
+        if not is_postgres(session):
+            row = Order(**values, number=numbers.next_number(session))
+            session.add(row)
+            session.flush()
+            session.add(IpAssignment(**held))
+            self.event(session, row.id, kind, details)
+            return row
+        parameters = {**prefixed("order_", values), **prefixed("held_", held), "history_order_id": values["id"],
+                      "history_at": self.clock.now(), "history_kind": kind, "history_details": details}
+        return Order(**values, number=session.scalar(_placed_statement(tuple(values)), parameters))
 
     def save(self, session, row: Order, state: OrderState, had_periods: bool = True) -> None:
         """Write the rules' view back on the row and replace its periods (``had_periods``: False for none to delete)."""
@@ -184,8 +205,24 @@ def period_rows(order_id: str, state: OrderState) -> list[dict]:
 # What :meth:`OrderRepository.save_paid` writes on the row: the rules' view, the address, and no lease or operation.
 PAID_COLUMNS = ("status", "period_months", "cancel_at", "plan_id", "updated_at", "ip_address",
                 "pending_operation", "busy_until", "busy_with")
+_HISTORY_COLUMNS = ("order_id", "at", "kind", "details")
 _PERIOD_COLUMNS = ("order_id", "starts", "ends", "months", "paid_minor", "price_minor", "charged_minor",
                    "adjustment_minor", "adjusted_from")
+
+
+@lru_cache(maxsize=4)
+def _placed_statement(columns: tuple[str, ...]):
+    """:meth:`OrderRepository.add_placed`'s statement, built once: the order's insert, with its number
+    from the sequence and returned, and the address held and the history's entry as CTEs beside it,
+    one round trip instead of four; the new rows' foreign keys are checked at the statement's end,
+    when the order is there."""
+    orders, held, history = Order.__table__, IpAssignment.__table__, OrderEvent.__table__
+    placed = insert(orders).values({**bound_values(orders, "order_", columns), "number": func.nextval(numbers.SEQUENCE)}) \
+        .returning(orders.c.number).cte("placed")
+    return select(placed.c.number).add_cte(
+        insert(held).values(bound_values(held, "held_", ("ip_address", "datacenter", "order_id", "assigned_at")))
+        .cte("held"),
+        insert(history).values(bound_values(history, "history_", _HISTORY_COLUMNS)).cte("history"))
 
 
 @lru_cache(maxsize=8)
@@ -201,7 +238,7 @@ def _paid_statement(outbox: Table, periods: int, event: tuple[str, ...], events:
         insert(OrderPeriod.__table__).from_select(
             list(_PERIOD_COLUMNS), rows_of(OrderPeriod.__table__, "period", _PERIOD_COLUMNS, periods)).cte("periods"),
         insert(charges).values(bound_values(charges, "charge_", tuple(c.name for c in charges.c))).cte("charge"),
-        insert(history).values(bound_values(history, "history_", ("order_id", "at", "kind", "details"))).cte("history"))
+        insert(history).values(bound_values(history, "history_", _HISTORY_COLUMNS)).cte("history"))
 
 
 def order_view(loaded: Loaded, today: date) -> dict:

@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from services.common.errors import DomainError, ServiceUnavailable
 from services.common.locks import is_postgres
 from services.common.money import Money
-from services.orders.models import Order, OrderCharge, OrderPeriod
+from services.orders.models import IpAssignment, Order, OrderCharge, OrderPeriod
 from tests.fakes import profile_event
 from tests.integration.test_orders_interrupted import VPS, events_about, published, world  # noqa: F401 (fixture)
 from tests.support import statements_executed, statements_sent, transactions_begun
@@ -43,7 +43,7 @@ def test_a_paid_order_takes_three_transactions_one_ledger_call_and_no_call_to_pr
     assert len(begun) == 1
 
 
-def test_an_order_s_activation_is_written_in_one_statement_on_postgresql_built_once(world):
+def test_an_order_s_placement_and_activation_are_each_one_statement_on_postgresql_built_once(world):
     orders, ledger, clock = world
     account = str(uuid.uuid4())
     orders.on_profile_changed(profile_event(account))
@@ -52,13 +52,21 @@ def test_an_order_s_activation_is_written_in_one_statement_on_postgresql_built_o
     for key in ("new-1", "new-2"):
         with statements_sent(orders.uow.engine) as sent, statements_executed(orders.uow.engine) as executed:
             placed.append(orders.place_order(account, VPS, key))
-        built.append([statement for statement in executed if statement_name(statement) == "paid"])
-    writes = sent[sent.index(next(s for s in sent if s.startswith("SELECT ORDERS.ID AS ORDERS_ID"))) + 1:]
-    if is_postgres(orders.uow.engine):   # the row, its period, its charge, its history as CTEs of the events' insert
-        assert [" ".join(s.split()[:3]) for s in writes] == ["WITH PAID AS", "UPDATE IDEMPOTENCY_KEYS SET"], sent
-        assert len(built[0]) == len(built[1]) == 1 and built[0][0] is built[1][0]   # built once
+        built.append([statement for statement in executed if statement_name(statement) in ("held", "paid")])
+    sent = [" ".join(statement.split()[:3]) for statement in sent]
+    if is_postgres(orders.uow.engine):
+        assert sent == [
+            "INSERT INTO IDEMPOTENCY_KEYS", "SELECT ORDERS.ID", "SELECT PROFILE_COPIES.PROFILE",  # claimed, read
+            "DELETE FROM IP_FREE_ADDRESSES",   # an address taken
+            "WITH HELD AS",                    # the order, its address held and its history's entry
+            "SELECT ORDERS.ID AS",             # after the ledger's charge: the order locked
+            "WITH PAID AS",                    # the row, its period, its charge, its history, its events
+            "UPDATE IDEMPOTENCY_KEYS SET"], sent
+        assert [len(statements) for statements in built] == [2, 2] and all(
+            mine is first for mine, first in zip(*built)), built   # built once
     else:
-        assert sorted(" ".join(s.split()[:3]) for s in writes) == [
+        activation = sent[sent.index("SELECT ORDERS.ID AS") + 1:]
+        assert sorted(activation) == [
             "INSERT INTO ORDER_CHARGES", "INSERT INTO ORDER_EVENTS", "INSERT INTO ORDER_PERIODS", "INSERT INTO OUTBOX",
             "UPDATE IDEMPOTENCY_KEYS SET", "UPDATE ORDERS SET"], sent
     order = placed[-1]
@@ -76,6 +84,10 @@ def test_an_order_s_activation_is_written_in_one_statement_on_postgresql_built_o
     assert (charge.transaction_id, charge.amount_minor, charge.refunded_minor, charge.reason) == (
         taken["id"], cost, 0, "activate")
     assert history == ["created", "paid"]
+    with orders.uow.transaction() as session:
+        assert [(a.order_id, a.datacenter) for a in session.scalars(
+            select(IpAssignment).where(IpAssignment.ip_address == order["ip_address"]))] == [(order["id"], row.datacenter)]
+    assert [o["number"] for o in placed] == [placed[0]["number"], f"ORD-{int(placed[0]['number'][4:]) + 1:06d}"]
     assert published(orders, order["id"]) == ["order_created", "order_activated"]
     assert [e for _, e in events_about(orders, order["id"])][0]["status"] == "active"
 
