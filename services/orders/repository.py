@@ -12,11 +12,11 @@ from functools import lru_cache
 from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 
 from services.common.clock import as_utc, iso
+from services.common.errors import NotFound
 from services.common.locks import is_postgres
+from services.common.money import Money
 from services.common.outbox import publish_all
 from services.common.statements import bound_values, numbered, prefixed, rows_of
-from services.common.errors import NotFound
-from services.common.money import Money
 from services.orders import address_stock, domain, numbers
 from services.orders.catalogue import Catalogue
 from services.orders.domain import OrderState, PaidPeriod, Status
@@ -132,14 +132,11 @@ class OrderRepository:
         kind, details = history
         periods = period_rows(row.id, state)
         statement = _paid_statement(session.info["tables"]["outbox"], len(periods), tuple(events[0]), len(events))
-        parameters = {f"paid_{name}": getattr(row, name) for name in PAID_COLUMNS}
-        parameters["paid_id"] = row.id
-        parameters.update(numbered("period", periods))
-        parameters.update(numbered("event", events))
-        parameters.update(prefixed("charge_", charge))
-        parameters.update(history_order_id=row.id, history_at=self.clock.now(), history_kind=kind,
-                          history_details=details)
-        session.execute(statement, parameters)
+        session.execute(statement, {
+            **{f"paid_{name}": getattr(row, name) for name in PAID_COLUMNS}, "paid_id": row.id,
+            **numbered("period", periods), **numbered("event", events), **prefixed("charge_", charge),
+            "history_order_id": row.id, "history_at": self.clock.now(), "history_kind": kind,
+            "history_details": details})
 
     def _take_state(self, row: Order, state: OrderState) -> None:
         row.status = state.status.value
@@ -217,7 +214,8 @@ def _placed_statement(columns: tuple[str, ...]):
     one round trip instead of four; the new rows' foreign keys are checked at the statement's end,
     when the order is there."""
     orders, held, history = Order.__table__, IpAssignment.__table__, OrderEvent.__table__
-    placed = insert(orders).values({**bound_values(orders, "order_", columns), "number": func.nextval(numbers.SEQUENCE)}) \
+    number = func.nextval(numbers.SEQUENCE)
+    placed = insert(orders).values({**bound_values(orders, "order_", columns), "number": number}) \
         .returning(orders.c.number).cte("placed")
     return select(placed.c.number).add_cte(
         insert(held).values(bound_values(held, "held_", ("ip_address", "datacenter", "order_id", "assigned_at")))
