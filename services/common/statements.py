@@ -3,8 +3,8 @@
 A statement of this kind is built once per shape (how many rows, which columns) with every
 value a bound parameter, so that SQLAlchemy compiles it once: a multi-row VALUES, or a value
 written into the statement, it would compile on every use. The ledger writes a movement's
-journal row, postings, balance and events this way (ledger/writes.py); orders an order's
-activation (orders/repository.py).
+journal row, postings, balance and events this way (ledger/writes.py); orders a new order and
+its activation (orders/repository.py).
 """
 from __future__ import annotations
 
