@@ -131,7 +131,8 @@ class OrderRepository:
         self._take_state(row, state)
         kind, details = history
         periods = period_rows(row.id, state)
-        statement = _paid_statement(session.info["tables"]["outbox"], len(periods), tuple(events[0]), len(events))
+        statement = _paid_statement(session.info["tables"]["outbox"], tuple(periods[0]), len(periods),
+                                    tuple(events[0]), len(events))
         session.execute(statement, {
             **{f"paid_{name}": getattr(row, name) for name in PAID_COLUMNS}, "paid_id": row.id,
             **numbered("period", periods), **numbered("event", events), **prefixed("charge_", charge),
@@ -203,8 +204,6 @@ def period_rows(order_id: str, state: OrderState) -> list[dict]:
 PAID_COLUMNS = ("status", "period_months", "cancel_at", "plan_id", "updated_at", "ip_address",
                 "pending_operation", "busy_until", "busy_with")
 _HISTORY_COLUMNS = ("order_id", "at", "kind", "details")
-_PERIOD_COLUMNS = ("order_id", "starts", "ends", "months", "paid_minor", "price_minor", "charged_minor",
-                   "adjustment_minor", "adjusted_from")
 
 
 @lru_cache(maxsize=4)
@@ -224,8 +223,8 @@ def _placed_statement(columns: tuple[str, ...]):
 
 
 @lru_cache(maxsize=8)
-def _paid_statement(outbox: Table, periods: int, event: tuple[str, ...], events: int):
-    """:meth:`OrderRepository.save_paid`'s statement for this many periods and events, built once
+def _paid_statement(outbox: Table, period: tuple[str, ...], periods: int, event: tuple[str, ...], events: int):
+    """:meth:`OrderRepository.save_paid`'s statement for this shape and number of periods and of events, built once
     (services/common/statements.py): the row's update, its periods, the charge and the history's
     entry as data-modifying CTEs of the events' insert, one round trip instead of six. The row is
     locked by the caller's read; the new rows' foreign keys find it there."""
@@ -234,7 +233,7 @@ def _paid_statement(outbox: Table, periods: int, event: tuple[str, ...], events:
         update(orders).where(orders.c.id == bindparam("paid_id")).values(bound_values(orders, "paid_", PAID_COLUMNS))
         .cte("paid"),
         insert(OrderPeriod.__table__).from_select(
-            list(_PERIOD_COLUMNS), rows_of(OrderPeriod.__table__, "period", _PERIOD_COLUMNS, periods)).cte("periods"),
+            list(period), rows_of(OrderPeriod.__table__, "period", period, periods)).cte("periods"),
         insert(charges).values(bound_values(charges, "charge_", tuple(c.name for c in charges.c))).cte("charge"),
         insert(history).values(bound_values(history, "history_", _HISTORY_COLUMNS)).cte("history"))
 
