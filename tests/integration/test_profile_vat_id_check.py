@@ -11,12 +11,13 @@ import time
 import uuid
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import bindparam, create_engine, text
 from sqlalchemy.pool import NullPool
 
 from services.ledger.service import LedgerService
 from services.profile.service import ProfileService
 from tests.fakes import ViesStandIn
+from tests.support import eventually
 
 GERMAN_VAT_ID = "DE136695976"       # registered, says the stand-in
 UNKNOWN_GERMAN_VAT_ID = "DE129273398"  # right check digits, not in the register
@@ -111,16 +112,29 @@ def test_without_vies_enabled_nothing_is_asked_and_every_company_is_not_checked(
 
 
 def test_the_ledger_reverse_charges_a_reviewed_company_only_when_vies_did_not_call_its_vat_id_invalid(
-        profile, run_service, rpc_client):
+        profile, run_service, rpc_client, service_databases):
     run_service(LedgerService)
     registered, unknown = german_company(profile), german_company(profile, vat_id=UNKNOWN_GERMAN_VAT_ID)
     for account in (registered, unknown):
         rpc_client.profile.review_company(account["id"], True, "operator@introserv")
+    # The ledger prices from its copy of the customer, which the review's event reaches seconds later.
+    eventually(lambda: ledger_copies_verified(service_databases["ledger"], [registered["id"], unknown["id"]]))
     price = {"amount": "123.00", "currency": "EUR"}
     assert rpc_client.ledger.price(registered["id"], price)["tax_treatment"] == "reverse_charge"
     as_individual = rpc_client.ledger.price(unknown["id"], price)
     assert (as_individual["tax_treatment"], as_individual["vat_rate"], as_individual["gross"]) == \
         ("standard", "19.00", price)
+
+
+def ledger_copies_verified(url: str, account_ids: list[str]) -> bool:
+    """Whether the ledger's copies of these accounts say their company is verified."""
+    engine = create_engine(url, poolclass=NullPool)
+    with engine.connect() as connection:
+        copies = connection.execute(text("SELECT profile FROM profile_copies WHERE account_id IN :ids")
+                                    .bindparams(bindparam("ids", expanding=True)), {"ids": account_ids}).scalars().all()
+    engine.dispose()
+    verdicts = [(json.loads(c) if isinstance(c, str) else c)["company_verification"] for c in copies]
+    return verdicts == ["verified"] * len(account_ids)
 
 
 def outbox(url: str, event_type: str, account_id: str) -> list[dict]:
