@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import time
 import uuid
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -280,25 +281,37 @@ class Notifications:
 
 
 class Sender:
-    """Drains due deliveries through the mail relay; one claim at a time across replicas."""
+    """Drains due deliveries through the mail relay, a round at a time; one claim at a time across replicas."""
 
-    def __init__(self, uow, mailer, clock, batch: int | None = None, lease: timedelta | None = None):
+    def __init__(self, uow, mailer, clock, batch: int | None = None, lease: timedelta | None = None,
+                 budget: float | None = None):
         self.uow = uow
         self.mailer = mailer
         self.clock = clock
         self.batch = batch or env_int("NOTIFIER_SEND_BATCH", 50)
         # Longer than a batch of hung relays (each waits SMTP_TIMEOUT), so a claim outlives its sender.
         self.lease = lease or timedelta(seconds=env_float("NOTIFIER_LEASE_SECONDS", 900))
+        # How long one call goes on with full rounds: a stopping service waits for it to finish.
+        self.budget = budget if budget is not None else env_float("NOTIFIER_SEND_SECONDS", 5.0)
 
     def send_due(self) -> int:
-        """Try every due message once; returns how many the relay took."""
-        sent = 0
-        due = self._claim()
-        if due:
-            with self.mailer.session() as relay:   # the round's messages on one connection (mailer.py)
-                for delivery in due:
-                    sent += self._attempt(relay, delivery)
-        return sent
+        """Try due messages once each, round after round while the rounds come back full and the relay
+        took all of them (a burst of orders, a month end), for at most ``budget`` seconds; returns how
+        many the relay took. A round the relay refused any of waits for the next tick.
+
+        One round a tick held the relay to ``batch`` messages every ``NOTIFIER_TICK_SECONDS``
+        (25 a second by default), so a burst's mails went out minutes behind it.
+        """
+        sent, deadline = 0, time.monotonic() + self.budget
+        while True:
+            due, taken = self._claim(), 0
+            if due:
+                with self.mailer.session() as relay:   # the round's messages on one connection (mailer.py)
+                    for delivery in due:
+                        taken += self._attempt(relay, delivery)
+            sent += taken
+            if len(due) < self.batch or taken < len(due) or time.monotonic() >= deadline:
+                return sent
 
     def _claim(self) -> list[Delivery]:
         now = self.clock.now()

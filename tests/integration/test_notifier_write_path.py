@@ -99,3 +99,36 @@ def test_a_round_sends_on_one_connection_and_records_each_result_in_one_statemen
     assert [statement.split()[0] for statement in sent[-3:]] == ["UPDATE"] * 3, sent
     assert built[-3] is built[-2] is built[-1], built   # built once, not for each mail
 
+
+
+def test_a_burst_goes_out_in_full_rounds_one_after_another_not_one_round_a_tick(uow, stand_in, connections):
+    recipients = [f"burst-{n}@example.com" for n in range(7)]
+    due(uow, *recipients)
+    sender = Sender(uow, SmtpMailer(port=stand_in.port, timeout=5), FrozenClock(NOW), batch=3)
+    with statements_sent(uow.engine) as sent:
+        assert sender.send_due() == 7
+    assert states(uow, *recipients) == [(recipient, "sent", 1, True, None) for recipient in recipients]
+    # Three rounds (3, 3 and the last 1), each its claim and its connection to the relay; the short
+    # round is the last.
+    assert sum(statement.startswith("SELECT DELIVERIES") for statement in sent) == 3, sent
+    assert len(connections) == 3
+
+
+def test_a_round_the_relay_did_not_take_whole_waits_for_the_next_tick(uow, stand_in):
+    recipients = [f"refused-{n}@example.com" for n in range(4)]
+    due(uow, *recipients)
+    stand_in.refuse("tempfail")
+    sender = Sender(uow, SmtpMailer(port=stand_in.port, timeout=5), FrozenClock(NOW), batch=2)
+    assert sender.send_due() == 0
+    # The first round spent an attempt each; the relay being unwell, the rest keep theirs.
+    assert [(state, attempts) for _, state, attempts, _, _ in states(uow, *recipients)] == \
+        [("pending", 1), ("pending", 1), ("pending", 0), ("pending", 0)]
+
+
+def test_full_rounds_stop_at_the_budget_so_a_stopping_service_does_not_wait_for_the_backlog(uow, stand_in):
+    recipients = [f"budget-{n}@example.com" for n in range(5)]
+    due(uow, *recipients)
+    sender = Sender(uow, SmtpMailer(port=stand_in.port, timeout=5), FrozenClock(NOW), batch=2, budget=0)
+    assert sender.send_due() == 2   # one full round, then the budget is spent
+    assert sender.send_due() == 2 and sender.send_due() == 1
+    assert [state for _, state, *_ in states(uow, *recipients)] == ["sent"] * 5
