@@ -409,6 +409,8 @@ class Run:
                     busy[target].append(self.measure(setup_file, target, 10, "month end"))
         reader = eventlet.spawn(reads)
         progress, first, last, last_count = [], None, None, 0
+        mail, mail_at_last = create_engine(self.urls["notifier"], poolclass=NullPool), None
+        sent_before = mail_counts(mail)["sent"]
         stalled = time.monotonic()
         while True:
             eventlet.sleep(2)
@@ -420,17 +422,30 @@ class Run:
                 first = now
             if renewed != last_count:
                 last, last_count, stalled = now, renewed, now
-                say(f"month end: {renewed:,} of {count:,} renewed after {now - seeded:.0f} s")
+                mail_at_last = mail_counts(mail)
+                say(f"month end: {renewed:,} of {count:,} renewed after {now - seeded:.0f} s; mail "
+                    f"{mail_at_last['sent'] - sent_before:,} sent, {mail_at_last['pending']:,} waiting")
             progress.append((now - seeded, renewed))
             if renewed >= count or now - stalled > 120:
                 break
         done["value"] = True
         reader.wait()
         orders.dispose()
+        mail.dispose()
         return {"count": count, "renewed": last_count, "customers": len(owners), "first": first - seeded if first else None,
                 "all": (last - seeded) if last else None,
                 "rate": last_count / (last - first) if first and last and last > first else None,
-                "quiet": quiet, "busy": busy}
+                "quiet": quiet, "busy": busy,
+                "mail": {"sent": mail_at_last["sent"] - sent_before, "pending": mail_at_last["pending"]}
+                if mail_at_last else None}
+
+
+def mail_counts(notifier) -> dict[str, int]:
+    """The notifier's mails the relay took and those still waiting for it."""
+    with notifier.connect() as connection:
+        counts = dict(connection.execute(text(
+            "SELECT state, count(*) FROM deliveries WHERE state IN ('sent', 'pending') GROUP BY state")).all())
+    return {"sent": counts.get("sent", 0), "pending": counts.get("pending", 0)}
 
 
 def percentile(sorted_values: list[float], p: float) -> float:
@@ -487,6 +502,8 @@ def report(run: Run, scale: dict | None, started: datetime, elapsed: float, args
                       f"{m['renewed']:,} renewed; the first {m['first']:.0f} s after the orders were written, "
                       f"the last after {m['all']:.0f} s: **{m['rate']:.0f} renewals/s** (target ≥ 500)."
                       if m["rate"] else f"Month end: {m['renewed']} of {m['count']} renewed: no rate.", "",
+                  *([f"Mail by the last renewal: {m['mail']['sent']:,} sent since the renewals began, "
+                     f"{m['mail']['pending']:,} waiting for the relay.", ""] if m.get("mail") else []),
                   "The panel's reads at 10 clients meanwhile, against the same reads just before (quiet):", "",
                   "| read | quiet p50 ms | quiet p99 ms | month end p50 ms | month end p99 ms | p99 ratio | "
                   "month end requests | errors |", "|---|--:|--:|--:|--:|--:|--:|--:|"]
