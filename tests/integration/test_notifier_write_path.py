@@ -100,7 +100,6 @@ def test_a_round_sends_on_one_connection_and_records_each_result_in_one_statemen
     assert built[-3] is built[-2] is built[-1], built   # built once, not for each mail
 
 
-
 def test_a_burst_goes_out_in_full_rounds_one_after_another_not_one_round_a_tick(uow, stand_in, connections):
     recipients = [f"burst-{n}@example.com" for n in range(7)]
     due(uow, *recipients)
