@@ -296,21 +296,25 @@ class Sender:
 
     def send_due(self) -> int:
         """Try due messages once each, round after round while the rounds come back full and the relay
-        took all of them (a burst of orders, a month end), for at most ``budget`` seconds; returns how
-        many the relay took. A round the relay refused any of waits for the next tick.
+        takes them (a burst of orders, a month end), for at most ``budget`` seconds; returns how many
+        the relay took. After a round with a temporary failure (the relay away or deferring), or one
+        the relay took none of, the rest wait for the next tick; a message refused for good (its
+        address) among others taken does not hold them back.
 
         One round a tick held the relay to ``batch`` messages every ``NOTIFIER_TICK_SECONDS``
         (25 a second by default), so a burst's mails went out minutes behind it.
         """
         sent, deadline = 0, time.monotonic() + self.budget
         while True:
-            due, taken = self._claim(), 0
+            due, taken, unwell = self._claim(), 0, False
             if due:
                 with self.mailer.session() as relay:   # the round's messages on one connection (mailer.py)
                     for delivery in due:
-                        taken += self._attempt(relay, delivery)
+                        failure = self._attempt(relay, delivery)
+                        taken += failure is None
+                        unwell = unwell or (failure is not None and not isinstance(failure, PermanentFailure))
             sent += taken
-            if len(due) < self.batch or taken < len(due) or time.monotonic() >= deadline:
+            if len(due) < self.batch or not taken or unwell or time.monotonic() >= deadline:
                 return sent
 
     def _claim(self) -> list[Delivery]:
@@ -325,7 +329,8 @@ class Sender:
                 delivery.next_attempt_at = now + self.lease
         return due
 
-    def _attempt(self, relay: RelaySession, delivery: Delivery) -> int:
+    def _attempt(self, relay: RelaySession, delivery: Delivery) -> DeliveryFailure | None:
+        """Hand one message to the relay and record the outcome; why it was not taken, or None."""
         failure = None
         try:
             relay.send(_message(delivery))
@@ -348,7 +353,7 @@ class Sender:
         if failure is not None:
             log.warning("mail not delivered", delivery_id=delivery.id, kind=delivery.kind, state=outcome.state,
                         attempts=outcome.attempts, error=str(failure)[:200])
-        return int(failure is None)
+        return failure
 
 
 @functools.lru_cache(maxsize=4)

@@ -124,6 +124,16 @@ def test_a_round_the_relay_did_not_take_whole_waits_for_the_next_tick(uow, stand
         [("pending", 1), ("pending", 1), ("pending", 0), ("pending", 0)]
 
 
+def test_a_round_the_relay_refused_for_good_whole_ends_the_call_before_the_rest_are_spent(uow, stand_in):
+    recipients = [f"permanent-{n}@example.com" for n in range(4)]
+    due(uow, *recipients)
+    stand_in.refuse("permfail")   # every message answered 550: the relay, not the addresses
+    sender = Sender(uow, SmtpMailer(port=stand_in.port, timeout=5), FrozenClock(NOW), batch=2)
+    assert sender.send_due() == 0
+    assert [(state, attempts) for _, state, attempts, _, _ in states(uow, *recipients)] == \
+        [("failed", 1), ("failed", 1), ("pending", 0), ("pending", 0)]
+
+
 def test_full_rounds_stop_at_the_budget_so_a_stopping_service_does_not_wait_for_the_backlog(uow, stand_in):
     recipients = [f"budget-{n}@example.com" for n in range(5)]
     due(uow, *recipients)
