@@ -113,25 +113,16 @@ def test_a_burst_goes_out_in_full_rounds_one_after_another_not_one_round_a_tick(
     assert len(connections) == 3
 
 
-def test_a_round_the_relay_did_not_take_whole_waits_for_the_next_tick(uow, stand_in):
-    recipients = [f"refused-{n}@example.com" for n in range(4)]
+@pytest.mark.parametrize("mode, spent", [("tempfail", "pending"),   # 451: the relay defers
+                                         ("permfail", "failed")])   # 550 to every one: the relay, not the addresses
+def test_a_round_the_relay_took_none_of_ends_the_call_and_the_rest_keep_their_attempts(uow, stand_in, mode, spent):
+    recipients = [f"{mode}-{n}@example.com" for n in range(4)]
     due(uow, *recipients)
-    stand_in.refuse("tempfail")
-    sender = Sender(uow, SmtpMailer(port=stand_in.port, timeout=5), FrozenClock(NOW), batch=2)
-    assert sender.send_due() == 0
-    # The first round spent an attempt each; the relay being unwell, the rest keep theirs.
-    assert [(state, attempts) for _, state, attempts, _, _ in states(uow, *recipients)] == \
-        [("pending", 1), ("pending", 1), ("pending", 0), ("pending", 0)]
-
-
-def test_a_round_the_relay_refused_for_good_whole_ends_the_call_before_the_rest_are_spent(uow, stand_in):
-    recipients = [f"permanent-{n}@example.com" for n in range(4)]
-    due(uow, *recipients)
-    stand_in.refuse("permfail")   # every message answered 550: the relay, not the addresses
+    stand_in.refuse(mode)
     sender = Sender(uow, SmtpMailer(port=stand_in.port, timeout=5), FrozenClock(NOW), batch=2)
     assert sender.send_due() == 0
     assert [(state, attempts) for _, state, attempts, _, _ in states(uow, *recipients)] == \
-        [("failed", 1), ("failed", 1), ("pending", 0), ("pending", 0)]
+        [(spent, 1), (spent, 1), ("pending", 0), ("pending", 0)]
 
 
 def test_full_rounds_stop_at_the_budget_so_a_stopping_service_does_not_wait_for_the_backlog(uow, stand_in):
