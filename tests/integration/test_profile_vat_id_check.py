@@ -128,22 +128,23 @@ def test_the_ledger_reverse_charges_a_reviewed_company_only_when_vies_did_not_ca
 
 def ledger_copies_verified(url: str, account_ids: list[str]) -> bool:
     """Whether the ledger's copies of these accounts say their company is verified."""
-    engine = create_engine(url, poolclass=NullPool)
-    with engine.connect() as connection:
-        copies = connection.execute(text("SELECT profile FROM profile_copies WHERE account_id IN :ids")
-                                    .bindparams(bindparam("ids", expanding=True)), {"ids": account_ids}).scalars().all()
-    engine.dispose()
-    verdicts = [(json.loads(c) if isinstance(c, str) else c)["company_verification"] for c in copies]
-    return verdicts == ["verified"] * len(account_ids)
+    copies = json_column(url, text("SELECT profile FROM profile_copies WHERE account_id IN :ids")
+                         .bindparams(bindparam("ids", expanding=True)), ids=account_ids)
+    return [copy["company_verification"] for copy in copies] == ["verified"] * len(account_ids)
 
 
 def outbox(url: str, event_type: str, account_id: str) -> list[dict]:
+    payloads = json_column(url, text("SELECT payload FROM outbox WHERE event_type = :t ORDER BY id"), t=event_type)
+    return [p for p in payloads if p.get("account_id") == account_id]
+
+
+def json_column(url: str, query, **parameters) -> list[dict]:
+    """The one column ``query`` selects, decoded (JSON text on SQLite and in text columns)."""
     engine = create_engine(url, poolclass=NullPool)
     with engine.connect() as connection:
-        rows = connection.execute(text("SELECT payload FROM outbox WHERE event_type = :t ORDER BY id"),
-                                  {"t": event_type}).all()
+        values = connection.execute(query, parameters).scalars().all()
     engine.dispose()
-    return [p for p in (json.loads(row.payload) for row in rows) if p.get("account_id") == account_id]
+    return [json.loads(value) if isinstance(value, str) else value for value in values]
 
 
 def _epoch(iso_time: str) -> float:
