@@ -409,7 +409,7 @@ class ViesStandIn:
 
 class MailRelay:
     """The team's SMTP relay stand-in (deploy/dev/mail.py) in a process of its own, on free ports:
-    what it received per address, and its ``/control`` (``ok``, ``tempfail``, ``permfail``, ...).
+    what it received per address, and its ``/control`` (``ok``, ``tempfail``, ``permfail``, unknown recipients).
     Use it as a context manager; :meth:`reset` empties it and makes it accept again.
     """
 
@@ -422,8 +422,11 @@ class MailRelay:
     def to(self, address: str) -> list[dict]:
         return requests.get(f"{self.url}/messages", params={"to": address}, timeout=5).json()["items"]
 
-    def refuse(self, mode: str) -> None:
-        requests.put(f"{self.url}/control", json={"mode": mode}, timeout=5).raise_for_status()
+    def refuse(self, mode: str, unknown_recipients: tuple[str, ...] = ()) -> None:
+        """Answer in ``mode`` (``ok``, ``tempfail``, ``permfail``), and refuse these addresses at RCPT TO
+        (550 5.1.1) whatever the mode."""
+        requests.put(f"{self.url}/control", json={"mode": mode, "unknown_recipients": list(unknown_recipients)},
+                     timeout=5).raise_for_status()
 
     def reset(self) -> None:
         requests.delete(f"{self.url}/messages", timeout=5)

@@ -104,8 +104,9 @@ class StandInApi(JsonRequestHandler):
     """The HTTP API every stand-in has: ``GET /health``, ``GET`` and ``DELETE`` of what it received
     (``listing_path``, filtered by ``?to=``), and ``GET`` and ``PUT /control {"mode": ...}`` to break it.
 
-    A stand-in names its ``listing_path``, says which items are ``to`` an address, and adds its
-    own routes by overriding ``do_GET`` or ``do_POST`` and calling these for the rest.
+    A stand-in names its ``listing_path``, says which items are ``to`` an address, adds its
+    own routes by overriding ``do_GET`` or ``do_POST`` and calling these for the rest, and its
+    own settings of ``/control`` with ``control`` and ``controls``.
     """
 
     record: Record
@@ -124,7 +125,7 @@ class StandInApi(JsonRequestHandler):
             to = self.query("to")
             self.send_json(200, {"items": self.record.listing((lambda item: self.is_to(item, to)) if to else None)})
         elif self.route == "/control":
-            self.send_json(200, {"mode": self.record.mode})
+            self.send_json(200, self.controls())
         else:
             self.not_found()
 
@@ -143,8 +144,18 @@ class StandInApi(JsonRequestHandler):
         mode = body.get("mode") if isinstance(body, dict) else None
         if mode not in self.record.modes:
             return self.send_error_json(400, "validation_error", f"mode must be one of {', '.join(self.record.modes)}")
+        if (refusal := self.control(body)) is not None:
+            return self.send_error_json(400, "validation_error", refusal)
         self.record.mode = mode
-        self.send_json(200, {"mode": mode})
+        self.send_json(200, self.controls())
+
+    def control(self, body: dict) -> str | None:
+        """A stand-in's own settings of ``PUT /control`` besides ``mode``: applied, or why not (nothing applied)."""
+        return None
+
+    def controls(self) -> dict:
+        """What ``GET /control`` and ``PUT /control`` answer."""
+        return {"mode": self.record.mode}
 
     @classmethod
     def serving(cls, record: Record, verbose: bool = False) -> type[StandInApi]:

@@ -4,7 +4,9 @@
 
 ``GET /messages?to=ADDRESS`` lists what arrived (newest first), ``DELETE /messages``
 forgets it, ``PUT /control {"mode": "ok" | "tempfail" | "permfail"}`` makes the SMTP
-server refuse messages with 451 or 550, ``GET /health``. See README.md.
+server refuse messages with 451 or 550, and ``"unknown_recipients": [ADDRESS, ...]`` in the
+same body makes it refuse those addresses at RCPT TO with 550 5.1.1, as a relay refuses a
+mailbox that does not exist; ``GET /health``. See README.md.
 """
 from __future__ import annotations
 
@@ -29,12 +31,17 @@ MODES = {
 }
 
 
+UNKNOWN_RECIPIENT = "550 5.1.1 Mail stand-in: recipient address rejected: user unknown"
+
+
 class Mailbox(Record):
-    """Every message received, newest first, and the answer the SMTP server gives (its mode)."""
+    """Every message received, newest first, the answer the SMTP server gives (its mode), and the
+    addresses it refuses whatever the mode (lower case)."""
 
     def __init__(self):
         super().__init__(MODES)
         self._ids = itertools.count(1)
+        self.unknown_recipients: frozenset[str] = frozenset()
 
     def receive(self, envelope_from: str, recipients: list[str], content: bytes) -> dict:
         return self.keep({"id": str(next(self._ids)), **read_message(content, envelope_from),
@@ -83,6 +90,12 @@ class SmtpHandler:
     def __init__(self, mailbox: Mailbox):
         self.mailbox = mailbox
 
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.lower() in self.mailbox.unknown_recipients:
+            return UNKNOWN_RECIPIENT
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server, session, envelope):
         refusal = MODES.get(self.mailbox.mode)
         if refusal:
@@ -101,6 +114,16 @@ class MailApi(StandInApi):
 
     def is_to(self, item: dict, to: str) -> bool:
         return to.strip().lower() in (address.lower() for address in item["to"])
+
+    def control(self, body: dict) -> str | None:
+        unknown = body.get("unknown_recipients", [])
+        if not isinstance(unknown, list) or not all(isinstance(address, str) for address in unknown):
+            return "unknown_recipients must be a list of addresses"
+        self.record.unknown_recipients = frozenset(address.strip().lower() for address in unknown)
+        return None
+
+    def controls(self) -> dict:
+        return {**super().controls(), "unknown_recipients": sorted(self.record.unknown_recipients)}
 
 
 def main(argv=None) -> None:

@@ -125,6 +125,19 @@ def test_a_round_the_relay_took_none_of_ends_the_call_and_the_rest_keep_their_at
         [(spent, 1), (spent, 1), ("pending", 0), ("pending", 0)]
 
 
+def test_an_address_refused_for_good_among_messages_taken_does_not_end_the_call(uow, stand_in):
+    recipients = [f"mixed-{n}@example.com" for n in range(5)]
+    due(uow, *recipients)
+    stand_in.refuse("ok", unknown_recipients=("mixed-1@example.com",))   # 550 5.1.1 at RCPT TO
+    sender = Sender(uow, SmtpMailer(port=stand_in.port, timeout=5), FrozenClock(NOW), batch=3)
+    assert sender.send_due() == 4   # the first round (3) was full and the relay took two: the next followed
+    assert [(recipient, state, attempts, sent) for recipient, state, attempts, sent, _ in states(uow, *recipients)] == \
+        [(recipient, "failed" if recipient == "mixed-1@example.com" else "sent", 1,
+          recipient != "mixed-1@example.com") for recipient in recipients]
+    assert "5.1.1" in states(uow, "mixed-1@example.com")[0][4]
+    assert [len(stand_in.to(recipient)) for recipient in recipients] == [1, 0, 1, 1, 1]
+
+
 def test_full_rounds_stop_at_the_budget_so_a_stopping_service_does_not_wait_for_the_backlog(uow, stand_in):
     recipients = [f"budget-{n}@example.com" for n in range(5)]
     due(uow, *recipients)

@@ -142,6 +142,35 @@ def test_mail_control_refuses_an_unknown_mode(mailbox):
     assert answer.status_code == 400
 
 
+def test_an_unknown_recipient_is_refused_at_rcpt_and_the_others_get_the_message(mailbox):
+    control = requests.put(f"{mailbox['url']}/control",
+                           json={"mode": "ok", "unknown_recipients": ["Gone@Example.com"]}, timeout=5)
+    assert control.json() == {"mode": "ok", "unknown_recipients": ["gone@example.com"]}
+    with smtplib.SMTP("127.0.0.1", mailbox["smtp_port"], timeout=5) as smtp:
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+            smtp.send_message(invoice_mail(to="gone@example.com"))
+        assert refused.value.recipients == {"gone@example.com": (550, refused.value.recipients["gone@example.com"][1])}
+        assert b"5.1.1" in refused.value.recipients["gone@example.com"][1]
+        smtp.rset()
+        # One refused among two: the message goes to the other, as a relay does it.
+        assert smtp.send_message(invoice_mail(), to_addrs=["gone@example.com", "jan.kowalski@example.com"]) == \
+            {"gone@example.com": refused.value.recipients["gone@example.com"]}
+    assert [item["to"] for item in messages(mailbox)] == [["jan.kowalski@example.com"]]
+    # A control without the list clears it.
+    requests.put(f"{mailbox['url']}/control", json={"mode": "ok"}, timeout=5)
+    assert requests.get(f"{mailbox['url']}/control", timeout=5).json() == {"mode": "ok", "unknown_recipients": []}
+    send(mailbox, invoice_mail(to="gone@example.com"))
+    assert len(messages(mailbox, to="gone@example.com")) == 1
+
+
+@pytest.mark.parametrize("unknown", ["gone@example.com", [1], {"a": 1}])
+def test_mail_control_refuses_unknown_recipients_that_are_not_a_list_of_addresses(mailbox, unknown):
+    answer = requests.put(f"{mailbox['url']}/control", json={"mode": "permfail", "unknown_recipients": unknown},
+                          timeout=5)
+    assert answer.status_code == 400
+    assert requests.get(f"{mailbox['url']}/control", timeout=5).json() == {"mode": "ok", "unknown_recipients": []}
+
+
 # --- telephony ---------------------------------------------------------------------------------
 
 def place(gateway, body, key="dev", timeout=5):
