@@ -18,6 +18,7 @@ from sqlalchemy import select, text
 
 from services.common.clock import clock
 from services.common.database import UnitOfWork, make_engine
+from services.common.locks import is_postgres
 from services.common.migrations import alembic_config, ensure_database
 from services.ledger.application import Ledger
 from services.ledger.documents.application import InvoicePdfs
@@ -26,7 +27,7 @@ from services.ledger.models import Base, InvoicePdf
 from services.ledger.tax import Seller
 from tests.integration.test_ledger_journal import (database, eur, ledger, outbox, profiles,  # noqa: F401 (fixtures)
                                                    refused)
-from tests.support import databases
+from tests.support import databases, statements_compiled
 
 pytestmark = pytest.mark.integration
 
@@ -127,6 +128,25 @@ def test_a_rendering_that_loses_the_race_keeps_the_first_pdf_and_announces_nothi
     [kept] = stored(ledger.uow, invoice_id)
     assert answer["sha256"] == kept.sha256
     assert len(outbox(ledger.uow, account, "invoice_pdf_ready")) == 1
+
+
+def test_a_pdf_and_its_event_are_stored_in_one_statement_compiled_once(ledger, profiles, database):
+    account = profiles.add()
+    ledger.credit_payment(account, eur("100.00"), "p", "P")
+    invoices = [ledger.charge(account, eur("1.00"), f"c{n}", f"order-{n}", "VPS S")["invoice_id"] for n in range(2)]
+    worker = InvoicePdfs(database, clock, render=lambda document, language: b"%PDF-1.4 " + document["id"].encode())
+    compiled = []
+    for invoice_id in invoices:
+        with statements_compiled(database.engine) as sent:
+            worker.render(invoice_id)
+        compiled.append([form for line, form in sent if line.startswith("INSERT") or line.startswith("WITH")])
+    if is_postgres(database.engine):
+        # The PDF's insert-or-nothing and the event's insert, as one statement (before: a savepoint, the
+        # insert, its release, the backfill's row, the event), the second compiled as the first was.
+        assert [len(forms) for forms in compiled] == [1, 1], compiled
+        assert str(compiled[0][0]).startswith("WITH kept AS") and compiled[0][0] is compiled[1][0]
+    assert [e["invoice_id"] for e in outbox(ledger.uow, account, "invoice_pdf_ready")] == invoices
+    assert [stored(ledger.uow, i)[0].content for i in invoices] == [b"%PDF-1.4 " + i.encode() for i in invoices]
 
 
 def test_a_stored_pdf_cannot_be_changed_or_deleted(ledger, profiles, worker):

@@ -15,17 +15,20 @@ imports ReportLab (the renderer is handed in by the worker, ``services/ledger/in
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from collections.abc import Callable
 from datetime import timedelta
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import BigInteger, Table, bindparam, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from services.common.clock import as_utc
 from services.common.errors import NotFound, ServiceUnavailable
-from services.common.outbox import publish_later
+from services.common.locks import InsertIfAbsent, is_postgres
+from services.common.outbox import outbox_row, publish_later
+from services.common.statements import bound_values, numbered, prefixed, rows_of
 from services.ledger.invoice_view import invoice_view
 from services.ledger.models import Invoice, InvoicePdf, PdfBackfill
 
@@ -124,23 +127,36 @@ class InvoicePdfs:
             log.exception("could not render an invoice's PDF; the backfill goes on", invoice_id=invoice_id)
 
     def _store(self, invoice: Invoice, content: bytes) -> InvoicePdf:
-        """Keep the PDF and announce it, unless another rendering stored it first; the stored one."""
-        pdf = InvoicePdf(invoice_id=invoice.id, content=content, sha256=hashlib.sha256(content).hexdigest(),
-                         rendered_at=self.clock.now())
+        """Keep the PDF and announce it, unless another rendering stored it first; the stored one.
+
+        On PostgreSQL in one statement (the PDF's insert-or-nothing, and the event's insert when the
+        PDF went in and the invoice came after the backfill's start); elsewhere through the session.
+        """
+        pdf = {"invoice_id": invoice.id, "content": content, "sha256": hashlib.sha256(content).hexdigest(),
+               "rendered_at": self.clock.now()}
+        document = invoice.document
+        ready = {"account_id": invoice.account_id, "invoice_id": invoice.id, "number": invoice.number,
+                 "kind": invoice.kind, "gross": document["gross"], "issued_at": document["issued_at"],
+                 "order_id": document.get("order_id"), "sha256": pdf["sha256"]}
         with self.uow.transaction() as session:
-            try:
-                with session.begin_nested():
-                    session.add(pdf)
-            except IntegrityError:
+            if is_postgres(session):
+                event = outbox_row(session, "invoice_pdf_ready", ready)
+                statement = _stored_statement(session.info["tables"]["outbox"], tuple(event))
+                kept = session.scalar(statement, {**prefixed("pdf_", pdf), **numbered("event", [event]),
+                                                  "invoice_seq": invoice.seq})
+            else:
+                try:
+                    with session.begin_nested():
+                        session.add(InvoicePdf(**pdf))
+                    kept = True
+                except IntegrityError:
+                    kept = False
+                if kept and invoice.seq > _issued_before(session):
+                    publish_later(session, "invoice_pdf_ready", ready)
+            if not kept:
                 return session.get(InvoicePdf, invoice.id)   # a concurrent rendering won; its bytes are the same
-            if invoice.seq > _issued_before(session):
-                document = invoice.document
-                publish_later(session, "invoice_pdf_ready", {
-                    "account_id": invoice.account_id, "invoice_id": invoice.id, "number": invoice.number,
-                    "kind": invoice.kind, "gross": document["gross"], "issued_at": document["issued_at"],
-                    "order_id": document.get("order_id"), "sha256": pdf.sha256})
         log.info("invoice PDF stored", invoice_id=invoice.id, number=invoice.number, size=len(content))
-        return pdf
+        return InvoicePdf(**pdf)
 
     def _rendered_through(self, seq: int) -> None:
         with self.uow.transaction() as session:
@@ -151,6 +167,23 @@ def pdf_view(invoice_id: str, number: str, kind: str, content: bytes, sha256: st
     """The answer of ``get_invoice_pdf`` (docs/CONTRACTS.md): the PDF in base64, with its number and checksum."""
     return {"invoice_id": invoice_id, "number": number, "kind": kind,
             "content": base64.b64encode(content).decode("ascii"), "sha256": sha256}
+
+
+@functools.lru_cache(maxsize=2)
+def _stored_statement(outbox: Table, event: tuple[str, ...]):
+    """:meth:`InvoicePdfs._store`'s statement on PostgreSQL, built once (services/common/statements.py): the
+    PDF's insert, which does nothing when another rendering stored it first, and, as a CTE beside it, the
+    event's insert when the PDF went in and the invoice was issued after ``_issued_before``; true when
+    the PDF went in. One round trip where a savepoint, the insert, the backfill's row and the event took
+    five: 2.7 ms of the worker's CPU an invoice before (README Performance)."""
+    pdfs, backfill = InvoicePdf.__table__, PdfBackfill.__table__
+    kept = InsertIfAbsent(pdfs).values(bound_values(pdfs, "pdf_", ("invoice_id", "content", "sha256", "rendered_at"))) \
+        .returning(pdfs.c.invoice_id).cte("kept")
+    issued_before = select(func.coalesce(func.max(backfill.c.through_seq), 0)).scalar_subquery()
+    announced = rows_of(outbox, "event", event, 1).where(
+        exists(select(kept.c.invoice_id)), bindparam("invoice_seq", type_=BigInteger) > issued_before)
+    return select(exists(select(kept.c.invoice_id))).add_cte(
+        insert(outbox).from_select(list(event), announced).cte("announced"))
 
 
 def _issued_before(session) -> int:
