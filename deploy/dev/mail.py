@@ -29,9 +29,7 @@ MODES = {
     "tempfail": "451 4.3.0 Mail stand-in: temporary failure, try again later",
     "permfail": "550 5.7.1 Mail stand-in: message refused",
 }
-
-
-UNKNOWN_RECIPIENT = "550 5.1.1 Mail stand-in: recipient address rejected: user unknown"
+UNKNOWN_RECIPIENT = "550 5.1.1 Mail stand-in: recipient address rejected: user unknown"   # at RCPT TO, any mode
 
 
 class Mailbox(Record):
