@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from services.common.clock import as_utc, iso
 from services.ledger.invoicing import CREDIT_NOTE
@@ -49,9 +49,13 @@ def sale_date_of(document: dict, corrected: Invoice | None = None) -> str:
     return document["issued_at"][:10]
 
 
+# Built once: a statement built on every call is keyed for SQLAlchemy's cache on every call too.
+_CHARGE = select(Transaction).where(Transaction.id == bindparam("transaction_id"))
+
+
 def settled_at(session, invoice: Invoice) -> datetime | None:
     """When the balance paid the invoice (see the module's note), or None while it has not."""
-    charge = session.scalar(select(Transaction).where(Transaction.id == invoice.transaction_id))
+    charge = session.scalar(_CHARGE, {"transaction_id": invoice.transaction_id})
     if charge is None:
         return None
     if invoice.kind == CREDIT_NOTE or charge.balance_after_minor >= 0:

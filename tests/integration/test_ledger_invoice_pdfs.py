@@ -27,7 +27,7 @@ from services.ledger.models import Base, InvoicePdf
 from services.ledger.tax import Seller
 from tests.integration.test_ledger_journal import (database, eur, ledger, outbox, profiles,  # noqa: F401 (fixtures)
                                                    refused)
-from tests.support import databases, statements_compiled
+from tests.support import databases, statements_compiled, statements_executed
 
 pytestmark = pytest.mark.integration
 
@@ -130,16 +130,22 @@ def test_a_rendering_that_loses_the_race_keeps_the_first_pdf_and_announces_nothi
     assert len(outbox(ledger.uow, account, "invoice_pdf_ready")) == 1
 
 
-def test_a_pdf_and_its_event_are_stored_in_one_statement_compiled_once(ledger, profiles, database):
+def test_an_invoice_is_read_and_its_pdf_kept_by_statements_built_once(ledger, profiles, database):
     account = profiles.add()
     ledger.credit_payment(account, eur("100.00"), "p", "P")
     invoices = [ledger.charge(account, eur("1.00"), f"c{n}", f"order-{n}", "VPS S")["invoice_id"] for n in range(2)]
     worker = InvoicePdfs(database, clock, render=lambda document, language: b"%PDF-1.4 " + document["id"].encode())
-    compiled = []
+    compiled, reads = [], []
     for invoice_id in invoices:
-        with statements_compiled(database.engine) as sent:
+        with statements_compiled(database.engine) as sent, statements_executed(database.engine) as executed:
             worker.render(invoice_id)
         compiled.append([form for line, form in sent if line.startswith("INSERT") or line.startswith("WITH")])
+        reads.append(executed[:2])   # the invoice with its PDF if kept, then the charge that says if it is paid
+    # Both reads built once, not for each invoice; the first reads the invoice with its PDF, if kept.
+    assert all(first is second for first, second in zip(*reads)) and len(reads[1]) == 2
+    lines = [line for line, _ in sent]
+    assert lines[0].startswith("SELECT INVOICES.") and "INVOICE_PDFS.CONTENT" in lines[0], lines
+    assert lines[1].startswith("SELECT TRANSACTIONS."), lines
     if is_postgres(database.engine):
         # The PDF's insert-or-nothing and the event's insert, as one statement (before: a savepoint, the
         # insert, its release, the backfill's row, the event), the second compiled as the first was.
@@ -147,6 +153,12 @@ def test_a_pdf_and_its_event_are_stored_in_one_statement_compiled_once(ledger, p
         assert str(compiled[0][0]).startswith("WITH kept AS") and compiled[0][0] is compiled[1][0]
     assert [e["invoice_id"] for e in outbox(ledger.uow, account, "invoice_pdf_ready")] == invoices
     assert [stored(ledger.uow, i)[0].content for i in invoices] == [b"%PDF-1.4 " + i.encode() for i in invoices]
+    downloads = []
+    for invoice_id in invoices:   # a download's or a mail's read of the kept PDF: one statement, built once
+        with statements_executed(database.engine) as executed:
+            worker.get(invoice_id, account)
+        downloads.append(executed)
+    assert len(downloads[0]) == 1 and downloads[0][0] is downloads[1][0]
 
 
 def test_a_stored_pdf_cannot_be_changed_or_deleted(ledger, profiles, worker):

@@ -39,6 +39,15 @@ BACKFILL_LOOK = 500          # invoices looked at per tick, most of them with th
 EVENT_GRACE = timedelta(minutes=1)   # an invoice's own event renders it within seconds; the backfill waits longer
 
 
+# An invoice and its PDF if kept, each read in one statement built once (a statement built on every
+# call is keyed for SQLAlchemy's cache on every call): what a download and a mail need, and what a
+# rendering needs.
+_KEPT = select(Invoice.id, Invoice.account_id, Invoice.number, Invoice.kind, InvoicePdf.content, InvoicePdf.sha256) \
+    .outerjoin(InvoicePdf, InvoicePdf.invoice_id == Invoice.id).where(Invoice.id == bindparam("invoice_id"))
+_TO_RENDER = select(Invoice, InvoicePdf).outerjoin(InvoicePdf, InvoicePdf.invoice_id == Invoice.id) \
+    .where(Invoice.id == bindparam("invoice_id"))
+
+
 class InvoicePdfs:
     """The invoices' PDFs: ``render``, ``backfill`` and the notifier's ``get`` in the worker, the panel's
     ``get`` in the ledger's RPC process."""
@@ -55,12 +64,8 @@ class InvoicePdfs:
         One the worker has not stored yet (it is behind, or the download came first) is rendered by
         the worker now: asked over RPC from the ledger's process, which never renders one itself.
         """
-        with self.uow.transaction() as session:
-            found = session.execute(
-                select(Invoice.id, Invoice.account_id, Invoice.number, Invoice.kind, InvoicePdf.content,
-                       InvoicePdf.sha256)
-                .outerjoin(InvoicePdf, InvoicePdf.invoice_id == Invoice.id)
-                .where(Invoice.id == _invoice_id(invoice_id))).first()
+        with self.uow.read() as session:
+            found = session.execute(_KEPT, {"invoice_id": _invoice_id(invoice_id)}).first()
         if found is None or (account_id is not None and found.account_id != account_id):
             raise NotFound("invoice")
         if found.content is not None:
@@ -71,11 +76,11 @@ class InvoicePdfs:
 
     def render(self, invoice_id) -> dict:
         """Render and store the invoice's PDF unless it is stored; the stored PDF either way."""
-        with self.uow.transaction() as session:
-            invoice = session.scalar(select(Invoice).where(Invoice.id == _invoice_id(invoice_id)))
-            if invoice is None:
+        with self.uow.read() as session:   # the invoice never changes; a PDF stored meanwhile is _store's
+            found = session.execute(_TO_RENDER, {"invoice_id": _invoice_id(invoice_id)}).first()
+            if found is None:
                 raise NotFound("invoice")
-            stored = session.get(InvoicePdf, invoice.id)
+            invoice, stored = found
             # Printed with what the books say of it now: its sale date, and whether the balance paid it.
             shown = invoice_view(session, invoice) if stored is None else None
         if stored is None:
