@@ -34,7 +34,7 @@ from services.common.profile_copy import ProfileCopies, keep_answer, read
 from services.common.schemas import load
 from services.common.wording import CUSTOMER_TEXTS as WORDING
 from services.ledger import domain, invoicing, payment_methods, tax
-from services.ledger.invoice_view import invoice_view
+from services.ledger.invoice_view import invoice_view, invoice_views
 from services.ledger.models import Balance, Invoice, Posting, Transaction
 from services.ledger.writes import Movement, Writes
 from services.ledger.schemas import (AdjustmentSchema, ChargeSchema, CreditLimitSchema, PaymentSchema,
@@ -385,8 +385,8 @@ class Ledger:
     def list_invoices(self, account_id, limit=50, cursor=None) -> dict:
         query = select(Invoice).where(Invoice.account_id == _account_id(account_id))
         with self.uow.transaction() as session:
-            return keyset_page(session, query, [Invoice.seq], limit, cursor).answer(
-                lambda invoice: invoice_view(session, invoice))
+            page = keyset_page(session, query, [Invoice.seq], limit, cursor)
+            return {"items": invoice_views(session, page.rows), "next_cursor": page.next_cursor}
 
     def get_invoice(self, invoice_id, account_id=None) -> dict:
         """One invoice; with ``account_id`` another customer's invoice is not found."""

@@ -28,10 +28,23 @@ from services.ledger.models import Invoice, Transaction
 
 def invoice_view(session, invoice: Invoice) -> dict:
     """The Invoice shape of docs/CONTRACTS.md for a stored document."""
+    return invoice_views(session, [invoice])[0]
+
+
+def invoice_views(session, invoices: list[Invoice]) -> list[dict]:
+    """:func:`invoice_view` of each of ``invoices`` (a page of the list), in order: their charges, and the
+    invoices their credit notes correct, read in one statement each, not one or two for each invoice."""
+    charges = _by_id(session, _CHARGES, [invoice.transaction_id for invoice in invoices])
+    corrected = _by_id(session, _INVOICES, [invoice.corrects for invoice in invoices
+                                            if invoice.kind == CREDIT_NOTE and invoice.corrects])
+    return [_shown(session, invoice, charges.get(invoice.transaction_id),
+                   corrected.get(invoice.corrects) if invoice.kind == CREDIT_NOTE else None) for invoice in invoices]
+
+
+def _shown(session, invoice: Invoice, charge: Transaction | None, corrected: Invoice | None) -> dict:
     document = dict(invoice.document)
-    corrected = _corrected(session, invoice)
     document["sale_date"] = document.get("sale_date") or sale_date_of(document, corrected)
-    settled = settled_at(session, invoice)
+    settled = settled_at(session, invoice, charge)
     document["settled_at"] = iso(as_utc(settled)) if settled else None
     if invoice.kind == CREDIT_NOTE:
         document["corrects_number"] = document.get("corrects_number") or (corrected.number if corrected else None)
@@ -50,12 +63,13 @@ def sale_date_of(document: dict, corrected: Invoice | None = None) -> str:
 
 
 # Built once: a statement built on every call is keyed for SQLAlchemy's cache on every call too.
-_CHARGE = select(Transaction).where(Transaction.id == bindparam("transaction_id"))
+_CHARGES = select(Transaction).where(Transaction.id.in_(bindparam("ids", expanding=True)))
+_INVOICES = select(Invoice).where(Invoice.id.in_(bindparam("ids", expanding=True)))
 
 
-def settled_at(session, invoice: Invoice) -> datetime | None:
-    """When the balance paid the invoice (see the module's note), or None while it has not."""
-    charge = session.scalar(_CHARGE, {"transaction_id": invoice.transaction_id})
+def settled_at(session, invoice: Invoice, charge: Transaction | None) -> datetime | None:
+    """When the balance paid the invoice (see the module's note), or None while it has not; ``charge`` is
+    the invoice's transaction."""
     if charge is None:
         return None
     if invoice.kind == CREDIT_NOTE or charge.balance_after_minor >= 0:
@@ -65,7 +79,7 @@ def settled_at(session, invoice: Invoice) -> datetime | None:
         Transaction.balance_after_minor >= 0).order_by(Transaction.seq).limit(1))
 
 
-def _corrected(session, invoice: Invoice) -> Invoice | None:
-    if invoice.kind != CREDIT_NOTE or not invoice.corrects:
-        return None
-    return session.scalar(select(Invoice).where(Invoice.id == invoice.corrects))
+def _by_id(session, statement, ids: list) -> dict:
+    """The rows of ``statement`` for these ids, by id; none asked, no statement sent."""
+    ids = sorted({i for i in ids if i})
+    return {row.id: row for row in session.scalars(statement, {"ids": ids})} if ids else {}

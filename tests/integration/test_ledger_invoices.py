@@ -10,6 +10,7 @@ from sqlalchemy import event
 from services.common.money import Money
 from tests.integration.test_ledger_journal import (database, eur, ledger, outbox, profiles,  # noqa: F401 (fixtures)
                                                    refused)
+from tests.support import statements_sent
 
 pytestmark = pytest.mark.integration
 
@@ -210,6 +211,28 @@ def test_a_credit_note_names_the_corrected_invoice_by_number_and_date_and_keeps_
     assert note["corrects"] == invoice["id"] and note["corrects_number"] == invoice["number"]
     assert note["corrects_issued_at"] == invoice["issued_at"] and note["sale_date"] == invoice["sale_date"]
     assert note["settled_at"] == refund["at"]
+
+
+@pytest.mark.parametrize("charges", [2, 6])
+def test_a_page_of_invoices_reads_their_charges_and_corrected_invoices_in_one_statement_each(ledger, profiles,
+                                                                                            database, charges):
+    account = profiles.add()
+    ledger.set_credit_limit(account, eur("50.00"), "operator")
+    ledger.credit_payment(account, eur("10.00"), "p", "P")
+    taken = [ledger.charge(account, eur("4.00"), f"c{n}", f"order-{n}", "VPS S") for n in range(charges)]
+    ledger.refund(account, eur("1.00"), "r", "order-0", taken[0]["id"], "Unused days")   # a credit note
+    if (owed := 4 * charges - 11) > 0:
+        ledger.credit_payment(account, eur(f"{owed:.2f}"), "p2", "P")                       # back at 0.00
+    with statements_sent(database.engine) as sent:
+        page = ledger.list_invoices(account)["items"]
+    # The page, its charges, the corrected invoice, then one look for the day each overdrawn charge
+    # was settled: as many statements for 6 invoices as for 2 but those looks.
+    overdrawn = sum(1 for charge in taken if Money.from_wire(charge["balance_after"]).is_negative())
+    assert [statement.split(".")[0] for statement in sent[:3]] == ["SELECT INVOICES", "SELECT TRANSACTIONS",
+                                                                   "SELECT INVOICES"], sent
+    assert len(sent) == 3 + overdrawn, sent
+    assert page == [ledger.get_invoice(invoice["id"]) for invoice in page]   # each as it is shown alone
+    assert [invoice["kind"] for invoice in page] == ["credit_note"] + ["invoice"] * charges
 
 
 def test_documents_issued_before_sale_dates_get_theirs_from_the_rule(ledger, profiles):
