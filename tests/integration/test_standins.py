@@ -146,15 +146,14 @@ def test_an_unknown_recipient_is_refused_at_rcpt_and_the_others_get_the_message(
     control = requests.put(f"{mailbox['url']}/control",
                            json={"mode": "ok", "unknown_recipients": ["Gone@Example.com"]}, timeout=5)
     assert control.json() == {"mode": "ok", "unknown_recipients": ["gone@example.com"]}
+    refusal = {"gone@example.com": (550, b"5.1.1 Mail stand-in: recipient address rejected: user unknown")}
     with smtplib.SMTP("127.0.0.1", mailbox["smtp_port"], timeout=5) as smtp:
         with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
             smtp.send_message(invoice_mail(to="gone@example.com"))
-        assert refused.value.recipients == {"gone@example.com": (550, refused.value.recipients["gone@example.com"][1])}
-        assert b"5.1.1" in refused.value.recipients["gone@example.com"][1]
+        assert refused.value.recipients == refusal
         smtp.rset()
         # One refused among two: the message goes to the other, as a relay does it.
-        assert smtp.send_message(invoice_mail(), to_addrs=["gone@example.com", "jan.kowalski@example.com"]) == \
-            {"gone@example.com": refused.value.recipients["gone@example.com"]}
+        assert smtp.send_message(invoice_mail(), to_addrs=["gone@example.com", "jan.kowalski@example.com"]) == refusal
     assert [item["to"] for item in messages(mailbox)] == [["jan.kowalski@example.com"]]
     # A control without the list clears it.
     requests.put(f"{mailbox['url']}/control", json={"mode": "ok"}, timeout=5)
